@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Builds the pinned Go test tools (etcd, kube-apiserver, kubectl, grpcurl) once into a
+# cache outside the repository and prints the directory holding them.
+# Idempotent: a tool already built at its pinned version is not rebuilt.
+#
+#   testing/tools/install.sh            # build what is missing, print the bin dir
+#
+# Cache: $PACKET_CAPTURE_CACHE (default ~/.cache/packet-capture).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+cache=${PACKET_CAPTURE_CACHE:-$HOME/.cache/packet-capture}
+bin="$cache/bin"
+mkdir -p "$bin" "$cache/src"
+log() { echo "tools: $*" >&2; }
+
+if ! command -v go >/dev/null; then
+  [ -x /usr/local/go/bin/go ] && export PATH=$PATH:/usr/local/go/bin
+fi
+command -v go >/dev/null || { log "go is required (Go 1.26 or newer)"; exit 1; }
+export GOFLAGS=-mod=mod
+export CGO_ENABLED=0
+
+# stamp NAME VERSION: true when bin/NAME was built at VERSION.
+built() { [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.version" 2>/dev/null)" = "$2" ]; }
+mark() { echo "$2" > "$bin/.$1.version"; }
+
+build_kubernetes() {
+  built kube-apiserver "$KUBERNETES_VERSION" && built kubectl "$KUBERNETES_VERSION" && return
+  local dir="$cache/src/kubernetes-$KUBERNETES_VERSION" staging
+  staging="v0.${KUBERNETES_VERSION#v1.}"
+  mkdir -p "$dir"
+  log "building kube-apiserver and kubectl $KUBERNETES_VERSION (staging $staging); takes 10-25 min cold"
+  (
+    cd "$dir"
+    [ -f go.mod ] || go mod init local/kubetools >/dev/null 2>&1
+    local modfile
+    modfile=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+    # Every k8s.io module kubernetes requires at v0.0.0 lives in its staging tree.
+    local replaces=()
+    while read -r mod; do
+      replaces+=("-replace=$mod=$mod@$staging")
+    done < <(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$modfile")
+    go mod edit "${replaces[@]}" "-require=k8s.io/kubernetes@$KUBERNETES_VERSION"
+    cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+    go mod tidy >&2
+    go build -trimpath -o "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+    go build -trimpath -o "$bin/kubectl" k8s.io/kubernetes/cmd/kubectl
+  )
+  mark kube-apiserver "$KUBERNETES_VERSION"
+  mark kubectl "$KUBERNETES_VERSION"
+}
+
+build_etcd() {
+  built etcd "$ETCD_VERSION" && return
+  local dir="$cache/src/etcd-$ETCD_VERSION"
+  mkdir -p "$dir"
+  log "building etcd $ETCD_VERSION"
+  (
+    cd "$dir"
+    # `go install ...@v` refuses modules with replace directives: build from our own module.
+    [ -f go.mod ] || go mod init local/etcdtool >/dev/null 2>&1
+    go mod edit "-require=go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+    cat > tools.go <<'GO'
+//go:build tools
+
+package tools
+
+import _ "go.etcd.io/etcd/server/v3"
+GO
+    go mod tidy >&2
+    go build -trimpath -o "$bin/etcd" go.etcd.io/etcd/server/v3
+  )
+  mark etcd "$ETCD_VERSION"
+}
+
+build_grpcurl() {
+  built grpcurl "$GRPCURL_VERSION" && return
+  log "building grpcurl $GRPCURL_VERSION"
+  GOBIN="$bin" go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
+  mark grpcurl "$GRPCURL_VERSION"
+}
+
+build_grpcurl
+build_etcd
+build_kubernetes
+echo "$bin"
