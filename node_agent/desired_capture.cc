@@ -1,0 +1,104 @@
+#include "node_agent/desired_capture.h"
+
+#include "absl/strings/str_cat.h"
+#include "node_agent/annotation.h"
+
+namespace pc::agent {
+namespace {
+
+bool IsAlnumLower(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+bool IsLabelChars(const std::string& s, size_t begin, size_t end) {
+  if (end <= begin || end - begin > 63) return false;
+  if (!IsAlnumLower(s[begin]) || !IsAlnumLower(s[end - 1])) return false;
+  for (size_t i = begin; i < end; ++i) {
+    if (!IsAlnumLower(s[i]) && s[i] != '-') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool IsDns1123Label(const std::string& s) {
+  return IsLabelChars(s, 0, s.size());
+}
+
+bool IsDns1123Subdomain(const std::string& s) {
+  if (s.empty() || s.size() > 253) return false;
+  size_t begin = 0;
+  while (true) {
+    size_t dot = s.find('.', begin);
+    size_t end = dot == std::string::npos ? s.size() : dot;
+    if (!IsLabelChars(s, begin, end)) return false;
+    if (dot == std::string::npos) return true;
+    begin = dot + 1;
+  }
+}
+
+bool IsPodUid(const std::string& s) {
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-'
+             : !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+      return false;
+  }
+  return true;
+}
+
+Desired DecideCapture(const PodView& pod, const DecideOptions& options) {
+  Desired out;
+  // Finished or deleted pods and pods without the annotation want nothing:
+  // any capture of theirs stops and its files are deleted.
+  if (!pod.annotation.has_value() || pod.deleting ||
+      pod.phase == "Succeeded" || pod.phase == "Failed") {
+    return out;
+  }
+  out.spec.ns = pod.ns;
+  out.spec.pod = pod.name;
+  out.spec.uid = pod.uid;
+  out.spec.ip = pod.ip;
+  out.spec.annotation = *pod.annotation;
+  out.spec.host_network = pod.host_network;
+
+  // Names become part of directory names: refuse anything the API server
+  // itself would not have accepted rather than trusting it.
+  if (!IsDns1123Label(pod.ns) || !IsDns1123Subdomain(pod.name) ||
+      !IsPodUid(pod.uid)) {
+    out.decision = Decision::kRefused;
+    out.reason = "pod namespace, name or uid is not a valid Kubernetes name";
+    return out;
+  }
+  auto n = ParseMaxFiles(*pod.annotation, options.max_files);
+  if (!n.ok()) {
+    out.decision = Decision::kInvalid;
+    out.reason = std::string(n.status().message());
+    return out;
+  }
+  out.spec.max_files = *n;
+  if (pod.host_network && !options.allow_host_network) {
+    out.decision = Decision::kRefused;
+    out.reason =
+        "pod uses hostNetwork: capturing it would capture the node's traffic, "
+        "which this agent's configuration does not allow "
+        "(allow_host_network: false)";
+    return out;
+  }
+  if (pod.phase != "Running") {
+    out.decision = Decision::kWait;
+    out.reason = absl::StrCat("waiting for the pod to run (phase ",
+                              pod.phase.empty() ? "unknown" : pod.phase, ")");
+    return out;
+  }
+  if (pod.ip.empty()) {
+    out.decision = Decision::kWait;
+    out.reason = "waiting for the pod to get an IP address";
+    return out;
+  }
+  out.decision = Decision::kCapture;
+  return out;
+}
+
+}  // namespace pc::agent

@@ -1,0 +1,99 @@
+#include "node_agent/desired_capture.h"
+
+#include "gtest/gtest.h"
+
+namespace pc::agent {
+namespace {
+
+PodView RunningPod(const char* annotation) {
+  PodView pod;
+  pod.ns = "default";
+  pod.name = "web-1";
+  pod.uid = "0a1b2c3d-0000-4000-8000-00000000abcd";
+  pod.node = "node-a";
+  pod.phase = "Running";
+  pod.ip = "198.18.1.2";
+  if (annotation) pod.annotation = annotation;
+  return pod;
+}
+
+DecideOptions Options(int max_files, bool allow_host_network) {
+  DecideOptions options;
+  options.max_files = max_files;
+  options.allow_host_network = allow_host_network;
+  return options;
+}
+
+TEST(DecideCapture, RunningAnnotatedPodIsCaptured) {
+  Desired d = DecideCapture(RunningPod("5"), {});
+  EXPECT_EQ(d.decision, Decision::kCapture);
+  EXPECT_EQ(d.spec.max_files, 5);
+  EXPECT_EQ(d.spec.ip, "198.18.1.2");
+  EXPECT_EQ(d.spec.pod, "web-1");
+}
+
+TEST(DecideCapture, NoAnnotationDeletedOrFinishedWantsNothing) {
+  EXPECT_EQ(DecideCapture(RunningPod(nullptr), {}).decision, Decision::kNone);
+  PodView deleting = RunningPod("5");
+  deleting.deleting = true;
+  EXPECT_EQ(DecideCapture(deleting, {}).decision, Decision::kNone);
+  PodView done = RunningPod("5");
+  done.phase = "Succeeded";
+  EXPECT_EQ(DecideCapture(done, {}).decision, Decision::kNone);
+}
+
+TEST(DecideCapture, PendingOrNoIpWaits) {
+  PodView pending = RunningPod("5");
+  pending.phase = "Pending";
+  Desired d = DecideCapture(pending, {});
+  EXPECT_EQ(d.decision, Decision::kWait);
+  EXPECT_NE(d.reason.find("Pending"), std::string::npos);
+  PodView no_ip = RunningPod("5");
+  no_ip.ip.clear();
+  EXPECT_EQ(DecideCapture(no_ip, {}).decision, Decision::kWait);
+}
+
+TEST(DecideCapture, InvalidValueIsReportedEvenBeforeRunning) {
+  PodView pod = RunningPod("abc");
+  pod.phase = "Pending";
+  Desired d = DecideCapture(pod, {});
+  EXPECT_EQ(d.decision, Decision::kInvalid);
+  EXPECT_NE(d.reason.find("\"abc\""), std::string::npos);
+  EXPECT_EQ(DecideCapture(RunningPod("101"), Options(100, false)).decision,
+            Decision::kInvalid);
+}
+
+TEST(DecideCapture, HostNetworkRefusedUnlessAllowed) {
+  PodView pod = RunningPod("2");
+  pod.host_network = true;
+  Desired refused = DecideCapture(pod, {});
+  EXPECT_EQ(refused.decision, Decision::kRefused);
+  EXPECT_NE(refused.reason.find("hostNetwork"), std::string::npos);
+  EXPECT_EQ(DecideCapture(pod, Options(100, true)).decision,
+            Decision::kCapture);
+}
+
+TEST(DecideCapture, NamesThatCouldEscapeADirectoryAreRefused) {
+  for (const char* name : {"../etc", "a/b", "A", "", "-a", "a..b"}) {
+    PodView pod = RunningPod("1");
+    pod.name = name;
+    EXPECT_EQ(DecideCapture(pod, {}).decision, Decision::kRefused) << name;
+  }
+  PodView bad_uid = RunningPod("1");
+  bad_uid.uid = "../../0000-4000-8000-00000000abcd";
+  EXPECT_EQ(DecideCapture(bad_uid, {}).decision, Decision::kRefused);
+}
+
+TEST(NameRules, Dns1123) {
+  EXPECT_TRUE(IsDns1123Subdomain("web-1.example"));
+  EXPECT_FALSE(IsDns1123Subdomain("web_1"));
+  EXPECT_FALSE(IsDns1123Subdomain(std::string(254, 'a')));
+  EXPECT_TRUE(IsDns1123Label(std::string(63, 'a')));
+  EXPECT_FALSE(IsDns1123Label(std::string(64, 'a')));
+  EXPECT_FALSE(IsDns1123Label("a.b"));
+  EXPECT_TRUE(IsPodUid("0a1b2c3d-0000-4000-8000-00000000abcd"));
+  EXPECT_FALSE(IsPodUid("0A1B2C3D-0000-4000-8000-00000000ABCD"));
+}
+
+}  // namespace
+}  // namespace pc::agent

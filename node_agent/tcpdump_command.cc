@@ -1,0 +1,76 @@
+#include "node_agent/tcpdump_command.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace pc::agent {
+namespace {
+
+bool IsSafeInterfaceName(const std::string& name) {
+  // Linux IFNAMSIZ is 16 including the NUL; no '/', spaces or leading '-'
+  // (which tcpdump would read as an option).
+  if (name.empty() || name.size() > 15 || name[0] == '-') return false;
+  for (char c : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' ||
+          c == '_' || c == '.' || c == '@')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::vector<std::string> RingFileNames(const std::string& base,
+                                       int max_files) {
+  int digits = 1;
+  for (int v = max_files - 1; v >= 10; v /= 10) ++digits;
+  std::vector<std::string> names;
+  names.reserve(max_files);
+  for (int i = 0; i < max_files; ++i) {
+    names.push_back(absl::StrFormat("%s%0*d", base, digits, i));
+  }
+  return names;
+}
+
+absl::StatusOr<std::vector<std::string>> BuildTcpdumpArgv(
+    const TcpdumpOptions& options) {
+  if (options.binary.empty() || options.binary[0] != '/') {
+    return absl::InvalidArgumentError("tcpdump binary must be an absolute path");
+  }
+  if (!IsSafeInterfaceName(options.interface)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid interface name \"", options.interface, "\""));
+  }
+  if (options.output_base.empty() || options.output_base[0] != '/') {
+    return absl::InvalidArgumentError("output path must be absolute");
+  }
+  if (options.max_files < 1) {
+    return absl::InvalidArgumentError("max_files must be at least 1");
+  }
+  std::vector<std::string> argv = {
+      options.binary,
+      "-i", options.interface,
+      // Debian's tcpdump drops to user tcpdump before opening -w files.
+      "-Z", "root",
+      // Flush each packet to the file so readers see it promptly.
+      "-U",
+      "-n",
+      "-C", "1",
+      "-W", std::to_string(options.max_files),
+  };
+  if (options.snaplen > 0) {
+    argv.push_back("-s");
+    argv.push_back(std::to_string(options.snaplen));
+  }
+  if (options.buffer_kib > 0) {
+    argv.push_back("-B");
+    argv.push_back(std::to_string(options.buffer_kib));
+  }
+  if (options.immediate) argv.push_back("--immediate-mode");
+  argv.push_back("-w");
+  argv.push_back(options.output_base);
+  return argv;
+}
+
+}  // namespace pc::agent

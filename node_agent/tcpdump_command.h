@@ -1,0 +1,32 @@
+// Builds tcpdump's argv for one capture run. Pure, thread-safe. No shell is
+// ever involved: the result goes straight to execv.
+#ifndef NODE_AGENT_TCPDUMP_COMMAND_H_
+#define NODE_AGENT_TCPDUMP_COMMAND_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace pc::agent {
+
+struct TcpdumpOptions {
+  std::string binary = "/usr/bin/tcpdump";
+  std::string interface;    // inside the pod's network namespace
+  std::string output_base;  // <run dir>/ring: tcpdump appends 0..N-1
+  int max_files = 0;        // -W
+  int snaplen = 0;          // -s; 0 keeps tcpdump's default (262144)
+  int buffer_kib = 0;       // -B; 0 keeps the default
+  bool immediate = false;   // --immediate-mode: ~1 s lower latency, more CPU
+};
+
+// The ring file names tcpdump will write for -W max_files: "ring0".."ring4",
+// zero-padded to the digits of max_files-1 ("ring00".."ring10" for 11).
+std::vector<std::string> RingFileNames(const std::string& base, int max_files);
+
+absl::StatusOr<std::vector<std::string>> BuildTcpdumpArgv(
+    const TcpdumpOptions& options);
+
+}  // namespace pc::agent
+
+#endif  // NODE_AGENT_TCPDUMP_COMMAND_H_

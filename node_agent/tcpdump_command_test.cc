@@ -1,0 +1,68 @@
+#include "node_agent/tcpdump_command.h"
+
+#include "gtest/gtest.h"
+
+namespace pc::agent {
+namespace {
+
+TEST(BuildTcpdumpArgv, RingOfOneMegabyteFilesWithoutAShell) {
+  TcpdumpOptions options;
+  options.interface = "eth0";
+  options.output_base = "/captures/default_web-1_0a1b2c3d_1/run-1/ring";
+  options.max_files = 5;
+  auto argv = BuildTcpdumpArgv(options);
+  ASSERT_TRUE(argv.ok()) << argv.status();
+  std::vector<std::string> expected = {
+      "/usr/bin/tcpdump", "-i", "eth0", "-Z", "root", "-U", "-n", "-C", "1",
+      "-W", "5", "-w", "/captures/default_web-1_0a1b2c3d_1/run-1/ring"};
+  EXPECT_EQ(*argv, expected);
+}
+
+TEST(BuildTcpdumpArgv, OptionalTuning) {
+  TcpdumpOptions options;
+  options.interface = "eth0";
+  options.output_base = "/c/ring";
+  options.max_files = 2;
+  options.snaplen = 1600;
+  options.buffer_kib = 4096;
+  options.immediate = true;
+  auto argv = BuildTcpdumpArgv(options);
+  ASSERT_TRUE(argv.ok());
+  const std::string joined = [&] {
+    std::string s;
+    for (const auto& a : *argv) s += a + " ";
+    return s;
+  }();
+  EXPECT_NE(joined.find("-s 1600 "), std::string::npos);
+  EXPECT_NE(joined.find("-B 4096 "), std::string::npos);
+  EXPECT_NE(joined.find("--immediate-mode "), std::string::npos);
+  EXPECT_EQ(argv->back(), "/c/ring");
+}
+
+TEST(BuildTcpdumpArgv, RejectsInterfaceNamesThatLookLikeOptions) {
+  TcpdumpOptions options;
+  options.output_base = "/c/ring";
+  options.max_files = 1;
+  for (const char* bad : {"", "-w/etc/passwd", "eth0 -w x", "a/b",
+                          "averyveryverylongname"}) {
+    options.interface = bad;
+    EXPECT_FALSE(BuildTcpdumpArgv(options).ok()) << bad;
+  }
+  options.interface = "eth0";
+  options.output_base = "relative/ring";
+  EXPECT_FALSE(BuildTcpdumpArgv(options).ok());
+}
+
+TEST(RingFileNames, ZeroPaddedToTheDigitsOfNMinusOne) {
+  EXPECT_EQ(RingFileNames("ring", 1), std::vector<std::string>{"ring0"});
+  auto ten = RingFileNames("ring", 10);
+  EXPECT_EQ(ten.front(), "ring0");
+  EXPECT_EQ(ten.back(), "ring9");
+  auto eleven = RingFileNames("ring", 11);
+  EXPECT_EQ(eleven.front(), "ring00");
+  EXPECT_EQ(eleven.back(), "ring10");
+  EXPECT_EQ(RingFileNames("ring", 101).back(), "ring100");
+}
+
+}  // namespace
+}  // namespace pc::agent
