@@ -1,7 +1,6 @@
 #include "node_agent/tcpdump_command.h"
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 
 namespace pc::agent {
 namespace {
@@ -20,18 +19,6 @@ bool IsSafeInterfaceName(const std::string& name) {
 }
 
 }  // namespace
-
-std::vector<std::string> RingFileNames(const std::string& base,
-                                       int max_files) {
-  int digits = 1;
-  for (int v = max_files - 1; v >= 10; v /= 10) ++digits;
-  std::vector<std::string> names;
-  names.reserve(max_files);
-  for (int i = 0; i < max_files; ++i) {
-    names.push_back(absl::StrFormat("%s%0*d", base, digits, i));
-  }
-  return names;
-}
 
 absl::StatusOr<std::vector<std::string>> BuildTcpdumpArgv(
     const TcpdumpOptions& options) {

@@ -20,10 +20,6 @@ struct TcpdumpOptions {
   bool immediate = false;   // --immediate-mode: ~1 s lower latency, more CPU
 };
 
-// The ring file names tcpdump will write for -W max_files: "ring0".."ring4",
-// zero-padded to the digits of max_files-1 ("ring00".."ring10" for 11).
-std::vector<std::string> RingFileNames(const std::string& base, int max_files);
-
 absl::StatusOr<std::vector<std::string>> BuildTcpdumpArgv(
     const TcpdumpOptions& options);
 

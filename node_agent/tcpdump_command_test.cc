@@ -53,16 +53,5 @@ TEST(BuildTcpdumpArgv, RejectsInterfaceNamesThatLookLikeOptions) {
   EXPECT_FALSE(BuildTcpdumpArgv(options).ok());
 }
 
-TEST(RingFileNames, ZeroPaddedToTheDigitsOfNMinusOne) {
-  EXPECT_EQ(RingFileNames("ring", 1), std::vector<std::string>{"ring0"});
-  auto ten = RingFileNames("ring", 10);
-  EXPECT_EQ(ten.front(), "ring0");
-  EXPECT_EQ(ten.back(), "ring9");
-  auto eleven = RingFileNames("ring", 11);
-  EXPECT_EQ(eleven.front(), "ring00");
-  EXPECT_EQ(eleven.back(), "ring10");
-  EXPECT_EQ(RingFileNames("ring", 101).back(), "ring100");
-}
-
 }  // namespace
 }  // namespace pc::agent

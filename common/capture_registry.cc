@@ -1,0 +1,146 @@
+#include "common/capture_registry.h"
+
+#include <set>
+
+#include "absl/time/clock.h"
+
+namespace pc {
+namespace {
+
+using packetcapture::v1::CaptureEvent;
+
+CaptureEvent MakeEvent(CaptureEvent::Type type,
+                       const packetcapture::v1::Capture* capture) {
+  CaptureEvent event;
+  event.set_type(type);
+  if (capture != nullptr) *event.mutable_capture() = *capture;
+  const int64_t ns = absl::ToUnixNanos(absl::Now());
+  event.mutable_time()->set_seconds(ns / 1000000000);
+  event.mutable_time()->set_nanos(static_cast<int32_t>(ns % 1000000000));
+  return event;
+}
+
+bool Same(const packetcapture::v1::Capture& a,
+          const packetcapture::v1::Capture& b) {
+  return a.SerializeAsString() == b.SerializeAsString();
+}
+
+}  // namespace
+
+void CaptureRegistry::Put(const Capture& capture) {
+  absl::MutexLock notify(&notify_mu_);
+  std::vector<Event> events;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = captures_.find(capture.id());
+    if (it == captures_.end()) {
+      captures_.emplace(capture.id(), capture);
+      events.push_back(MakeEvent(CaptureEvent::ADDED, &capture));
+    } else if (!Same(it->second, capture)) {
+      it->second = capture;
+      events.push_back(MakeEvent(CaptureEvent::MODIFIED, &capture));
+    }
+  }
+  Notify(events);
+}
+
+void CaptureRegistry::ReplaceAll(const std::vector<Capture>& all) {
+  absl::MutexLock notify(&notify_mu_);
+  std::vector<Event> events;
+  {
+    absl::MutexLock lock(&mu_);
+    std::set<std::string> keep;
+    for (const auto& capture : all) {
+      keep.insert(capture.id());
+      auto it = captures_.find(capture.id());
+      if (it == captures_.end()) {
+        captures_.emplace(capture.id(), capture);
+        events.push_back(MakeEvent(CaptureEvent::ADDED, &capture));
+      } else if (!Same(it->second, capture)) {
+        it->second = capture;
+        events.push_back(MakeEvent(CaptureEvent::MODIFIED, &capture));
+      }
+    }
+    for (auto it = captures_.begin(); it != captures_.end();) {
+      if (keep.count(it->first) == 0) {
+        events.push_back(MakeEvent(CaptureEvent::DELETED, &it->second));
+        it = captures_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  Notify(events);
+}
+
+void CaptureRegistry::Remove(const std::string& id) {
+  absl::MutexLock notify(&notify_mu_);
+  std::vector<Event> events;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = captures_.find(id);
+    if (it == captures_.end()) return;
+    events.push_back(MakeEvent(CaptureEvent::DELETED, &it->second));
+    captures_.erase(it);
+  }
+  Notify(events);
+}
+
+std::optional<packetcapture::v1::Capture> CaptureRegistry::Get(
+    const std::string& id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = captures_.find(id);
+  if (it == captures_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<packetcapture::v1::Capture> CaptureRegistry::List() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<Capture> out;
+  out.reserve(captures_.size());
+  for (const auto& [id, capture] : captures_) out.push_back(capture);
+  return out;
+}
+
+int CaptureRegistry::Subscribe(Listener listener, bool initial) {
+  absl::MutexLock notify(&notify_mu_);
+  std::vector<Event> first;
+  int handle;
+  {
+    absl::MutexLock lock(&mu_);
+    handle = next_handle_++;
+    listeners_[handle] = listener;
+    if (initial) {
+      for (const auto& [id, capture] : captures_) {
+        first.push_back(MakeEvent(CaptureEvent::ADDED, &capture));
+      }
+      first.push_back(MakeEvent(CaptureEvent::SYNCED, nullptr));
+    }
+  }
+  for (const auto& event : first) listener(event);
+  return handle;
+}
+
+void CaptureRegistry::Unsubscribe(int handle) {
+  // Waits for a notification in flight, so the listener is never called
+  // after Unsubscribe returns (its owner may be gone then).
+  absl::MutexLock notify(&notify_mu_);
+  absl::MutexLock lock(&mu_);
+  listeners_.erase(handle);
+}
+
+void CaptureRegistry::Notify(const std::vector<Event>& events) {
+  if (events.empty()) return;
+  std::vector<Listener> listeners;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [handle, listener] : listeners_) {
+      listeners.push_back(listener);
+    }
+  }
+  for (const auto& event : events) {
+    for (const auto& listener : listeners) listener(event);
+  }
+}
+
+}  // namespace pc

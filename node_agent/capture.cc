@@ -1,0 +1,534 @@
+#include "node_agent/capture.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/log.h"
+#include "common/pcap/ring_reader.h"
+#include "node_agent/capture_reader.h"
+
+namespace pc::agent {
+namespace {
+
+using CaptureProto = packetcapture::v1::Capture;
+namespace fs = std::filesystem;
+
+constexpr char kMetaFile[] = "capture.pb";
+constexpr char kRingBase[] = "ring";
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  google::protobuf::Timestamp ts;
+  const int64_t ns = absl::ToUnixNanos(t);
+  ts.set_seconds(ns / 1000000000);
+  ts.set_nanos(static_cast<int32_t>(ns % 1000000000));
+  return ts;
+}
+
+absl::Time FromProto(const google::protobuf::Timestamp& ts) {
+  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+}
+
+absl::Status WriteFileAtomically(const std::string& path,
+                                 const std::string& data) {
+  const std::string tmp = path + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("open ", tmp, ": ", strerror(errno)));
+  }
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int err = errno;
+      close(fd);
+      return absl::InternalError(absl::StrCat("write ", tmp, ": ", strerror(err)));
+    }
+    done += n;
+  }
+  fsync(fd);
+  close(fd);
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(
+        absl::StrCat("rename ", tmp, ": ", strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Duration RetryDelay(int failures) {
+  absl::Duration d = absl::Seconds(1);
+  for (int i = 1; i < failures && d < absl::Seconds(30); ++i) d *= 2;
+  return std::min(d, absl::Seconds(30));
+}
+
+}  // namespace
+
+std::string Capture::MakeId(const CaptureSpec& spec, absl::Time now) {
+  return absl::StrCat(spec.ns, "_", spec.pod, "_", spec.uid.substr(0, 8), "_",
+                      absl::ToUnixMillis(now));
+}
+
+bool Capture::IsValidId(const std::string& id) {
+  std::vector<std::string> parts = absl::StrSplit(id, '_');
+  if (parts.size() != 4) return false;
+  int64_t ms;
+  if (!IsDns1123Label(parts[0]) || !IsDns1123Subdomain(parts[1]) ||
+      parts[2].size() != 8 || !absl::SimpleAtoi(parts[3], &ms) || ms <= 0) {
+    return false;
+  }
+  for (char c : parts[2]) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+Capture::Capture(const CaptureEnv* env, std::string id, CaptureSpec spec)
+    : env_(env), id_(std::move(id)), spec_(std::move(spec)) {}
+
+Capture::~Capture() = default;
+
+std::string Capture::dir() const { return absl::StrCat(env_->root, "/", id_); }
+
+absl::StatusOr<std::unique_ptr<Capture>> Capture::Create(
+    const CaptureEnv* env, const CaptureSpec& spec, absl::Time now) {
+  std::string id = MakeId(spec, now);
+  if (!IsValidId(id)) {
+    return absl::InvalidArgumentError(absl::StrCat("unsafe capture id ", id));
+  }
+  std::unique_ptr<Capture> capture(new Capture(env, id, spec));
+  capture->start_time_ = now;
+  capture->update_time_ = now;
+  capture->message_ = "starting";
+  if (mkdir(capture->dir().c_str(), 0700) != 0 && errno != EEXIST) {
+    return absl::InternalError(
+        absl::StrCat("mkdir ", capture->dir(), ": ", strerror(errno)));
+  }
+  auto saved = capture->SaveMeta();
+  if (!saved.ok()) return saved;
+  return capture;
+}
+
+absl::StatusOr<std::unique_ptr<Capture>> Capture::Recover(
+    const CaptureEnv* env, const std::string& id) {
+  if (!IsValidId(id)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", id, "\" is not a capture directory name"));
+  }
+  const std::string path = absl::StrCat(env->root, "/", id, "/", kMetaFile);
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream data;
+  data << in.rdbuf();
+  CaptureProto meta;
+  if (!in || !meta.ParseFromString(data.str()) || meta.id() != id) {
+    return absl::DataLossError(absl::StrCat("unreadable ", path));
+  }
+  CaptureSpec spec;
+  spec.ns = meta.namespace_();
+  spec.pod = meta.pod();
+  spec.uid = meta.pod_uid();
+  spec.ip = meta.pod_ip();
+  spec.max_files = static_cast<int>(meta.max_files());
+  spec.annotation = meta.annotation();
+  if (!IsPodUid(spec.uid) || spec.max_files < 1) {
+    return absl::DataLossError(absl::StrCat("inconsistent ", path));
+  }
+  std::unique_ptr<Capture> capture(new Capture(env, id, spec));
+  capture->start_time_ = FromProto(meta.start_time());
+  capture->update_time_ = absl::Now();
+  capture->restarts_ = meta.restarts();
+  capture->message_ = "found after an agent restart";
+  capture->run_ = capture->LastRunNumber();
+  return capture;
+}
+
+absl::Status Capture::SaveMeta() const {
+  CaptureProto meta;
+  meta.set_id(id_);
+  meta.set_node(env_->node);
+  meta.set_namespace_(spec_.ns);
+  meta.set_pod(spec_.pod);
+  meta.set_pod_uid(spec_.uid);
+  meta.set_pod_ip(spec_.ip);
+  meta.set_max_files(spec_.max_files);
+  meta.set_annotation(spec_.annotation);
+  meta.set_restarts(restarts_);
+  *meta.mutable_start_time() = ToProto(start_time_);
+  return WriteFileAtomically(absl::StrCat(dir(), "/", kMetaFile),
+                             meta.SerializeAsString());
+}
+
+int Capture::LastRunNumber() const {
+  int last = 0;
+  DIR* d = opendir(dir().c_str());
+  if (d == nullptr) return 0;
+  while (struct dirent* e = readdir(d)) {
+    int run, n;
+    if (ParseRunDirName(e->d_name, &run, &n)) last = std::max(last, run);
+  }
+  closedir(d);
+  return last;
+}
+
+std::vector<RunFile> Capture::Files() const {
+  std::vector<std::pair<int, int>> runs;  // (run, max_files)
+  DIR* d = opendir(dir().c_str());
+  if (d != nullptr) {
+    while (struct dirent* e = readdir(d)) {
+      int run, n;
+      if (ParseRunDirName(e->d_name, &run, &n)) runs.emplace_back(run, n);
+    }
+    closedir(d);
+  }
+  std::sort(runs.begin(), runs.end());
+  std::vector<RunFile> files;
+  for (const auto& [run, n] : runs) {
+    const std::string run_dir = RunDirName(run, n);
+    // Oldest first: tcpdump writes slot k, then k+1 mod N.
+    auto ring = pcap::ListRingFiles(absl::StrCat(dir(), "/", run_dir), kRingBase, n);
+    if (!ring.ok()) continue;
+    for (const auto& r : *ring) {
+      RunFile f;
+      f.path = r.path;
+      f.name = absl::StrCat(run_dir, "/", r.name);
+      f.run = run;
+      f.index = r.index;
+      f.size = static_cast<int64_t>(r.size);
+      f.mtime = r.mtime;
+      files.push_back(std::move(f));
+    }
+  }
+  return files;
+}
+
+void Capture::Note(bool warning, const std::string& reason,
+                   const std::string& message) {
+  notes_.push_back({warning, reason, message});
+}
+
+std::vector<CaptureNote> Capture::TakeNotes() {
+  std::vector<CaptureNote> out;
+  out.swap(notes_);
+  return out;
+}
+
+void Capture::SetState(CaptureProto::State state, const std::string& message,
+                       absl::Time now) {
+  state_ = state;
+  message_ = message;
+  update_time_ = now;
+}
+
+void Capture::Fail(const std::string& message, absl::Time now) {
+  retry_pending_ = false;
+  SetState(CaptureProto::FAILED, message, now);
+  Note(true, "CaptureFailed", message);
+  LogLine("capture_failed", {{"capture", id_}, {"reason", message}});
+}
+
+void Capture::Start(absl::Time now) {
+  failures_in_a_row_ = 0;
+  TryStartRun(now);
+}
+
+void Capture::TryStartRun(absl::Time now) {
+  retry_pending_ = false;
+  auto record_failure = [&](const std::string& why) {
+    ++failures_in_a_row_;
+    if (failures_in_a_row_ >= env_->max_failures) {
+      Fail(absl::StrCat(why, " (gave up after ", failures_in_a_row_,
+                        " attempts)"),
+           now);
+      return;
+    }
+    const absl::Duration delay = RetryDelay(failures_in_a_row_);
+    retry_at_ = now + delay;
+    retry_pending_ = true;
+    SetState(CaptureProto::PENDING,
+             absl::StrCat(why, "; retrying in ", absl::FormatDuration(delay)),
+             now);
+    LogLine("capture_retry", {{"capture", id_}, {"reason", why}});
+  };
+
+  NetnsMatch where;
+  if (spec_.host_network) {
+    // The agent runs with hostNetwork: its own namespace is the node's.
+    where.path = "/proc/self/ns/net";
+    auto addrs = NetnsFinder::ListAddresses(where.path);
+    if (addrs.ok()) {
+      for (const auto& [ifname, addr] : *addrs) {
+        if (addr == spec_.ip) where.interface = ifname;
+      }
+    }
+    if (where.interface.empty()) {
+      record_failure(absl::StrCat("no interface of the node holds ", spec_.ip));
+      return;
+    }
+  } else {
+    auto found = env_->netns->FindByIp(spec_.ip);
+    if (!found.ok()) {
+      record_failure(std::string(found.status().message()));
+      return;
+    }
+    where = *found;
+  }
+
+  ++run_;
+  const std::string run_dir =
+      absl::StrCat(dir(), "/", RunDirName(run_, spec_.max_files));
+  if (mkdir(run_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    record_failure(absl::StrCat("mkdir ", run_dir, ": ", strerror(errno)));
+    return;
+  }
+  TcpdumpOptions options = env_->tcpdump;
+  options.interface = where.interface;
+  options.output_base = absl::StrCat(run_dir, "/", kRingBase);
+  options.max_files = spec_.max_files;
+  auto argv = BuildTcpdumpArgv(options);
+  if (!argv.ok()) {
+    Fail(std::string(argv.status().message()), now);
+    return;
+  }
+  auto process = std::make_unique<Subprocess>();
+  auto started = process->Start(*argv, where.path);
+  if (!started.ok()) {
+    record_failure(std::string(started.message()));
+    return;
+  }
+  process_ = std::move(process);
+  output_ = TcpdumpOutput();
+  interface_ = where.interface;
+  run_started_ = now;
+  next_stats_ = now + env_->stats_interval;
+  next_scan_ = now;
+  const std::string message =
+      absl::StrCat("tcpdump capturing on ", interface_, " in ", where.path,
+                   ", keeping at most ", spec_.max_files, " files of 1 MB");
+  SetState(CaptureProto::RUNNING, message, now);
+  Note(false, run_ == 1 ? "CaptureStarted" : "CaptureRestarted", message);
+  LogLine("capture_started",
+          {{"capture", id_},
+           {"pod", absl::StrCat(spec_.ns, "/", spec_.pod)},
+           {"interface", interface_},
+           {"netns", where.path},
+           {"run", absl::StrCat(run_)},
+           {"pid", absl::StrCat(process_->pid())}});
+}
+
+void Capture::Restart(const CaptureSpec& spec, absl::Time now) {
+  spec_ = spec;
+  auto saved = SaveMeta();
+  if (!saved.ok()) LogLine("capture_meta_error", {{"capture", id_}, {"error", saved.ToString()}});
+  failures_in_a_row_ = 0;
+  if (process_running()) {
+    // Stop this run; Tick starts the next one as soon as tcpdump is gone.
+    restart_after_exit_ = true;
+    process_->Signal(SIGTERM).IgnoreError();
+    kill_at_ = now + env_->stop_grace;
+    SetState(CaptureProto::PENDING, "restarting with the new settings", now);
+    return;
+  }
+  TryStartRun(now);
+}
+
+void Capture::BeginStop(absl::Time now) {
+  stopping_ = true;
+  retry_pending_ = false;
+  restart_after_exit_ = false;
+  if (process_running()) {
+    process_->Signal(SIGTERM).IgnoreError();
+    kill_at_ = now + env_->stop_grace;
+  }
+}
+
+absl::Status Capture::DeleteFiles() {
+  std::error_code ec;
+  fs::remove_all(dir(), ec);
+  if (ec) {
+    return absl::InternalError(
+        absl::StrCat("delete ", dir(), ": ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+void Capture::OnExit(int wait_status, absl::Time now) {
+  output_.Feed(process_->ReadOutput());
+  dropped_before_ += output_.dropped_by_kernel();
+  const bool was_restart = restart_after_exit_;
+  restart_after_exit_ = false;
+  kill_at_ = absl::InfiniteFuture();
+  process_.reset();
+  ScanFiles(now);
+  if (stopping_) {
+    SetState(CaptureProto::STOPPED, "stopped: annotation removed or pod gone", now);
+    return;
+  }
+  if (was_restart) {
+    TryStartRun(now);
+    return;
+  }
+  if (now - run_started_ >= env_->healthy_after) failures_in_a_row_ = 0;
+  ++restarts_;
+  std::string why = absl::StrCat("tcpdump ", Subprocess::DescribeExit(wait_status));
+  if (!output_.last_message().empty()) {
+    absl::StrAppend(&why, ": ", output_.last_message());
+  }
+  LogLine("tcpdump_exited", {{"capture", id_}, {"reason", why}});
+  ++failures_in_a_row_;
+  if (failures_in_a_row_ >= env_->max_failures) {
+    Fail(absl::StrCat(why, " (gave up after ", failures_in_a_row_,
+                      " failed starts)"),
+         now);
+    return;
+  }
+  const absl::Duration delay = RetryDelay(failures_in_a_row_);
+  retry_at_ = now + delay;
+  retry_pending_ = true;
+  SetState(CaptureProto::PENDING,
+           absl::StrCat(why, "; restarting in ", absl::FormatDuration(delay)),
+           now);
+}
+
+bool Capture::Tick(absl::Time now) {
+  bool changed = false;
+  if (process_) {
+    output_.Feed(process_->ReadOutput());
+    if (auto status = process_->Poll()) {
+      OnExit(*status, now);
+      changed = true;
+    } else if (now >= kill_at_) {
+      process_->Signal(SIGKILL).IgnoreError();
+      kill_at_ = absl::InfiniteFuture();
+    }
+  }
+  if (!stopping_ && retry_pending_ && now >= retry_at_) {
+    TryStartRun(now);
+    changed = true;
+  }
+  if (process_running() && now >= next_stats_) {
+    // tcpdump prints its counters (captured, dropped by kernel) on SIGUSR1.
+    process_->Signal(SIGUSR1).IgnoreError();
+    next_stats_ = now + env_->stats_interval;
+  }
+  if (now >= next_scan_ && !stopping_) {
+    changed |= ScanFiles(now);
+    next_scan_ = now + env_->scan_interval;
+  }
+  if (changed) update_time_ = now;
+  return changed;
+}
+
+absl::Time Capture::NextDeadline() const {
+  absl::Time next = absl::InfiniteFuture();
+  if (retry_pending_ && !stopping_) next = std::min(next, retry_at_);
+  if (process_running()) {
+    next = std::min(next, std::min(next_stats_, kill_at_));
+    if (!stopping_) next = std::min(next, next_scan_);
+  }
+  return next;
+}
+
+void Capture::PruneOldRuns() {
+  std::vector<RunFile> files = Files();
+  int current = 0;
+  for (const auto& f : files) current += f.run == run_ ? 1 : 0;
+  int excess = static_cast<int>(files.size()) - spec_.max_files;
+  for (const auto& f : files) {
+    if (excess <= 0) break;
+    if (f.run == run_) continue;
+    if (unlink(f.path.c_str()) == 0) --excess;
+  }
+  // Remove run directories that are now empty (rmdir fails on non-empty).
+  for (const auto& f : files) {
+    if (f.run != run_) {
+      rmdir(f.path.substr(0, f.path.rfind('/')).c_str());
+    }
+  }
+}
+
+bool Capture::ScanFiles(absl::Time now) {
+  (void)now;
+  PruneOldRuns();
+  std::vector<RunFile> files = Files();
+  std::map<std::string, std::unique_ptr<pcap::FileScanner>> scanners;
+  std::vector<packetcapture::v1::CaptureFile> out;
+  uint64_t bytes = 0;
+  uint64_t packets = 0;
+  for (size_t i = 0; i < files.size(); ++i) {
+    const RunFile& f = files[i];
+    auto it = scanners_.find(f.path);
+    std::unique_ptr<pcap::FileScanner> scanner =
+        it != scanners_.end() ? std::move(it->second)
+                              : std::make_unique<pcap::FileScanner>(f.path);
+    // Count as far as the file has complete records; stop early on errors.
+    for (int rounds = 0; rounds < 8; ++rounds) {
+      auto polled = scanner->Poll();
+      if (!polled.ok() || !polled->more) break;
+    }
+    packetcapture::v1::CaptureFile file;
+    file.set_name(f.name);
+    file.set_index(f.index);
+    file.set_generation(scanner->generation());
+    file.set_size(f.size);
+    file.set_packets(scanner->packets());
+    if (scanner->first_time()) {
+      *file.mutable_first_packet_time() = ToProto(*scanner->first_time());
+    }
+    if (scanner->last_time()) {
+      *file.mutable_last_packet_time() = ToProto(*scanner->last_time());
+    }
+    file.set_active(process_running() && f.run == run_ && i + 1 == files.size());
+    bytes += f.size;
+    packets += scanner->packets();
+    scanners[f.path] = std::move(scanner);
+    out.push_back(std::move(file));
+  }
+  scanners_ = std::move(scanners);
+  const bool changed = bytes != bytes_ || packets != packets_ ||
+                       out.size() != files_.size();
+  files_ = std::move(out);
+  bytes_ = bytes;
+  packets_ = packets;
+  return changed;
+}
+
+packetcapture::v1::Capture Capture::Status() const {
+  packetcapture::v1::Capture s;
+  s.set_id(id_);
+  s.set_node(env_->node);
+  s.set_namespace_(spec_.ns);
+  s.set_pod(spec_.pod);
+  s.set_pod_uid(spec_.uid);
+  s.set_pod_ip(spec_.ip);
+  s.set_interface(interface_);
+  s.set_max_files(spec_.max_files);
+  s.set_state(state_);
+  s.set_message(message_);
+  *s.mutable_start_time() = ToProto(start_time_);
+  if (state_ == CaptureProto::STOPPED) *s.mutable_stop_time() = ToProto(update_time_);
+  for (const auto& f : files_) *s.add_files() = f;
+  s.set_bytes(bytes_);
+  s.set_packets(packets_);
+  s.set_dropped_packets(dropped_before_ +
+                        (process_ ? output_.dropped_by_kernel() : 0));
+  s.set_annotation(spec_.annotation);
+  s.set_restarts(restarts_);
+  *s.mutable_update_time() = ToProto(update_time_);
+  s.set_on_node(true);
+  return s;
+}
+
+}  // namespace pc::agent

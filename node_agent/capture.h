@@ -1,0 +1,166 @@
+// One capture: tcpdump for one Pod, writing a ring of 1 MB files under
+// <capture dir>/<id>/. Each tcpdump start is a "run" in its own directory
+// (run-<k>-w<N>/ring0..), so a restart (tcpdump died, N or IP changed, agent
+// restarted) never truncates what earlier runs wrote; older runs' files are
+// pruned oldest first so the capture never keeps more than N files.
+//
+// Owned and driven by the agent's control-loop thread (thread-compatible):
+// Start/Restart/BeginStop/Tick are called there. Readers get copies (Status()).
+#ifndef NODE_AGENT_CAPTURE_H_
+#define NODE_AGENT_CAPTURE_H_
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/pcap/file_scanner.h"
+#include "node_agent/desired_capture.h"
+#include "node_agent/netns_finder.h"
+#include "node_agent/subprocess.h"
+#include "node_agent/tcpdump_command.h"
+#include "node_agent/tcpdump_output.h"
+#include "proto/packetcapture.pb.h"
+
+namespace pc::agent {
+
+// Settings shared by every capture of the agent; read-only after start.
+struct CaptureEnv {
+  std::string root;  // the agent's capture directory
+  std::string node;
+  const NetnsFinder* netns = nullptr;
+  TcpdumpOptions tcpdump;  // binary and tuning; interface/output set per run
+  absl::Duration stop_grace = absl::Seconds(2);
+  absl::Duration stats_interval = absl::Seconds(5);
+  absl::Duration scan_interval = absl::Milliseconds(500);
+  // tcpdump exits within this long of starting count as failures in a row.
+  absl::Duration healthy_after = absl::Seconds(30);
+  int max_failures = 5;
+};
+
+// A Kubernetes Event the capture wants raised on its Pod.
+struct CaptureNote {
+  bool warning = false;
+  std::string reason;  // CaptureStarted, CaptureStopped, CaptureFailed, ...
+  std::string message;
+};
+
+// One file of one run, as the status and downloads see it.
+struct RunFile {
+  std::string path;
+  std::string name;  // "run-2-w5/ring3": unique within the capture
+  int run = 0;
+  int index = 0;
+  int64_t size = 0;
+  absl::Time mtime;
+};
+
+class Capture {
+ public:
+  // A new capture for spec; creates its directory. id from MakeId().
+  static absl::StatusOr<std::unique_ptr<Capture>> Create(const CaptureEnv* env,
+                                                         const CaptureSpec& spec,
+                                                         absl::Time now);
+  // A capture a previous agent process left in <root>/<id>. Not running.
+  static absl::StatusOr<std::unique_ptr<Capture>> Recover(const CaptureEnv* env,
+                                                          const std::string& id);
+
+  // "<namespace>_<pod>_<uid prefix>_<start ms>": readable, unique per start,
+  // and safe as a directory name because its parts were validated.
+  static std::string MakeId(const CaptureSpec& spec, absl::Time now);
+  static bool IsValidId(const std::string& id);
+
+  ~Capture();
+
+  const std::string& id() const { return id_; }
+  const CaptureSpec& spec() const { return spec_; }
+  std::string dir() const;
+
+  // Starts a new run (resolves the netns, execs tcpdump). On failure the
+  // capture retries with backoff and turns FAILED after env.max_failures.
+  void Start(absl::Time now);
+  // New spec for the same pod: stop the current run, start a new one.
+  void Restart(const CaptureSpec& spec, absl::Time now);
+  // SIGTERM now, SIGKILL after stop_grace. finished() once tcpdump is gone.
+  void BeginStop(absl::Time now);
+  bool stopping() const { return stopping_; }
+  bool finished() const { return stopping_ && !process_running(); }
+  // Deletes every file of the capture (after finished()).
+  absl::Status DeleteFiles();
+
+  // Advances timers, reaps tcpdump, rescans files. True if the status changed.
+  bool Tick(absl::Time now);
+  // When Tick next has something to do.
+  absl::Time NextDeadline() const;
+
+  bool failed() const { return state_ == packetcapture::v1::Capture::FAILED; }
+  // Not running, not retrying, not stopping: a capture recovered from disk
+  // before its first Start() in this process.
+  bool idle() const {
+    return !process_ && !retry_pending_ && !stopping_ && !failed();
+  }
+  packetcapture::v1::Capture Status() const;
+  std::vector<CaptureNote> TakeNotes();
+
+  // Files of every run, oldest first (ring order within a run).
+  std::vector<RunFile> Files() const;
+
+ private:
+  Capture(const CaptureEnv* env, std::string id, CaptureSpec spec);
+
+  bool process_running() const { return process_ && process_->running(); }
+  void TryStartRun(absl::Time now);
+  void OnExit(int wait_status, absl::Time now);
+  void Fail(const std::string& message, absl::Time now);
+  void SetState(packetcapture::v1::Capture::State state,
+                const std::string& message, absl::Time now);
+  void Note(bool warning, const std::string& reason,
+            const std::string& message);
+  bool ScanFiles(absl::Time now);
+  void PruneOldRuns();
+  absl::Status SaveMeta() const;
+  int LastRunNumber() const;
+
+  const CaptureEnv* env_;
+  const std::string id_;
+  CaptureSpec spec_;
+
+  packetcapture::v1::Capture::State state_ =
+      packetcapture::v1::Capture::PENDING;
+  std::string message_;
+  absl::Time start_time_;
+  absl::Time update_time_;
+  std::string interface_;
+  uint32_t restarts_ = 0;
+
+  std::unique_ptr<Subprocess> process_;
+  TcpdumpOutput output_;
+  int run_ = 0;  // current run number, 0 before the first
+  absl::Time run_started_;
+  int failures_in_a_row_ = 0;
+  absl::Time retry_at_ = absl::InfinitePast();
+  bool retry_pending_ = false;
+  bool stopping_ = false;
+  bool restart_after_exit_ = false;
+  absl::Time kill_at_ = absl::InfiniteFuture();
+  absl::Time next_stats_ = absl::InfiniteFuture();
+  absl::Time next_scan_ = absl::InfinitePast();
+
+  // Counters of finished runs, so totals survive restarts.
+  uint64_t dropped_before_ = 0;
+
+  // Per-file packet counting, keyed by path; rebuilt when files vanish.
+  std::map<std::string, std::unique_ptr<pcap::FileScanner>> scanners_;
+  std::vector<packetcapture::v1::CaptureFile> files_;
+  uint64_t bytes_ = 0;
+  uint64_t packets_ = 0;
+
+  std::vector<CaptureNote> notes_;
+};
+
+}  // namespace pc::agent
+
+#endif  // NODE_AGENT_CAPTURE_H_

@@ -1,0 +1,140 @@
+// capture-agent: runs tcpdump for the annotated Pods of one node and serves
+// packetcapture.v1.CaptureService for that node.
+#include <signal.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/capture_registry.h"
+#include "common/capture_service.h"
+#include "common/log.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "node_agent/agent.h"
+#include "node_agent/capture_reader.h"
+#include "node_agent/config.h"
+
+ABSL_FLAG(std::string, config, "", "YAML config file (see README)");
+ABSL_FLAG(std::string, node_name, "",
+          "this node's name; default: $NODE_NAME or the config file");
+ABSL_FLAG(std::string, kubeconfig, "",
+          "kubeconfig file; default: in-cluster config");
+ABSL_FLAG(std::string, capture_dir, "", "where pcap files are written");
+ABSL_FLAG(std::string, listen, "", "CaptureService address (host:port)");
+ABSL_FLAG(std::string, netns_dir, "",
+          "comma-separated directories of network namespace files");
+ABSL_FLAG(std::string, aggregator, "", "aggregator address (host:port)");
+
+namespace {
+
+using pc::agent::AgentConfig;
+
+int Fail(const std::string& message) {
+  std::cerr << "capture-agent: " << message << std::endl;
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "capture-agent --node_name=NODE [--config=FILE] [--kubeconfig=FILE]");
+  absl::ParseCommandLine(argc, argv);
+
+  // Block the stop signals in every thread; one waits for them below.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  AgentConfig config;
+  if (!absl::GetFlag(FLAGS_config).empty()) {
+    auto loaded = pc::agent::LoadAgentConfig(absl::GetFlag(FLAGS_config));
+    if (!loaded.ok()) return Fail(loaded.status().ToString());
+    config = *loaded;
+  }
+  if (const char* env = std::getenv("NODE_NAME"); env && *env) {
+    config.node_name = env;
+  }
+  if (!absl::GetFlag(FLAGS_node_name).empty()) {
+    config.node_name = absl::GetFlag(FLAGS_node_name);
+  }
+  if (!absl::GetFlag(FLAGS_kubeconfig).empty()) {
+    config.kubeconfig = absl::GetFlag(FLAGS_kubeconfig);
+  }
+  if (!absl::GetFlag(FLAGS_capture_dir).empty()) {
+    config.capture_dir = absl::GetFlag(FLAGS_capture_dir);
+  }
+  if (!absl::GetFlag(FLAGS_listen).empty()) {
+    config.listen = absl::GetFlag(FLAGS_listen);
+  }
+  if (!absl::GetFlag(FLAGS_netns_dir).empty()) {
+    config.netns_dirs =
+        absl::StrSplit(absl::GetFlag(FLAGS_netns_dir), ',', absl::SkipEmpty());
+  }
+  if (!absl::GetFlag(FLAGS_aggregator).empty()) {
+    config.aggregator = absl::GetFlag(FLAGS_aggregator);
+  }
+
+  pc::CaptureRegistry registry;
+  auto agent = pc::agent::Agent::Create(config, &registry);
+  if (!agent.ok()) return Fail(agent.status().ToString());
+
+  const std::string root = config.capture_dir;
+  pc::CaptureServiceImpl service(
+      &registry,
+      [&registry, root](const packetcapture::v1::Capture& capture, bool follow)
+          -> absl::StatusOr<std::unique_ptr<pc::PcapSource>> {
+        (void)follow;
+        const std::string id = capture.id();
+        if (capture.files_size() == 0 &&
+            capture.state() != packetcapture::v1::Capture::RUNNING) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "capture ", id, " has no files (", capture.message(), ")"));
+        }
+        return std::make_unique<pc::agent::CaptureReader>(
+            absl::StrCat(root, "/", id), [&registry, id] {
+              auto now = registry.Get(id);
+              return now && (now->state() == packetcapture::v1::Capture::RUNNING ||
+                             now->state() == packetcapture::v1::Capture::PENDING);
+            });
+      });
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  // Plaintext: pcap data is served on loopback by default; reach it with
+  // kubectl port-forward (see README).
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(),
+                           &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    return Fail(absl::StrCat("cannot listen on ", config.listen));
+  }
+  (*agent)->Start();
+  pc::LogLine("agent_started", {{"node", config.node_name},
+                                {"listen", config.listen},
+                                {"port", absl::StrCat(port)},
+                                {"capture_dir", config.capture_dir}});
+
+  int signo = 0;
+  sigwait(&stop_signals, &signo);
+  pc::LogLine("agent_stopping", {{"signal", absl::StrCat(signo)}});
+  server->GetHealthCheckService()->Shutdown();
+  (*agent)->Stop();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  return 0;
+}
