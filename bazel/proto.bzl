@@ -48,3 +48,37 @@ def proto_descriptor_set(name, src, **kwargs):
         cmd = "/usr/bin/protoc --proto_path=. --include_imports --descriptor_set_out=$@ $(location " + src + ")",
         **kwargs
     )
+
+def cc_plain_proto_library(name, src, deps = [], **kwargs):
+    """Generates <src>.pb.{h,cc} (messages only, no gRPC) into a cc_library.
+
+    For message-only protos such as JSON mirrors of Kubernetes types; imports of
+    google/protobuf/*.proto resolve to the system protoc's bundled copies.
+
+    Args:
+      name: name of the resulting cc_library.
+      src: one .proto file in this package.
+      deps: extra cc deps.
+      **kwargs: forwarded to cc_library (visibility, ...).
+    """
+    base = src[:-len(".proto")]
+    pkg = native.package_name()
+    native.genrule(
+        name = name + "_gen",
+        srcs = [src],
+        outs = [base + ".pb.h", base + ".pb.cc"],
+        cmd = " ".join([
+            "/usr/bin/protoc",
+            "--proto_path=.",
+            "--cpp_out=$(GENDIR)",
+            "$(location " + src + ")",
+        ]),
+        message = "protoc " + pkg + "/" + src,
+    )
+    native.cc_library(
+        name = name,
+        srcs = [base + ".pb.cc"],
+        hdrs = [base + ".pb.h"],
+        deps = deps + ["//third_party:protobuf"],
+        **kwargs
+    )
