@@ -5,24 +5,28 @@
 #
 #   testing/tools/install.sh            # build what is missing, print the bin dir
 #
-# Cache: $PACKET_CAPTURE_CACHE (default ~/.cache/packet-capture).
+# Cache: $PACKET_CAPTURE_CACHE (default /var/cache/packet-capture: a fixed
+# path, because Bazel points HOME at a temporary directory inside tests).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
 source "$here/versions.env"
 
-cache=${PACKET_CAPTURE_CACHE:-$HOME/.cache/packet-capture}
+cache=${PACKET_CAPTURE_CACHE:-/var/cache/packet-capture}
 bin="$cache/bin"
 mkdir -p "$bin" "$cache/src"
 log() { echo "tools: $*" >&2; }
 
-if ! command -v go >/dev/null; then
-  [ -x /usr/local/go/bin/go ] && export PATH=$PATH:/usr/local/go/bin
-fi
-command -v go >/dev/null || { log "go is required (Go 1.26 or newer)"; exit 1; }
-export GOFLAGS=-mod=mod
-export CGO_ENABLED=0
+# Go is needed only when something must be built.
+need_go() {
+  if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+    export PATH=$PATH:/usr/local/go/bin
+  fi
+  command -v go >/dev/null || { log "go is required (Go 1.26 or newer)"; exit 1; }
+  export GOFLAGS=-mod=mod
+  export CGO_ENABLED=0
+}
 
 # stamp NAME VERSION: true when bin/NAME was built at VERSION.
 built() { [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.version" 2>/dev/null)" = "$2" ]; }
@@ -30,6 +34,7 @@ mark() { echo "$2" > "$bin/.$1.version"; }
 
 build_kubernetes() {
   built kube-apiserver "$KUBERNETES_VERSION" && built kubectl "$KUBERNETES_VERSION" && return
+  need_go
   local dir="$cache/src/kubernetes-$KUBERNETES_VERSION" staging
   staging="v0.${KUBERNETES_VERSION#v1.}"
   mkdir -p "$dir"
@@ -65,6 +70,7 @@ GO
 
 build_etcd() {
   built etcd "$ETCD_VERSION" && return
+  need_go
   local dir="$cache/src/etcd-$ETCD_VERSION"
   mkdir -p "$dir"
   log "building etcd $ETCD_VERSION"
@@ -88,6 +94,7 @@ GO
 
 build_grpcurl() {
   built grpcurl "$GRPCURL_VERSION" && return
+  need_go
   log "building grpcurl $GRPCURL_VERSION"
   GOBIN="$bin" go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
   mark grpcurl "$GRPCURL_VERSION"

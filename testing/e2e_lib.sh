@@ -1,0 +1,77 @@
+# Helpers for the end-to-end tests: named checks, bounded waits, a JUnit
+# report for Bazel (so each check counts as a test case) and the summary line.
+# Source it; call e2e_finish at the end.
+
+E2E_PASSED=0
+E2E_FAILED=0
+E2E_CASES=()
+E2E_SUITE=${E2E_SUITE:-e2e}
+
+e2e_log() { echo "[$(date +%T.%3N)] $*" >&2; }
+
+# pass NAME / fail NAME DETAIL
+pass() {
+  E2E_PASSED=$((E2E_PASSED + 1))
+  E2E_CASES+=("<testcase classname=\"$E2E_SUITE\" name=\"$(e2e_xml "$1")\"/>")
+  echo "PASS: $1"
+}
+fail() {
+  E2E_FAILED=$((E2E_FAILED + 1))
+  E2E_CASES+=("<testcase classname=\"$E2E_SUITE\" name=\"$(e2e_xml "$1")\"><failure message=\"$(e2e_xml "${2:-}")\"/></testcase>")
+  echo "FAIL: $1${2:+ -- $2}"
+}
+e2e_xml() { printf '%s' "$1" | sed -e 's/&/\&amp;/g' -e 's/</\&lt;/g' -e 's/>/\&gt;/g' -e 's/"/\&quot;/g'; }
+
+# check NAME CMD...: passes when CMD succeeds now.
+check() {
+  local name=$1
+  shift
+  if "$@"; then pass "$name"; else fail "$name" "command failed: $*"; fi
+}
+
+# eventually SECONDS CMD...: retries CMD every 0.1 s until it succeeds or the
+# time is up. Returns CMD's last status.
+eventually() {
+  local seconds=$1
+  shift
+  local deadline=$(($(date +%s%N) + seconds * 1000000000))
+  while true; do
+    if "$@"; then return 0; fi
+    [ "$(date +%s%N)" -ge "$deadline" ] && return 1
+    sleep 0.1
+  done
+}
+
+# check_eventually NAME SECONDS CMD...
+check_eventually() {
+  local name=$1 seconds=$2
+  shift 2
+  if eventually "$seconds" "$@"; then pass "$name"; else fail "$name" "not true within ${seconds}s: $*"; fi
+}
+
+e2e_finish() {
+  if [ -n "${XML_OUTPUT_FILE:-}" ]; then
+    {
+      echo '<?xml version="1.0" encoding="UTF-8"?>'
+      echo "<testsuites><testsuite name=\"$E2E_SUITE\" tests=\"$((E2E_PASSED + E2E_FAILED))\" failures=\"$E2E_FAILED\">"
+      printf '%s\n' "${E2E_CASES[@]}"
+      echo '</testsuite></testsuites>'
+    } > "$XML_OUTPUT_FILE"
+  fi
+  echo "$E2E_SUITE: $E2E_PASSED passed, $E2E_FAILED failed"
+  [ "$E2E_FAILED" -eq 0 ]
+}
+
+# grpc ADDR METHOD [JSON]: grpcurl against a plaintext server, via reflection.
+grpc() {
+  local addr=$1 method=$2 data=${3:-'{}'}
+  grpcurl -plaintext -max-time 20 -d "$data" "$addr" "packetcapture.v1.CaptureService/$method"
+}
+
+# download ADDR ID OUT [follow-seconds]: the README's grpcurl download.
+download() {
+  local addr=$1 id=$2 out=$3
+  grpcurl -plaintext -max-time 60 -d "{\"id\":\"$id\"}" "$addr" \
+    packetcapture.v1.CaptureService/DownloadCapture |
+    jq -r '.data' | while read -r chunk; do printf %s "$chunk" | base64 -d; done > "$out"
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, runs every test (unit tests,
+# the same unit tests under AddressSanitizer + UBSan, and the end-to-end tests
+# on the local cluster), and ends with one line "N passed, N failed".
+# Needs root (network namespaces, tcpdump). Exit status 0 only if all passed.
+set -uo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+echo "== setup" >&2
+testing/setup.sh >/dev/null || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+
+logs=$(mktemp -d /tmp/pc-tests.XXXXXX)
+total_passed=0
+total_failed=0
+
+# run NAME BAZEL-ARGS...: one bazel test invocation, counted from its test.xml.
+run() {
+  local name=$1
+  shift
+  echo "== $name: bazel test $*" >&2
+  bazel test "$@" 2>&1 | tee "$logs/$name.log" >&2
+  # The convenience symlink follows the configuration of the last build.
+  local testlogs
+  testlogs=$(readlink -f bazel-testlogs)
+  local line
+  line=$(python3 testing/summarize_tests.py "$logs/$name.log" "$testlogs" 2>"$logs/$name.cases" | tail -1)
+  cat "$logs/$name.cases" >&2
+  echo "$name: $line" >&2
+  local p f
+  p=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p' <<< "$line")
+  f=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p' <<< "$line")
+  total_passed=$((total_passed + ${p:-0}))
+  total_failed=$((total_failed + ${f:-1}))
+}
+
+run unit //... --test_tag_filters=-e2e
+run asan --config=asan //... --test_tag_filters=-e2e,-no-asan
+run e2e //... --test_tag_filters=e2e
+
+bazel shutdown >/dev/null 2>&1
+echo "$total_passed passed, $total_failed failed"
+[ "$total_failed" -eq 0 ]
