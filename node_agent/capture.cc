@@ -17,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/kube/names.h"
 #include "common/log.h"
 #include "common/pcap/ring_reader.h"
 #include "node_agent/capture_reader.h"
@@ -86,7 +87,7 @@ bool Capture::IsValidId(const std::string& id) {
   std::vector<std::string> parts = absl::StrSplit(id, '_');
   if (parts.size() != 4) return false;
   int64_t ms;
-  if (!IsDns1123Label(parts[0]) || !IsDns1123Subdomain(parts[1]) ||
+  if (!kube::IsDns1123Label(parts[0]) || !kube::IsDns1123Subdomain(parts[1]) ||
       parts[2].size() != 8 || !absl::SimpleAtoi(parts[3], &ms) || ms <= 0) {
     return false;
   }
@@ -443,8 +444,8 @@ absl::Time Capture::NextDeadline() const {
 
 void Capture::PruneOldRuns() {
   std::vector<RunFile> files = Files();
-  int current = 0;
-  for (const auto& f : files) current += f.run == run_ ? 1 : 0;
+  // The current run's ring is bounded by tcpdump itself; earlier runs give
+  // way, oldest file first, until the capture holds at most N files.
   int excess = static_cast<int>(files.size()) - spec_.max_files;
   for (const auto& f : files) {
     if (excess <= 0) break;

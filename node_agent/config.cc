@@ -7,7 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "node_agent/desired_capture.h"
+#include "common/kube/names.h"
 #include "yaml-cpp/yaml.h"
 
 namespace pc::agent {
@@ -101,7 +101,7 @@ absl::Status ValidateAgentConfig(const AgentConfig& c) {
   if (c.node_name.empty()) {
     return bad("node_name", "required (set NODE_NAME from the Downward API or --node_name)");
   }
-  if (!IsDns1123Subdomain(c.node_name)) {
+  if (!kube::IsDns1123Subdomain(c.node_name)) {
     return bad("node_name", absl::StrCat("\"", c.node_name, "\" is not a valid node name"));
   }
   if (c.capture_dir.empty() || c.capture_dir[0] != '/') {

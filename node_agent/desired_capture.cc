@@ -1,42 +1,10 @@
 #include "node_agent/desired_capture.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/kube/names.h"
 #include "node_agent/annotation.h"
 
 namespace pc::agent {
-namespace {
-
-bool IsAlnumLower(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-}
-
-bool IsLabelChars(const std::string& s, size_t begin, size_t end) {
-  if (end <= begin || end - begin > 63) return false;
-  if (!IsAlnumLower(s[begin]) || !IsAlnumLower(s[end - 1])) return false;
-  for (size_t i = begin; i < end; ++i) {
-    if (!IsAlnumLower(s[i]) && s[i] != '-') return false;
-  }
-  return true;
-}
-
-}  // namespace
-
-bool IsDns1123Label(const std::string& s) {
-  return IsLabelChars(s, 0, s.size());
-}
-
-bool IsDns1123Subdomain(const std::string& s) {
-  if (s.empty() || s.size() > 253) return false;
-  size_t begin = 0;
-  while (true) {
-    size_t dot = s.find('.', begin);
-    size_t end = dot == std::string::npos ? s.size() : dot;
-    if (!IsLabelChars(s, begin, end)) return false;
-    if (dot == std::string::npos) return true;
-    begin = dot + 1;
-  }
-}
-
 bool IsPodUid(const std::string& s) {
   if (s.size() != 36) return false;
   for (size_t i = 0; i < s.size(); ++i) {
@@ -65,7 +33,7 @@ Desired DecideCapture(const PodView& pod, const DecideOptions& options) {
 
   // Names become part of directory names: refuse anything the API server
   // itself would not have accepted rather than trusting it.
-  if (!IsDns1123Label(pod.ns) || !IsDns1123Subdomain(pod.name) ||
+  if (!kube::IsDns1123Label(pod.ns) || !kube::IsDns1123Subdomain(pod.name) ||
       !IsPodUid(pod.uid)) {
     out.decision = Decision::kRefused;
     out.reason = "pod namespace, name or uid is not a valid Kubernetes name";

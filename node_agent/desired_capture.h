@@ -45,10 +45,10 @@ struct DecideOptions {
 
 Desired DecideCapture(const PodView& pod, const DecideOptions& options);
 
-// Kubernetes name rules, checked before a name becomes part of a path.
-bool IsDns1123Label(const std::string& s);      // namespaces
-bool IsDns1123Subdomain(const std::string& s);  // pod and node names
-bool IsPodUid(const std::string& s);            // 8-4-4-4-12 lowercase hex
+// A pod uid as the API server writes it: 8-4-4-4-12 lowercase hex. Checked
+// (with the DNS-1123 rules of common/kube/names.h for namespace and name)
+// before any of them becomes part of a path.
+bool IsPodUid(const std::string& s);
 
 }  // namespace pc::agent
 

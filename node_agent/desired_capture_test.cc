@@ -84,15 +84,11 @@ TEST(DecideCapture, NamesThatCouldEscapeADirectoryAreRefused) {
   EXPECT_EQ(DecideCapture(bad_uid, {}).decision, Decision::kRefused);
 }
 
-TEST(NameRules, Dns1123) {
-  EXPECT_TRUE(IsDns1123Subdomain("web-1.example"));
-  EXPECT_FALSE(IsDns1123Subdomain("web_1"));
-  EXPECT_FALSE(IsDns1123Subdomain(std::string(254, 'a')));
-  EXPECT_TRUE(IsDns1123Label(std::string(63, 'a')));
-  EXPECT_FALSE(IsDns1123Label(std::string(64, 'a')));
-  EXPECT_FALSE(IsDns1123Label("a.b"));
+TEST(NameRules, PodUid) {
   EXPECT_TRUE(IsPodUid("0a1b2c3d-0000-4000-8000-00000000abcd"));
   EXPECT_FALSE(IsPodUid("0A1B2C3D-0000-4000-8000-00000000ABCD"));
+  EXPECT_FALSE(IsPodUid("0a1b2c3d-0000-4000-8000-00000000abc/"));
+  EXPECT_FALSE(IsPodUid(""));
 }
 
 }  // namespace
