@@ -3,6 +3,7 @@
 #include <set>
 
 #include "absl/time/clock.h"
+#include "common/time_proto.h"
 
 namespace pc {
 namespace {
@@ -14,9 +15,7 @@ CaptureEvent MakeEvent(CaptureEvent::Type type,
   CaptureEvent event;
   event.set_type(type);
   if (capture != nullptr) *event.mutable_capture() = *capture;
-  const int64_t ns = absl::ToUnixNanos(absl::Now());
-  event.mutable_time()->set_seconds(ns / 1000000000);
-  event.mutable_time()->set_nanos(static_cast<int32_t>(ns % 1000000000));
+  *event.mutable_time() = ToProto(absl::Now());
   return event;
 }
 

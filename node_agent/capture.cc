@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "common/kube/names.h"
 #include "common/log.h"
+#include "common/time_proto.h"
 #include "common/pcap/ring_reader.h"
 #include "node_agent/capture_reader.h"
 
@@ -30,18 +31,6 @@ namespace fs = std::filesystem;
 
 constexpr char kMetaFile[] = "capture.pb";
 constexpr char kRingBase[] = "ring";
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  const int64_t ns = absl::ToUnixNanos(t);
-  ts.set_seconds(ns / 1000000000);
-  ts.set_nanos(static_cast<int32_t>(ns % 1000000000));
-  return ts;
-}
-
-absl::Time FromProto(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
 
 absl::Status WriteFileAtomically(const std::string& path,
                                  const std::string& data) {
@@ -248,20 +237,7 @@ void Capture::Start(absl::Time now) {
 void Capture::TryStartRun(absl::Time now) {
   retry_pending_ = false;
   auto record_failure = [&](const std::string& why) {
-    ++failures_in_a_row_;
-    if (failures_in_a_row_ >= env_->max_failures) {
-      Fail(absl::StrCat(why, " (gave up after ", failures_in_a_row_,
-                        " attempts)"),
-           now);
-      return;
-    }
-    const absl::Duration delay = RetryDelay(failures_in_a_row_);
-    retry_at_ = now + delay;
-    retry_pending_ = true;
-    SetState(CaptureProto::PENDING,
-             absl::StrCat(why, "; retrying in ", absl::FormatDuration(delay)),
-             now);
-    LogLine("capture_retry", {{"capture", id_}, {"reason", why}});
+    RecordFailure(why, now);
   };
 
   NetnsMatch where;
@@ -388,6 +364,10 @@ void Capture::OnExit(int wait_status, absl::Time now) {
     absl::StrAppend(&why, ": ", output_.last_message());
   }
   LogLine("tcpdump_exited", {{"capture", id_}, {"reason", why}});
+  RecordFailure(why, now);
+}
+
+void Capture::RecordFailure(const std::string& why, absl::Time now) {
   ++failures_in_a_row_;
   if (failures_in_a_row_ >= env_->max_failures) {
     Fail(absl::StrCat(why, " (gave up after ", failures_in_a_row_,
@@ -399,8 +379,9 @@ void Capture::OnExit(int wait_status, absl::Time now) {
   retry_at_ = now + delay;
   retry_pending_ = true;
   SetState(CaptureProto::PENDING,
-           absl::StrCat(why, "; restarting in ", absl::FormatDuration(delay)),
+           absl::StrCat(why, "; retrying in ", absl::FormatDuration(delay)),
            now);
+  LogLine("capture_retry", {{"capture", id_}, {"reason", why}});
 }
 
 bool Capture::Tick(absl::Time now) {

@@ -114,6 +114,9 @@ class Capture {
   bool process_running() const { return process_ && process_->running(); }
   void TryStartRun(absl::Time now);
   void OnExit(int wait_status, absl::Time now);
+  // Counts a failed start or an early exit: retry with backoff, or FAILED
+  // after env.max_failures in a row.
+  void RecordFailure(const std::string& why, absl::Time now);
   void Fail(const std::string& message, absl::Time now);
   void SetState(packetcapture::v1::Capture::State state,
                 const std::string& message, absl::Time now);

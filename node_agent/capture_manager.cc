@@ -12,19 +12,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/log.h"
+#include "common/time_proto.h"
 
 namespace pc::agent {
 namespace {
 
 using CaptureProto = packetcapture::v1::Capture;
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  const int64_t ns = absl::ToUnixNanos(t);
-  ts.set_seconds(ns / 1000000000);
-  ts.set_nanos(static_cast<int32_t>(ns % 1000000000));
-  return ts;
-}
 
 int64_t Reservation(int max_files) {
   return static_cast<int64_t>(max_files) * Budget::kBytesPerFile;
