@@ -26,19 +26,24 @@ bool Same(const packetcapture::v1::Capture& a,
 
 }  // namespace
 
+void CaptureRegistry::Upsert(const Capture& capture,
+                             std::vector<Event>* events) {
+  auto it = captures_.find(capture.id());
+  if (it == captures_.end()) {
+    captures_.emplace(capture.id(), capture);
+    events->push_back(MakeEvent(CaptureEvent::ADDED, &capture));
+  } else if (!Same(it->second, capture)) {
+    it->second = capture;
+    events->push_back(MakeEvent(CaptureEvent::MODIFIED, &capture));
+  }
+}
+
 void CaptureRegistry::Put(const Capture& capture) {
   absl::MutexLock notify(&notify_mu_);
   std::vector<Event> events;
   {
     absl::MutexLock lock(&mu_);
-    auto it = captures_.find(capture.id());
-    if (it == captures_.end()) {
-      captures_.emplace(capture.id(), capture);
-      events.push_back(MakeEvent(CaptureEvent::ADDED, &capture));
-    } else if (!Same(it->second, capture)) {
-      it->second = capture;
-      events.push_back(MakeEvent(CaptureEvent::MODIFIED, &capture));
-    }
+    Upsert(capture, &events);
   }
   Notify(events);
 }
@@ -51,14 +56,7 @@ void CaptureRegistry::ReplaceAll(const std::vector<Capture>& all) {
     std::set<std::string> keep;
     for (const auto& capture : all) {
       keep.insert(capture.id());
-      auto it = captures_.find(capture.id());
-      if (it == captures_.end()) {
-        captures_.emplace(capture.id(), capture);
-        events.push_back(MakeEvent(CaptureEvent::ADDED, &capture));
-      } else if (!Same(it->second, capture)) {
-        it->second = capture;
-        events.push_back(MakeEvent(CaptureEvent::MODIFIED, &capture));
-      }
+      Upsert(capture, &events);
     }
     for (auto it = captures_.begin(); it != captures_.end();) {
       if (keep.count(it->first) == 0) {

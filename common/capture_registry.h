@@ -41,6 +41,9 @@ class CaptureRegistry {
 
  private:
   void Notify(const std::vector<Event>& events);
+  // Adds or replaces one capture, recording ADDED/MODIFIED when it changed.
+  void Upsert(const Capture& capture, std::vector<Event>* events)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   std::map<std::string, Capture> captures_ ABSL_GUARDED_BY(mu_);
