@@ -25,12 +25,16 @@ run() {
   local testlogs
   testlogs=$(readlink -f bazel-testlogs)
   local line
-  line=$(python3 testing/summarize_tests.py "$logs/$name.log" "$testlogs" 2>"$logs/$name.cases" | tail -1)
+  local summary_rc=0
+  line=$(python3 testing/summarize_tests.py "$logs/$name.log" "$testlogs" 2>"$logs/$name.cases" | tail -1) ||
+    summary_rc=$?
   cat "$logs/$name.cases" >&2
   echo "$name: $line" >&2
   local p f
   p=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p' <<< "$line")
   f=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p' <<< "$line")
+  # A suite that ran nothing (Bazel failed before running tests) is a failure.
+  if [ "$summary_rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then f=1; fi
   total_passed=$((total_passed + ${p:-0}))
   total_failed=$((total_failed + ${f:-1}))
 }
