@@ -73,6 +73,7 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml_text) {
     else if (key == "stop_grace_seconds") s = Get(v, key, &c.stop_grace_seconds);
     else if (key == "watch_timeout_seconds") s = Get(v, key, &c.watch_timeout_seconds);
     else if (key == "aggregator") s = Get(v, key, &c.aggregator);
+    else if (key == "aggregator_token_file") s = Get(v, key, &c.aggregator_token_file);
     else return absl::InvalidArgumentError(absl::StrCat("unknown config key \"", key, "\""));
     if (!s.ok()) return s;
   }
@@ -131,6 +132,10 @@ absl::Status ValidateAgentConfig(const AgentConfig& c) {
   }
   if (!c.aggregator.empty() && !ValidHostPort(c.aggregator)) {
     return bad("aggregator", "expected host:port");
+  }
+  if (!c.aggregator.empty() &&
+      (c.aggregator_token_file.empty() || c.aggregator_token_file[0] != '/')) {
+    return bad("aggregator_token_file", "must be an absolute path when aggregator is set");
   }
   return absl::OkStatus();
 }

@@ -29,6 +29,9 @@ struct AgentConfig {
   double stop_grace_seconds = 2;
   int watch_timeout_seconds = 300;
   std::string aggregator;       // host:port; empty: no uplink
+  // Projected ServiceAccount token with the aggregator's audience (re-read at
+  // every connection: the kubelet rotates it).
+  std::string aggregator_token_file = "/var/run/secrets/tokens/aggregator-token";
 };
 
 // Parses YAML text over the defaults. Unknown keys are errors (a typo must not

@@ -20,6 +20,7 @@ snaplen: 1600
 immediate_mode: true
 stop_grace_seconds: 1.5
 aggregator: capture-aggregator.kube-system:9090
+aggregator_token_file: /var/run/secrets/tokens/agg
 )");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->node_name, "node-a");
@@ -29,7 +30,11 @@ aggregator: capture-aggregator.kube-system:9090
   EXPECT_EQ(c->snaplen, 1600);
   EXPECT_DOUBLE_EQ(c->stop_grace_seconds, 1.5);
   EXPECT_EQ(c->tcpdump_binary, "/usr/bin/tcpdump");  // default kept
+  EXPECT_EQ(c->aggregator_token_file, "/var/run/secrets/tokens/agg");
   EXPECT_TRUE(ValidateAgentConfig(*c).ok());
+  c->aggregator_token_file = "token";
+  EXPECT_NE(ValidateAgentConfig(*c).message().find("aggregator_token_file"),
+            absl::string_view::npos);
 }
 
 TEST(AgentConfig, EmptyFileGivesDefaults) {

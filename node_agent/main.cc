@@ -22,6 +22,7 @@
 #include "node_agent/agent.h"
 #include "node_agent/capture_reader.h"
 #include "node_agent/config.h"
+#include "node_agent/uplink.h"
 
 ABSL_FLAG(std::string, config, "", "YAML config file (see README)");
 ABSL_FLAG(std::string, node_name, "",
@@ -33,6 +34,8 @@ ABSL_FLAG(std::string, listen, "", "CaptureService address (host:port)");
 ABSL_FLAG(std::string, netns_dir, "",
           "comma-separated directories of network namespace files");
 ABSL_FLAG(std::string, aggregator, "", "aggregator address (host:port)");
+ABSL_FLAG(std::string, aggregator_token_file, "",
+          "token file for the aggregator (projected ServiceAccount token)");
 
 namespace {
 
@@ -86,6 +89,9 @@ int main(int argc, char** argv) {
   if (!absl::GetFlag(FLAGS_aggregator).empty()) {
     config.aggregator = absl::GetFlag(FLAGS_aggregator);
   }
+  if (!absl::GetFlag(FLAGS_aggregator_token_file).empty()) {
+    config.aggregator_token_file = absl::GetFlag(FLAGS_aggregator_token_file);
+  }
 
   pc::CaptureRegistry registry;
   auto agent = pc::agent::Agent::Create(config, &registry);
@@ -125,6 +131,16 @@ int main(int argc, char** argv) {
     return Fail(absl::StrCat("cannot listen on ", config.listen));
   }
   (*agent)->Start();
+  std::unique_ptr<pc::agent::Uplink> uplink;
+  if (!config.aggregator.empty()) {
+    pc::agent::UplinkOptions uplink_options;
+    uplink_options.node = config.node_name;
+    uplink_options.aggregator = config.aggregator;
+    uplink_options.token_file = config.aggregator_token_file;
+    uplink_options.capture_dir = config.capture_dir;
+    uplink = std::make_unique<pc::agent::Uplink>(uplink_options, &registry);
+    uplink->Start();
+  }
   pc::LogLine("agent_started", {{"node", config.node_name},
                                 {"listen", config.listen},
                                 {"port", absl::StrCat(port)},
@@ -134,6 +150,7 @@ int main(int argc, char** argv) {
   sigwait(&stop_signals, &signo);
   pc::LogLine("agent_stopping", {{"signal", absl::StrCat(signo)}});
   server->GetHealthCheckService()->Shutdown();
+  if (uplink) uplink->Stop();
   (*agent)->Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   return 0;

@@ -522,7 +522,17 @@ agent_command() {  # NODE
     --netns_dir=/run/netns
   )
   if alive aggregator; then
-    AGENT_CMD+=(--aggregator="127.0.0.1:$AGGREGATOR_PORT")
+    # The agent authenticates to the aggregator with its ServiceAccount's token
+    # for the aggregator's audience (in Kubernetes: a projected token volume).
+    local token_file="$STATE/agent-aggregator.token"
+    if ! kubeconfig_fresh "$token_file"; then
+      kc create token capture-agent -n kube-system --audience packet-capture-aggregator \
+        --duration 24h > "$token_file.new" ||
+        die "could not mint the agent's aggregator token"
+      chmod 600 "$token_file.new"
+      mv -f "$token_file.new" "$token_file"
+    fi
+    AGENT_CMD+=(--aggregator="127.0.0.1:$AGGREGATOR_PORT" --aggregator_token_file="$token_file")
   fi
 }
 

@@ -1,0 +1,146 @@
+// capture-aggregator: agents stream capture status and pcap chunks to it
+// (IngestService); it keeps them durably and serves CaptureService for every
+// node of the cluster.
+#include <signal.h>
+
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "aggregator/authenticator.h"
+#include "aggregator/ingest_service.h"
+#include "aggregator/store.h"
+#include "common/capture_registry.h"
+#include "common/capture_service.h"
+#include "common/kube/http_client.h"
+#include "common/kube/kube_config.h"
+#include "common/log.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:9090",
+          "gRPC address for CaptureService and IngestService (host:port)");
+ABSL_FLAG(std::string, data_dir, "/data", "where captures are stored");
+ABSL_FLAG(std::string, kubeconfig, "",
+          "kubeconfig for TokenReview; default: in-cluster config");
+ABSL_FLAG(std::string, audience, "packet-capture-aggregator",
+          "audience agents' tokens must be minted for");
+ABSL_FLAG(std::string, agent_identity,
+          "system:serviceaccount:kube-system:capture-agent",
+          "the only user allowed to report captures");
+ABSL_FLAG(absl::Duration, retention, absl::Hours(24),
+          "how long a stopped capture is kept");
+ABSL_FLAG(int64_t, max_bytes, int64_t{10} << 30,
+          "total byte budget of stored captures (0 = unlimited)");
+ABSL_FLAG(absl::Duration, token_cache_ttl, absl::Seconds(60),
+          "how long a TokenReview answer is reused");
+
+namespace {
+
+int Fail(const std::string& message) {
+  std::cerr << "capture-aggregator: " << message << std::endl;
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "capture-aggregator --data_dir=DIR [--listen=HOST:PORT] [--kubeconfig=FILE]");
+  absl::ParseCommandLine(argc, argv);
+
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  if (absl::GetFlag(FLAGS_retention) <= absl::ZeroDuration()) {
+    return Fail("--retention must be positive");
+  }
+  if (absl::GetFlag(FLAGS_max_bytes) < 0) return Fail("--max_bytes must not be negative");
+  if (absl::GetFlag(FLAGS_token_cache_ttl) < absl::ZeroDuration()) {
+    return Fail("--token_cache_ttl must not be negative");
+  }
+  if (absl::GetFlag(FLAGS_audience).empty() ||
+      absl::GetFlag(FLAGS_agent_identity).empty()) {
+    return Fail("--audience and --agent_identity must not be empty");
+  }
+
+  absl::StatusOr<pc::kube::KubeConfig> kube_config =
+      absl::GetFlag(FLAGS_kubeconfig).empty()
+          ? pc::kube::InClusterConfig()
+          : pc::kube::LoadKubeconfig(absl::GetFlag(FLAGS_kubeconfig));
+  if (!kube_config.ok()) return Fail(kube_config.status().ToString());
+  auto http = pc::kube::HttpClient::Create(*kube_config);
+  if (!http.ok()) return Fail(http.status().ToString());
+  pc::aggregator::TokenReviewAuthenticator::Options auth_options;
+  auth_options.audience = absl::GetFlag(FLAGS_audience);
+  auth_options.agent_identity = absl::GetFlag(FLAGS_agent_identity);
+  auth_options.cache_ttl = absl::GetFlag(FLAGS_token_cache_ttl);
+  pc::aggregator::TokenReviewAuthenticator authenticator(std::move(*http),
+                                                         auth_options);
+
+  pc::CaptureRegistry registry;
+  pc::aggregator::StoreOptions store_options;
+  store_options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  store_options.retention = absl::GetFlag(FLAGS_retention);
+  store_options.max_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_max_bytes));
+  auto store = pc::aggregator::Store::Open(store_options, &registry);
+  if (!store.ok()) return Fail(store.status().ToString());
+
+  pc::aggregator::IngestServiceImpl ingest(store->get(), &authenticator,
+                                           pc::aggregator::IngestOptions());
+  pc::aggregator::Store* store_ptr = store->get();
+  pc::CaptureServiceImpl query(
+      &registry,
+      [store_ptr](const packetcapture::v1::Capture& capture, bool follow) {
+        return store_ptr->OpenReader(capture.id(), follow);
+      });
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(absl::GetFlag(FLAGS_listen),
+                           grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&ingest);
+  builder.RegisterService(&query);
+  builder.SetMaxReceiveMessageSize(8 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    return Fail(absl::StrCat("cannot listen on ", absl::GetFlag(FLAGS_listen)));
+  }
+  pc::LogLine("aggregator_started",
+              {{"listen", absl::GetFlag(FLAGS_listen)},
+               {"port", absl::StrCat(port)},
+               {"data_dir", store_options.data_dir},
+               {"captures", absl::StrCat(registry.List().size())},
+               {"bytes", absl::StrCat((*store)->total_bytes())}});
+
+  // Retention and the byte budget, applied every few seconds.
+  absl::Notification stop;
+  std::thread maintenance([&] {
+    do {
+      store_ptr->Maintain();
+    } while (!stop.WaitForNotificationWithTimeout(absl::Seconds(5)));
+  });
+
+  int signo = 0;
+  sigwait(&stop_signals, &signo);
+  pc::LogLine("aggregator_stopping", {{"signal", absl::StrCat(signo)}});
+  server->GetHealthCheckService()->Shutdown();
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  stop.Notify();
+  maintenance.join();
+  return 0;
+}

@@ -1,0 +1,313 @@
+#include "aggregator/store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "aggregator/test_util.h"
+#include "common/pcap/pcap_test_util.h"
+#include "common/time_proto.h"
+#include "gtest/gtest.h"
+
+namespace pc::aggregator {
+namespace {
+
+namespace tu = testutil;
+namespace ptu = pcap::testutil;
+using packetcapture::v1::Capture;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = ptu::MakeTempDir(); }
+
+  std::unique_ptr<Store> OpenStore(CaptureRegistry* registry) {
+    StoreOptions options;
+    options.data_dir = dir_;
+    options.retention = absl::Hours(1);
+    options.max_bytes = max_bytes_;
+    options.clock = [this] { return now_; };
+    auto store = Store::Open(options, registry);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? std::move(*store) : nullptr;
+  }
+
+  std::string Download(Store* store, const std::string& id) {
+    auto reader = store->OpenReader(id, false);
+    EXPECT_TRUE(reader.ok()) << reader.status();
+    std::string out;
+    for (int i = 0; i < 1000; ++i) {
+      auto n = (*reader)->Read(&out, 1000);
+      EXPECT_TRUE(n.ok()) << n.status();
+      if (!n.ok() || *n == 0) break;
+    }
+    return out;
+  }
+
+  std::string DataPath(const std::string& id, const std::string& run,
+                       const std::string& ring, uint64_t gen,
+                       const char* ext) {
+    return absl::StrCat(dir_, "/captures/", id, "/", run, "/", ring, ".", gen,
+                        ext);
+  }
+
+  std::string dir_;
+  uint64_t max_bytes_ = 0;
+  absl::Time now_ = absl::FromUnixSeconds(1700000000);
+};
+
+TEST(StoredFileName, AcceptsOnlyTheAgentsNames) {
+  std::string run, ring;
+  EXPECT_TRUE(ParseStoredFileName("run-1-w5/ring3", &run, &ring));
+  EXPECT_EQ(run, "run-1-w5");
+  EXPECT_EQ(ring, "ring3");
+  EXPECT_TRUE(ParseStoredFileName("run-2-w11/ring07", &run, &ring));
+  EXPECT_TRUE(ParseStoredFileName("run-2-w1/ring", &run, &ring));
+  for (const char* bad :
+       {"run-1-w5/ring5", "run-1-w11/ring7", "run-1-w5/../ring1", "../ring1",
+        "run-1-w5/ring1/x", "run-1-w5", "/run-1-w5/ring1", "run-1-w5/ring-1",
+        "run-1-w5/Ring1", "run-01-w5/ring1", "run-1-w1/ring0", ""}) {
+    EXPECT_FALSE(ParseStoredFileName(bad, &run, &ring)) << bad;
+  }
+}
+
+TEST_F(StoreTest, AppendsDurablyAndRebuildsTheIndexFromDisk) {
+  const std::string id = tu::CaptureId("web-1");
+  const std::string file0 = tu::PcapFile(0, 10);
+  const std::string more = tu::Records(10, 5);
+  {
+    CaptureRegistry registry;
+    auto store = OpenStore(&registry);
+    ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+    auto r = store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 7, 0, file0));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->offset, file0.size());
+    r = store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 7,
+                                              file0.size(), more));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->offset, file0.size() + more.size());
+    auto shown = registry.Get(id);
+    ASSERT_TRUE(shown.has_value());
+    EXPECT_EQ(shown->bytes(), file0.size() + more.size());
+    EXPECT_EQ(shown->packets(), 15u);
+    ASSERT_EQ(shown->files_size(), 1);
+    EXPECT_EQ(shown->files(0).name(), "run-1-w5/ring0");
+    EXPECT_EQ(shown->files(0).generation(), 7u);
+  }
+  CaptureRegistry registry;
+  auto store = OpenStore(&registry);
+  auto points = store->ResumePoints("node-a");
+  ASSERT_EQ(points.size(), 1u);
+  EXPECT_EQ(points[0].capture_id(), id);
+  EXPECT_EQ(points[0].file(), "run-1-w5/ring0");
+  EXPECT_EQ(points[0].file_generation(), 7u);
+  EXPECT_EQ(points[0].offset(), file0.size() + more.size());
+  EXPECT_TRUE(store->ResumePoints("node-b").empty());
+  auto shown = registry.Get(id);
+  ASSERT_TRUE(shown.has_value());
+  EXPECT_EQ(shown->node(), "node-a");
+  EXPECT_EQ(shown->packets(), 15u);
+  auto seqs = ptu::SequenceNumbers(Download(store.get(), id));
+  ASSERT_TRUE(seqs.ok()) << seqs.status();
+  EXPECT_EQ(*seqs, ptu::Range(0, 15));
+}
+
+TEST_F(StoreTest, TornTailIsTruncatedToTheLastCheckedEntry) {
+  const std::string id = tu::CaptureId("web-1");
+  const std::string file0 = tu::PcapFile(0, 10);
+  const std::string more = tu::Records(10, 5);
+  {
+    CaptureRegistry registry;
+    auto store = OpenStore(&registry);
+    ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+    ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, file0)).ok());
+    ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0,
+                                                      file0.size(), more)).ok());
+  }
+  // A crash after the data write of a third chunk, with half its log entry.
+  ptu::AppendFile(DataPath(id, "run-1-w5", "ring0", 0, ".pcap"),
+                  tu::Records(15, 3));
+  ptu::AppendFile(DataPath(id, "run-1-w5", "ring0", 0, ".log"),
+                  std::string(17, '\x5a'));
+  {
+    CaptureRegistry registry;
+    auto store = OpenStore(&registry);
+    auto points = store->ResumePoints("node-a");
+    ASSERT_EQ(points.size(), 1u);
+    EXPECT_EQ(points[0].offset(), file0.size() + more.size());
+    auto seqs = ptu::SequenceNumbers(Download(store.get(), id));
+    ASSERT_TRUE(seqs.ok()) << seqs.status();
+    EXPECT_EQ(*seqs, ptu::Range(0, 15));
+    // Appending continues where the checked data ends.
+    auto r = store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0,
+                                                   file0.size() + more.size(),
+                                                   tu::Records(15, 2)));
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+  // Corrupt data under the last entry: that entry no longer counts.
+  const std::string data_path = DataPath(id, "run-1-w5", "ring0", 0, ".pcap");
+  std::string data = ptu::ReadFile(data_path);
+  data[data.size() - 3] ^= 0x40;
+  ptu::WriteFile(data_path, data);
+  CaptureRegistry registry;
+  auto store = OpenStore(&registry);
+  auto points = store->ResumePoints("node-a");
+  ASSERT_EQ(points.size(), 1u);
+  EXPECT_EQ(points[0].offset(), file0.size() + more.size());
+}
+
+TEST_F(StoreTest, CorruptEntriesAreSkippedNotFatal) {
+  const std::string good = tu::CaptureId("good");
+  const std::string bad = tu::CaptureId("bad");
+  {
+    CaptureRegistry registry;
+    auto store = OpenStore(&registry);
+    ASSERT_TRUE(store->PutStatus("node-a", tu::Status(good, "node-a")).ok());
+    ASSERT_TRUE(store->PutStatus("node-a", tu::Status(bad, "node-a")).ok());
+    ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(good, "run-1-w5/ring0", 0, 0,
+                                                      tu::PcapFile(0, 3))).ok());
+  }
+  // Metadata is replaced atomically: no temp file is left behind.
+  EXPECT_FALSE(std::filesystem::exists(
+      absl::StrCat(dir_, "/captures/", good, "/capture.pb.tmp")));
+  ptu::WriteFile(absl::StrCat(dir_, "/captures/", bad, "/capture.pb"), "garbage");
+  std::filesystem::create_directories(absl::StrCat(dir_, "/captures/not-an-id"));
+  std::filesystem::create_directories(
+      absl::StrCat(dir_, "/captures/", good, "/strange"));
+  ptu::WriteFile(absl::StrCat(dir_, "/captures/", good, "/run-1-w5/ring9.x.pcap"), "x");
+  // A data file whose log is missing entirely.
+  ptu::WriteFile(absl::StrCat(dir_, "/captures/", good, "/run-1-w5/ring1.0.pcap"),
+                 tu::PcapFile(0, 1));
+  CaptureRegistry registry;
+  auto store = OpenStore(&registry);
+  EXPECT_TRUE(registry.Get(good).has_value());
+  EXPECT_FALSE(registry.Get(bad).has_value());
+  EXPECT_EQ(store->ResumePoints("node-a").size(), 1u);
+}
+
+TEST_F(StoreTest, DuplicatesGapsAndBadChunks) {
+  const std::string id = tu::CaptureId("web-1");
+  CaptureRegistry registry;
+  auto store = OpenStore(&registry);
+  ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  const std::string file0 = tu::PcapFile(0, 4);
+  ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, file0)).ok());
+  auto dup = store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, file0));
+  ASSERT_TRUE(dup.ok());
+  EXPECT_TRUE(dup->duplicate);
+  EXPECT_EQ(dup->offset, file0.size());
+  // A gap of two records: the next chunk is stored right after the data.
+  const std::string skipped = tu::Records(4, 2);
+  auto gap = store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0,
+                                                   file0.size() + skipped.size(),
+                                                   tu::Records(6, 2)));
+  ASSERT_TRUE(gap.ok()) << gap.status();
+  EXPECT_EQ(gap->gap, skipped.size());
+  EXPECT_EQ(registry.Get(id)->bytes_lost(), skipped.size());
+  auto seqs = ptu::SequenceNumbers(Download(store.get(), id));
+  ASSERT_TRUE(seqs.ok());
+  EXPECT_EQ(*seqs, (std::vector<uint32_t>{0, 1, 2, 3, 6, 7}));
+
+  const std::string half = tu::Records(8, 1).substr(0, 20);
+  EXPECT_EQ(store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0, 10000, half))
+                .status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring1", 0, 24,
+                                                  tu::Records(0, 1)))
+                .status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Append("node-a", tu::MakeChunk(id, "../../etc/passwd", 0, 0, file0))
+                .status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Append("node-b", tu::MakeChunk(id, "run-1-w5/ring1", 0, 0, file0))
+                .status().code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(store->Append("node-a", tu::MakeChunk(tu::CaptureId("other"),
+                                                  "run-1-w5/ring1", 0, 0, file0))
+                .status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->PutStatus("node-b", tu::Status(id, "node-b")).code(),
+            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(store->PutStatus("node-b", tu::Status(tu::CaptureId("x"), "node-a")).code(),
+            absl::StatusCode::kPermissionDenied);
+  auto bad_id = tu::Status("../x", "node-a");
+  EXPECT_EQ(store->PutStatus("node-a", bad_id).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(StoreTest, RunningCaptureMirrorsTheRing) {
+  const std::string id = tu::CaptureId("web-1");
+  CaptureRegistry registry;
+  auto store = OpenStore(&registry);
+  ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a", Capture::RUNNING, 2)).ok());
+  // Ring of two files; the third upload reuses ring0 (generation 1).
+  ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(id, "run-1-w2/ring0", 0, 0, tu::PcapFile(0, 3))).ok());
+  ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(id, "run-1-w2/ring1", 0, 0, tu::PcapFile(3, 3))).ok());
+  ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(id, "run-1-w2/ring0", 1, 0, tu::PcapFile(6, 3))).ok());
+  auto shown = registry.Get(id);
+  ASSERT_EQ(shown->files_size(), 2);
+  EXPECT_EQ(shown->files(0).name(), "run-1-w2/ring1");
+  EXPECT_EQ(shown->files(1).name(), "run-1-w2/ring0");
+  EXPECT_EQ(shown->files(1).generation(), 1u);
+  auto seqs = ptu::SequenceNumbers(Download(store.get(), id));
+  ASSERT_TRUE(seqs.ok());
+  EXPECT_EQ(*seqs, ptu::Range(3, 6));
+  EXPECT_FALSE(std::filesystem::exists(DataPath(id, "run-1-w2", "ring0", 0, ".pcap")));
+  EXPECT_EQ(store->total_bytes(), 2 * tu::PcapFile(0, 3).size());
+}
+
+TEST_F(StoreTest, RetentionAndByteBudgetEvictOldestStoppedFirst) {
+  max_bytes_ = 3 * tu::PcapFile(0, 10).size();
+  CaptureRegistry registry;
+  auto store = OpenStore(&registry);
+  const std::string a = tu::CaptureId("a"), b = tu::CaptureId("b"),
+                    c = tu::CaptureId("c"), d = tu::CaptureId("d");
+  for (const auto& id : {a, b, c, d}) {
+    ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+    ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0, 0,
+                                                      tu::PcapFile(0, 10))).ok());
+  }
+  // a stops first, then b; c and d keep running.
+  ASSERT_TRUE(store->PutStatus("node-a", tu::Status(a, "node-a", Capture::STOPPED)).ok());
+  now_ += absl::Minutes(10);
+  ASSERT_TRUE(store->PutStatus("node-a", tu::Status(b, "node-a", Capture::STOPPED)).ok());
+  const absl::Time a_stopped = now_ - absl::Minutes(10);
+  auto shown = registry.Get(a);
+  ASSERT_TRUE(shown->has_expire_time());
+  EXPECT_EQ(FromProto(shown->expire_time()), a_stopped + absl::Hours(1));
+  EXPECT_FALSE(registry.Get(c)->has_expire_time());
+
+  // Over budget (4 captures, room for 3): the oldest stopped one goes.
+  EXPECT_EQ(store->Maintain(), std::vector<std::string>{a});
+  EXPECT_FALSE(registry.Get(a).has_value());
+  EXPECT_FALSE(std::filesystem::exists(absl::StrCat(dir_, "/captures/", a)));
+  EXPECT_TRUE(registry.Get(b).has_value());
+  EXPECT_TRUE(store->Maintain().empty());
+
+  // Retention: b expires an hour after it stopped.
+  now_ += absl::Minutes(59);
+  EXPECT_TRUE(store->Maintain().empty());
+  now_ += absl::Minutes(2);
+  EXPECT_EQ(store->Maintain(), std::vector<std::string>{b});
+
+  // d is no longer reported by its node: stopped, on_node false, expiring.
+  store->MarkGone("node-a", {c});
+  shown = registry.Get(d);
+  EXPECT_FALSE(shown->on_node());
+  EXPECT_EQ(shown->state(), Capture::STOPPED);
+  EXPECT_EQ(FromProto(shown->expire_time()), now_ + absl::Hours(1));
+  EXPECT_TRUE(registry.Get(c)->on_node());
+  // Running captures are never evicted, even over budget.
+  max_bytes_ = 1;
+  CaptureRegistry registry2;
+  store.reset();
+  store = OpenStore(&registry2);
+  EXPECT_EQ(store->Maintain(), std::vector<std::string>{d});
+  EXPECT_TRUE(registry2.Get(c).has_value());
+  EXPECT_FALSE(registry2.Get(d).has_value());
+}
+
+}  // namespace
+}  // namespace pc::aggregator

@@ -1,0 +1,72 @@
+#include "aggregator/work_queue.h"
+
+#include <utility>
+
+namespace pc::aggregator {
+
+ThreadPool::ThreadPool(int threads) {
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  for (auto& t : threads_) t.join();
+}
+
+void ThreadPool::Schedule(std::function<void()> task) {
+  absl::MutexLock lock(&mu_);
+  tasks_.push_back(std::move(task));
+}
+
+void ThreadPool::Work() {
+  for (;;) {
+    std::function<void()> task;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](ThreadPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
+            return p->stop_ || !p->tasks_.empty();
+          },
+          this));
+      if (tasks_.empty()) return;  // stopping and drained
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
+    task();
+  }
+}
+
+void Strand::Post(std::function<void()> task) {
+  bool start = false;
+  {
+    absl::MutexLock lock(&mu_);
+    tasks_.push_back(std::move(task));
+    if (!running_) running_ = start = true;
+  }
+  if (start) {
+    pool_->Schedule([self = shared_from_this()] { self->Drain(); });
+  }
+}
+
+void Strand::Drain() {
+  // A bounded batch per turn, so one busy stream cannot hog a worker.
+  for (int i = 0; i < 64; ++i) {
+    std::function<void()> task;
+    {
+      absl::MutexLock lock(&mu_);
+      if (tasks_.empty()) {
+        running_ = false;
+        return;
+      }
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
+    task();
+  }
+  pool_->Schedule([self = shared_from_this()] { self->Drain(); });
+}
+
+}  // namespace pc::aggregator

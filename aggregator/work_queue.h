@@ -1,0 +1,52 @@
+// A small fixed pool of worker threads, and Strands on it: a Strand runs the
+// tasks posted to it one at a time, in order, on some pool thread. Each ingest
+// stream has its own Strand, so durable writes (fdatasync) and token reviews
+// happen off gRPC's reactions, in order per stream, in parallel across streams.
+//
+// Thread-safe. Destroying the pool runs the tasks already queued, then joins.
+#ifndef AGGREGATOR_WORK_QUEUE_H_
+#define AGGREGATOR_WORK_QUEUE_H_
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+namespace pc::aggregator {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  void Schedule(std::function<void()> task);
+
+ private:
+  void Work();
+
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+class Strand : public std::enable_shared_from_this<Strand> {
+ public:
+  explicit Strand(ThreadPool* pool) : pool_(pool) {}
+  void Post(std::function<void()> task);
+
+ private:
+  void Drain();
+
+  ThreadPool* pool_;
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
+  bool running_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace pc::aggregator
+
+#endif  // AGGREGATOR_WORK_QUEUE_H_

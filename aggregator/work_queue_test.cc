@@ -1,0 +1,49 @@
+#include "aggregator/work_queue.h"
+
+#include <atomic>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+
+namespace pc::aggregator {
+namespace {
+
+TEST(Strand, RunsTasksInOrderOneAtATime) {
+  std::vector<int> seen;
+  std::atomic<int> running{0};
+  bool overlap = false;
+  {
+    ThreadPool pool(4);
+    auto strand = std::make_shared<Strand>(&pool);
+    for (int i = 0; i < 500; ++i) {
+      strand->Post([&, i] {
+        if (running.fetch_add(1) != 0) overlap = true;
+        seen.push_back(i);
+        running.fetch_sub(1);
+      });
+    }
+  }  // the pool drains before it joins
+  ASSERT_EQ(seen.size(), 500u);
+  for (int i = 0; i < 500; ++i) EXPECT_EQ(seen[i], i);
+  EXPECT_FALSE(overlap);
+}
+
+TEST(Strand, DifferentStrandsRunInParallel) {
+  ThreadPool pool(2);
+  auto a = std::make_shared<Strand>(&pool);
+  auto b = std::make_shared<Strand>(&pool);
+  absl::Notification a_started, b_done;
+  a->Post([&] {
+    a_started.Notify();
+    // Blocks until b ran: only possible on another pool thread.
+    EXPECT_TRUE(b_done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  });
+  a_started.WaitForNotification();
+  b->Post([&] { b_done.Notify(); });
+  EXPECT_TRUE(b_done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+}
+
+}  // namespace
+}  // namespace pc::aggregator
