@@ -27,7 +27,8 @@
 #include "grpcpp/health_check_service_interface.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:9090",
-          "gRPC address for CaptureService and IngestService (host:port)");
+          "gRPC address for IngestService and CaptureService (host:port); "
+          "CaptureService answers loopback peers only (kubectl port-forward)");
 ABSL_FLAG(std::string, data_dir, "/data", "where captures are stored");
 ABSL_FLAG(std::string, kubeconfig, "",
           "kubeconfig for TokenReview; default: in-cluster config");
@@ -101,11 +102,15 @@ int main(int argc, char** argv) {
   pc::aggregator::IngestServiceImpl ingest(store->get(), &authenticator,
                                            pc::aggregator::IngestOptions());
   pc::aggregator::Store* store_ptr = store->get();
+  // Agents reach IngestService over the network (token-authenticated);
+  // CaptureService serves pcap data and has no authentication of its own, so
+  // it answers loopback peers only: users come through kubectl port-forward.
   pc::CaptureServiceImpl query(
       &registry,
       [store_ptr](const packetcapture::v1::Capture& capture, bool follow) {
         return store_ptr->OpenReader(capture.id(), follow);
-      });
+      },
+      pc::IsLoopbackPeer);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

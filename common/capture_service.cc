@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
+#include "common/log.h"
 #include "grpcpp/alarm.h"
 
 namespace pc {
@@ -251,8 +252,21 @@ class FinishedWriter final : public grpc::ServerWriteReactor<Response> {
 }  // namespace
 
 CaptureServiceImpl::CaptureServiceImpl(CaptureRegistry* registry,
-                                       PcapSourceOpener opener)
-    : registry_(registry), opener_(std::move(opener)) {}
+                                       PcapSourceOpener opener,
+                                       PeerFilter allow_peer)
+    : registry_(registry),
+      opener_(std::move(opener)),
+      allow_peer_(std::move(allow_peer)) {}
+
+std::optional<grpc::Status> CaptureServiceImpl::Refuse(
+    const grpc::CallbackServerContext& context) const {
+  std::string peer = context.peer();
+  if (allow_peer_(peer)) return std::nullopt;
+  LogLine("query_refused", {{"peer", peer}, {"reason", "not a loopback peer"}});
+  return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                      "CaptureService answers loopback peers only; "
+                      "reach it with kubectl port-forward");
+}
 
 absl::StatusOr<ListCapturesResponse> CaptureServiceImpl::ListPage(
     std::vector<Capture> captures, const ListCapturesRequest& request) {
@@ -305,6 +319,10 @@ grpc::ServerUnaryReactor* CaptureServiceImpl::ListCaptures(
     grpc::CallbackServerContext* context, const ListCapturesRequest* request,
     ListCapturesResponse* response) {
   auto* reactor = context->DefaultReactor();
+  if (auto refused = Refuse(*context)) {
+    reactor->Finish(*refused);
+    return reactor;
+  }
   auto page = ListPage(registry_->List(), *request);
   if (!page.ok()) {
     reactor->Finish(ToGrpcStatus(page.status()));
@@ -319,6 +337,10 @@ grpc::ServerUnaryReactor* CaptureServiceImpl::GetCapture(
     grpc::CallbackServerContext* context,
     const packetcapture::v1::GetCaptureRequest* request, Capture* response) {
   auto* reactor = context->DefaultReactor();
+  if (auto refused = Refuse(*context)) {
+    reactor->Finish(*refused);
+    return reactor;
+  }
   if (request->id().empty()) {
     reactor->Finish(
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "id is required"));
@@ -339,7 +361,9 @@ grpc::ServerUnaryReactor* CaptureServiceImpl::GetCapture(
 grpc::ServerWriteReactor<DownloadCaptureResponse>*
 CaptureServiceImpl::DownloadCapture(grpc::CallbackServerContext* context,
                                     const DownloadCaptureRequest* request) {
-  (void)context;
+  if (auto refused = Refuse(*context)) {
+    return new FinishedWriter<DownloadCaptureResponse>(*refused);
+  }
   if (request->id().empty()) {
     return new FinishedWriter<DownloadCaptureResponse>(
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "id is required"));
@@ -361,7 +385,9 @@ CaptureServiceImpl::DownloadCapture(grpc::CallbackServerContext* context,
 grpc::ServerWriteReactor<CaptureEvent>* CaptureServiceImpl::WatchCaptures(
     grpc::CallbackServerContext* context,
     const packetcapture::v1::WatchCapturesRequest* request) {
-  (void)context;
+  if (auto refused = Refuse(*context)) {
+    return new FinishedWriter<CaptureEvent>(*refused);
+  }
   return new WatchReactor(registry_, *request);
 }
 

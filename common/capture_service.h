@@ -9,10 +9,13 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/capture_registry.h"
+#include "common/peer.h"
 #include "proto/packetcapture.grpc.pb.h"
 
 namespace pc {
@@ -32,10 +35,16 @@ using PcapSourceOpener =
     std::function<absl::StatusOr<std::unique_ptr<PcapSource>>(
         const packetcapture::v1::Capture& capture, bool follow)>;
 
+// Decides from ServerContext::peer() whether a caller may use the service.
+using PeerFilter = std::function<bool(absl::string_view peer)>;
+
 class CaptureServiceImpl final
     : public packetcapture::v1::CaptureService::CallbackService {
  public:
-  CaptureServiceImpl(CaptureRegistry* registry, PcapSourceOpener opener);
+  // Callers that `allow_peer` refuses get PERMISSION_DENIED on every method;
+  // the default admits loopback only (see common/peer.h).
+  CaptureServiceImpl(CaptureRegistry* registry, PcapSourceOpener opener,
+                     PeerFilter allow_peer = IsLoopbackPeer);
 
   grpc::ServerUnaryReactor* ListCaptures(
       grpc::CallbackServerContext* context,
@@ -60,8 +69,12 @@ class CaptureServiceImpl final
       const packetcapture::v1::ListCapturesRequest& request);
 
  private:
+  // The refusal for a peer `allow_peer_` rejects, or nullopt.
+  std::optional<grpc::Status> Refuse(const grpc::CallbackServerContext& context) const;
+
   CaptureRegistry* registry_;
   PcapSourceOpener opener_;
+  PeerFilter allow_peer_;
 };
 
 }  // namespace pc

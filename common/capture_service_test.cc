@@ -3,7 +3,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "common/capture_registry.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 
 namespace pc {
@@ -105,6 +107,90 @@ TEST(CaptureRegistry, EventsForAddModifyDeleteAndInitialSync) {
   EXPECT_EQ(seen, (std::vector<std::string>{"ADDED:a", "SYNCED:", "MODIFIED:a",
                                             "ADDED:b", "DELETED:a"}));
   EXPECT_FALSE(registry.Get("b").has_value());
+}
+
+// A CaptureService on a real loopback port, with the given peer filter.
+class Served {
+ public:
+  explicit Served(PeerFilter allow_peer)
+      : service_(&registry_, NoDownloads(), std::move(allow_peer)) {
+    registry_.Put(Make("a", "node-a", "web", 100, Capture::RUNNING));
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port);
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+    stub_ = packetcapture::v1::CaptureService::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  }
+  ~Served() { server_->Shutdown(); }
+
+  packetcapture::v1::CaptureService::Stub& stub() { return *stub_; }
+
+ private:
+  static PcapSourceOpener NoDownloads() {
+    return [](const Capture&, bool) -> absl::StatusOr<std::unique_ptr<PcapSource>> {
+      return absl::UnavailableError("no pcap in this test");
+    };
+  }
+
+  CaptureRegistry registry_;
+  CaptureServiceImpl service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<packetcapture::v1::CaptureService::Stub> stub_;
+};
+
+TEST(CaptureServicePeers, LoopbackCallerIsServedByDefault) {
+  Served served(IsLoopbackPeer);
+  grpc::ClientContext context;
+  packetcapture::v1::ListCapturesResponse response;
+  ASSERT_TRUE(served.stub().ListCaptures(&context, ListCapturesRequest(), &response).ok());
+  EXPECT_EQ(response.captures_size(), 1);
+}
+
+TEST(CaptureServicePeers, RefusedPeerGetsPermissionDeniedOnEveryMethod) {
+  std::vector<std::string> asked;
+  Served served([&asked](absl::string_view peer) {
+    asked.emplace_back(peer);
+    return false;
+  });
+  auto denied = [](const grpc::Status& status) {
+    return status.error_code() == grpc::StatusCode::PERMISSION_DENIED &&
+           absl::StrContains(status.error_message(), "port-forward");
+  };
+  {
+    grpc::ClientContext context;
+    packetcapture::v1::ListCapturesResponse response;
+    EXPECT_TRUE(denied(served.stub().ListCaptures(&context, ListCapturesRequest(), &response)));
+    EXPECT_EQ(response.captures_size(), 0);
+  }
+  {
+    grpc::ClientContext context;
+    packetcapture::v1::GetCaptureRequest request;
+    request.set_id("a");
+    Capture response;
+    EXPECT_TRUE(denied(served.stub().GetCapture(&context, request, &response)));
+    EXPECT_TRUE(response.id().empty());
+  }
+  {
+    grpc::ClientContext context;
+    packetcapture::v1::DownloadCaptureRequest request;
+    request.set_id("a");
+    auto reader = served.stub().DownloadCapture(&context, request);
+    packetcapture::v1::DownloadCaptureResponse chunk;
+    EXPECT_FALSE(reader->Read(&chunk));
+    EXPECT_TRUE(denied(reader->Finish()));
+  }
+  {
+    grpc::ClientContext context;
+    auto reader = served.stub().WatchCaptures(&context, packetcapture::v1::WatchCapturesRequest());
+    CaptureEvent event;
+    EXPECT_FALSE(reader->Read(&event));  // not even the initial listing
+    EXPECT_TRUE(denied(reader->Finish()));
+  }
+  ASSERT_EQ(asked.size(), 4u);
+  EXPECT_TRUE(absl::StartsWith(asked[0], "ipv4:127.0.0.1:")) << asked[0];
 }
 
 }  // namespace

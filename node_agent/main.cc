@@ -115,13 +115,16 @@ int main(int argc, char** argv) {
               return now && (now->state() == packetcapture::v1::Capture::RUNNING ||
                              now->state() == packetcapture::v1::Capture::PENDING);
             });
-      });
+      },
+      // Even if --listen opens a wider address, pcap data goes to loopback
+      // peers only.
+      pc::IsLoopbackPeer);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  // Plaintext: pcap data is served on loopback by default; reach it with
+  // Plaintext: pcap data is served to loopback peers only; reach it with
   // kubectl port-forward (see README).
   builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(),
                            &port);
