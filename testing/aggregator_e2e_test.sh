@@ -140,6 +140,27 @@ check "no duplicate packets after the agent restart" no_duplicates "$work/web-a.
 check "the capture reports bytes uploaded" \
   test "$(field "$agg" web-a bytes_uploaded)" -gt 0
 
+# --- the README's other aggregator one-liners ---
+check "the README's node filter lists only node-b's capture" bash -c \
+  "grpcurl -plaintext -d '{\"node\":\"node-b\"}' $agg packetcapture.v1.CaptureService/ListCaptures |
+   jq -e '[.captures[].pod] == [\"web-b\"]' >/dev/null"
+check "the README's WatchCaptures one-liner streams node-b's capture" bash -c \
+  "grpcurl -plaintext -max-time 3 -d '{\"node\":\"node-b\"}' $agg packetcapture.v1.CaptureService/WatchCaptures |
+   jq -s -e 'any(.[]; .type == \"ADDED\" and .capture.pod == \"web-b\") and all(.[]; (.capture.node // \"node-b\") == \"node-b\")' >/dev/null"
+# Follow: the README's one-liner streams packets sent after it started.
+follow_start=$(date +%s)
+grpcurl -plaintext -max-time 12 -d "{\"id\":\"$id_a\",\"follow\":true}" "$agg" \
+  packetcapture.v1.CaptureService/DownloadCapture 2>/dev/null |
+  jq -r .data | while read -r chunk; do printf %s "$chunk" | base64 -d; done |
+  tcpdump -r - -n -l -tt > "$work/follow.txt" 2>/dev/null &
+follow_pid=$!
+sleep 1
+"$CLUSTER" traffic $ns client-c 5 >/dev/null
+wait "$follow_pid"
+check "the README's follow one-liner streams new packets from the aggregator" bash -c \
+  "grep 'IP $ip_c > $ip_a: ICMP echo request' '$work/follow.txt' |
+   awk -v t=$follow_start '\$1 > t { n++ } END { exit !(n >= 3) }'"
+
 # --- a client with no or a wrong token is rejected ---
 report() {  # JSON -> grpcurl output (the Report stream with one hello)
   grpcurl -plaintext -max-time 10 -d "$1" "$agg" packetcapture.v1.IngestService/Report 2>&1
