@@ -26,6 +26,7 @@ agent_a=$(tr ' ' '\n' <<< "$AGENTS" | sed -n 's/^node-a=//p')
 agent_b=$(tr ' ' '\n' <<< "$AGENTS" | sed -n 's/^node-b=//p')
 agg=$AGGREGATOR
 agg_data=$CLUSTER_STATE/aggregator
+CAPTURECTL=$(readlink -f "${CAPTURECTL_BIN:-$here/../bazel-bin/cli/capturectl}")
 e2e_log "aggregator=$agg agents: $AGENTS"
 
 check_eventually "aggregator serves gRPC health" 20 \
@@ -161,6 +162,33 @@ check "the README's follow one-liner streams new packets from the aggregator" ba
   "grep 'IP $ip_c > $ip_a: ICMP echo request' '$work/follow.txt' |
    awk -v t=$follow_start '\$1 > t { n++ } END { exit !(n >= 3) }'"
 
+# --- capturectl, the README's client ---
+capturectl() { "$CAPTURECTL" --server "$agg" "$@"; }
+check "capturectl list shows both captures with their nodes" bash -c \
+  "$(declare -f capturectl); CAPTURECTL=$CAPTURECTL agg=$agg; capturectl list --namespace $ns > '$work/list.txt' &&
+   grep -E '^$id_a +node-a +$ns/web-a +RUNNING ' '$work/list.txt' &&
+   grep -E '^$id_b +node-b +$ns/web-b +RUNNING ' '$work/list.txt'"
+check "capturectl get prints the capture as JSON" bash -c \
+  "$(declare -f capturectl); CAPTURECTL=$CAPTURECTL agg=$agg; capturectl get $id_b | jq -e '.node == \"node-b\" and .pod == \"web-b\"'"
+check_eventually "capturectl download gives the node's packets" 10 bash -c \
+  "$(declare -f capturectl packets); CAPTURECTL=$CAPTURECTL agg=$agg; cd '$work' && rm -f $id_b.pcap &&
+   capturectl download $id_b && packets $id_b.pcap > ctl.txt &&
+   $(declare -f download); download $agent_b $id_b node-b.pcap && packets node-b.pcap | cmp -s - ctl.txt"
+check "capturectl download of an unknown id fails with NOT_FOUND and leaves no file" bash -c \
+  "$(declare -f capturectl); CAPTURECTL=$CAPTURECTL agg=$agg; cd '$work' && mkdir nf && cd nf &&
+   ! capturectl download nope -o nope.pcap 2> err.txt && grep -q NOT_FOUND err.txt && [ \"\$(ls)\" = err.txt ]"
+follow_start=$(date +%s)
+timeout -s INT 10 "$CAPTURECTL" --server "$agg" follow "$id_a" | tcpdump -r - -n -l -tt > "$work/ctl-follow.txt" 2>/dev/null &
+follow_pid=$!
+sleep 1
+"$CLUSTER" traffic $ns client-c 5 >/dev/null
+wait "$follow_pid"
+check "capturectl follow | tcpdump -r - shows new packets live" bash -c \
+  "grep 'IP $ip_c > $ip_a: ICMP echo request' '$work/ctl-follow.txt' |
+   awk -v t=$follow_start '\$1 > t { n++ } END { exit !(n >= 3) }'"
+check "capturectl watch prints node-b's capture" bash -c \
+  "timeout 3 $CAPTURECTL --server $agg watch --node node-b | grep -E 'ADDED $id_b node-b $ns/web-b RUNNING'"
+
 # --- a client with no or a wrong token is rejected ---
 report() {  # JSON -> grpcurl output (the Report stream with one hello)
   grpcurl -plaintext -max-time 10 -d "$1" "$agg" packetcapture.v1.IngestService/Report 2>&1
@@ -202,6 +230,8 @@ check "DownloadCapture from a non-loopback peer is PERMISSION_DENIED" bash -c \
   "$(declare -f far_grpcurl); far_grpcurl -d '{\"id\":\"$id_a\"}' $far packetcapture.v1.CaptureService/DownloadCapture | grep -q 'Code: PermissionDenied'"
 check "Report with the agent's token from a non-loopback peer is welcomed" bash -c \
   "$(declare -f far_grpcurl); far_grpcurl -d '{\"hello\":{\"node\":\"node-c\",\"token\":\"$good\"}}' $far packetcapture.v1.IngestService/Report | grep -q welcome"
+check "capturectl from a non-loopback peer fails with PERMISSION_DENIED" bash -c \
+  "ip netns exec pc-e2e-far $CAPTURECTL --server $far list 2>&1 >/dev/null | grep -q PERMISSION_DENIED"
 kill "$far_pid"; wait "$far_pid" 2>/dev/null
 [ "$E2E_FAILED" -eq 0 ] || { e2e_log "second aggregator's log:"; tail -5 "$work/far.log" >&2; }
 ip netns del pc-e2e-far
@@ -216,6 +246,8 @@ check_eventually "aggregator shows web-a STOPPED, no longer on the node, with an
    jq -e '.state == \"STOPPED\" and (.on_node // false) == false and .expire_time != null' >/dev/null"
 download "$agg" "$id_a" "$work/after.agg.pcap"
 packets "$work/after.agg.pcap" > "$work/after.agg.txt"
+check "capturectl list marks the stopped capture as kept by the aggregator only" bash -c \
+  "$CAPTURECTL --server $agg list --pod web-a | grep -E '^$id_a +node-a +$ns/web-a +STOPPED\\* '"
 check "the stopped capture is still downloadable, same packets" \
   bash -c "[ -s '$work/after.agg.txt' ] && cmp -s '$work/final.agg.txt' '$work/after.agg.txt'"
 check "tcpdump reads the downloaded pcap" tcpdump -r "$work/after.agg.pcap" -c 1 -n
