@@ -15,13 +15,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/capture_layout.h"
 #include "common/crc32c.h"
 #include "common/log.h"
 #include "common/pcap/ring_reader.h"
 #include "common/status_macros.h"
 #include "common/time_proto.h"
-#include "node_agent/capture.h"
-#include "node_agent/capture_reader.h"
 
 namespace pc::aggregator {
 namespace {
@@ -185,7 +184,7 @@ bool ParseStoredFileName(const std::string& name, std::string* run_dir,
   std::vector<std::string> parts = absl::StrSplit(name, '/');
   if (parts.size() != 2) return false;
   int run, max_files;
-  if (!agent::ParseRunDirName(parts[0], &run, &max_files) ||
+  if (!ParseRunDirName(parts[0], &run, &max_files) ||
       max_files > pcap::kMaxRingFiles) {
     return false;
   }
@@ -281,7 +280,7 @@ void Store::Recover() {
   const std::string root = absl::StrCat(options_.data_dir, "/", kCapturesDir);
   absl::MutexLock lock(&mu_);
   for (const std::string& id : ListDir(root)) {
-    if (!agent::Capture::IsValidId(id)) {
+    if (!IsValidCaptureId(id)) {
       LogLine("store_skip", {{"path", absl::StrCat(root, "/", id)},
                              {"reason", "not a capture id"}});
       continue;
@@ -320,7 +319,7 @@ std::unique_ptr<Store::StoredCapture> Store::RecoverCapture(
   for (const std::string& run_dir : ListDir(dir)) {
     int run, n;
     if (run_dir == kMetaFile || run_dir == absl::StrCat(kMetaFile, ".tmp")) continue;
-    if (!agent::ParseRunDirName(run_dir, &run, &n)) {
+    if (!ParseRunDirName(run_dir, &run, &n)) {
       LogLine("store_skip", {{"path", absl::StrCat(dir, "/", run_dir)},
                              {"reason", "unexpected entry"}});
       continue;
@@ -493,7 +492,7 @@ void Store::Publish(const StoredCapture& capture) {
 }
 
 absl::Status Store::PutStatus(const std::string& node, const Capture& status) {
-  if (!agent::Capture::IsValidId(status.id())) {
+  if (!IsValidCaptureId(status.id())) {
     return absl::InvalidArgumentError(
         absl::StrCat("invalid capture id \"", status.id().substr(0, 256), "\""));
   }
@@ -581,7 +580,7 @@ std::vector<ResumePoint> Store::ResumePoints(const std::string& node) const {
 absl::StatusOr<AppendResult> Store::Append(const std::string& node,
                                            const Chunk& chunk) {
   std::string run_dir, ring;
-  if (!agent::Capture::IsValidId(chunk.capture_id())) {
+  if (!IsValidCaptureId(chunk.capture_id())) {
     return absl::InvalidArgumentError(absl::StrCat(
         "invalid capture id \"", chunk.capture_id().substr(0, 256), "\""));
   }

@@ -17,11 +17,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "common/kube/names.h"
+#include "common/capture_layout.h"
 #include "common/log.h"
 #include "common/time_proto.h"
 #include "common/pcap/ring_reader.h"
-#include "node_agent/capture_reader.h"
 
 namespace pc::agent {
 namespace {
@@ -68,22 +67,7 @@ absl::Duration RetryDelay(int failures) {
 }  // namespace
 
 std::string Capture::MakeId(const CaptureSpec& spec, absl::Time now) {
-  return absl::StrCat(spec.ns, "_", spec.pod, "_", spec.uid.substr(0, 8), "_",
-                      absl::ToUnixMillis(now));
-}
-
-bool Capture::IsValidId(const std::string& id) {
-  std::vector<std::string> parts = absl::StrSplit(id, '_');
-  if (parts.size() != 4) return false;
-  int64_t ms;
-  if (!kube::IsDns1123Label(parts[0]) || !kube::IsDns1123Subdomain(parts[1]) ||
-      parts[2].size() != 8 || !absl::SimpleAtoi(parts[3], &ms) || ms <= 0) {
-    return false;
-  }
-  for (char c : parts[2]) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
+  return MakeCaptureId(spec.ns, spec.pod, spec.uid, absl::ToUnixMillis(now));
 }
 
 Capture::Capture(const CaptureEnv* env, std::string id, CaptureSpec spec)
@@ -96,7 +80,7 @@ std::string Capture::dir() const { return absl::StrCat(env_->root, "/", id_); }
 absl::StatusOr<std::unique_ptr<Capture>> Capture::Create(
     const CaptureEnv* env, const CaptureSpec& spec, absl::Time now) {
   std::string id = MakeId(spec, now);
-  if (!IsValidId(id)) {
+  if (!IsValidCaptureId(id)) {
     return absl::InvalidArgumentError(absl::StrCat("unsafe capture id ", id));
   }
   std::unique_ptr<Capture> capture(new Capture(env, id, spec));
@@ -114,7 +98,7 @@ absl::StatusOr<std::unique_ptr<Capture>> Capture::Create(
 
 absl::StatusOr<std::unique_ptr<Capture>> Capture::Recover(
     const CaptureEnv* env, const std::string& id) {
-  if (!IsValidId(id)) {
+  if (!IsValidCaptureId(id)) {
     return absl::InvalidArgumentError(
         absl::StrCat("\"", id, "\" is not a capture directory name"));
   }

@@ -68,10 +68,8 @@ class Capture {
   static absl::StatusOr<std::unique_ptr<Capture>> Recover(const CaptureEnv* env,
                                                           const std::string& id);
 
-  // "<namespace>_<pod>_<uid prefix>_<start ms>": readable, unique per start,
-  // and safe as a directory name because its parts were validated.
+  // MakeCaptureId (common/capture_layout.h) of the spec and start time.
   static std::string MakeId(const CaptureSpec& spec, absl::Time now);
-  static bool IsValidId(const std::string& id);
 
   ~Capture();
 

@@ -7,23 +7,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/capture_layout.h"
 
 namespace pc::agent {
-
-std::string RunDirName(int run, int max_files) {
-  return absl::StrCat("run-", run, "-w", max_files);
-}
-
-bool ParseRunDirName(const std::string& name, int* run, int* max_files) {
-  std::vector<std::string> parts = absl::StrSplit(name, '-');
-  if (parts.size() != 3 || parts[0] != "run" || parts[2].size() < 2 ||
-      parts[2][0] != 'w') {
-    return false;
-  }
-  return absl::SimpleAtoi(parts[1], run) && *run > 0 &&
-         absl::SimpleAtoi(parts[2].substr(1), max_files) && *max_files > 0 &&
-         name == RunDirName(*run, *max_files);
-}
 
 CaptureReader::CaptureReader(std::string capture_dir,
                              std::function<bool()> still_running)

@@ -36,10 +36,6 @@ class CaptureReader : public PcapSource {
   std::string held_;  // data read by Done() that Read() has not returned
 };
 
-// Parses "run-<k>-w<N>"; false for anything else. Shared with Capture.
-bool ParseRunDirName(const std::string& name, int* run, int* max_files);
-std::string RunDirName(int run, int max_files);
-
 }  // namespace pc::agent
 
 #endif  // NODE_AGENT_CAPTURE_READER_H_

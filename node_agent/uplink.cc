@@ -17,12 +17,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/capture_layout.h"
 #include "common/crc32c.h"
 #include "common/kube/backoff.h"
 #include "common/log.h"
 #include "common/time_proto.h"
-#include "node_agent/capture.h"
-#include "node_agent/capture_reader.h"
 
 namespace pc::agent {
 namespace {
@@ -239,7 +238,7 @@ std::unique_ptr<Uplink::Connection> Uplink::Connect() {
   h->set_token(*token);
   h->set_agent_version(options_.agent_version);
   for (const auto& c : registry_->List()) {
-    if (Capture::IsValidId(c.id())) h->add_capture_ids(c.id());
+    if (IsValidCaptureId(c.id())) h->add_capture_ids(c.id());
   }
   if (!conn->stream->Write(hello)) {
     conn->context.TryCancel();
@@ -352,7 +351,7 @@ void Uplink::TakeRegistryChanges() {
     c->uploaded_before += f.acked;
   };
   for (auto& [id, status] : changed) {
-    if (!Capture::IsValidId(id)) continue;
+    if (!IsValidCaptureId(id)) continue;
     CaptureState& c = captures_[id];
     c.status = status;
     c.status_dirty = true;
