@@ -77,6 +77,24 @@ std::string RandomInstance() {
 
 }  // namespace
 
+Uplink::HeldFd& Uplink::HeldFd::operator=(HeldFd&& other) noexcept {
+  if (this != &other) reset(other.release());
+  return *this;
+}
+
+Uplink::HeldFd::~HeldFd() { reset(-1); }
+
+void Uplink::HeldFd::reset(int fd) {
+  if (fd_ >= 0) close(fd_);
+  fd_ = fd;
+}
+
+int Uplink::HeldFd::release() {
+  const int fd = fd_;
+  fd_ = -1;
+  return fd;
+}
+
 struct Uplink::Connection {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<packetcapture::v1::IngestService::Stub> stub;
@@ -237,9 +255,14 @@ std::unique_ptr<Uplink::Connection> Uplink::Connect() {
   h->set_agent_instance(*instance);
   h->set_token(*token);
   h->set_agent_version(options_.agent_version);
+  std::set<std::string> ids;
   for (const auto& c : registry_->List()) {
-    if (IsValidCaptureId(c.id())) h->add_capture_ids(c.id());
+    if (IsValidCaptureId(c.id())) ids.insert(c.id());
   }
+  for (const auto& [id, c] : captures_) {
+    if (c.draining()) ids.insert(id);  // still uploading: resume points wanted
+  }
+  for (const auto& id : ids) h->add_capture_ids(id);
   if (!conn->stream->Write(hello)) {
     conn->context.TryCancel();
     grpc::Status s = conn->stream->Finish();
@@ -342,17 +365,10 @@ void Uplink::TakeRegistryChanges() {
     changed.swap(changed_);
     deleted.swap(deleted_);
   }
-  auto retire = [this](CaptureState* c, const FileState& f) {
-    if (f.seen > f.acked) {
-      c->lost += f.seen - f.acked;
-      absl::MutexLock lock(&mu_);
-      stats_.bytes_lost += f.seen - f.acked;
-    }
-    c->uploaded_before += f.acked;
-  };
   for (auto& [id, status] : changed) {
     if (!IsValidCaptureId(id)) continue;
     CaptureState& c = captures_[id];
+    c.drain_until = absl::InfiniteFuture();  // back (a relist): not stopped
     c.status = status;
     c.status_dirty = true;
     std::set<std::string> listed;
@@ -369,15 +385,56 @@ void Uplink::TakeRegistryChanges() {
         ++it;
         continue;
       }
-      retire(&c, it->second);
+      Retire(&c, it->second);
       it = c.files.erase(it);
     }
   }
+  const absl::Time now = absl::Now();
   for (const std::string& id : deleted) {
     auto it = captures_.find(id);
-    if (it == captures_.end()) continue;
+    if (it == captures_.end() || it->second.draining()) continue;
+    it->second.drain_until = now + options_.drain_timeout;
+    it->second.status_dirty = false;  // its next status is the final one
+  }
+  FinishDrains(now);
+}
+
+void Uplink::Retire(CaptureState* c, const FileState& f) {
+  if (f.seen > f.acked) {
+    c->lost += f.seen - f.acked;
+    absl::MutexLock lock(&mu_);
+    stats_.bytes_lost += f.seen - f.acked;
+  }
+  c->uploaded_before += f.acked;
+}
+
+void Uplink::FinishDrains(absl::Time now) {
+  for (auto it = captures_.begin(); it != captures_.end();) {
     CaptureState& c = it->second;
-    for (const auto& [name, f] : c.files) retire(&c, f);
+    if (!c.draining()) {
+      ++it;
+      continue;
+    }
+    // Complete: tcpdump is gone (the agent deletes the files only after it
+    // exited), every file was read to its end and all of it acknowledged.
+    bool complete = true;
+    for (const auto& [name, f] : c.files) {
+      if (f.fd.get() >= 0 && !(f.unlinked && f.idle && f.acked >= f.sent)) complete = false;
+    }
+    if (!complete && now < c.drain_until) {
+      ++it;
+      continue;
+    }
+    const std::string& id = it->first;
+    for (const auto& [name, f] : c.files) Retire(&c, f);
+    LogLine("uplink_drained", {{"capture", id},
+                               {"complete", complete ? "true" : "false"},
+                               {"bytes_uploaded", absl::StrCat(c.uploaded_before)},
+                               {"bytes_lost", absl::StrCat(c.lost)}});
+    if (complete) {
+      absl::MutexLock lock(&mu_);
+      ++stats_.captures_drained;
+    }
     CaptureProto tomb = c.status;
     tomb.set_state(CaptureProto::STOPPED);
     tomb.set_on_node(false);
@@ -388,7 +445,7 @@ void Uplink::TakeRegistryChanges() {
     tomb.set_bytes_lost(tomb.bytes_lost() + c.lost);
     tomb.clear_files();
     tombstones_[id] = std::move(tomb);
-    captures_.erase(it);
+    it = captures_.erase(it);
   }
 }
 
@@ -417,6 +474,7 @@ absl::Status Uplink::SendStatuses(Connection* conn, bool force) {
   tombstones_.clear();
   const absl::Time now = absl::Now();
   for (auto& [id, c] : captures_) {
+    if (c.draining()) continue;  // its final status follows the drain
     uint64_t uploaded = c.uploaded_before;
     for (const auto& [name, f] : c.files) uploaded += f.acked;
     const bool counters = uploaded != c.reported_uploaded || c.lost != c.reported_lost;
@@ -447,12 +505,16 @@ absl::Status Uplink::SendStatuses(Connection* conn, bool force) {
 absl::StatusOr<bool> Uplink::PumpFile(Connection* conn, const std::string& id,
                                       CaptureState* capture,
                                       const std::string& name, FileState* file) {
-  const int fd = open(file->path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;  // not there yet, or pruned: the status will say
-  struct Closer {
-    int fd;
-    ~Closer() { close(fd); }
-  } closer{fd};
+  file->idle = true;
+  if (file->fd.get() < 0) {
+    const int opened = open(file->path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (opened < 0) return false;  // not there yet, or pruned: the status will say
+    file->fd.reset(opened);
+  }
+  const int fd = file->fd.get();
+  struct stat st;
+  if (fstat(fd, &st) != 0) return false;
+  file->unlinked = st.st_nlink == 0;
   char head[pcap::kGlobalHeaderSize + pcap::kRecordHeaderSize];
   if (PreadAll(fd, head, sizeof(head), 0) < sizeof(head)) return false;
   auto header = pcap::ParseGlobalHeader(absl::string_view(head, sizeof(head)));
@@ -487,13 +549,14 @@ absl::StatusOr<bool> Uplink::PumpFile(Connection* conn, const std::string& id,
     file->acked = file->sent = it == resume_.end() ? 0 : it->second;
     file->seen = 0;
   }
-  struct stat st;
-  if (fstat(fd, &st) != 0) return false;
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   file->seen = std::max(file->seen, size);
   if (size <= file->sent) return false;
   const uint64_t inflight = Inflight();
-  if (inflight >= inflight_limit_) return false;
+  if (inflight >= inflight_limit_) {
+    file->idle = false;  // more to send once acks come
+    return false;
+  }
   const uint64_t want = std::min<uint64_t>(
       {chunk_limit_, inflight_limit_ - inflight, size - file->sent});
   std::string data(static_cast<size_t>(want), '\0');
@@ -525,6 +588,7 @@ absl::StatusOr<bool> Uplink::PumpFile(Connection* conn, const std::string& id,
   chunk->set_data(std::move(data));
   if (!conn->stream->Write(m)) return absl::UnavailableError("chunk not sent");
   file->sent += cut;
+  file->idle = false;
   absl::MutexLock lock(&mu_);
   ++stats_.chunks_sent;
   stats_.bytes_sent += cut;
@@ -567,6 +631,7 @@ absl::Status Uplink::Serve(Connection* conn) {
         progress |= *pumped;
       }
     }
+    FinishDrains(absl::Now());
     if (!progress && !WaitForWork(options_.poll_interval)) {
       return absl::CancelledError("uplink stopping");
     }

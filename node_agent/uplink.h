@@ -20,6 +20,13 @@
 // thread per connection for acks; it uses gRPC's sync client, which costs
 // those two threads for the agent's single stream. Start/Stop from any
 // thread; the registry callback only records and wakes the uplink thread.
+//
+// Stopping a capture deletes its node files at once (seed semantics). The
+// uplink keeps every file it uploads open, so when a capture leaves the
+// registry it goes on reading the deleted files through those descriptors
+// and uploads what tcpdump wrote last ("drain"), for at most drain_timeout;
+// only what is still unacknowledged then counts as lost. The disk space of
+// a deleted file returns when its descriptor closes.
 #ifndef NODE_AGENT_UPLINK_H_
 #define NODE_AGENT_UPLINK_H_
 
@@ -59,6 +66,8 @@ struct UplinkOptions {
   absl::Duration welcome_timeout = absl::Seconds(15);
   // Upper bound on a chunk, whatever the aggregator allows.
   uint32_t max_chunk_bytes = uint32_t{1} << 20;
+  // How long a stopped capture's last bytes may take to reach the aggregator.
+  absl::Duration drain_timeout = absl::Seconds(10);
 };
 
 class Uplink {
@@ -69,6 +78,7 @@ class Uplink {
     uint64_t bytes_sent = 0;
     uint64_t bytes_acked = 0;
     uint64_t bytes_lost = 0;
+    uint64_t captures_drained = 0;  // stopped captures fully uploaded
     uint64_t max_inflight = 0;  // highest unacknowledged byte count seen
     uint64_t inflight_limit = 0;  // from the last welcome
     std::string last_error;
@@ -82,9 +92,26 @@ class Uplink {
   Stats stats() const;
 
  private:
+  // An open file descriptor, closed with its owner.
+  class HeldFd {
+   public:
+    HeldFd() = default;
+    HeldFd(HeldFd&& other) noexcept : fd_(other.release()) {}
+    HeldFd& operator=(HeldFd&& other) noexcept;
+    ~HeldFd();
+    int get() const { return fd_; }
+    void reset(int fd);
+    int release();
+
+   private:
+    int fd_ = -1;
+  };
   // One file of one capture as the uplink tracks it.
   struct FileState {
     std::string path;
+    HeldFd fd;              // open since the file was first seen; see above
+    bool unlinked = false;  // the agent deleted it (st_nlink == 0)
+    bool idle = false;      // the last pump found nothing it could send
     uint64_t generation = 0;  // first record's timestamp; 0 = not known yet
     pcap::GlobalHeader header;
     uint64_t sent = 0;   // next offset to send
@@ -97,6 +124,9 @@ class Uplink {
     uint64_t uploaded_before = 0;  // acked bytes of generations gone
     uint64_t lost = 0;
     bool status_dirty = true;
+    // Set when the capture left the registry: upload the rest until then.
+    absl::Time drain_until = absl::InfiniteFuture();
+    bool draining() const { return drain_until != absl::InfiniteFuture(); }
     absl::Time status_sent = absl::InfinitePast();
     uint64_t reported_uploaded = 0, reported_lost = 0;
   };
@@ -108,6 +138,10 @@ class Uplink {
   // Streams until the connection fails or Stop(); returns why.
   absl::Status Serve(Connection* conn);
   void TakeRegistryChanges();
+  // Ends the drains that are complete or out of time: the capture's last
+  // status (STOPPED, files gone) replaces it.
+  void FinishDrains(absl::Time now);
+  void Retire(CaptureState* capture, const FileState& file);
   void HandleAck(const packetcapture::v1::Ack& ack);
   // Checks a file for reuse and new data; sends at most one chunk.
   absl::StatusOr<bool> PumpFile(Connection* conn, const std::string& id,

@@ -233,6 +233,67 @@ TEST_F(UplinkTest, InflightBytesStayBoundedAndOverwrittenDataIsCounted) {
   server->Shutdown(std::chrono::system_clock::now());
 }
 
+TEST_F(UplinkTest, AStoppedCapturesLastBytesAreUploadedFromItsDeletedFiles) {
+  Aggregator aggregator(root_ + "/aggregator", 0);
+  ptu::WriteFile(Path("run-1-w3/ring0"), atu::PcapFile(0, 1000));
+  PutStatus({"run-1-w3/ring0"});
+  Uplink uplink(Options(aggregator.port()), &registry_);
+  uplink.Start();
+  const uint64_t size0 = atu::PcapFile(0, 1000).size();
+  ASSERT_TRUE(WaitFor([&] { return StoredBytes(aggregator) == size0; }));
+
+  // What tcpdump flushed as it stopped, then the agent's stop: the capture
+  // leaves the registry and its directory is deleted at once.
+  ptu::AppendFile(Path("run-1-w3/ring0"), atu::Records(1000, 2000));
+  registry_.Remove(id_);
+  std::filesystem::remove_all(capture_dir_ + "/" + id_);
+
+  const uint64_t total = size0 + atu::Records(1000, 2000).size();
+  ASSERT_TRUE(WaitFor([&] { return uplink.stats().captures_drained == 1; }))
+      << uplink.stats().last_error;
+  ASSERT_TRUE(WaitFor([&] {
+    auto c = aggregator.registry().Get(id_);
+    return c && c->state() == packetcapture::v1::Capture::STOPPED && !c->on_node();
+  }));
+  EXPECT_EQ(StoredBytes(aggregator), total);
+  auto seqs = ptu::SequenceNumbers(Download(aggregator));
+  ASSERT_TRUE(seqs.ok()) << seqs.status();
+  EXPECT_EQ(*seqs, ptu::Range(0, 3000));
+  EXPECT_EQ(uplink.stats().bytes_lost, 0u);
+  EXPECT_EQ(aggregator.registry().Get(id_)->bytes_lost(), 0u);
+  EXPECT_EQ(aggregator.registry().Get(id_)->bytes_uploaded(), total);
+  uplink.Stop();
+}
+
+TEST_F(UplinkTest, ADrainThatRunsOutOfTimeCountsWhatItCouldNotUpload) {
+  SilentAggregator silent;  // never acknowledges
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&silent);
+  auto server = builder.BuildAndStart();
+  const std::string file = atu::PcapFile(0, 100);
+  ptu::WriteFile(Path("run-1-w3/ring0"), file);
+  PutStatus({"run-1-w3/ring0"});
+  UplinkOptions options = Options(port);
+  options.drain_timeout = absl::Milliseconds(300);
+  Uplink uplink(options, &registry_);
+  uplink.Start();
+  ASSERT_TRUE(WaitFor([&] { return silent.chunk_bytes() > 0; }));
+  const absl::Time stopped = absl::Now();
+  registry_.Remove(id_);
+  std::filesystem::remove_all(capture_dir_ + "/" + id_);
+  ASSERT_TRUE(WaitFor([&] {
+    return silent.last_status().state() == packetcapture::v1::Capture::STOPPED;
+  }));
+  EXPECT_GE(absl::Now() - stopped, absl::Milliseconds(300));
+  EXPECT_EQ(silent.last_status().bytes_lost(), file.size());
+  EXPECT_FALSE(silent.last_status().on_node());
+  EXPECT_EQ(uplink.stats().captures_drained, 0u);
+  uplink.Stop();
+  server->Shutdown(std::chrono::system_clock::now());
+}
+
 TEST_F(UplinkTest, ARejectedTokenIsRetriedWithTheRotatedToken) {
   const std::string data_dir = root_ + "/aggregator";
   ptu::WriteFile(token_file_, "expired-token");

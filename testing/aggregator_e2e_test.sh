@@ -237,9 +237,14 @@ kill "$far_pid"; wait "$far_pid" 2>/dev/null
 ip netns del pc-e2e-far
 
 # --- annotation removed: node files gone, the aggregator keeps the capture ---
+# Traffic still flows when the annotation goes: the agent uploads tcpdump's
+# last packets from the deleted files (the uplink's drain).
+"$CLUSTER" traffic $ns client-c 6 >/dev/null
+sleep 3
 download "$agg" "$id_a" "$work/final.agg.pcap"
 packets "$work/final.agg.pcap" > "$work/final.agg.txt"
 kubectl annotate pod -n $ns web-a tcpdump.antrea.io- >/dev/null
+node_last=$(grep -c . "$work/final.agg.txt")
 check_eventually "node-a's files are gone" 10 bash -c "[ ! -e '$CLUSTER_STATE/nodes/node-a/captures/$id_a' ]"
 check_eventually "aggregator shows web-a STOPPED, no longer on the node, with an expiry" 15 bash -c \
   "grpcurl -plaintext -d '{\"id\":\"$id_a\"}' $agg packetcapture.v1.CaptureService/GetCapture |
@@ -248,8 +253,13 @@ download "$agg" "$id_a" "$work/after.agg.pcap"
 packets "$work/after.agg.pcap" > "$work/after.agg.txt"
 check "capturectl list marks the stopped capture as kept by the aggregator only" bash -c \
   "$CAPTURECTL --server $agg list --pod web-a | grep -E '^$id_a +node-a +$ns/web-a +STOPPED\\* '"
-check "the stopped capture is still downloadable, same packets" \
-  bash -c "[ -s '$work/after.agg.txt' ] && cmp -s '$work/final.agg.txt' '$work/after.agg.txt'"
+check "the stopped capture is still downloadable, with every packet it had before" \
+  bash -c "[ -s '$work/after.agg.txt' ] && head -n $node_last '$work/after.agg.txt' | cmp -s '$work/final.agg.txt' -"
+check "the agent uploaded the stopped capture's last bytes from its deleted files" \
+  grep -qE "event=uplink_drained capture=\"?$id_a\"? complete=\"?true" "$CLUSTER_STATE/logs/agent-node-a.log"
+check "nothing was lost at the stop: bytes_lost is 0" bash -c \
+  "grpcurl -plaintext -d '{\"id\":\"$id_a\"}' $agg packetcapture.v1.CaptureService/GetCapture |
+   jq -e '(.bytes_lost // \"0\") == \"0\"' >/dev/null"
 check "tcpdump reads the downloaded pcap" tcpdump -r "$work/after.agg.pcap" -c 1 -n
 check "GetCapture of an unknown id is NOT_FOUND" bash -c \
   "grpcurl -plaintext -d '{\"id\":\"nope\"}' $agg packetcapture.v1.CaptureService/GetCapture 2>&1 | grep -q 'Code: NotFound'"
