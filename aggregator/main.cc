@@ -1,8 +1,6 @@
 // capture-aggregator: agents stream capture status and pcap chunks to it
 // (IngestService); it keeps them durably and serves CaptureService for every
 // node of the cluster.
-#include <signal.h>
-
 #include <iostream>
 #include <memory>
 #include <string>
@@ -19,12 +17,11 @@
 #include "aggregator/store.h"
 #include "common/capture_registry.h"
 #include "common/capture_service.h"
+#include "common/daemon.h"
 #include "common/kube/http_client.h"
 #include "common/kube/kube_config.h"
 #include "common/log.h"
-#include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
-#include "grpcpp/health_check_service_interface.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:9090",
           "gRPC address for IngestService and CaptureService (host:port); "
@@ -58,12 +55,7 @@ int main(int argc, char** argv) {
       "capture-aggregator --data_dir=DIR [--listen=HOST:PORT] [--kubeconfig=FILE]");
   absl::ParseCommandLine(argc, argv);
 
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  pc::StopSignals stop_signals;  // before any thread starts
 
   if (absl::GetFlag(FLAGS_retention) <= absl::ZeroDuration()) {
     return Fail("--retention must be positive");
@@ -112,22 +104,13 @@ int main(int argc, char** argv) {
       },
       pc::IsLoopbackPeer);
 
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(absl::GetFlag(FLAGS_listen),
-                           grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&ingest);
-  builder.RegisterService(&query);
-  builder.SetMaxReceiveMessageSize(8 << 20);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || port == 0) {
-    return Fail(absl::StrCat("cannot listen on ", absl::GetFlag(FLAGS_listen)));
-  }
+  auto running = pc::StartServer(absl::GetFlag(FLAGS_listen), {&ingest, &query},
+                                 /*max_receive_message_bytes=*/8 << 20);
+  if (!running.ok()) return Fail(running.status().ToString());
+  grpc::Server* server = running->server.get();
   pc::LogLine("aggregator_started",
               {{"listen", absl::GetFlag(FLAGS_listen)},
-               {"port", absl::StrCat(port)},
+               {"port", absl::StrCat(running->port)},
                {"data_dir", store_options.data_dir},
                {"captures", absl::StrCat(registry.List().size())},
                {"bytes", absl::StrCat((*store)->total_bytes())}});
@@ -140,8 +123,7 @@ int main(int argc, char** argv) {
     } while (!stop.WaitForNotificationWithTimeout(absl::Seconds(5)));
   });
 
-  int signo = 0;
-  sigwait(&stop_signals, &signo);
+  const int signo = stop_signals.Wait();
   pc::LogLine("aggregator_stopping", {{"signal", absl::StrCat(signo)}});
   server->GetHealthCheckService()->Shutdown();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

@@ -1,7 +1,5 @@
 // capture-agent: runs tcpdump for the annotated Pods of one node and serves
 // packetcapture.v1.CaptureService for that node.
-#include <signal.h>
-
 #include <cstdlib>
 #include <iostream>
 #include <memory>
@@ -15,10 +13,9 @@
 #include "absl/strings/str_split.h"
 #include "common/capture_registry.h"
 #include "common/capture_service.h"
+#include "common/daemon.h"
 #include "common/log.h"
-#include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "node_agent/agent.h"
 #include "node_agent/capture_reader.h"
 #include "node_agent/config.h"
@@ -53,13 +50,7 @@ int main(int argc, char** argv) {
       "capture-agent --node_name=NODE [--config=FILE] [--kubeconfig=FILE]");
   absl::ParseCommandLine(argc, argv);
 
-  // Block the stop signals in every thread; one waits for them below.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  pc::StopSignals stop_signals;  // before any thread starts
 
   AgentConfig config;
   if (!absl::GetFlag(FLAGS_config).empty()) {
@@ -120,19 +111,11 @@ int main(int argc, char** argv) {
       // peers only.
       pc::IsLoopbackPeer);
 
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  int port = 0;
   // Plaintext: pcap data is served to loopback peers only; reach it with
   // kubectl port-forward (see README).
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(),
-                           &port);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || port == 0) {
-    return Fail(absl::StrCat("cannot listen on ", config.listen));
-  }
+  auto running = pc::StartServer(config.listen, {&service});
+  if (!running.ok()) return Fail(running.status().ToString());
+  grpc::Server* server = running->server.get();
   (*agent)->Start();
   std::unique_ptr<pc::agent::Uplink> uplink;
   if (!config.aggregator.empty()) {
@@ -146,11 +129,10 @@ int main(int argc, char** argv) {
   }
   pc::LogLine("agent_started", {{"node", config.node_name},
                                 {"listen", config.listen},
-                                {"port", absl::StrCat(port)},
+                                {"port", absl::StrCat(running->port)},
                                 {"capture_dir", config.capture_dir}});
 
-  int signo = 0;
-  sigwait(&stop_signals, &signo);
+  const int signo = stop_signals.Wait();
   pc::LogLine("agent_stopping", {{"signal", absl::StrCat(signo)}});
   server->GetHealthCheckService()->Shutdown();
   if (uplink) uplink->Stop();

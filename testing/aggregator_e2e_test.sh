@@ -148,19 +148,25 @@ check "the README's node filter lists only node-b's capture" bash -c \
 check "the README's WatchCaptures one-liner streams node-b's capture" bash -c \
   "grpcurl -plaintext -max-time 3 -d '{\"node\":\"node-b\"}' $agg packetcapture.v1.CaptureService/WatchCaptures |
    jq -s -e 'any(.[]; .type == \"ADDED\" and .capture.pod == \"web-b\") and all(.[]; (.capture.node // \"node-b\") == \"node-b\")' >/dev/null"
-# Follow: the README's one-liner streams packets sent after it started.
-follow_start=$(date +%s)
-grpcurl -plaintext -max-time 12 -d "{\"id\":\"$id_a\",\"follow\":true}" "$agg" \
-  packetcapture.v1.CaptureService/DownloadCapture 2>/dev/null |
-  jq -r .data | while read -r chunk; do printf %s "$chunk" | base64 -d; done |
-  tcpdump -r - -n -l -tt > "$work/follow.txt" 2>/dev/null &
-follow_pid=$!
-sleep 1
-"$CLUSTER" traffic $ns client-c 5 >/dev/null
-wait "$follow_pid"
-check "the README's follow one-liner streams new packets from the aggregator" bash -c \
-  "grep 'IP $ip_c > $ip_a: ICMP echo request' '$work/follow.txt' |
-   awk -v t=$follow_start '\$1 > t { n++ } END { exit !(n >= 3) }'"
+# follows_live NAME SOURCE: SOURCE (a command that follows web-a's capture as
+# a pcap stream) piped into `tcpdump -r -` shows pings sent after it started.
+follows_live() {
+  local name=$1 source=$2 out=$work/$2.txt start pid
+  start=$(date +%s)
+  "$source" | tcpdump -r - -n -l -tt > "$out" 2>/dev/null &
+  pid=$!
+  sleep 1
+  "$CLUSTER" traffic $ns client-c 5 >/dev/null
+  wait "$pid"
+  check "$name" bash -c "grep 'IP $ip_c > $ip_a: ICMP echo request' '$out' |
+    awk -v t=$start '\$1 > t { n++ } END { exit !(n >= 3) }'"
+}
+grpcurl_follow() {  # the README's one-liner
+  grpcurl -plaintext -max-time 12 -d "{\"id\":\"$id_a\",\"follow\":true}" "$agg" \
+    packetcapture.v1.CaptureService/DownloadCapture 2>/dev/null |
+    jq -r .data | while read -r chunk; do printf %s "$chunk" | base64 -d; done
+}
+follows_live "the README's follow one-liner streams new packets from the aggregator" grpcurl_follow
 
 # --- capturectl, the README's client ---
 capturectl() { "$CAPTURECTL" --server "$agg" "$@"; }
@@ -177,15 +183,8 @@ check_eventually "capturectl download gives the node's packets" 10 bash -c \
 check "capturectl download of an unknown id fails with NOT_FOUND and leaves no file" bash -c \
   "$(declare -f capturectl); CAPTURECTL=$CAPTURECTL agg=$agg; cd '$work' && mkdir nf && cd nf &&
    ! capturectl download nope -o nope.pcap 2> err.txt && grep -q NOT_FOUND err.txt && [ \"\$(ls)\" = err.txt ]"
-follow_start=$(date +%s)
-timeout -s INT 10 "$CAPTURECTL" --server "$agg" follow "$id_a" | tcpdump -r - -n -l -tt > "$work/ctl-follow.txt" 2>/dev/null &
-follow_pid=$!
-sleep 1
-"$CLUSTER" traffic $ns client-c 5 >/dev/null
-wait "$follow_pid"
-check "capturectl follow | tcpdump -r - shows new packets live" bash -c \
-  "grep 'IP $ip_c > $ip_a: ICMP echo request' '$work/ctl-follow.txt' |
-   awk -v t=$follow_start '\$1 > t { n++ } END { exit !(n >= 3) }'"
+ctl_follow() { timeout -s INT 10 "$CAPTURECTL" --server "$agg" follow "$id_a"; }
+follows_live "capturectl follow | tcpdump -r - shows new packets live" ctl_follow
 check "capturectl watch prints node-b's capture" bash -c \
   "timeout 3 $CAPTURECTL --server $agg watch --node node-b | grep -E 'ADDED $id_b node-b $ns/web-b RUNNING'"
 

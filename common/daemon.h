@@ -1,0 +1,43 @@
+// What both daemons (capture-agent, capture-aggregator) do around their gRPC
+// server: stop signals taken synchronously by main(), and a plaintext server
+// with gRPC health and reflection on.
+#ifndef COMMON_DAEMON_H_
+#define COMMON_DAEMON_H_
+
+#include <signal.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/grpcpp.h"
+
+namespace pc {
+
+// Blocks SIGTERM and SIGINT in the calling thread and every thread started
+// after it (construct it first thing in main), and ignores SIGPIPE. Wait()
+// returns the stop signal once it arrives.
+class StopSignals {
+ public:
+  StopSignals();
+  int Wait();
+
+ private:
+  sigset_t set_;
+};
+
+struct RunningServer {
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;  // the bound port (useful with ":0")
+};
+
+// Starts a plaintext server on `address` (host:port) with `services`, gRPC
+// health and server reflection. An error if it cannot listen there.
+absl::StatusOr<RunningServer> StartServer(const std::string& address,
+                                          const std::vector<grpc::Service*>& services,
+                                          int max_receive_message_bytes = 4 << 20);
+
+}  // namespace pc
+
+#endif  // COMMON_DAEMON_H_
