@@ -1,5 +1,7 @@
-# One image for the packet-capture binaries (today: capture-agent; the
-# aggregator joins it once it exists). Built from Debian's packages only.
+# One image for both packet-capture binaries: capture-agent (the per-node
+# DaemonSet) and capture-aggregator (the optional Deployment). It has no
+# ENTRYPOINT: each manifest in k8s/ chooses its binary with `command`.
+# Built from Debian's packages only.
 #   docker build -t packet-capture:latest .
 
 # --- build: Debian's Bazel 4.2.3 and the system gRPC/Protobuf/Abseil ---
@@ -13,23 +15,33 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN bazel build //node_agent:capture-agent \
+RUN bazel build //node_agent:capture-agent //aggregator:capture-aggregator \
  && install -D -m 0755 bazel-bin/node_agent/capture-agent /out/capture-agent \
+ && install -D -m 0755 bazel-bin/aggregator/capture-aggregator /out/capture-aggregator \
  && bazel shutdown
 
-# --- runtime: tcpdump and exactly the shared libraries capture-agent links ---
-# (`readelf -d` NEEDED entries mapped to packages with `dpkg -S`; libc6,
-# libstdc++6 and libgcc-s1 are already in the base image.)
+# --- runtime: tcpdump and exactly the packages that provide the shared
+# libraries both binaries link (their `readelf -d` NEEDED entries mapped to
+# packages with `dpkg -S`): libc6 (libc, libm, the loader), libgcc-s1,
+# libstdc++6, libabsl20220623, libcurl4, libgrpc++1.51 (libgrpc++ and its
+# reflection library), libgrpc29 (libgrpc, libgpr), libprotobuf32 and
+# libyaml-cpp0.7. No ca-certificates: the only TLS peer is the API server,
+# verified with the ServiceAccount's ca.crt (CAINFO only, no system CA path).
+# testing/runtime_image_test.sh reads the list below (one package per line,
+# no comments inside the command), installs exactly it into a bookworm
+# root filesystem with debootstrap and runs both binaries and tcpdump there.
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       tcpdump \
+      libc6 \
+      libgcc-s1 \
+      libstdc++6 \
+      libabsl20220623 \
       libcurl4 \
-      libyaml-cpp0.7 \
       libgrpc++1.51 \
       libgrpc29 \
       libprotobuf32 \
-      libabsl20220623 \
+      libyaml-cpp0.7 \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out/capture-agent /usr/local/bin/capture-agent
-ENTRYPOINT ["/usr/local/bin/capture-agent"]
+COPY --from=build /out/capture-agent /out/capture-aggregator /usr/local/bin/

@@ -452,7 +452,7 @@ ensure_cluster_objects() {
     [ "$SECONDS" -lt "$deadline" ] || die "namespace kube-system did not appear in ${START_TIMEOUT}s"
     sleep 0.2
   done
-  kc apply -f "$repo/k8s/rbac.yaml" > /dev/null || die "kubectl apply -f k8s/rbac.yaml failed"
+  kc apply -f "$repo/k8s/base/rbac.yaml" > /dev/null || die "kubectl apply -f k8s/base/rbac.yaml failed"
   kubeconfig_fresh "$STATE/agent.kubeconfig" ||
     write_kubeconfig "$STATE/agent.kubeconfig" capture-agent "$(sa_token capture-agent)"
   kubeconfig_fresh "$STATE/aggregator.kubeconfig" ||
