@@ -214,7 +214,18 @@ start_daemon() {  # NAME LOGFILE CMD...
   mkdir -p "$STATE/pids" "$(dirname "$logfile")"
   echo "=== $(now_rfc3339) starting: $*" >> "$logfile"
   setsid "$@" < /dev/null >> "$logfile" 2>&1 9>&- &
-  echo $! > "$(pid_file "$name")"
+  local pid=$!
+  echo "$pid" > "$(pid_file "$name")"
+  # Until the forked shell has exec'd, its command line is still ours, not the daemon's, and
+  # pid_is_ours would call it dead; on a busy machine that window is long enough to see.
+  local deadline=$((SECONDS + 10))
+  local stat
+  while ! pid_is_ours "$pid" && [ "$SECONDS" -lt "$deadline" ]; do
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || break  # gone
+    stat=${stat##*) }
+    [ "${stat%% *}" != Z ] || break  # exited, not yet reaped
+    sleep 0.02
+  done
 }
 
 wait_gone() {  # PID SECONDS
