@@ -704,6 +704,9 @@ absl::StatusOr<AppendResult> Store::Append(const std::string& node,
   file->physical_len = entry.physical_end;
   file->packets = entry.packets;
   if (stored == 0) file->header = header;
+  // A file joins the download order with its first bytes and moves in it
+  // when its first record's time becomes known.
+  if (stored == 0 || (!file->first_time && scan.first_time)) ++file_set_version_;
   if (!file->first_time && scan.first_time) file->first_time = scan.first_time;
   if (scan.last_time) file->last_time = scan.last_time;
   total_bytes_ += data.size();
@@ -733,6 +736,7 @@ void Store::MirrorRing(StoredCapture* c) {
     unlink(f.data_path.c_str());
     unlink(f.log_path.c_str());
     c->files.erase({f.name, f.generation});
+    ++file_set_version_;
     LogLine("store_ring_dropped", {{"capture", f.capture_id},
                                    {"file", f.name},
                                    {"generation", absl::StrCat(f.generation)}});
@@ -747,6 +751,7 @@ void Store::DeleteCapture(const std::string& id) {
     total_bytes_ -= f->physical_len;
   }
   captures_.erase(it);
+  ++file_set_version_;
   std::error_code ec;
   std::filesystem::remove_all(CaptureDir(id), ec);
   registry_->Remove(id);
@@ -802,9 +807,10 @@ uint64_t Store::total_bytes() const {
 }
 
 std::vector<std::shared_ptr<Store::StoredFile>> Store::OrderedFiles(
-    const std::string& id, bool* running) const {
+    const std::string& id, bool* running, uint64_t* version) const {
   std::vector<std::shared_ptr<StoredFile>> files;
   absl::MutexLock lock(&mu_);
+  if (version != nullptr) *version = file_set_version_;
   *running = false;
   auto it = captures_.find(id);
   if (it == captures_.end()) return files;
@@ -836,47 +842,45 @@ class Store::Reader : public PcapSource {
 
   absl::StatusOr<size_t> Read(std::string* out, size_t max_bytes) override {
     for (int attempts = 0; attempts < 1000; ++attempts) {
-      bool running;
-      std::vector<std::shared_ptr<StoredFile>> files =
-          store_->OrderedFiles(id_, &running);
-      if (current_ == nullptr) {
-        std::shared_ptr<StoredFile> next;
-        for (const auto& f : files) {
-          if (!consumed_.count({f->name, f->generation})) {
-            next = f;
-            break;
-          }
+      // Fast path: more bytes of the open file. The file order is consulted
+      // only at a file's end.
+      if (current_ != nullptr) {
+        uint64_t length;
+        {
+          absl::MutexLock lock(&store_->mu_);
+          length = current_->physical_len;
         }
-        if (next == nullptr) return 0;
-        RETURN_IF_ERROR(OpenFile(next));
-        if (current_ == nullptr) continue;  // vanished: try the next one
+        if (pos_ < length) {
+          const size_t n = static_cast<size_t>(std::min<uint64_t>(max_bytes, length - pos_));
+          auto data = ReadRange(fd_, pos_, n, current_->data_path);
+          if (!data.ok()) return data.status();
+          if (data->empty()) return absl::DataLossError("stored file shrank");
+          pos_ += data->size();
+          out->append(*data);
+          return data->size();
+        }
       }
-      uint64_t length;
-      {
-        absl::MutexLock lock(&store_->mu_);
-        length = current_->physical_len;
+      Refresh();
+      // The first file in capture order that is neither open nor read.
+      while (next_ < files_.size() &&
+             (files_[next_] == current_ ||
+              consumed_.count({files_[next_]->name, files_[next_]->generation}))) {
+        ++next_;
       }
-      if (pos_ < length) {
-        const size_t n = static_cast<size_t>(std::min<uint64_t>(max_bytes, length - pos_));
-        auto data = ReadRange(fd_, pos_, n, current_->data_path);
-        if (!data.ok()) return data.status();
-        if (data->empty()) return absl::DataLossError("stored file shrank");
-        pos_ += data->size();
-        out->append(*data);
-        return data->size();
+      const bool later = next_ < files_.size();
+      if (current_ == nullptr) {
+        if (!later) return 0;
+        RETURN_IF_ERROR(OpenFile(files_[next_]));
+        continue;  // read from it (or, if it vanished, try the next one)
       }
       // Finished with this file once another unread one exists (or it was
       // dropped from the store).
-      bool later = false;
-      bool still_there = false;
-      for (const auto& f : files) {
-        if (f == current_) {
-          still_there = true;
-        } else if (!consumed_.count({f->name, f->generation})) {
-          later = true;
-        }
+      if (!later && current_listed_) {
+        // Bytes may have landed between the length check and now.
+        absl::MutexLock lock(&store_->mu_);
+        if (pos_ < current_->physical_len) continue;
+        return 0;
       }
-      if (!later && still_there) return 0;
       consumed_.insert({current_->name, current_->generation});
       close(fd_);
       fd_ = -1;
@@ -928,13 +932,37 @@ class Store::Reader : public PcapSource {
       pos_ = pcap::kGlobalHeaderSize;
     }
     current_ = f;
+    current_listed_ = true;  // it came from files_
     return absl::OkStatus();
+  }
+
+  // Re-reads the capture's file order when the store's file set changed: a
+  // sort over every file, so not once per message (a 1 GiB capture has
+  // about a thousand files).
+  void Refresh() {
+    {
+      absl::MutexLock lock(&store_->mu_);
+      if (version_ && *version_ == store_->file_set_version_) return;
+    }
+    bool running;
+    uint64_t version;
+    files_ = store_->OrderedFiles(id_, &running, &version);
+    version_ = version;
+    next_ = 0;
+    current_listed_ = current_ != nullptr &&
+                      std::find(files_.begin(), files_.end(), current_) != files_.end();
   }
 
   const Store* store_;
   const std::string id_;
   const bool follow_;
   std::set<std::pair<std::string, uint64_t>> consumed_;
+  // The capture's files in order as of store version version_; files before
+  // next_ are known to be consumed.
+  std::vector<std::shared_ptr<StoredFile>> files_;
+  absl::optional<uint64_t> version_;
+  size_t next_ = 0;
+  bool current_listed_ = false;  // current_ is in files_
   std::shared_ptr<StoredFile> current_;
   int fd_ = -1;
   uint64_t pos_ = 0;

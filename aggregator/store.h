@@ -129,9 +129,10 @@ class Store {
   void MirrorRing(StoredCapture* capture) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DeleteCapture(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string CaptureDir(const std::string& id) const;
-  // Files of a capture in download order.
-  std::vector<std::shared_ptr<StoredFile>> OrderedFiles(const std::string& id,
-                                                        bool* running) const;
+  // Files of a capture in download order; *version is file_set_version_ at
+  // the time (optional).
+  std::vector<std::shared_ptr<StoredFile>> OrderedFiles(
+      const std::string& id, bool* running, uint64_t* version = nullptr) const;
 
   const StoreOptions options_;
   CaptureRegistry* registry_;
@@ -140,6 +141,9 @@ class Store {
   std::map<std::string, std::unique_ptr<StoredCapture>> captures_
       ABSL_GUARDED_BY(mu_);
   uint64_t total_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Bumped whenever any capture's download order may have changed (a file
+  // added, dropped, or given its first record), so readers re-sort only then.
+  uint64_t file_set_version_ ABSL_GUARDED_BY(mu_) = 0;
   bool over_budget_logged_ ABSL_GUARDED_BY(mu_) = false;
 };
 

@@ -258,6 +258,42 @@ TEST_F(StoreTest, RunningCaptureMirrorsTheRing) {
   EXPECT_EQ(store->total_bytes(), 2 * tu::PcapFile(0, 3).size());
 }
 
+// A follow reader sees bytes appended to the file it is reading and moves on
+// to the next file once one exists, without repeating its global header.
+TEST_F(StoreTest, FollowReaderPicksUpAppendsAndNewFiles) {
+  const std::string id = tu::CaptureId("web-1");
+  CaptureRegistry registry;
+  auto store = OpenStore(&registry);
+  ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a", Capture::RUNNING, 3)).ok());
+  const std::string first = tu::PcapFile(0, 2);
+  ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(id, "run-1-w3/ring0", 0, 0, first)).ok());
+  auto reader = store->OpenReader(id, /*follow=*/true);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  std::string out;
+  auto drain = [&] {
+    for (int i = 0; i < 100; ++i) {
+      auto n = (*reader)->Read(&out, 50);
+      ASSERT_TRUE(n.ok()) << n.status();
+      if (*n == 0) return;
+    }
+    FAIL() << "reader never caught up";
+  };
+  drain();
+  EXPECT_EQ(out, first);
+  EXPECT_FALSE((*reader)->Done());
+  ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(id, "run-1-w3/ring0", 0, first.size(),
+                                                    tu::Records(2, 2))).ok());
+  drain();
+  ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(id, "run-1-w3/ring1", 0, 0, tu::PcapFile(4, 3))).ok());
+  drain();
+  auto seqs = ptu::SequenceNumbers(out);
+  ASSERT_TRUE(seqs.ok()) << seqs.status();
+  EXPECT_EQ(*seqs, ptu::Range(0, 7));
+  EXPECT_FALSE((*reader)->Done());
+  ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a", Capture::STOPPED, 3)).ok());
+  EXPECT_TRUE((*reader)->Done());
+}
+
 TEST_F(StoreTest, RetentionAndByteBudgetEvictOldestStoppedFirst) {
   max_bytes_ = 3 * tu::PcapFile(0, 10).size();
   CaptureRegistry registry;
