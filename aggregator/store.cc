@@ -99,19 +99,33 @@ absl::Status WriteAll(int fd, absl::string_view data, uint64_t offset,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ReadRange(int fd, uint64_t offset, size_t n,
-                                      const std::string& path) {
-  std::string out(n, '\0');
+// Appends up to n bytes at offset to *out (fewer at end of file); returns how
+// many. Reads straight into *out: downloads pass every byte through here.
+absl::StatusOr<size_t> AppendRange(int fd, uint64_t offset, size_t n,
+                                   const std::string& path, std::string* out) {
+  const size_t start = out->size();
+  out->resize(start + n);
   size_t done = 0;
   while (done < n) {
-    const ssize_t r = pread(fd, &out[done], n - done,
+    const ssize_t r = pread(fd, &(*out)[start + done], n - done,
                             static_cast<off_t>(offset + done));
     if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return Errno(absl::StrCat("read ", path));
+    if (r < 0) {
+      out->resize(start);
+      return Errno(absl::StrCat("read ", path));
+    }
     if (r == 0) break;
     done += static_cast<size_t>(r);
   }
-  out.resize(done);
+  out->resize(start + done);
+  return done;
+}
+
+absl::StatusOr<std::string> ReadRange(int fd, uint64_t offset, size_t n,
+                                      const std::string& path) {
+  std::string out;
+  auto read = AppendRange(fd, offset, n, path, &out);
+  if (!read.ok()) return read.status();
   return out;
 }
 
@@ -852,12 +866,11 @@ class Store::Reader : public PcapSource {
         }
         if (pos_ < length) {
           const size_t n = static_cast<size_t>(std::min<uint64_t>(max_bytes, length - pos_));
-          auto data = ReadRange(fd_, pos_, n, current_->data_path);
-          if (!data.ok()) return data.status();
-          if (data->empty()) return absl::DataLossError("stored file shrank");
-          pos_ += data->size();
-          out->append(*data);
-          return data->size();
+          auto read = AppendRange(fd_, pos_, n, current_->data_path, out);
+          if (!read.ok()) return read.status();
+          if (*read == 0) return absl::DataLossError("stored file shrank");
+          pos_ += *read;
+          return *read;
         }
       }
       Refresh();

@@ -1,0 +1,386 @@
+#!/usr/bin/env python3
+"""capture-aggregator benchmarks on the local cluster (issue 4). Each figure is
+printed beside its peer measured in the same run, with the target from
+DESIGN.md; "meets"/"MISSES" is information, never a failure.
+
+  testing/aggregator_benchmark.sh   # builds, brings a 1-node cluster up, runs this
+
+Needs (the wrapper sets them): CLUSTER, CLUSTER_STATE, KUBECONFIG, AGGREGATOR,
+AGENTS, BENCH_BIN (ingest_bench, udp_flood). Root.
+
+  1. ingest MB/s (acknowledged bytes) with 1 and 10 agent-like streams
+     (testing/bench/ingest_bench: hello+token, status, CRC32C'd pcap chunks of
+     1 MB ring files, uplink's 1 MiB chunk limit and 4 MiB window) against the
+     real aggregator, vs the same streams against a null server that acks
+     without storing.
+  2. packet -> aggregator latency: one sequence-numbered UDP datagram at a time
+     into an annotated pod; time until it is in the node's ring file (peer,
+     polled every 1 ms) and until a DownloadCapture follow=true stream from
+     the aggregator delivers it.
+  3. download MB/s of the capture stored by figure 1's single stream, vs the
+     null server streaming the same bytes in messages of the same size, vs a
+     plain read() of the file (page cache warm).
+  4. 100 concurrent streams at 100 KiB/s each for 20 s: aggregator CPU and
+     peak RSS vs the null server's under the same load.
+"""
+import glob
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+
+STATE = os.environ["CLUSTER_STATE"]
+CLUSTER = os.environ["CLUSTER"]
+BIN = os.environ["BENCH_BIN"]
+AGG = os.environ["AGGREGATOR"]
+NODE = "node-a"
+NS = "bench"
+CHUNK = 1 << 20           # node_agent/uplink.h max_chunk_bytes
+WINDOW = 4 << 20          # aggregator's max_inflight_bytes (welcome)
+ONE_MIB = int(os.environ.get("BENCH_ONE_MIB", "1024"))   # figure 1 single stream = figure 3 capture
+TEN_MIB = int(os.environ.get("BENCH_TEN_MIB", "32"))     # per stream, 10 streams
+MANY = 100
+MANY_KIBPS = 100
+MANY_SECONDS = 20
+# At 100 KiB/s an agent's tailer finds little new data per pass, so its chunks
+# are small; 16 KiB chunks (~6 per second per stream) model that.
+MANY_CHUNK = 16384
+SAMPLES = 50
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+CHILDREN = []
+results = []
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def run(*argv, timeout=600, **kw):
+    return subprocess.run(list(argv), check=True, capture_output=True, text=True,
+                          timeout=timeout, **kw).stdout
+
+
+def spawn(argv, **kw):
+    p = subprocess.Popen(argv, **kw)
+    CHILDREN.append(p)
+    return p
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def vm(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def pct(values, p):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
+
+
+def verdict(ok):
+    return "meets" if ok else "MISSES"
+
+
+def report(figure, ours, peer, target, ok):
+    results.append((figure, ours, peer, target, verdict(ok)))
+
+
+class NullServer:
+    def __init__(self, download_file=None, message_bytes=None):
+        argv = [f"{BIN}/ingest_bench", "null-server", "0"]
+        if download_file:
+            argv += [download_file, str(message_bytes)]
+        self.proc = spawn(argv, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().split()
+        self.addr = f"127.0.0.1:{line[1]}"
+        self.pid = self.proc.pid
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def ingest(target, token, node, streams, mib, kibps=0, chunk=CHUNK):
+    proc = subprocess.run([f"{BIN}/ingest_bench", "ingest", target, token, node, str(streams),
+                           str(mib), str(kibps), str(chunk), str(WINDOW)],
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ingest against {target} failed: {proc.stdout[:300]} {proc.stderr[:500]}")
+    out = proc.stdout
+    lines = out.splitlines()
+    head = lines[0].split()
+    stats = dict(zip(head[0::2], head[1::2]))
+    ids = [l.split()[1] for l in lines[1:] if l.startswith("capture ")]
+    if stats["failed"] != "0":
+        raise RuntimeError(f"ingest against {target}: {stats['failed']} streams failed")
+    return float(stats["mbps"]), int(stats["acked_bytes"]), ids
+
+
+def download(target, cid):
+    out = run(f"{BIN}/ingest_bench", "download", target, cid).split()
+    stats = dict(zip(out[0::2], out[1::2]))
+    if stats["status"] != "OK":
+        raise RuntimeError(f"download from {target}: {stats['status']}")
+    return float(stats["mbps"]), int(stats["bytes"]), int(stats["max_message"])
+
+
+def disk_rate(scratch, mib):
+    """MB/s of the durable-write floor: 1 MiB pwrite + fdatasync, as Store::Append does."""
+    path = f"{scratch}/disk-rate"
+    block = b"\xa5" * CHUNK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        t0 = time.perf_counter()
+        for i in range(mib):
+            os.pwrite(fd, block, i * CHUNK)
+            os.fdatasync(fd)
+        return mib * CHUNK / (time.perf_counter() - t0) / 1e6
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def create_nodes(names):
+    items = [{"apiVersion": "v1", "kind": "Node", "metadata": {"name": n}} for n in names]
+    run("kubectl", "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                          "items": items}))
+
+
+def fig1_and_3(token, scratch):
+    agg_pid = int(open(f"{STATE}/pids/aggregator.pid").read().split()[0])
+    null = NullServer()
+    try:
+        log(f"figure 1: 1 stream, {ONE_MIB} MiB")
+        a1, bytes1, ids1 = ingest(AGG, token, "bench-one", 1, ONE_MIB)
+        n1, _, _ = ingest(null.addr, token, "bench-one", 1, ONE_MIB)
+        log(f"figure 1: 10 streams, {TEN_MIB} MiB each")
+        a10, _, _ = ingest(AGG, token, "bench-ten-", 10, TEN_MIB)
+        n10, _, _ = ingest(null.addr, token, "bench-ten-", 10, TEN_MIB)
+    finally:
+        null.stop()
+    disk1 = disk_rate(scratch, min(ONE_MIB, 512))
+    print(f"figure 1: ingest, uplink-sized chunks (<= {CHUNK} B, cut at records, 1 MB ring "
+          f"files), window {WINDOW >> 20} MiB, acknowledged bytes")
+    print(f"  1 agent,  {ONE_MIB} MiB:        aggregator {a1:7.1f} MB/s   null server {n1:7.1f} MB/s"
+          f"   ratio {a1 / n1:.2f}")
+    print(f"  10 agents, 10 x {TEN_MIB} MiB:  aggregator {a10:7.1f} MB/s   null server {n10:7.1f} MB/s"
+          f"   ratio {a10 / n10:.2f}")
+    print(f"  the disk itself: pwrite + fdatasync of 1 MiB chunks into the data dir's file system "
+          f"{disk1:7.1f} MB/s (the aggregator acks only durable bytes; the null server writes nothing)")
+    report("ingest MB/s, 1 agent", f"{a1:.1f}", f"{n1:.1f} (null gRPC server); disk {disk1:.0f}",
+           ">= 0.6 x", a1 >= 0.6 * n1)
+    report("ingest MB/s, 10 agents", f"{a10:.1f}", f"{n10:.1f} (null gRPC server)",
+           ">= 0.6 x", a10 >= 0.6 * n10)
+
+    # Figure 3: download the single stream's capture.
+    cid = ids1[0]
+    log(f"figure 3: download {cid}")
+    d_agg, d_bytes, msg = download(AGG, cid)
+    # The same bytes as one file: global header + records of each stored file.
+    path = f"{scratch}/download.pcap"
+    files = sorted(glob.glob(f"{STATE}/aggregator/**/{cid}/**/*.pcap", recursive=True),
+                   key=lambda p: int(os.path.basename(p).split(".")[0][4:] or 0))
+    with open(path, "wb") as out:
+        for k, f in enumerate(files):
+            with open(f, "rb") as src:
+                if k:
+                    src.seek(24)
+                while True:
+                    b = src.read(1 << 22)
+                    if not b:
+                        break
+                    out.write(b)
+    size = os.path.getsize(path)
+    t0 = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        while f.read(msg):
+            pass
+    d_file = size / (time.perf_counter() - t0) / 1e6
+    null = NullServer(path, msg)
+    try:
+        d_null, n_bytes, _ = download(null.addr, cid)
+    finally:
+        null.stop()
+    os.unlink(path)
+    print(f"figure 3: download of a {d_bytes / 2**20:.0f} MiB capture ({len(files)} stored files; "
+          f"messages up to {msg} B){'' if ONE_MIB >= 1024 else '  NOTE: smaller than the 1 GiB of DESIGN.md'}")
+    print(f"  aggregator DownloadCapture {d_agg:7.1f} MB/s   null gRPC stream of the same "
+          f"{n_bytes} B {d_null:7.1f} MB/s   plain read() {d_file:7.1f} MB/s (warm page cache)"
+          f"   ratio to raw gRPC {d_agg / d_null:.2f}")
+    if size != d_bytes:
+        print(f"  note: stored files hold {size} B, download gave {d_bytes} B")
+    report(f"download MB/s, {d_bytes / 2**20:.0f} MiB", f"{d_agg:.1f}",
+           f"{d_null:.1f} raw gRPC; {d_file:.0f} read()", ">= 0.7 x raw gRPC", d_agg >= 0.7 * d_null)
+    return agg_pid
+
+
+def fig4(token, agg_pid):
+    mib = max(1, (MANY_KIBPS * MANY_SECONDS + 1023) // 1024)
+    log(f"figure 4: {MANY} streams x {MANY_KIBPS} KiB/s, {mib} MiB each")
+
+    def measure(target, pid):
+        c0 = cpu_seconds(pid)
+        t0 = time.perf_counter()
+        rate, acked, _ = ingest(target, token, "bench-many-", MANY, mib, MANY_KIBPS, MANY_CHUNK)
+        wall = time.perf_counter() - t0
+        return cpu_seconds(pid) - c0, wall, vm(pid, "VmHWM"), vm(pid, "VmRSS"), acked
+
+    a_cpu, a_wall, a_hwm, a_rss, a_bytes = measure(AGG, agg_pid)
+    null = NullServer()
+    try:
+        n_cpu, n_wall, n_hwm, n_rss, n_bytes = measure(null.addr, null.pid)
+    finally:
+        null.stop()
+    print(f"figure 4: {MANY} concurrent streams, each {MANY_KIBPS} KiB/s in {MANY_CHUNK} B chunks, "
+          f"{mib} MiB each (~{MANY_SECONDS} s)")
+    print(f"  aggregator:  CPU {a_cpu:6.2f} s over {a_wall:5.1f} s ({100 * a_cpu / a_wall:5.1f} % of a core), "
+          f"VmHWM {a_hwm:6.1f} MiB (process lifetime), VmRSS {a_rss:6.1f} MiB, acked {a_bytes} B")
+    print(f"  null server: CPU {n_cpu:6.2f} s over {n_wall:5.1f} s ({100 * n_cpu / n_wall:5.1f} % of a core), "
+          f"VmHWM {n_hwm:6.1f} MiB, VmRSS {n_rss:6.1f} MiB, acked {n_bytes} B")
+    print(f"  CPU ratio {a_cpu / max(n_cpu, 0.01):.2f}")
+    report("100 streams: CPU s", f"{a_cpu:.2f}", f"{n_cpu:.2f} (null gRPC server)", "<= 1.3 x",
+           a_cpu <= 1.3 * n_cpu)
+    report("100 streams: peak RSS MiB", f"{a_hwm:.1f}", f"{n_hwm:.1f} (null gRPC server)",
+           "<= 200 MiB", a_hwm <= 200)
+
+
+SENDER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+dst = sys.argv[1]
+assert dst.startswith("198.18.") or dst.startswith("198.19.")
+for line in sys.stdin:
+    seq = int(line)
+    s.sendto(b"PCFLOOD1" + seq.to_bytes(8, "big") + b"x" * 48, (dst, 9))
+    sys.stdout.write("ok\n"); sys.stdout.flush()
+"""
+
+
+def fig2():
+    log("figure 2: creating pods")
+    ip = run(CLUSTER, "pod", "add", NODE, NS, "lat").strip()
+    run(CLUSTER, "pod", "add", NODE, NS, "latclient")
+    client_ns = run(CLUSTER, "pod", "netns", NS, "latclient").strip()
+    run("kubectl", "annotate", "-n", NS, "pod", "lat", "tcpdump.antrea.io=5")
+    caps = f"{STATE}/nodes/{NODE}/captures"
+    deadline = time.monotonic() + 30
+    dirs = []
+    while time.monotonic() < deadline and not dirs:
+        dirs = glob.glob(f"{caps}/{NS}_lat_*")
+        time.sleep(0.05)
+    if not dirs:
+        raise RuntimeError("no capture directory for bench/lat")
+    cid = os.path.basename(dirs[0])
+    follow = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until the aggregator knows the capture
+        follow = spawn([f"{BIN}/ingest_bench", "follow", AGG, cid], stdout=subprocess.PIPE,
+                       text=True, bufsize=1)
+        first = follow.stdout.readline()
+        r, _, _ = select.select([follow.stdout], [], [], 1.0)
+        if not r:
+            break  # stream is open and waiting: good
+        line = follow.stdout.readline()
+        if line.startswith("seq"):
+            break
+        follow.wait(5)
+        time.sleep(0.5)
+    sender = spawn(["ip", "netns", "exec", client_ns, "python3", "-c", SENDER, ip],
+                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    file_lat, agg_lat = [], []
+    fd = follow.stdout
+    for seq in range(SAMPLES + 3):
+        marker = b"PCFLOOD1" + seq.to_bytes(8, "big")
+        t0 = time.monotonic()
+        sender.stdin.write(f"{seq}\n")
+        sender.stdin.flush()
+        t_file = t_agg = None
+        end = t0 + 5
+        while time.monotonic() < end and (t_file is None or t_agg is None):
+            if t_file is None:
+                for path in glob.glob(f"{caps}/{cid}/run-*/ring*"):
+                    try:
+                        with open(path, "rb") as f:
+                            if marker in f.read():
+                                t_file = time.monotonic()
+                                break
+                    except OSError:
+                        pass
+            if t_agg is None:
+                r, _, _ = select.select([fd], [], [], 0.001)
+                while r:
+                    parts = fd.readline().split()
+                    if len(parts) == 3 and parts[0] == "seq" and int(parts[1]) == seq:
+                        t_agg = float(parts[2])
+                        break
+                    if not parts:
+                        break
+                    r, _, _ = select.select([fd], [], [], 0)
+        sender.stdout.readline()
+        if seq >= 3:  # the first few warm up the path
+            if t_file is not None:
+                file_lat.append(t_file - t0)
+            if t_agg is not None:
+                agg_lat.append(t_agg - t0)
+        time.sleep(0.05)
+    sender.stdin.close()
+    follow.terminate()
+    run("kubectl", "annotate", "-n", NS, "pod", "lat", "tcpdump.antrea.io-")
+    if not agg_lat or not file_lat:
+        raise RuntimeError(f"latency: got {len(file_lat)} file and {len(agg_lat)} aggregator samples")
+    f50, f99 = pct(file_lat, 50) * 1000, pct(file_lat, 99) * 1000
+    a50, a99 = pct(agg_lat, 50) * 1000, pct(agg_lat, 99) * 1000
+    print(f"figure 2: one UDP datagram at a time -> annotated pod (tcpdump.antrea.io=5, default mode), "
+          f"{SAMPLES} samples")
+    print(f"  in the node's ring file (polled 1 ms):       p50 {f50:7.1f} ms  p99 {f99:7.1f} ms  "
+          f"({len(file_lat)} seen)")
+    print(f"  at the aggregator (DownloadCapture follow):   p50 {a50:7.1f} ms  p99 {a99:7.1f} ms  "
+          f"({len(agg_lat)} seen)")
+    report("packet -> aggregator ms", f"p50 {a50:.0f} p99 {a99:.0f}",
+           f"file: p50 {f50:.0f} p99 {f99:.0f}", "p99 <= 1100 ms", a99 <= 1100)
+
+
+def main():
+    load = os.getloadavg()
+    print(f"machine: {os.cpu_count()} cores (clients, servers, etcd and kube-apiserver share them), "
+          f"load average {load[0]:.2f} at the start")
+    scratch = f"{STATE}/bench-scratch"
+    os.makedirs(scratch, exist_ok=True)
+    token = run("kubectl", "create", "token", "capture-agent", "-n", "kube-system", "--audience",
+                "packet-capture-aggregator", "--duration", "1h").strip()
+    create_nodes(["bench-one"] + [f"bench-ten-{i}" for i in range(10)] +
+                 [f"bench-many-{i}" for i in range(MANY)])
+    try:
+        agg_pid = fig1_and_3(token, scratch)
+        print()
+        fig2()
+        print()
+        fig4(token, agg_pid)
+    finally:
+        for p in CHILDREN:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    print()
+    headers = ("figure", "aggregator", "peer (same run)", "target", "")
+    rows = [headers] + results
+    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
+    for k, r in enumerate(rows):
+        print(" | ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if k == 0:
+            print("-+-".join("-" * w for w in widths))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Builds the aggregator, agent and benchmark helpers (-c opt unless
+# BENCH_BAZEL_FLAGS says otherwise), brings up a one-node local cluster with
+# the aggregator, runs testing/aggregator_benchmark.py against it and always
+# tears the cluster down. Needs root. Prints figures beside their peers; never
+# fails on speed. The cluster is machine-global: run it under the lock,
+#
+#   flock /tmp/pc-cluster.lock testing/aggregator_benchmark.sh
+#
+# It does not shut Bazel down: others use the same server.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+[ "$(id -u)" -eq 0 ] || { echo "aggregator_benchmark: needs root" >&2; exit 1; }
+tools=$(testing/tools/install.sh | tail -1)
+export PATH="$tools:$PATH"
+
+# shellcheck disable=SC2086  # BENCH_BAZEL_FLAGS is a list of flags
+flags=(${BENCH_BAZEL_FLAGS:--c opt})
+bazel build "${flags[@]}" //aggregator:capture-aggregator //node_agent:capture-agent \
+  //testing/bench:ingest_bench
+out=$(bazel info "${flags[@]}" bazel-bin)
+# Copies, so a concurrent rebuild never swaps a binary under the benchmark.
+bench=$(mktemp -d /tmp/pc-bench-bin.XXXXXX)
+cp "$out/aggregator/capture-aggregator" "$out/node_agent/capture-agent" \
+  "$out/testing/bench/ingest_bench" "$bench/"
+
+if ip link show pcbr-fabric >/dev/null 2>&1; then
+  echo "aggregator_benchmark: another local cluster (pcbr-fabric) is up; run under flock /tmp/pc-cluster.lock" >&2
+  rm -rf "$bench"
+  exit 1
+fi
+
+export CLUSTER_STATE=$(mktemp -d /tmp/pc-aggbench-state.XXXXXX)
+export CLUSTER="$root/testing/cluster.sh" BENCH_BIN="$bench"
+export CAPTURE_AGENT_BIN="$bench/capture-agent" CAPTURE_AGGREGATOR_BIN="$bench/capture-aggregator"
+status=1
+cleanup() {
+  if ! "$CLUSTER" down >/dev/null 2>&1; then
+    echo "aggregator_benchmark: cluster down failed; see $CLUSTER_STATE/logs" >&2
+  elif [ "$status" -eq 0 ]; then
+    rm -rf "$CLUSTER_STATE"
+  else
+    rm -rf "$CLUSTER_STATE/aggregator" "$CLUSTER_STATE/bench-scratch"
+    echo "aggregator_benchmark: failed; logs in $CLUSTER_STATE/logs" >&2
+  fi
+  rm -rf "$bench"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+"$CLUSTER" up --nodes 1
+eval "$("$CLUSTER" env)"
+echo "build: bazel ${flags[*]}; aggregator sha256 $(sha256sum "$bench/capture-aggregator" | cut -c1-12)"
+python3 testing/aggregator_benchmark.py
+status=0

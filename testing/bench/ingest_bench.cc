@@ -1,0 +1,530 @@
+// Load generator and peers for testing/aggregator_benchmark.py (prints
+// figures; not a test).
+//
+//   ingest_bench null-server PORT [DOWNLOAD_FILE MESSAGE_BYTES]
+//       IngestService that acks every chunk at once without storing it, and
+//       CaptureService.DownloadCapture that streams DOWNLOAD_FILE in
+//       MESSAGE_BYTES messages: the "raw gRPC stream" peers.
+//   ingest_bench ingest TARGET TOKEN NODE_PREFIX STREAMS MIB_PER_STREAM
+//                KIB_PER_SEC CHUNK_BYTES WINDOW_BYTES
+//       STREAMS agents, each on its own connection, speaking IngestService
+//       like node_agent/uplink.cc: hello with TOKEN, a RUNNING status, then
+//       valid pcap chunks of 1 MB ring files (CRC32C, offsets, packets),
+//       keeping at most min(WINDOW_BYTES, welcome's max_inflight) unacked.
+//       KIB_PER_SEC = 0: as fast as acks allow. Prints acked bytes and MB/s.
+//   ingest_bench download TARGET ID
+//       DownloadCapture(ID); prints bytes and MB/s.
+//   ingest_bench follow TARGET ID
+//       DownloadCapture(ID, follow=true); for every record holding a
+//       udp_flood payload ("PCFLOOD1" + 8-byte big-endian sequence number)
+//       prints "seq <N> <CLOCK_MONOTONIC seconds>" as soon as it arrives.
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/crc32c.h"
+#include "grpcpp/grpcpp.h"
+#include "proto/packetcapture.grpc.pb.h"
+
+namespace {
+
+namespace v1 = packetcapture::v1;
+using Clock = std::chrono::steady_clock;
+
+constexpr uint64_t kRingFileBytes = 1000000;  // tcpdump -C 1
+constexpr uint32_t kPacketBytes = 1000;       // caplen of each record
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// ---- null server ----
+
+class NullReport final
+    : public grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage> {
+ public:
+  NullReport() { StartRead(&in_); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_reading_ = true;
+      if (out_.empty() && !finished_) {
+        finished_ = true;
+        Finish(grpc::Status::OK);
+      }
+      return;
+    }
+    v1::AggregatorMessage reply;
+    bool has_reply = false;
+    if (in_.has_hello()) {
+      reply.mutable_welcome()->set_aggregator_instance("null");
+      reply.mutable_welcome()->set_max_inflight_bytes(uint64_t{4} << 20);
+      reply.mutable_welcome()->set_max_chunk_bytes(uint32_t{1} << 20);
+      has_reply = true;
+    } else if (in_.has_chunk()) {
+      const auto& c = in_.chunk();
+      auto* ack = reply.mutable_ack();
+      ack->set_capture_id(c.capture_id());
+      ack->set_file(c.file());
+      ack->set_file_generation(c.file_generation());
+      ack->set_offset(c.offset() + c.data().size());
+      has_reply = true;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (has_reply) {
+      out_.push_back(std::move(reply));
+      if (out_.size() == 1) StartWrite(&out_.front());
+    }
+    StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    out_.pop_front();
+    if (ok && !out_.empty()) {
+      StartWrite(&out_.front());
+    } else if (done_reading_ && !finished_ && (out_.empty() || !ok)) {
+      finished_ = true;
+      Finish(grpc::Status::OK);
+    }
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  v1::AgentMessage in_;
+  std::mutex mu_;
+  std::deque<v1::AggregatorMessage> out_;
+  bool done_reading_ = false;
+  bool finished_ = false;
+};
+
+class NullIngest final : public v1::IngestService::CallbackService {
+  grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage>* Report(
+      grpc::CallbackServerContext*) override {
+    return new NullReport();
+  }
+};
+
+class FileWriter final : public grpc::ServerWriteReactor<v1::DownloadCaptureResponse> {
+ public:
+  FileWriter(const std::string& path, size_t message_bytes)
+      : in_(path, std::ios::binary), message_bytes_(message_bytes) {
+    Next();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status::CANCELLED);
+      return;
+    }
+    Next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Next() {
+    std::string* data = out_.mutable_data();
+    data->resize(message_bytes_);
+    in_.read(&(*data)[0], static_cast<std::streamsize>(message_bytes_));
+    data->resize(static_cast<size_t>(in_.gcount()));
+    if (data->empty()) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    out_.set_offset(offset_);
+    offset_ += data->size();
+    StartWrite(&out_);
+  }
+  std::ifstream in_;
+  size_t message_bytes_;
+  uint64_t offset_ = 0;
+  v1::DownloadCaptureResponse out_;
+};
+
+class NullCapture final : public v1::CaptureService::CallbackService {
+ public:
+  NullCapture(std::string file, size_t message_bytes)
+      : file_(std::move(file)), message_bytes_(message_bytes) {}
+  grpc::ServerWriteReactor<v1::DownloadCaptureResponse>* DownloadCapture(
+      grpc::CallbackServerContext*, const v1::DownloadCaptureRequest*) override {
+    return new FileWriter(file_, message_bytes_);
+  }
+
+ private:
+  std::string file_;
+  size_t message_bytes_;
+};
+
+int NullServer(int argc, char** argv) {
+  if (argc != 3 && argc != 5) return 2;
+  NullIngest ingest;
+  NullCapture capture(argc == 5 ? argv[3] : "/dev/null",
+                      argc == 5 ? std::strtoul(argv[4], nullptr, 10) : 65536);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(std::string("127.0.0.1:") + argv[2],
+                           grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(8 << 20);
+  builder.RegisterService(&ingest);
+  builder.RegisterService(&capture);
+  auto server = builder.BuildAndStart();
+  if (!server) return 1;
+  std::printf("listening %d\n", port);
+  std::fflush(stdout);
+  server->Wait();
+  return 0;
+}
+
+// ---- agent-like client ----
+
+// One 1 MB ring file of valid pcap: global header + 1000-byte records.
+std::string MakeRingFile(uint32_t salt) {
+  std::string f;
+  auto put32 = [&f](uint32_t v) { f.append(reinterpret_cast<char*>(&v), 4); };
+  auto put16 = [&f](uint16_t v) { f.append(reinterpret_cast<char*>(&v), 2); };
+  put32(0xa1b2c3d4);
+  put16(2);
+  put16(4);
+  put32(0);
+  put32(0);
+  put32(262144);
+  put32(1);  // Ethernet
+  uint32_t n = 0;
+  while (f.size() + 16 + kPacketBytes <= kRingFileBytes) {
+    put32(1700000000 + n / 1000);
+    put32((n % 1000) * 1000);
+    put32(kPacketBytes);
+    put32(kPacketBytes);
+    std::string body(kPacketBytes, static_cast<char>(salt + n));
+    f += body;
+    ++n;
+  }
+  return f;
+}
+
+struct StreamResult {
+  uint64_t acked = 0;
+  uint64_t chunks = 0;
+  std::string error;
+  std::string capture_id;
+};
+
+struct IngestParams {
+  std::string target, token, node;
+  uint64_t total_bytes = 0;
+  uint64_t bytes_per_sec = 0;
+  uint32_t chunk_bytes = 0;
+  uint64_t window = 0;
+  int index = 0;
+  Clock::time_point deadline;
+};
+
+void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // own connection
+  args.SetMaxReceiveMessageSize(8 << 20);
+  auto channel = grpc::CreateCustomChannel(p.target, grpc::InsecureChannelCredentials(), args);
+  auto stub = v1::IngestService::NewStub(channel);
+  grpc::ClientContext ctx;
+  auto stream = stub->Report(&ctx);
+  v1::AgentMessage hello;
+  hello.mutable_hello()->set_node(p.node);
+  hello.mutable_hello()->set_agent_instance("bench" + std::to_string(p.index));
+  hello.mutable_hello()->set_token(p.token);
+  hello.mutable_hello()->set_agent_version("ingest_bench");
+  const int64_t start_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::system_clock::now().time_since_epoch()).count();
+  char uid[16];
+  std::snprintf(uid, sizeof uid, "%08x", 0xbe000000u + static_cast<unsigned>(p.index));
+  const std::string pod = "bench-" + std::to_string(p.index);
+  const std::string id = "bench_" + pod + "_" + uid + "_" + std::to_string(start_ms);
+  r->capture_id = id;
+  hello.mutable_hello()->add_capture_ids(id);
+  if (!stream->Write(hello)) {
+    r->error = "hello not sent";
+    return;
+  }
+  v1::AggregatorMessage in;
+  if (!stream->Read(&in) || !in.has_welcome()) {
+    r->error = in.has_error() ? in.error().message() : "no welcome";
+    stream->WritesDone();
+    r->error += " / " + stream->Finish().error_message();
+    return;
+  }
+  uint64_t window = p.window;
+  if (in.welcome().max_inflight_bytes() > 0) {
+    window = std::min<uint64_t>(window, in.welcome().max_inflight_bytes());
+  }
+  uint32_t chunk_limit = p.chunk_bytes;
+  if (in.welcome().max_chunk_bytes() > 0) {
+    chunk_limit = std::min(chunk_limit, in.welcome().max_chunk_bytes());
+  }
+  const uint64_t files = (p.total_bytes + ring.size() - 1) / ring.size();
+  v1::AgentMessage status;
+  auto* s = status.mutable_status();
+  s->set_id(id);
+  s->set_node(p.node);
+  s->set_namespace_("bench");
+  s->set_pod(pod);
+  s->set_pod_uid(std::string(uid) + "-0000-0000-0000-000000000000");
+  s->set_pod_ip("198.18.0.1");
+  s->set_interface("eth0");
+  const uint32_t max_files = static_cast<uint32_t>(std::max<uint64_t>(files, 1));
+  s->set_max_files(max_files);
+  s->set_state(v1::Capture::RUNNING);
+  s->set_annotation(std::to_string(max_files));
+  s->mutable_start_time()->set_seconds(start_ms / 1000);
+  if (!stream->Write(status)) {
+    r->error = "status not sent";
+    return;
+  }
+
+  std::mutex mu;
+  std::condition_variable cv;
+  uint64_t inflight = 0;
+  bool reader_done = false;
+  std::thread reader([&] {
+    v1::AggregatorMessage m;
+    // Acks are cumulative per file: track the last offset of each file.
+    std::string last_file;
+    uint64_t last_offset = 0;
+    while (stream->Read(&m)) {
+      if (m.has_error()) {
+        std::lock_guard<std::mutex> lock(mu);
+        r->error = m.error().message();
+        continue;
+      }
+      if (!m.has_ack()) continue;
+      const std::string key = m.ack().file() + "#" + std::to_string(m.ack().file_generation());
+      uint64_t delta;
+      if (key != last_file) {
+        last_file = key;
+        last_offset = 0;
+      }
+      delta = m.ack().offset() > last_offset ? m.ack().offset() - last_offset : 0;
+      last_offset = std::max(last_offset, m.ack().offset());
+      std::lock_guard<std::mutex> lock(mu);
+      r->acked += delta;
+      ++r->chunks;
+      inflight -= std::min(inflight, delta);
+      cv.notify_all();
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    reader_done = true;
+    cv.notify_all();
+  });
+
+  const std::string run = "run-1-w" + std::to_string(max_files);
+  const Clock::time_point t0 = Clock::now();
+  uint64_t sent = 0;
+  bool ok = true;
+  for (uint64_t f = 0; f < files && ok; ++f) {
+    uint64_t off = 0;
+    while (off < ring.size() && sent < p.total_bytes) {
+      // The uplink cuts at complete records: header + whole records only.
+      uint64_t want = std::min<uint64_t>(chunk_limit, ring.size() - off);
+      uint64_t cut;
+      if (off == 0) {
+        cut = 24 + ((want - 24) / (16 + kPacketBytes)) * (16 + kPacketBytes);
+      } else {
+        cut = (want / (16 + kPacketBytes)) * (16 + kPacketBytes);
+      }
+      if (cut == 0) cut = want;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return inflight + cut <= window || inflight == 0 || reader_done; });
+        if (reader_done || !r->error.empty() || Clock::now() > p.deadline) {
+          ok = false;
+          break;
+        }
+        inflight += cut;
+      }
+      if (p.bytes_per_sec > 0) {
+        const auto due = t0 + std::chrono::duration_cast<Clock::duration>(
+                                  std::chrono::duration<double>(
+                                      static_cast<double>(sent) / p.bytes_per_sec));
+        std::this_thread::sleep_until(due);
+      }
+      v1::AgentMessage m;
+      auto* c = m.mutable_chunk();
+      c->set_capture_id(id);
+      // tcpdump's names: zero-padded to the digits of max_files - 1.
+      char ring_name[32];
+      std::snprintf(ring_name, sizeof ring_name, "ring%0*llu",
+                    static_cast<int>(std::to_string(max_files - 1).size()),
+                    static_cast<unsigned long long>(f));
+      c->set_file(run + "/" + (max_files == 1 ? std::string("ring") : ring_name));
+      c->set_file_generation(0);
+      c->set_offset(off);
+      std::string data = ring.substr(off, cut);
+      c->set_crc32c(pc::Crc32c(data));
+      c->set_packets(static_cast<uint32_t>(off == 0 ? (cut - 24) / (16 + kPacketBytes)
+                                                    : cut / (16 + kPacketBytes)));
+      c->set_data(std::move(data));
+      if (!stream->Write(m)) {
+        ok = false;
+        break;
+      }
+      off += cut;
+      sent += cut;
+    }
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_until(lock, Clock::now() + std::chrono::seconds(30),
+                  [&] { return inflight == 0 || reader_done; });
+  }
+  stream->WritesDone();
+  reader.join();
+  grpc::Status st = stream->Finish();
+  if (!st.ok() && r->error.empty()) r->error = st.error_message();
+}
+
+int Ingest(int argc, char** argv) {
+  if (argc != 10) return 2;
+  const int streams = std::atoi(argv[5]);
+  IngestParams base;
+  base.target = argv[2];
+  base.token = argv[3];
+  base.total_bytes = std::strtoull(argv[6], nullptr, 10) << 20;
+  base.bytes_per_sec = std::strtoull(argv[7], nullptr, 10) * 1024;
+  base.chunk_bytes = static_cast<uint32_t>(std::strtoul(argv[8], nullptr, 10));
+  base.window = std::strtoull(argv[9], nullptr, 10);
+  base.deadline = Clock::now() + std::chrono::seconds(600);
+  const std::string ring = MakeRingFile(7);
+  std::vector<StreamResult> results(streams);
+  std::vector<std::thread> threads;
+  const Clock::time_point t0 = Clock::now();
+  for (int i = 0; i < streams; ++i) {
+    IngestParams p = base;
+    p.index = i;
+    p.node = streams == 1 && std::string(argv[4]).find('%') == std::string::npos
+                 ? std::string(argv[4])
+                 : std::string(argv[4]) + std::to_string(i);
+    threads.emplace_back(RunAgent, p, std::cref(ring), &results[i]);
+  }
+  for (auto& t : threads) t.join();
+  const double secs = Seconds(t0, Clock::now());
+  uint64_t acked = 0, chunks = 0;
+  int failed = 0;
+  for (const auto& r : results) {
+    acked += r.acked;
+    chunks += r.chunks;
+    if (!r.error.empty()) {
+      ++failed;
+      if (failed <= 3) std::fprintf(stderr, "stream error: %s\n", r.error.c_str());
+    }
+  }
+  std::printf("acked_bytes %llu chunks %llu seconds %.3f mbps %.1f failed %d\n",
+              static_cast<unsigned long long>(acked),
+              static_cast<unsigned long long>(chunks), secs, acked / secs / 1e6, failed);
+  for (const auto& r : results) std::printf("capture %s\n", r.capture_id.c_str());
+  return failed == 0 ? 0 : 1;
+}
+
+int Download(int argc, char** argv) {
+  if (argc != 4) return 2;
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  auto channel = grpc::CreateCustomChannel(argv[2], grpc::InsecureChannelCredentials(), args);
+  auto stub = v1::CaptureService::NewStub(channel);
+  grpc::ClientContext ctx;
+  v1::DownloadCaptureRequest req;
+  req.set_id(argv[3]);
+  const Clock::time_point t0 = Clock::now();
+  auto reader = stub->DownloadCapture(&ctx, req);
+  v1::DownloadCaptureResponse m;
+  uint64_t bytes = 0, messages = 0, max_message = 0;
+  while (reader->Read(&m)) {
+    bytes += m.data().size();
+    max_message = std::max<uint64_t>(max_message, m.data().size());
+    ++messages;
+  }
+  grpc::Status st = reader->Finish();
+  const double secs = Seconds(t0, Clock::now());
+  std::printf("bytes %llu messages %llu max_message %llu seconds %.3f mbps %.1f status %s\n",
+              static_cast<unsigned long long>(bytes),
+              static_cast<unsigned long long>(messages),
+              static_cast<unsigned long long>(max_message), secs, bytes / secs / 1e6,
+              st.ok() ? "OK" : st.error_message().c_str());
+  return st.ok() ? 0 : 1;
+}
+
+int Follow(int argc, char** argv) {
+  if (argc != 4) return 2;
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  auto channel = grpc::CreateCustomChannel(argv[2], grpc::InsecureChannelCredentials(), args);
+  auto stub = v1::CaptureService::NewStub(channel);
+  grpc::ClientContext ctx;
+  v1::DownloadCaptureRequest req;
+  req.set_id(argv[3]);
+  req.set_follow(true);
+  auto reader = stub->DownloadCapture(&ctx, req);
+  v1::DownloadCaptureResponse m;
+  std::string buf;
+  bool header_done = false;
+  std::printf("following\n");
+  std::fflush(stdout);
+  while (reader->Read(&m)) {
+    timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    buf += m.data();
+    size_t pos = 0;
+    if (!header_done) {
+      if (buf.size() < 24) continue;
+      pos = 24;
+      header_done = true;
+    }
+    while (buf.size() - pos >= 16) {
+      uint32_t caplen;
+      std::memcpy(&caplen, buf.data() + pos + 8, 4);
+      if (buf.size() - pos - 16 < caplen) break;
+      const std::string rec = buf.substr(pos + 16, caplen);
+      const size_t at = rec.find("PCFLOOD1");
+      if (at != std::string::npos && at + 16 <= rec.size()) {
+        uint64_t seq = 0;
+        for (int i = 0; i < 8; ++i) {
+          seq = (seq << 8) | static_cast<unsigned char>(rec[at + 8 + i]);
+        }
+        std::printf("seq %llu %.6f\n", static_cast<unsigned long long>(seq),
+                    now.tv_sec + now.tv_nsec / 1e9);
+        std::fflush(stdout);
+      }
+      pos += 16 + caplen;
+    }
+    buf.erase(0, pos);
+  }
+  grpc::Status st = reader->Finish();
+  std::printf("end %s\n", st.ok() ? "OK" : st.error_message().c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int rc = 2;
+  const std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "null-server") rc = NullServer(argc, argv);
+  if (mode == "ingest") rc = Ingest(argc, argv);
+  if (mode == "download") rc = Download(argc, argv);
+  if (mode == "follow") rc = Follow(argc, argv);
+  if (rc == 2) std::fprintf(stderr, "usage: see the comment at the top of ingest_bench.cc\n");
+  return rc;
+}
