@@ -23,13 +23,15 @@ absl::StatusOr<AgentIdentity> TokenReviewAuthenticator::Authenticate(
   {
     absl::MutexLock lock(&mu_);
     auto it = cache_.find(token);
-    if (it != cache_.end() && now < it->second.expires) return it->second.result;
+    if (it != cache_.end() && now < it->second.expires)
+      return it->second.result;
   }
   auto review = kube::ReviewToken(*http_, token, {options_.audience});
   if (!review.ok()) {
     // Not cached: the next hello tries again.
-    return absl::UnavailableError(absl::StrCat(
-        "cannot check the token (TokenReview failed): ", review.status().message()));
+    return absl::UnavailableError(
+        absl::StrCat("cannot check the token (TokenReview failed): ",
+                     review.status().message()));
   }
   absl::StatusOr<AgentIdentity> result;
   if (!review->authenticated) {

@@ -37,7 +37,8 @@ class Authenticator {
 };
 
 // The token-review key that names the node of a bound token.
-inline constexpr char kNodeNameExtra[] = "authentication.kubernetes.io/node-name";
+inline constexpr char kNodeNameExtra[] =
+    "authentication.kubernetes.io/node-name";
 
 class TokenReviewAuthenticator : public Authenticator {
  public:

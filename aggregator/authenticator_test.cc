@@ -52,7 +52,8 @@ class AuthenticatorTest : public ::testing::Test {
     ASSERT_TRUE(http.ok()) << http.status();
     TokenReviewAuthenticator::Options options;
     options.clock = [this] { return now_; };
-    auth_ = std::make_unique<TokenReviewAuthenticator>(std::move(*http), options);
+    auth_ =
+        std::make_unique<TokenReviewAuthenticator>(std::move(*http), options);
   }
 
   std::unique_ptr<kube::FakeApiServer> server_;

@@ -90,7 +90,8 @@ class IngestServiceImpl::Stream final
   void OnDone() override {
     --service_->active_streams_;
     if (!node_.empty()) {
-      LogLine("agent_disconnected", {{"node", node_}, {"peer", peer_},
+      LogLine("agent_disconnected", {{"node", node_},
+                                     {"peer", peer_},
                                      {"chunks", absl::StrCat(chunks_)},
                                      {"bytes", absl::StrCat(bytes_)}});
     }
@@ -126,8 +127,9 @@ class IngestServiceImpl::Stream final
   void Dispatch(const AgentMessage& message) {
     if (node_.empty()) {
       if (message.kind_case() != AgentMessage::kHello) {
-        Reject(absl::UnauthenticatedError(
-            "the first message of a Report stream must be a hello with a token"));
+        Reject(
+            absl::UnauthenticatedError("the first message of a Report stream "
+                                       "must be a hello with a token"));
         return;
       }
       OnHello(message.hello());
@@ -166,9 +168,9 @@ class IngestServiceImpl::Stream final
       return;
     }
     if (!identity->node.empty() && identity->node != hello.node()) {
-      Reject(absl::PermissionDeniedError(absl::StrCat(
-          "token is bound to node ", identity->node, ", hello says ",
-          hello.node())));
+      Reject(absl::PermissionDeniedError(
+          absl::StrCat("token is bound to node ", identity->node,
+                       ", hello says ", hello.node())));
       return;
     }
     node_ = hello.node();
@@ -183,11 +185,12 @@ class IngestServiceImpl::Stream final
     }
     welcome->set_max_inflight_bytes(service_->options_.max_inflight_bytes);
     welcome->set_max_chunk_bytes(service_->options_.max_chunk_bytes);
-    LogLine("agent_connected", {{"node", node_},
-                                {"instance", hello.agent_instance()},
-                                {"version", hello.agent_version()},
-                                {"peer", peer_},
-                                {"resume_points", absl::StrCat(welcome->resume_size())}});
+    LogLine("agent_connected",
+            {{"node", node_},
+             {"instance", hello.agent_instance()},
+             {"version", hello.agent_version()},
+             {"peer", peer_},
+             {"resume_points", absl::StrCat(welcome->resume_size())}});
     Send(std::move(out));
   }
 
@@ -200,8 +203,8 @@ class IngestServiceImpl::Stream final
     }
     if (Crc32c(chunk.data()) != chunk.crc32c()) {
       Reject(absl::DataLossError(absl::StrCat(
-          "CRC32C mismatch in chunk of ", chunk.capture_id().substr(0, 256), " ",
-          chunk.file().substr(0, 256), " at offset ", chunk.offset())));
+          "CRC32C mismatch in chunk of ", chunk.capture_id().substr(0, 256),
+          " ", chunk.file().substr(0, 256), " at offset ", chunk.offset())));
       return;
     }
     auto result = service_->store_->Append(node_, chunk);
@@ -241,10 +244,11 @@ class IngestServiceImpl::Stream final
 
   // Sends an IngestError and ends the stream with the same code.
   void Reject(const absl::Status& status) {
-    LogLine("ingest_rejected", {{"node", node_},
-                                {"peer", peer_},
-                                {"code", absl::StatusCodeToString(status.code())},
-                                {"reason", std::string(status.message())}});
+    LogLine("ingest_rejected",
+            {{"node", node_},
+             {"peer", peer_},
+             {"code", absl::StatusCodeToString(status.code())},
+             {"reason", std::string(status.message())}});
     AggregatorMessage out;
     out.mutable_error()->set_code(static_cast<int32_t>(status.code()));
     out.mutable_error()->set_message(std::string(status.message()));
@@ -312,7 +316,8 @@ IngestServiceImpl::IngestServiceImpl(Store* store, Authenticator* authenticator,
     : store_(store),
       authenticator_(authenticator),
       options_(std::move(options)),
-      instance_(options_.instance.empty() ? RandomInstance() : options_.instance),
+      instance_(options_.instance.empty() ? RandomInstance()
+                                          : options_.instance),
       pool_(options_.worker_threads) {}
 
 IngestServiceImpl::~IngestServiceImpl() = default;

@@ -21,10 +21,12 @@ using packetcapture::v1::AggregatorMessage;
 // Tokens the fake accepts, with the node each is bound to ("" = none).
 class FakeAuthenticator : public Authenticator {
  public:
-  absl::StatusOr<AgentIdentity> Authenticate(const std::string& token) override {
+  absl::StatusOr<AgentIdentity> Authenticate(
+      const std::string& token) override {
     if (token == "agent-token") return AgentIdentity{"agent", ""};
     if (token == "node-a-token") return AgentIdentity{"agent", "node-a"};
-    if (token == "stranger") return absl::PermissionDeniedError("not the agent");
+    if (token == "stranger")
+      return absl::PermissionDeniedError("not the agent");
     return absl::UnauthenticatedError("bad token");
   }
 };
@@ -38,9 +40,11 @@ class Aggregator {
     store_ = std::move(*Store::Open(options, &registry_));
     IngestOptions ingest;
     ingest.max_chunk_bytes = 64 * 1024;
-    service_ = std::make_unique<IngestServiceImpl>(store_.get(), &auth_, ingest);
+    service_ =
+        std::make_unique<IngestServiceImpl>(store_.get(), &auth_, ingest);
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port_);
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();
   }
@@ -118,7 +122,8 @@ TEST_F(IngestTest, HelloIsRequiredAndTokensAreChecked) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   std::tie(replies, status) = Exchange(aggregator, {Hello("node-a", "forged")});
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  std::tie(replies, status) = Exchange(aggregator, {Hello("node-a", "stranger")});
+  std::tie(replies, status) =
+      Exchange(aggregator, {Hello("node-a", "stranger")});
   EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   // The token says node-a: it cannot speak for node-b.
   std::tie(replies, status) =
@@ -135,9 +140,9 @@ TEST_F(IngestTest, HelloIsRequiredAndTokensAreChecked) {
 
 TEST_F(IngestTest, StatusForAnotherNodeIsDenied) {
   Aggregator aggregator(dir_);
-  auto [replies, status] = Exchange(
-      aggregator, {Hello("node-a", "agent-token"),
-                   StatusMessage(tu::Status(id_, "node-b"))});
+  auto [replies, status] =
+      Exchange(aggregator, {Hello("node-a", "agent-token"),
+                            StatusMessage(tu::Status(id_, "node-b"))});
   EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_FALSE(aggregator.registry().Get(id_).has_value());
 }
@@ -146,10 +151,10 @@ TEST_F(IngestTest, ChunksAreCheckedStoredAndAcked) {
   Aggregator aggregator(dir_);
   const std::string file = tu::PcapFile(0, 20);
   auto chunk = tu::MakeChunk(id_, "run-1-w5/ring0", 3, 0, file);
-  auto [replies, status] = Exchange(
-      aggregator, {Hello("node-a", "agent-token"),
-                   StatusMessage(tu::Status(id_, "node-a")), ChunkMessage(chunk),
-                   ChunkMessage(chunk)});
+  auto [replies, status] =
+      Exchange(aggregator, {Hello("node-a", "agent-token"),
+                            StatusMessage(tu::Status(id_, "node-a")),
+                            ChunkMessage(chunk), ChunkMessage(chunk)});
   ASSERT_TRUE(status.ok()) << status.error_message();
   ASSERT_EQ(replies.size(), 3u);
   EXPECT_EQ(replies[1].ack().offset(), file.size());
@@ -159,7 +164,8 @@ TEST_F(IngestTest, ChunksAreCheckedStoredAndAcked) {
   EXPECT_EQ(replies[2].ack().offset(), file.size());
   EXPECT_EQ(aggregator.registry().Get(id_)->bytes(), file.size());
 
-  auto bad = tu::MakeChunk(id_, "run-1-w5/ring0", 3, file.size(), tu::Records(20, 5));
+  auto bad =
+      tu::MakeChunk(id_, "run-1-w5/ring0", 3, file.size(), tu::Records(20, 5));
   bad.set_crc32c(bad.crc32c() ^ 1);
   std::tie(replies, status) =
       Exchange(aggregator, {Hello("node-a", "agent-token"), ChunkMessage(bad)});
@@ -169,8 +175,9 @@ TEST_F(IngestTest, ChunksAreCheckedStoredAndAcked) {
   EXPECT_EQ(aggregator.registry().Get(id_)->bytes(), file.size());
 
   // Too large for max_chunk_bytes.
-  auto big = tu::MakeChunk(id_, "run-1-w5/ring1", 0, 0,
-                           pcap::testutil::MakePcapFile(pcap::GlobalHeader(), 0, 100, 1000));
+  auto big = tu::MakeChunk(
+      id_, "run-1-w5/ring1", 0, 0,
+      pcap::testutil::MakePcapFile(pcap::GlobalHeader(), 0, 100, 1000));
   std::tie(replies, status) =
       Exchange(aggregator, {Hello("node-a", "agent-token"), ChunkMessage(big)});
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
@@ -182,7 +189,8 @@ TEST_F(IngestTest, ResumePointsSurviveARestartOnTheSameDataDir) {
     Aggregator aggregator(dir_);
     auto [replies, status] = Exchange(
         aggregator,
-        {Hello("node-a", "agent-token"), StatusMessage(tu::Status(id_, "node-a")),
+        {Hello("node-a", "agent-token"),
+         StatusMessage(tu::Status(id_, "node-a")),
          ChunkMessage(tu::MakeChunk(id_, "run-1-w5/ring0", 0, 0, file))});
     ASSERT_TRUE(status.ok()) << status.error_message();
   }
@@ -199,10 +207,12 @@ TEST_F(IngestTest, ResumePointsSurviveARestartOnTheSameDataDir) {
   EXPECT_EQ(point.offset(), file.size());
   EXPECT_TRUE(aggregator.registry().Get(id_)->on_node());
   // Another node gets none of node-a's resume points.
-  std::tie(replies, status) = Exchange(aggregator, {Hello("node-b", "agent-token")});
+  std::tie(replies, status) =
+      Exchange(aggregator, {Hello("node-b", "agent-token")});
   EXPECT_EQ(replies[0].welcome().resume_size(), 0);
   // A hello without the capture: it is gone from the node, kept here.
-  std::tie(replies, status) = Exchange(aggregator, {Hello("node-a", "agent-token")});
+  std::tie(replies, status) =
+      Exchange(aggregator, {Hello("node-a", "agent-token")});
   auto shown = aggregator.registry().Get(id_);
   EXPECT_FALSE(shown->on_node());
   EXPECT_EQ(shown->state(), packetcapture::v1::Capture::STOPPED);

@@ -52,7 +52,8 @@ int Fail(const std::string& message) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "capture-aggregator --data_dir=DIR [--listen=HOST:PORT] [--kubeconfig=FILE]");
+      "capture-aggregator --data_dir=DIR [--listen=HOST:PORT] "
+      "[--kubeconfig=FILE]");
   absl::ParseCommandLine(argc, argv);
 
   pc::StopSignals stop_signals;  // before any thread starts
@@ -60,7 +61,8 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_retention) <= absl::ZeroDuration()) {
     return Fail("--retention must be positive");
   }
-  if (absl::GetFlag(FLAGS_max_bytes) < 0) return Fail("--max_bytes must not be negative");
+  if (absl::GetFlag(FLAGS_max_bytes) < 0)
+    return Fail("--max_bytes must not be negative");
   if (absl::GetFlag(FLAGS_token_cache_ttl) < absl::ZeroDuration()) {
     return Fail("--token_cache_ttl must not be negative");
   }
@@ -87,7 +89,8 @@ int main(int argc, char** argv) {
   pc::aggregator::StoreOptions store_options;
   store_options.data_dir = absl::GetFlag(FLAGS_data_dir);
   store_options.retention = absl::GetFlag(FLAGS_retention);
-  store_options.max_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_max_bytes));
+  store_options.max_bytes =
+      static_cast<uint64_t>(absl::GetFlag(FLAGS_max_bytes));
   auto store = pc::aggregator::Store::Open(store_options, &registry);
   if (!store.ok()) return Fail(store.status().ToString());
 

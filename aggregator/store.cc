@@ -145,7 +145,8 @@ absl::Status WriteFileAtomically(const std::string& dir,
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Errno(absl::StrCat("open ", tmp));
   absl::Status status = WriteAll(fd, data, 0, tmp);
-  if (status.ok() && fsync(fd) != 0) status = Errno(absl::StrCat("fsync ", tmp));
+  if (status.ok() && fsync(fd) != 0)
+    status = Errno(absl::StrCat("fsync ", tmp));
   close(fd);
   if (status.ok() && rename(tmp.c_str(), path.c_str()) != 0) {
     status = Errno(absl::StrCat("rename ", tmp));
@@ -189,7 +190,9 @@ std::string Significant(const Capture& c) {
   return s.SerializeAsString();
 }
 
-uint64_t TimeNs(absl::Time t) { return static_cast<uint64_t>(absl::ToUnixNanos(t)); }
+uint64_t TimeNs(absl::Time t) {
+  return static_cast<uint64_t>(absl::ToUnixNanos(t));
+}
 
 }  // namespace
 
@@ -253,7 +256,7 @@ struct Store::StoredFile {
 };
 
 struct Store::StoredCapture {
-  Capture status;  // as the node reported it, plus on_node/stop_time
+  Capture status;     // as the node reported it, plus on_node/stop_time
   std::string saved;  // Significant() of what capture.pb holds
   std::map<std::pair<std::string, uint64_t>, std::shared_ptr<StoredFile>> files;
 };
@@ -316,7 +319,8 @@ void Store::Recover() {
 std::unique_ptr<Store::StoredCapture> Store::RecoverCapture(
     const std::string& id) {
   const std::string dir = CaptureDir(id);
-  int fd = open(absl::StrCat(dir, "/", kMetaFile).c_str(), O_RDONLY | O_CLOEXEC);
+  int fd =
+      open(absl::StrCat(dir, "/", kMetaFile).c_str(), O_RDONLY | O_CLOEXEC);
   std::string data;
   if (fd >= 0) {
     auto read = ReadRange(fd, 0, 1 << 20, dir);
@@ -326,13 +330,15 @@ std::unique_ptr<Store::StoredCapture> Store::RecoverCapture(
   auto capture = std::make_unique<StoredCapture>();
   if (fd < 0 || !capture->status.ParseFromString(data) ||
       capture->status.id() != id) {
-    LogLine("store_skip", {{"path", dir}, {"reason", "missing or corrupt capture.pb"}});
+    LogLine("store_skip",
+            {{"path", dir}, {"reason", "missing or corrupt capture.pb"}});
     return nullptr;
   }
   capture->saved = Significant(capture->status);
   for (const std::string& run_dir : ListDir(dir)) {
     int run, n;
-    if (run_dir == kMetaFile || run_dir == absl::StrCat(kMetaFile, ".tmp")) continue;
+    if (run_dir == kMetaFile || run_dir == absl::StrCat(kMetaFile, ".tmp"))
+      continue;
     if (!ParseRunDirName(run_dir, &run, &n)) {
       LogLine("store_skip", {{"path", absl::StrCat(dir, "/", run_dir)},
                              {"reason", "unexpected entry"}});
@@ -343,8 +349,9 @@ std::unique_ptr<Store::StoredCapture> Store::RecoverCapture(
       std::vector<std::string> parts = absl::StrSplit(entry, '.');
       if (parts.size() == 3 && parts[2] == "log") continue;
       if (parts.size() != 3 || parts[2] != "pcap") {
-        LogLine("store_skip", {{"path", absl::StrCat(dir, "/", run_dir, "/", entry)},
-                               {"reason", "unexpected entry"}});
+        LogLine("store_skip",
+                {{"path", absl::StrCat(dir, "/", run_dir, "/", entry)},
+                 {"reason", "unexpected entry"}});
         continue;
       }
       std::shared_ptr<StoredFile> file =
@@ -368,8 +375,8 @@ std::shared_ptr<Store::StoredFile> Store::RecoverFile(
   const size_t dot = base.find('.');
   std::string run, ring;
   uint64_t generation;
-  if (!ParseStoredFileName(absl::StrCat(run_dir, "/", base.substr(0, dot)), &run,
-                           &ring) ||
+  if (!ParseStoredFileName(absl::StrCat(run_dir, "/", base.substr(0, dot)),
+                           &run, &ring) ||
       !absl::SimpleAtoi(base.substr(dot + 1), &generation) ||
       absl::StrCat(generation) != base.substr(dot + 1)) {
     return skip("unexpected file name");
@@ -381,9 +388,11 @@ std::shared_ptr<Store::StoredFile> Store::RecoverFile(
   file->log_path = prefix + ".log";
   file->data_fd = open(file->data_path.c_str(), O_RDWR | O_CLOEXEC);
   file->log_fd = open(file->log_path.c_str(), O_RDWR | O_CLOEXEC);
-  if (file->data_fd < 0 || file->log_fd < 0) return skip("cannot open data or log");
+  if (file->data_fd < 0 || file->log_fd < 0)
+    return skip("cannot open data or log");
   struct stat data_st, log_st;
-  if (fstat(file->data_fd, &data_st) != 0 || fstat(file->log_fd, &log_st) != 0) {
+  if (fstat(file->data_fd, &data_st) != 0 ||
+      fstat(file->log_fd, &log_st) != 0) {
     return skip("cannot stat");
   }
   const uint64_t data_size = static_cast<uint64_t>(data_st.st_size);
@@ -396,8 +405,8 @@ std::shared_ptr<Store::StoredFile> Store::RecoverFile(
     LogEntry e;
     if (!DecodeEntry(log->data() + pos, &e)) break;
     const LogEntry& prev = entries.empty() ? LogEntry() : entries.back();
-    if (e.physical_end <= prev.physical_end || e.logical_end <= prev.logical_end ||
-        e.physical_end > data_size) {
+    if (e.physical_end <= prev.physical_end ||
+        e.logical_end <= prev.logical_end || e.physical_end > data_size) {
       break;
     }
     entries.push_back(e);
@@ -422,7 +431,8 @@ std::shared_ptr<Store::StoredFile> Store::RecoverFile(
                                 {"from", absl::StrCat(data_size)},
                                 {"to", absl::StrCat(keep)}});
     if (ftruncate(file->data_fd, static_cast<off_t>(keep)) != 0 ||
-        ftruncate(file->log_fd, static_cast<off_t>(entries.size() * kEntrySize)) != 0) {
+        ftruncate(file->log_fd,
+                  static_cast<off_t>(entries.size() * kEntrySize)) != 0) {
       return skip("cannot truncate torn tail");
     }
     fdatasync(file->data_fd);
@@ -452,7 +462,8 @@ std::shared_ptr<Store::StoredFile> Store::RecoverFile(
   file->physical_len = file->last.physical_end;
   file->packets = file->last.packets;
   if (file->packets > 0) {
-    file->last_time = absl::FromUnixNanos(static_cast<int64_t>(file->last.last_time_ns));
+    file->last_time =
+        absl::FromUnixNanos(static_cast<int64_t>(file->last.last_time_ns));
   }
   return file;
 }
@@ -484,7 +495,8 @@ Capture Store::View(const StoredCapture& c) const {
     out->set_generation(f->generation);
     out->set_size(f->physical_len);
     out->set_packets(f->packets);
-    if (f->first_time) *out->mutable_first_packet_time() = ToProto(*f->first_time);
+    if (f->first_time)
+      *out->mutable_first_packet_time() = ToProto(*f->first_time);
     if (f->last_time) *out->mutable_last_packet_time() = ToProto(*f->last_time);
     bytes += f->physical_len;
     packets += f->packets;
@@ -494,8 +506,9 @@ Capture Store::View(const StoredCapture& c) const {
   v.set_bytes_lost(c.status.bytes_lost() + gaps);
   v.clear_expire_time();
   if (Stopped(c.status, c.status.on_node())) {
-    absl::Time ref = c.status.has_stop_time() ? FromProto(c.status.stop_time())
-                                              : FromProto(c.status.update_time());
+    absl::Time ref = c.status.has_stop_time()
+                         ? FromProto(c.status.stop_time())
+                         : FromProto(c.status.update_time());
     *v.mutable_expire_time() = ToProto(ref + options_.retention);
   }
   return v;
@@ -507,8 +520,8 @@ void Store::Publish(const StoredCapture& capture) {
 
 absl::Status Store::PutStatus(const std::string& node, const Capture& status) {
   if (!IsValidCaptureId(status.id())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid capture id \"", status.id().substr(0, 256), "\""));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid capture id \"", status.id().substr(0, 256), "\""));
   }
   if (status.node() != node) {
     return absl::PermissionDeniedError(absl::StrCat(
@@ -518,8 +531,9 @@ absl::Status Store::PutStatus(const std::string& node, const Capture& status) {
   absl::MutexLock lock(&mu_);
   auto it = captures_.find(status.id());
   if (it != captures_.end() && it->second->status.node() != node) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "capture ", status.id(), " belongs to node ", it->second->status.node()));
+    return absl::PermissionDeniedError(absl::StrCat("capture ", status.id(),
+                                                    " belongs to node ",
+                                                    it->second->status.node()));
   }
   if (it == captures_.end()) {
     const std::string dir = CaptureDir(status.id());
@@ -527,7 +541,8 @@ absl::Status Store::PutStatus(const std::string& node, const Capture& status) {
       return Errno(absl::StrCat("mkdir ", dir));
     }
     SyncDir(absl::StrCat(options_.data_dir, "/", kCapturesDir));
-    it = captures_.emplace(status.id(), std::make_unique<StoredCapture>()).first;
+    it =
+        captures_.emplace(status.id(), std::make_unique<StoredCapture>()).first;
   }
   StoredCapture& c = *it->second;
   Capture s = status;
@@ -559,14 +574,15 @@ void Store::MarkGone(const std::string& node,
     if (c->status.state() == Capture::RUNNING ||
         c->status.state() == Capture::PENDING) {
       c->status.set_state(Capture::STOPPED);
-      c->status.set_message(
-          absl::StrCat("no longer reported by node ", node));
+      c->status.set_message(absl::StrCat("no longer reported by node ", node));
     }
-    if (!c->status.has_stop_time()) *c->status.mutable_stop_time() = ToProto(now);
+    if (!c->status.has_stop_time())
+      *c->status.mutable_stop_time() = ToProto(now);
     *c->status.mutable_update_time() = ToProto(now);
     auto saved = SaveMeta(*c);
     if (!saved.ok()) {
-      LogLine("store_meta_error", {{"capture", id}, {"error", saved.ToString()}});
+      LogLine("store_meta_error",
+              {{"capture", id}, {"error", saved.ToString()}});
     }
     c->saved = Significant(c->status);
     LogLine("capture_gone_from_node", {{"capture", id}, {"node", node}});
@@ -599,9 +615,9 @@ absl::StatusOr<AppendResult> Store::Append(const std::string& node,
         "invalid capture id \"", chunk.capture_id().substr(0, 256), "\""));
   }
   if (!ParseStoredFileName(chunk.file(), &run_dir, &ring)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "invalid file name \"", chunk.file().substr(0, 256),
-        "\" (expected run-<k>-w<N>/ring<i>)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid file name \"", chunk.file().substr(0, 256),
+                     "\" (expected run-<k>-w<N>/ring<i>)"));
   }
   if (chunk.data().empty()) {
     return absl::InvalidArgumentError("empty chunk");
@@ -617,16 +633,17 @@ absl::StatusOr<AppendResult> Store::Append(const std::string& node,
     }
     StoredCapture& c = *it->second;
     if (c.status.node() != node) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "capture ", chunk.capture_id(), " belongs to node ", c.status.node()));
+      return absl::PermissionDeniedError(
+          absl::StrCat("capture ", chunk.capture_id(), " belongs to node ",
+                       c.status.node()));
     }
     auto& slot = c.files[{chunk.file(), chunk.file_generation()}];
     if (slot == nullptr) {
       if (chunk.offset() != 0) {
         c.files.erase({chunk.file(), chunk.file_generation()});
-        return absl::InvalidArgumentError(absl::StrCat(
-            "first chunk of ", chunk.file(), " generation ",
-            chunk.file_generation(), " must start at offset 0"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("first chunk of ", chunk.file(), " generation ",
+                         chunk.file_generation(), " must start at offset 0"));
       }
       auto f = std::make_shared<StoredFile>();
       f->capture_id = chunk.capture_id();
@@ -720,7 +737,8 @@ absl::StatusOr<AppendResult> Store::Append(const std::string& node,
   if (stored == 0) file->header = header;
   // A file joins the download order with its first bytes and moves in it
   // when its first record's time becomes known.
-  if (stored == 0 || (!file->first_time && scan.first_time)) ++file_set_version_;
+  if (stored == 0 || (!file->first_time && scan.first_time))
+    ++file_set_version_;
   if (!file->first_time && scan.first_time) file->first_time = scan.first_time;
   if (scan.last_time) file->last_time = scan.last_time;
   total_bytes_ += data.size();
@@ -794,9 +812,10 @@ std::vector<std::string> Store::Maintain() {
   }
   if (options_.max_bytes == 0) return deleted;
   while (total_bytes_ > options_.max_bytes && next < stopped.size()) {
-    LogLine("capture_evicted", {{"capture", stopped[next].second},
-                                {"total_bytes", absl::StrCat(total_bytes_)},
-                                {"max_bytes", absl::StrCat(options_.max_bytes)}});
+    LogLine("capture_evicted",
+            {{"capture", stopped[next].second},
+             {"total_bytes", absl::StrCat(total_bytes_)},
+             {"max_bytes", absl::StrCat(options_.max_bytes)}});
     DeleteCapture(stopped[next].second);
     deleted.push_back(stopped[next].second);
     ++next;
@@ -865,7 +884,8 @@ class Store::Reader : public PcapSource {
           length = current_->physical_len;
         }
         if (pos_ < length) {
-          const size_t n = static_cast<size_t>(std::min<uint64_t>(max_bytes, length - pos_));
+          const size_t n =
+              static_cast<size_t>(std::min<uint64_t>(max_bytes, length - pos_));
           auto read = AppendRange(fd_, pos_, n, current_->data_path, out);
           if (!read.ok()) return read.status();
           if (*read == 0) return absl::DataLossError("stored file shrank");
@@ -875,9 +895,10 @@ class Store::Reader : public PcapSource {
       }
       Refresh();
       // The first file in capture order that is neither open nor read.
-      while (next_ < files_.size() &&
-             (files_[next_] == current_ ||
-              consumed_.count({files_[next_]->name, files_[next_]->generation}))) {
+      while (
+          next_ < files_.size() &&
+          (files_[next_] == current_ ||
+           consumed_.count({files_[next_]->name, files_[next_]->generation}))) {
         ++next_;
       }
       const bool later = next_ < files_.size();
@@ -962,8 +983,9 @@ class Store::Reader : public PcapSource {
     files_ = store_->OrderedFiles(id_, &running, &version);
     version_ = version;
     next_ = 0;
-    current_listed_ = current_ != nullptr &&
-                      std::find(files_.begin(), files_.end(), current_) != files_.end();
+    current_listed_ =
+        current_ != nullptr &&
+        std::find(files_.begin(), files_.end(), current_) != files_.end();
   }
 
   const Store* store_;
@@ -987,8 +1009,8 @@ absl::StatusOr<std::unique_ptr<PcapSource>> Store::OpenReader(
   {
     absl::MutexLock lock(&mu_);
     if (!captures_.count(id)) {
-      return absl::NotFoundError(absl::StrCat("no capture with id \"",
-                                              id.substr(0, 256), "\""));
+      return absl::NotFoundError(
+          absl::StrCat("no capture with id \"", id.substr(0, 256), "\""));
     }
   }
   return std::unique_ptr<PcapSource>(new Reader(this, id, follow));

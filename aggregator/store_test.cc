@@ -47,8 +47,7 @@ class StoreTest : public ::testing::Test {
   }
 
   std::string DataPath(const std::string& id, const std::string& run,
-                       const std::string& ring, uint64_t gen,
-                       const char* ext) {
+                       const std::string& ring, uint64_t gen, const char* ext) {
     return absl::StrCat(dir_, "/captures/", id, "/", run, "/", ring, ".", gen,
                         ext);
   }
@@ -81,11 +80,12 @@ TEST_F(StoreTest, AppendsDurablyAndRebuildsTheIndexFromDisk) {
     CaptureRegistry registry;
     auto store = OpenStore(&registry);
     ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
-    auto r = store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 7, 0, file0));
+    auto r = store->Append("node-a",
+                           tu::MakeChunk(id, "run-1-w5/ring0", 7, 0, file0));
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->offset, file0.size());
-    r = store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 7,
-                                              file0.size(), more));
+    r = store->Append(
+        "node-a", tu::MakeChunk(id, "run-1-w5/ring0", 7, file0.size(), more));
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->offset, file0.size() + more.size());
     auto shown = registry.Get(id);
@@ -122,9 +122,14 @@ TEST_F(StoreTest, TornTailIsTruncatedToTheLastCheckedEntry) {
     CaptureRegistry registry;
     auto store = OpenStore(&registry);
     ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
-    ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, file0)).ok());
-    ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0,
-                                                      file0.size(), more)).ok());
+    ASSERT_TRUE(
+        store
+            ->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, file0))
+            .ok());
+    ASSERT_TRUE(store
+                    ->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0,
+                                                     file0.size(), more))
+                    .ok());
   }
   // A crash after the data write of a third chunk, with half its log entry.
   ptu::AppendFile(DataPath(id, "run-1-w5", "ring0", 0, ".pcap"),
@@ -166,20 +171,26 @@ TEST_F(StoreTest, CorruptEntriesAreSkippedNotFatal) {
     auto store = OpenStore(&registry);
     ASSERT_TRUE(store->PutStatus("node-a", tu::Status(good, "node-a")).ok());
     ASSERT_TRUE(store->PutStatus("node-a", tu::Status(bad, "node-a")).ok());
-    ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(good, "run-1-w5/ring0", 0, 0,
-                                                      tu::PcapFile(0, 3))).ok());
+    ASSERT_TRUE(store
+                    ->Append("node-a", tu::MakeChunk(good, "run-1-w5/ring0", 0,
+                                                     0, tu::PcapFile(0, 3)))
+                    .ok());
   }
   // Metadata is replaced atomically: no temp file is left behind.
   EXPECT_FALSE(std::filesystem::exists(
       absl::StrCat(dir_, "/captures/", good, "/capture.pb.tmp")));
-  ptu::WriteFile(absl::StrCat(dir_, "/captures/", bad, "/capture.pb"), "garbage");
-  std::filesystem::create_directories(absl::StrCat(dir_, "/captures/not-an-id"));
+  ptu::WriteFile(absl::StrCat(dir_, "/captures/", bad, "/capture.pb"),
+                 "garbage");
+  std::filesystem::create_directories(
+      absl::StrCat(dir_, "/captures/not-an-id"));
   std::filesystem::create_directories(
       absl::StrCat(dir_, "/captures/", good, "/strange"));
-  ptu::WriteFile(absl::StrCat(dir_, "/captures/", good, "/run-1-w5/ring9.x.pcap"), "x");
+  ptu::WriteFile(
+      absl::StrCat(dir_, "/captures/", good, "/run-1-w5/ring9.x.pcap"), "x");
   // A data file whose log is missing entirely.
-  ptu::WriteFile(absl::StrCat(dir_, "/captures/", good, "/run-1-w5/ring1.0.pcap"),
-                 tu::PcapFile(0, 1));
+  ptu::WriteFile(
+      absl::StrCat(dir_, "/captures/", good, "/run-1-w5/ring1.0.pcap"),
+      tu::PcapFile(0, 1));
   CaptureRegistry registry;
   auto store = OpenStore(&registry);
   EXPECT_TRUE(registry.Get(good).has_value());
@@ -193,16 +204,20 @@ TEST_F(StoreTest, DuplicatesGapsAndBadChunks) {
   auto store = OpenStore(&registry);
   ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
   const std::string file0 = tu::PcapFile(0, 4);
-  ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, file0)).ok());
-  auto dup = store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, file0));
+  ASSERT_TRUE(
+      store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, file0))
+          .ok());
+  auto dup =
+      store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, file0));
   ASSERT_TRUE(dup.ok());
   EXPECT_TRUE(dup->duplicate);
   EXPECT_EQ(dup->offset, file0.size());
   // A gap of two records: the next chunk is stored right after the data.
   const std::string skipped = tu::Records(4, 2);
-  auto gap = store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0,
-                                                   file0.size() + skipped.size(),
-                                                   tu::Records(6, 2)));
+  auto gap =
+      store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0,
+                                            file0.size() + skipped.size(),
+                                            tu::Records(6, 2)));
   ASSERT_TRUE(gap.ok()) << gap.status();
   EXPECT_EQ(gap->gap, skipped.size());
   EXPECT_EQ(registry.Get(id)->bytes_lost(), skipped.size());
@@ -211,26 +226,39 @@ TEST_F(StoreTest, DuplicatesGapsAndBadChunks) {
   EXPECT_EQ(*seqs, (std::vector<uint32_t>{0, 1, 2, 3, 6, 7}));
 
   const std::string half = tu::Records(8, 1).substr(0, 20);
-  EXPECT_EQ(store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0, 10000, half))
-                .status().code(),
+  EXPECT_EQ(store
+                ->Append("node-a",
+                         tu::MakeChunk(id, "run-1-w5/ring0", 0, 10000, half))
+                .status()
+                .code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring1", 0, 24,
-                                                  tu::Records(0, 1)))
-                .status().code(),
+  EXPECT_EQ(store
+                ->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring1", 0, 24,
+                                                 tu::Records(0, 1)))
+                .status()
+                .code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(store->Append("node-a", tu::MakeChunk(id, "../../etc/passwd", 0, 0, file0))
-                .status().code(),
-            absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(store->Append("node-b", tu::MakeChunk(id, "run-1-w5/ring1", 0, 0, file0))
-                .status().code(),
-            absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(store->Append("node-a", tu::MakeChunk(tu::CaptureId("other"),
-                                                  "run-1-w5/ring1", 0, 0, file0))
-                .status().code(),
+  EXPECT_EQ(
+      store
+          ->Append("node-a", tu::MakeChunk(id, "../../etc/passwd", 0, 0, file0))
+          .status()
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      store->Append("node-b", tu::MakeChunk(id, "run-1-w5/ring1", 0, 0, file0))
+          .status()
+          .code(),
+      absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(store
+                ->Append("node-a", tu::MakeChunk(tu::CaptureId("other"),
+                                                 "run-1-w5/ring1", 0, 0, file0))
+                .status()
+                .code(),
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(store->PutStatus("node-b", tu::Status(id, "node-b")).code(),
             absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(store->PutStatus("node-b", tu::Status(tu::CaptureId("x"), "node-a")).code(),
+  EXPECT_EQ(store->PutStatus("node-b", tu::Status(tu::CaptureId("x"), "node-a"))
+                .code(),
             absl::StatusCode::kPermissionDenied);
   auto bad_id = tu::Status("../x", "node-a");
   EXPECT_EQ(store->PutStatus("node-a", bad_id).code(),
@@ -241,11 +269,22 @@ TEST_F(StoreTest, RunningCaptureMirrorsTheRing) {
   const std::string id = tu::CaptureId("web-1");
   CaptureRegistry registry;
   auto store = OpenStore(&registry);
-  ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a", Capture::RUNNING, 2)).ok());
+  ASSERT_TRUE(
+      store->PutStatus("node-a", tu::Status(id, "node-a", Capture::RUNNING, 2))
+          .ok());
   // Ring of two files; the third upload reuses ring0 (generation 1).
-  ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(id, "run-1-w2/ring0", 0, 0, tu::PcapFile(0, 3))).ok());
-  ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(id, "run-1-w2/ring1", 0, 0, tu::PcapFile(3, 3))).ok());
-  ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(id, "run-1-w2/ring0", 1, 0, tu::PcapFile(6, 3))).ok());
+  ASSERT_TRUE(store
+                  ->Append("node-a", tu::MakeChunk(id, "run-1-w2/ring0", 0, 0,
+                                                   tu::PcapFile(0, 3)))
+                  .ok());
+  ASSERT_TRUE(store
+                  ->Append("node-a", tu::MakeChunk(id, "run-1-w2/ring1", 0, 0,
+                                                   tu::PcapFile(3, 3)))
+                  .ok());
+  ASSERT_TRUE(store
+                  ->Append("node-a", tu::MakeChunk(id, "run-1-w2/ring0", 1, 0,
+                                                   tu::PcapFile(6, 3)))
+                  .ok());
   auto shown = registry.Get(id);
   ASSERT_EQ(shown->files_size(), 2);
   EXPECT_EQ(shown->files(0).name(), "run-1-w2/ring1");
@@ -254,7 +293,8 @@ TEST_F(StoreTest, RunningCaptureMirrorsTheRing) {
   auto seqs = ptu::SequenceNumbers(Download(store.get(), id));
   ASSERT_TRUE(seqs.ok());
   EXPECT_EQ(*seqs, ptu::Range(3, 6));
-  EXPECT_FALSE(std::filesystem::exists(DataPath(id, "run-1-w2", "ring0", 0, ".pcap")));
+  EXPECT_FALSE(
+      std::filesystem::exists(DataPath(id, "run-1-w2", "ring0", 0, ".pcap")));
   EXPECT_EQ(store->total_bytes(), 2 * tu::PcapFile(0, 3).size());
 }
 
@@ -264,9 +304,13 @@ TEST_F(StoreTest, FollowReaderPicksUpAppendsAndNewFiles) {
   const std::string id = tu::CaptureId("web-1");
   CaptureRegistry registry;
   auto store = OpenStore(&registry);
-  ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a", Capture::RUNNING, 3)).ok());
+  ASSERT_TRUE(
+      store->PutStatus("node-a", tu::Status(id, "node-a", Capture::RUNNING, 3))
+          .ok());
   const std::string first = tu::PcapFile(0, 2);
-  ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(id, "run-1-w3/ring0", 0, 0, first)).ok());
+  ASSERT_TRUE(
+      store->Append("node-a", tu::MakeChunk(id, "run-1-w3/ring0", 0, 0, first))
+          .ok());
   auto reader = store->OpenReader(id, /*follow=*/true);
   ASSERT_TRUE(reader.ok()) << reader.status();
   std::string out;
@@ -281,16 +325,24 @@ TEST_F(StoreTest, FollowReaderPicksUpAppendsAndNewFiles) {
   drain();
   EXPECT_EQ(out, first);
   EXPECT_FALSE((*reader)->Done());
-  ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(id, "run-1-w3/ring0", 0, first.size(),
-                                                    tu::Records(2, 2))).ok());
+  ASSERT_TRUE(
+      store
+          ->Append("node-a", tu::MakeChunk(id, "run-1-w3/ring0", 0,
+                                           first.size(), tu::Records(2, 2)))
+          .ok());
   drain();
-  ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(id, "run-1-w3/ring1", 0, 0, tu::PcapFile(4, 3))).ok());
+  ASSERT_TRUE(store
+                  ->Append("node-a", tu::MakeChunk(id, "run-1-w3/ring1", 0, 0,
+                                                   tu::PcapFile(4, 3)))
+                  .ok());
   drain();
   auto seqs = ptu::SequenceNumbers(out);
   ASSERT_TRUE(seqs.ok()) << seqs.status();
   EXPECT_EQ(*seqs, ptu::Range(0, 7));
   EXPECT_FALSE((*reader)->Done());
-  ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a", Capture::STOPPED, 3)).ok());
+  ASSERT_TRUE(
+      store->PutStatus("node-a", tu::Status(id, "node-a", Capture::STOPPED, 3))
+          .ok());
   EXPECT_TRUE((*reader)->Done());
 }
 
@@ -302,13 +354,19 @@ TEST_F(StoreTest, RetentionAndByteBudgetEvictOldestStoppedFirst) {
                     c = tu::CaptureId("c"), d = tu::CaptureId("d");
   for (const auto& id : {a, b, c, d}) {
     ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
-    ASSERT_TRUE(store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0, 0,
-                                                      tu::PcapFile(0, 10))).ok());
+    ASSERT_TRUE(store
+                    ->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0, 0,
+                                                     tu::PcapFile(0, 10)))
+                    .ok());
   }
   // a stops first, then b; c and d keep running.
-  ASSERT_TRUE(store->PutStatus("node-a", tu::Status(a, "node-a", Capture::STOPPED)).ok());
+  ASSERT_TRUE(
+      store->PutStatus("node-a", tu::Status(a, "node-a", Capture::STOPPED))
+          .ok());
   now_ += absl::Minutes(10);
-  ASSERT_TRUE(store->PutStatus("node-a", tu::Status(b, "node-a", Capture::STOPPED)).ok());
+  ASSERT_TRUE(
+      store->PutStatus("node-a", tu::Status(b, "node-a", Capture::STOPPED))
+          .ok());
   const absl::Time a_stopped = now_ - absl::Minutes(10);
   auto shown = registry.Get(a);
   ASSERT_TRUE(shown->has_expire_time());

@@ -29,9 +29,8 @@ packetcapture::v1::Capture Status(const std::string& id,
 }
 
 packetcapture::v1::Chunk MakeChunk(const std::string& id,
-                                   const std::string& file,
-                                   uint64_t generation, uint64_t offset,
-                                   const std::string& data) {
+                                   const std::string& file, uint64_t generation,
+                                   uint64_t offset, const std::string& data) {
   packetcapture::v1::Chunk c;
   c.set_capture_id(id);
   c.set_file(file);

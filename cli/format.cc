@@ -65,7 +65,8 @@ std::string Printable(const std::string& text, size_t max_chars) {
   return out;
 }
 
-std::string FormatCaptureTable(const std::vector<Capture>& captures, absl::Time now) {
+std::string FormatCaptureTable(const std::vector<Capture>& captures,
+                               absl::Time now) {
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"ID", "NODE", "NAMESPACE/POD", "STATE", "FILES", "BYTES",
                   "PACKETS", "DROPPED", "AGE", "MESSAGE"});
@@ -78,8 +79,8 @@ std::string FormatCaptureTable(const std::vector<Capture>& captures, absl::Time 
       message = absl::StrCat(HumanBytes(c.bytes_lost()), " lost before upload",
                              message.empty() ? "" : "; ", message);
     }
-    rows.push_back({Printable(c.id(), 120), Printable(c.node(), 63), PodOf(c), state,
-                    absl::StrCat(c.files_size(), "/", c.max_files()),
+    rows.push_back({Printable(c.id(), 120), Printable(c.node(), 63), PodOf(c),
+                    state, absl::StrCat(c.files_size(), "/", c.max_files()),
                     HumanBytes(c.bytes()), absl::StrCat(c.packets()),
                     absl::StrCat(c.dropped_packets()),
                     HumanAge(c.has_start_time() ? ToTime(c.start_time())
@@ -89,14 +90,16 @@ std::string FormatCaptureTable(const std::vector<Capture>& captures, absl::Time 
   }
   std::vector<size_t> width(rows[0].size(), 0);
   for (const auto& row : rows) {
-    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+    for (size_t i = 0; i < row.size(); ++i)
+      width[i] = std::max(width[i], row[i].size());
   }
   std::string out;
   for (const auto& row : rows) {
     std::string line;
     for (size_t i = 0; i < row.size(); ++i) {
       line += row[i];
-      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+      if (i + 1 < row.size())
+        line += std::string(width[i] - row[i].size() + 2, ' ');
     }
     while (!line.empty() && line.back() == ' ') line.pop_back();
     absl::StrAppend(&out, line, "\n");
@@ -111,7 +114,8 @@ std::string FormatEvent(const CaptureEvent& event) {
                          : "-";
   std::string type = CaptureEvent::Type_Name(event.type());
   if (event.type() == CaptureEvent::SYNCED) {
-    return absl::StrCat(when, " SYNCED (the captures above are the current ones)");
+    return absl::StrCat(when,
+                        " SYNCED (the captures above are the current ones)");
   }
   const Capture& c = event.capture();
   return absl::StrJoin(

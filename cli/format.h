@@ -25,10 +25,11 @@ std::string Printable(const std::string& text, size_t max_chars);
 
 // The table of `capturectl list`, header first, aligned columns:
 // ID NODE NAMESPACE/POD STATE FILES BYTES PACKETS DROPPED AGE MESSAGE.
-std::string FormatCaptureTable(const std::vector<packetcapture::v1::Capture>& captures,
-                               absl::Time now);
+std::string FormatCaptureTable(
+    const std::vector<packetcapture::v1::Capture>& captures, absl::Time now);
 
-// One line of `capturectl watch`: TIME TYPE ID NODE NAMESPACE/POD STATE PACKETS.
+// One line of `capturectl watch`: TIME TYPE ID NODE NAMESPACE/POD STATE
+// PACKETS.
 std::string FormatEvent(const packetcapture::v1::CaptureEvent& event);
 
 }  // namespace pc::cli

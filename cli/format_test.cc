@@ -60,7 +60,8 @@ TEST(FormatCaptureTable, AlignedColumnsOneRowPerCapture) {
   b.mutable_expire_time()->set_seconds(9000);
   b.set_bytes_lost(4096);
   std::string table = FormatCaptureTable({a, b}, absl::FromUnixSeconds(1060));
-  std::vector<std::string> lines = absl::StrSplit(table, '\n', absl::SkipEmpty());
+  std::vector<std::string> lines =
+      absl::StrSplit(table, '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 3u) << table;
   EXPECT_EQ(lines[0].find("ID"), 0u);
   // Every column starts at the same offset in every row.
@@ -69,7 +70,8 @@ TEST(FormatCaptureTable, AlignedColumnsOneRowPerCapture) {
   EXPECT_EQ(lines[2].find("node-b"), node_col);
   size_t state_col = lines[0].find("STATE");
   EXPECT_EQ(lines[1].find("RUNNING"), state_col);
-  EXPECT_EQ(lines[2].find("STOPPED*"), state_col);  // only the aggregator has it
+  EXPECT_EQ(lines[2].find("STOPPED*"),
+            state_col);  // only the aggregator has it
   EXPECT_NE(lines[1].find("2/5"), std::string::npos);
   EXPECT_NE(lines[1].find("2.0 MiB"), std::string::npos);
   EXPECT_NE(lines[1].find("1234"), std::string::npos);
@@ -94,7 +96,8 @@ TEST(FormatEvent, OneLine) {
   event.mutable_capture()->set_state(Capture::RUNNING);
   event.mutable_capture()->set_packets(7);
   std::string line = FormatEvent(event);
-  EXPECT_NE(line.find("MODIFIED x_y_1_2 node-a x/y RUNNING 7 packets"), std::string::npos)
+  EXPECT_NE(line.find("MODIFIED x_y_1_2 node-a x/y RUNNING 7 packets"),
+            std::string::npos)
       << line;
   EXPECT_EQ(line.find('\n'), std::string::npos);
   CaptureEvent synced;

@@ -35,15 +35,27 @@ int Fail(const std::string& message) {
 }
 
 int RpcFailed(const Options& options, const grpc::Status& status) {
-  static const char* kCodes[] = {
-      "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static const char* kCodes[] = {"OK",
+                                 "CANCELLED",
+                                 "UNKNOWN",
+                                 "INVALID_ARGUMENT",
+                                 "DEADLINE_EXCEEDED",
+                                 "NOT_FOUND",
+                                 "ALREADY_EXISTS",
+                                 "PERMISSION_DENIED",
+                                 "RESOURCE_EXHAUSTED",
+                                 "FAILED_PRECONDITION",
+                                 "ABORTED",
+                                 "OUT_OF_RANGE",
+                                 "UNIMPLEMENTED",
+                                 "INTERNAL",
+                                 "UNAVAILABLE",
+                                 "DATA_LOSS",
+                                 "UNAUTHENTICATED"};
   int code = status.error_code();
   std::string name = code >= 0 && code < 17 ? kCodes[code] : absl::StrCat(code);
-  return Fail(absl::StrCat(options.server, ": ", name, ": ", status.error_message()));
+  return Fail(
+      absl::StrCat(options.server, ": ", name, ": ", status.error_message()));
 }
 
 // Writes all of data; false with errno set on failure.
@@ -60,7 +72,8 @@ bool WriteAll(int fd, const std::string& data) {
 
 std::unique_ptr<grpc::ClientContext> UnaryContext() {
   auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  context->set_deadline(std::chrono::system_clock::now() +
+                        std::chrono::seconds(20));
   return context;
 }
 
@@ -99,7 +112,8 @@ int Get(const Options& options, CaptureService::Stub& stub) {
   print.add_whitespace = true;
   print.preserve_proto_field_names = true;  // as grpcurl prints them
   std::string json;
-  if (!google::protobuf::util::MessageToJsonString(capture, &json, print).ok()) {
+  if (!google::protobuf::util::MessageToJsonString(capture, &json, print)
+           .ok()) {
     return Fail("cannot print the capture as JSON");
   }
   std::cout << json;
@@ -117,14 +131,15 @@ int Download(const Options& options, CaptureService::Stub& stub, bool follow) {
   int fd = 1;
   if (!to_stdout) {
     if (follow) {
-      fd = open(options.output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+      fd = open(options.output.c_str(),
+                O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     } else {
       temp = options.output + ".partial-XXXXXX";
       fd = mkostemp(temp.data(), O_CLOEXEC);  // mode 0600: pcaps are sensitive
     }
     if (fd < 0) {
-      return Fail(absl::StrCat("cannot create ", follow ? options.output : temp, ": ",
-                               std::strerror(errno)));
+      return Fail(absl::StrCat("cannot create ", follow ? options.output : temp,
+                               ": ", std::strerror(errno)));
     }
   }
   auto cleanup = [&](int rc) {
@@ -152,7 +167,8 @@ int Download(const Options& options, CaptureService::Stub& stub, bool follow) {
       int error = errno;
       context.TryCancel();
       reader->Finish();
-      return cleanup(Fail(absl::StrCat("cannot write ", to_stdout ? "stdout" : options.output,
+      return cleanup(Fail(absl::StrCat("cannot write ",
+                                       to_stdout ? "stdout" : options.output,
                                        ": ", std::strerror(error))));
     }
     bytes += message.data().size();
@@ -200,8 +216,9 @@ int Watch(const Options& options, CaptureService::Stub& stub) {
 int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);  // a closed pipe is an EPIPE we handle
   const char* env_server = getenv("CAPTURECTL_SERVER");
-  auto options = pc::cli::ParseOptions(std::vector<std::string>(argv + 1, argv + argc),
-                                       env_server ? env_server : "");
+  auto options =
+      pc::cli::ParseOptions(std::vector<std::string>(argv + 1, argv + argc),
+                            env_server ? env_server : "");
   if (!options.ok()) {
     std::cerr << "capturectl: " << options.status().message()
               << "\nrun 'capturectl help' for usage" << std::endl;

@@ -91,7 +91,8 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
       has_value = true;
     }
     if (!has_value) {
-      if (i + 1 >= args.size()) return Bad(absl::StrCat(name, " needs a value"));
+      if (i + 1 >= args.size())
+        return Bad(absl::StrCat(name, " needs a value"));
       value = args[++i];
     }
     if (name == "--server" || name == "-s") {
@@ -125,8 +126,8 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
   const bool wants_id = options.command == Command::kGet ||
                         options.command == Command::kDownload ||
                         options.command == Command::kFollow;
-  const bool filters = options.command == Command::kList ||
-                       options.command == Command::kWatch;
+  const bool filters =
+      options.command == Command::kList || options.command == Command::kWatch;
   if (wants_id) {
     if (positional.size() != 1) return Bad("expected exactly one capture ID");
     options.id = positional[0];

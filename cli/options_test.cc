@@ -10,7 +10,8 @@ namespace {
 
 using packetcapture::v1::Capture;
 
-absl::StatusOr<Options> Parse(std::vector<std::string> args, std::string env = "") {
+absl::StatusOr<Options> Parse(std::vector<std::string> args,
+                              std::string env = "") {
   return ParseOptions(args, env);
 }
 
@@ -68,17 +69,17 @@ TEST(ParseOptions, Help) {
 
 TEST(ParseOptions, RefusesWhatItCannotMean) {
   const std::vector<std::vector<std::string>> bad = {
-      {},                                   // no command
-      {"lsit"},                             // unknown command
-      {"get"},                              // no id
-      {"get", "a", "b"},                    // two ids
-      {"list", "extra"},                    // stray argument
-      {"list", "--state=sleeping"},         // unknown state
+      {},                            // no command
+      {"lsit"},                      // unknown command
+      {"get"},                       // no id
+      {"get", "a", "b"},             // two ids
+      {"list", "extra"},             // stray argument
+      {"list", "--state=sleeping"},  // unknown state
       {"list", "--state=STATE_UNSPECIFIED"},
-      {"watch", "--state=RUNNING"},         // state filter is list's
-      {"get", "a", "--node=n"},             // filters are list's and watch's
-      {"list", "-o", "x"},                  // -o is download's and follow's
-      {"list", "--node"},                   // flag without a value
+      {"watch", "--state=RUNNING"},  // state filter is list's
+      {"get", "a", "--node=n"},      // filters are list's and watch's
+      {"list", "-o", "x"},           // -o is download's and follow's
+      {"list", "--node"},            // flag without a value
       {"list", "--server="},
       {"list", "--frobnicate=1"},
   };

@@ -18,13 +18,15 @@ TEST(RunDirName, RoundTripsAndRejectsLookalikes) {
 }
 
 TEST(CaptureId, ValidIdsAreSafeDirectoryNames) {
-  const std::string id = MakeCaptureId(
-      "default", "web-1.example", "0a1b2c3d-0000-4000-8000-00000000abcd", 1764342877123);
+  const std::string id =
+      MakeCaptureId("default", "web-1.example",
+                    "0a1b2c3d-0000-4000-8000-00000000abcd", 1764342877123);
   EXPECT_EQ(id, "default_web-1.example_0a1b2c3d_1764342877123");
   EXPECT_TRUE(IsValidCaptureId(id));
-  for (const char* bad : {"", "..", "a_b_0a1b2c3d", "a/b_c_0a1b2c3d_1",
-                          "a_b_0A1B2C3D_1", "a_b_0a1b2c3d_x", "a_b_0a1b2c3d_1_2",
-                          "A_b_0a1b2c3d_1", "a_b_0a1b2c3d_0"}) {
+  for (const char* bad :
+       {"", "..", "a_b_0a1b2c3d", "a/b_c_0a1b2c3d_1", "a_b_0A1B2C3D_1",
+        "a_b_0a1b2c3d_x", "a_b_0a1b2c3d_1_2", "A_b_0a1b2c3d_1",
+        "a_b_0a1b2c3d_0"}) {
     EXPECT_FALSE(IsValidCaptureId(bad)) << bad;
   }
 }

@@ -69,7 +69,8 @@ absl::StatusOr<SortKey> DecodeToken(const std::string& token) {
 bool Matches(const Capture& c, const std::string& node, const std::string& ns,
              const std::string& pod) {
   return (node.empty() || c.node() == node) &&
-         (ns.empty() || c.namespace_() == ns) && (pod.empty() || c.pod() == pod);
+         (ns.empty() || c.namespace_() == ns) &&
+         (pod.empty() || c.pod() == pod);
 }
 
 // ---- DownloadCapture ----
@@ -189,8 +190,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<CaptureEvent> {
       absl::MutexLock lock(&mu_);
       cancelled_ = true;
       if (!writing_) {
-        finish =
-            MarkFinished(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+        finish = MarkFinished(
+            grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
       }
     }
     if (finish) Finish(*finish);
@@ -277,9 +278,9 @@ absl::StatusOr<ListCapturesResponse> CaptureServiceImpl::ListPage(
     return absl::InvalidArgumentError(
         absl::StrCat("unknown state ", request.state()));
   }
-  int page_size = request.page_size() == 0 ? kDefaultPageSize
-                                           : std::min(request.page_size(),
-                                                      kMaxPageSize);
+  int page_size = request.page_size() == 0
+                      ? kDefaultPageSize
+                      : std::min(request.page_size(), kMaxPageSize);
   std::optional<SortKey> after;
   if (!request.page_token().empty()) {
     auto key = DecodeToken(request.page_token());
@@ -306,8 +307,8 @@ absl::StatusOr<ListCapturesResponse> CaptureServiceImpl::ListPage(
   for (const auto& c : matching) {
     if (after && !Before(*after, KeyOf(c))) continue;
     if (response.captures_size() == page_size) {
-      response.set_next_page_token(EncodeToken(
-          KeyOf(response.captures(response.captures_size() - 1))));
+      response.set_next_page_token(
+          EncodeToken(KeyOf(response.captures(response.captures_size() - 1))));
       break;
     }
     *response.add_captures() = c;
@@ -348,9 +349,10 @@ grpc::ServerUnaryReactor* CaptureServiceImpl::GetCapture(
   }
   auto capture = registry_->Get(request->id());
   if (!capture) {
-    reactor->Finish(grpc::Status(
-        grpc::StatusCode::NOT_FOUND,
-        absl::StrCat("no capture with id \"", request->id().substr(0, 256), "\"")));
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::NOT_FOUND,
+                     absl::StrCat("no capture with id \"",
+                                  request->id().substr(0, 256), "\"")));
     return reactor;
   }
   *response = std::move(*capture);
@@ -370,9 +372,10 @@ CaptureServiceImpl::DownloadCapture(grpc::CallbackServerContext* context,
   }
   auto capture = registry_->Get(request->id());
   if (!capture) {
-    return new FinishedWriter<DownloadCaptureResponse>(grpc::Status(
-        grpc::StatusCode::NOT_FOUND,
-        absl::StrCat("no capture with id \"", request->id().substr(0, 256), "\"")));
+    return new FinishedWriter<DownloadCaptureResponse>(
+        grpc::Status(grpc::StatusCode::NOT_FOUND,
+                     absl::StrCat("no capture with id \"",
+                                  request->id().substr(0, 256), "\"")));
   }
   auto source = opener_(*capture, request->follow());
   if (!source.ok()) {

@@ -55,9 +55,9 @@ class CaptureServiceImpl final
       const packetcapture::v1::GetCaptureRequest* request,
       packetcapture::v1::Capture* response) override;
   grpc::ServerWriteReactor<packetcapture::v1::DownloadCaptureResponse>*
-  DownloadCapture(grpc::CallbackServerContext* context,
-                  const packetcapture::v1::DownloadCaptureRequest* request)
-      override;
+  DownloadCapture(
+      grpc::CallbackServerContext* context,
+      const packetcapture::v1::DownloadCaptureRequest* request) override;
   grpc::ServerWriteReactor<packetcapture::v1::CaptureEvent>* WatchCaptures(
       grpc::CallbackServerContext* context,
       const packetcapture::v1::WatchCapturesRequest* request) override;
@@ -70,7 +70,8 @@ class CaptureServiceImpl final
 
  private:
   // The refusal for a peer `allow_peer_` rejects, or nullopt.
-  std::optional<grpc::Status> Refuse(const grpc::CallbackServerContext& context) const;
+  std::optional<grpc::Status> Refuse(
+      const grpc::CallbackServerContext& context) const;
 
   CaptureRegistry* registry_;
   PcapSourceOpener opener_;

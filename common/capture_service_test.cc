@@ -96,7 +96,8 @@ TEST(CaptureRegistry, EventsForAddModifyDeleteAndInitialSync) {
   std::vector<std::string> seen;
   int handle = registry.Subscribe(
       [&](const CaptureEvent& e) {
-        seen.push_back(CaptureEvent::Type_Name(e.type()) + ":" + e.capture().id());
+        seen.push_back(CaptureEvent::Type_Name(e.type()) + ":" +
+                       e.capture().id());
       },
       /*initial=*/true);
   registry.Put(Make("a", "node-a", "web", 1, Capture::PENDING));  // unchanged
@@ -121,8 +122,9 @@ class Served {
                              &port);
     builder.RegisterService(&service_);
     server_ = builder.BuildAndStart();
-    stub_ = packetcapture::v1::CaptureService::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+    stub_ = packetcapture::v1::CaptureService::NewStub(
+        grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                            grpc::InsecureChannelCredentials()));
   }
   ~Served() { server_->Shutdown(); }
 
@@ -130,7 +132,8 @@ class Served {
 
  private:
   static PcapSourceOpener NoDownloads() {
-    return [](const Capture&, bool) -> absl::StatusOr<std::unique_ptr<PcapSource>> {
+    return [](const Capture&,
+              bool) -> absl::StatusOr<std::unique_ptr<PcapSource>> {
       return absl::UnavailableError("no pcap in this test");
     };
   }
@@ -145,7 +148,9 @@ TEST(CaptureServicePeers, LoopbackCallerIsServedByDefault) {
   Served served(IsLoopbackPeer);
   grpc::ClientContext context;
   packetcapture::v1::ListCapturesResponse response;
-  ASSERT_TRUE(served.stub().ListCaptures(&context, ListCapturesRequest(), &response).ok());
+  ASSERT_TRUE(served.stub()
+                  .ListCaptures(&context, ListCapturesRequest(), &response)
+                  .ok());
   EXPECT_EQ(response.captures_size(), 1);
 }
 
@@ -162,7 +167,8 @@ TEST(CaptureServicePeers, RefusedPeerGetsPermissionDeniedOnEveryMethod) {
   {
     grpc::ClientContext context;
     packetcapture::v1::ListCapturesResponse response;
-    EXPECT_TRUE(denied(served.stub().ListCaptures(&context, ListCapturesRequest(), &response)));
+    EXPECT_TRUE(denied(served.stub().ListCaptures(
+        &context, ListCapturesRequest(), &response)));
     EXPECT_EQ(response.captures_size(), 0);
   }
   {
@@ -184,7 +190,8 @@ TEST(CaptureServicePeers, RefusedPeerGetsPermissionDeniedOnEveryMethod) {
   }
   {
     grpc::ClientContext context;
-    auto reader = served.stub().WatchCaptures(&context, packetcapture::v1::WatchCapturesRequest());
+    auto reader = served.stub().WatchCaptures(
+        &context, packetcapture::v1::WatchCapturesRequest());
     CaptureEvent event;
     EXPECT_FALSE(reader->Read(&event));  // not even the initial listing
     EXPECT_TRUE(denied(reader->Finish()));

@@ -48,8 +48,8 @@ inline uint32_t LoadLe32(const unsigned char* p) {
 
 #if defined(__x86_64__)
 __attribute__((target("sse4.2"))) uint32_t ExtendSse42(uint32_t crc,
-                                                        const char* data,
-                                                        size_t n) {
+                                                       const char* data,
+                                                       size_t n) {
   const auto* p = reinterpret_cast<const unsigned char*>(data);
   uint64_t c = ~crc;
   // Aligned 8-byte loads are the fast path; reach alignment byte by byte.

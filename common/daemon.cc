@@ -22,14 +22,15 @@ int StopSignals::Wait() {
   return signo;
 }
 
-absl::StatusOr<RunningServer> StartServer(const std::string& address,
-                                          const std::vector<grpc::Service*>& services,
-                                          int max_receive_message_bytes) {
+absl::StatusOr<RunningServer> StartServer(
+    const std::string& address, const std::vector<grpc::Service*>& services,
+    int max_receive_message_bytes) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   RunningServer running;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &running.port);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
+                           &running.port);
   for (grpc::Service* service : services) builder.RegisterService(service);
   builder.SetMaxReceiveMessageSize(max_receive_message_bytes);
   running.server = builder.BuildAndStart();

@@ -34,9 +34,9 @@ struct RunningServer {
 
 // Starts a plaintext server on `address` (host:port) with `services`, gRPC
 // health and server reflection. An error if it cannot listen there.
-absl::StatusOr<RunningServer> StartServer(const std::string& address,
-                                          const std::vector<grpc::Service*>& services,
-                                          int max_receive_message_bytes = 4 << 20);
+absl::StatusOr<RunningServer> StartServer(
+    const std::string& address, const std::vector<grpc::Service*>& services,
+    int max_receive_message_bytes = 4 << 20);
 
 }  // namespace pc
 

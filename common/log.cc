@@ -31,10 +31,11 @@ void AppendQuoted(std::string* out, const std::string& value) {
 
 void LogLine(const std::string& event,
              const std::vector<std::pair<std::string, std::string>>& fields) {
-  std::string line = absl::StrCat(
-      "ts=", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
-                              absl::UTCTimeZone()),
-      " event=", event);
+  std::string line =
+      absl::StrCat("ts=",
+                   absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
+                                    absl::UTCTimeZone()),
+                   " event=", event);
   for (const auto& [key, value] : fields) {
     absl::StrAppend(&line, " ", key, "=");
     AppendQuoted(&line, value.size() > 2048 ? value.substr(0, 2048) : value);

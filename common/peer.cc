@@ -6,13 +6,14 @@
 #include <string>
 
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
 
 namespace pc {
 
 bool IsLoopbackPeer(absl::string_view peer) {
-  if (absl::StartsWith(peer, "unix:") || absl::StartsWith(peer, "unix-abstract:")) {
+  if (absl::StartsWith(peer, "unix:") ||
+      absl::StartsWith(peer, "unix-abstract:")) {
     return true;
   }
   if (absl::ConsumePrefix(&peer, "ipv4:")) {
@@ -24,8 +25,8 @@ bool IsLoopbackPeer(absl::string_view peer) {
     return (ntohl(addr.s_addr) >> 24) == 127;
   }
   if (absl::ConsumePrefix(&peer, "ipv6:")) {
-    std::string unescaped =
-        absl::StrReplaceAll(peer, {{"%5B", "["}, {"%5D", "]"}, {"%5b", "["}, {"%5d", "]"}});
+    std::string unescaped = absl::StrReplaceAll(
+        peer, {{"%5B", "["}, {"%5D", "]"}, {"%5b", "["}, {"%5d", "]"}});
     absl::string_view rest = unescaped;
     if (!absl::ConsumePrefix(&rest, "[")) return false;
     size_t close = rest.find(']');

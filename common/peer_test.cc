@@ -25,7 +25,7 @@ TEST(IsLoopbackPeer, NotLoopback) {
 
 TEST(IsLoopbackPeer, MalformedIsNotLoopback) {
   EXPECT_FALSE(IsLoopbackPeer(""));
-  EXPECT_FALSE(IsLoopbackPeer("127.0.0.1:80"));  // no scheme
+  EXPECT_FALSE(IsLoopbackPeer("127.0.0.1:80"));    // no scheme
   EXPECT_FALSE(IsLoopbackPeer("ipv4:127.0.0.1"));  // no port: host is "127.0.0"
   EXPECT_FALSE(IsLoopbackPeer("ipv4:localhost:80"));
   EXPECT_FALSE(IsLoopbackPeer("ipv6:::1:80"));  // no brackets

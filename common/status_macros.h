@@ -13,10 +13,10 @@
 #define PC_CONCAT_(a, b) PC_CONCAT_INNER_(a, b)
 
 // Returns the status from the enclosing function when it is not OK.
-#define RETURN_IF_ERROR(expr)                          \
-  do {                                                 \
-    ::absl::Status pc_status_ = (expr);                \
-    if (!pc_status_.ok()) return pc_status_;           \
+#define RETURN_IF_ERROR(expr)                \
+  do {                                       \
+    ::absl::Status pc_status_ = (expr);      \
+    if (!pc_status_.ok()) return pc_status_; \
   } while (false)
 
 // ASSIGN_OR_RETURN(auto x, FunctionReturningStatusOr());

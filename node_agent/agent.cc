@@ -31,8 +31,8 @@ Agent::Agent(const AgentConfig& config, CaptureRegistry* registry)
   (void)registry;
 }
 
-absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config,
-                                                     CaptureRegistry* registry) {
+absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
+    const AgentConfig& config, CaptureRegistry* registry) {
   auto status = ValidateAgentConfig(config);
   if (!status.ok()) return status;
   if (mkdir(config.capture_dir.c_str(), 0700) != 0 && errno != EEXIST) {
@@ -62,7 +62,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config,
   kube::EventRecorder::Options recorder_options;
   recorder_options.source.component = "capture-agent";
   recorder_options.source.host = config.node_name;
-  auto recorder = kube::EventRecorder::Create(agent->http_.get(), recorder_options);
+  auto recorder =
+      kube::EventRecorder::Create(agent->http_.get(), recorder_options);
   if (!recorder.ok()) return recorder.status();
   agent->recorder_ = std::move(*recorder);
 
@@ -77,8 +78,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config,
   Budget budget;
   budget.max_captures = config.max_captures;
   budget.max_bytes = config.max_bytes;
-  agent->manager_ = std::make_unique<CaptureManager>(
-      &agent->env_, budget, agent.get(), registry);
+  agent->manager_ = std::make_unique<CaptureManager>(&agent->env_, budget,
+                                                     agent.get(), registry);
   return agent;
 }
 
@@ -134,7 +135,8 @@ void Agent::OnPodEvent(kube::EventType type, const kube::Pod& pod) {
 }
 
 void Agent::OnWatchError(const absl::Status& status) {
-  LogLine("watch_error", {{"node", config_.node_name}, {"error", status.ToString()}});
+  LogLine("watch_error",
+          {{"node", config_.node_name}, {"error", status.ToString()}});
 }
 
 void Agent::PodEvent(const CaptureSpec& pod, bool warning,

@@ -30,8 +30,8 @@ PodView ToPodView(const kube::Pod& pod);
 
 class Agent : public kube::PodWatcher::Handler, public PodEventSink {
  public:
-  static absl::StatusOr<std::unique_ptr<Agent>> Create(const AgentConfig& config,
-                                                       CaptureRegistry* registry);
+  static absl::StatusOr<std::unique_ptr<Agent>> Create(
+      const AgentConfig& config, CaptureRegistry* registry);
   ~Agent() override;
 
   // Starts the watch and the control loop.

@@ -26,9 +26,8 @@ TEST(ParseMaxFiles, RejectsEverythingElseWithTheValueInTheMessage) {
 }
 
 TEST(ParseMaxFiles, QuotesHostileValuesSafely) {
-  auto parsed = ParseMaxFiles(std::string("5\n\"; rm -rf /\x01") +
-                                  std::string(100, 'x'),
-                              10);
+  auto parsed = ParseMaxFiles(
+      std::string("5\n\"; rm -rf /\x01") + std::string(100, 'x'), 10);
   ASSERT_FALSE(parsed.ok());
   const std::string message(parsed.status().message());
   EXPECT_EQ(message.find('\n'), std::string::npos);

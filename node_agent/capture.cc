@@ -19,8 +19,8 @@
 #include "absl/strings/str_split.h"
 #include "common/capture_layout.h"
 #include "common/log.h"
-#include "common/time_proto.h"
 #include "common/pcap/ring_reader.h"
+#include "common/time_proto.h"
 
 namespace pc::agent {
 namespace {
@@ -36,7 +36,8 @@ absl::Status WriteFileAtomically(const std::string& path,
   const std::string tmp = path + ".tmp";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
-    return absl::InternalError(absl::StrCat("open ", tmp, ": ", strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("open ", tmp, ": ", strerror(errno)));
   }
   size_t done = 0;
   while (done < data.size()) {
@@ -45,7 +46,8 @@ absl::Status WriteFileAtomically(const std::string& path,
     if (n <= 0) {
       int err = errno;
       close(fd);
-      return absl::InternalError(absl::StrCat("write ", tmp, ": ", strerror(err)));
+      return absl::InternalError(
+          absl::StrCat("write ", tmp, ": ", strerror(err)));
     }
     done += n;
   }
@@ -172,7 +174,8 @@ std::vector<RunFile> Capture::Files() const {
   for (const auto& [run, n] : runs) {
     const std::string run_dir = RunDirName(run, n);
     // Oldest first: tcpdump writes slot k, then k+1 mod N.
-    auto ring = pcap::ListRingFiles(absl::StrCat(dir(), "/", run_dir), kRingBase, n);
+    auto ring =
+        pcap::ListRingFiles(absl::StrCat(dir(), "/", run_dir), kRingBase, n);
     if (!ring.ok()) continue;
     for (const auto& r : *ring) {
       RunFile f;
@@ -280,19 +283,20 @@ void Capture::TryStartRun(absl::Time now) {
                    ", keeping at most ", spec_.max_files, " files of 1 MB");
   SetState(CaptureProto::RUNNING, message, now);
   Note(false, run_ == 1 ? "CaptureStarted" : "CaptureRestarted", message);
-  LogLine("capture_started",
-          {{"capture", id_},
-           {"pod", absl::StrCat(spec_.ns, "/", spec_.pod)},
-           {"interface", interface_},
-           {"netns", where.path},
-           {"run", absl::StrCat(run_)},
-           {"pid", absl::StrCat(process_->pid())}});
+  LogLine("capture_started", {{"capture", id_},
+                              {"pod", absl::StrCat(spec_.ns, "/", spec_.pod)},
+                              {"interface", interface_},
+                              {"netns", where.path},
+                              {"run", absl::StrCat(run_)},
+                              {"pid", absl::StrCat(process_->pid())}});
 }
 
 void Capture::Restart(const CaptureSpec& spec, absl::Time now) {
   spec_ = spec;
   auto saved = SaveMeta();
-  if (!saved.ok()) LogLine("capture_meta_error", {{"capture", id_}, {"error", saved.ToString()}});
+  if (!saved.ok())
+    LogLine("capture_meta_error",
+            {{"capture", id_}, {"error", saved.ToString()}});
   failures_in_a_row_ = 0;
   if (process_running()) {
     // Stop this run; Tick starts the next one as soon as tcpdump is gone.
@@ -334,7 +338,8 @@ void Capture::OnExit(int wait_status, absl::Time now) {
   process_.reset();
   ScanFiles(now);
   if (stopping_) {
-    SetState(CaptureProto::STOPPED, "stopped: annotation removed or pod gone", now);
+    SetState(CaptureProto::STOPPED, "stopped: annotation removed or pod gone",
+             now);
     return;
   }
   if (was_restart) {
@@ -343,7 +348,8 @@ void Capture::OnExit(int wait_status, absl::Time now) {
   }
   if (now - run_started_ >= env_->healthy_after) failures_in_a_row_ = 0;
   ++restarts_;
-  std::string why = absl::StrCat("tcpdump ", Subprocess::DescribeExit(wait_status));
+  std::string why =
+      absl::StrCat("tcpdump ", Subprocess::DescribeExit(wait_status));
   if (!output_.last_message().empty()) {
     absl::StrAppend(&why, ": ", output_.last_message());
   }
@@ -456,15 +462,16 @@ bool Capture::ScanFiles(absl::Time now) {
     if (scanner->last_time()) {
       *file.mutable_last_packet_time() = ToProto(*scanner->last_time());
     }
-    file.set_active(process_running() && f.run == run_ && i + 1 == files.size());
+    file.set_active(process_running() && f.run == run_ &&
+                    i + 1 == files.size());
     bytes += f.size;
     packets += scanner->packets();
     scanners[f.path] = std::move(scanner);
     out.push_back(std::move(file));
   }
   scanners_ = std::move(scanners);
-  const bool changed = bytes != bytes_ || packets != packets_ ||
-                       out.size() != files_.size();
+  const bool changed =
+      bytes != bytes_ || packets != packets_ || out.size() != files_.size();
   files_ = std::move(out);
   bytes_ = bytes;
   packets_ = packets;
@@ -484,7 +491,8 @@ packetcapture::v1::Capture Capture::Status() const {
   s.set_state(state_);
   s.set_message(message_);
   *s.mutable_start_time() = ToProto(start_time_);
-  if (state_ == CaptureProto::STOPPED) *s.mutable_stop_time() = ToProto(update_time_);
+  if (state_ == CaptureProto::STOPPED)
+    *s.mutable_stop_time() = ToProto(update_time_);
   for (const auto& f : files_) *s.add_files() = f;
   s.set_bytes(bytes_);
   s.set_packets(packets_);

@@ -61,12 +61,11 @@ struct RunFile {
 class Capture {
  public:
   // A new capture for spec; creates its directory. id from MakeId().
-  static absl::StatusOr<std::unique_ptr<Capture>> Create(const CaptureEnv* env,
-                                                         const CaptureSpec& spec,
-                                                         absl::Time now);
+  static absl::StatusOr<std::unique_ptr<Capture>> Create(
+      const CaptureEnv* env, const CaptureSpec& spec, absl::Time now);
   // A capture a previous agent process left in <root>/<id>. Not running.
-  static absl::StatusOr<std::unique_ptr<Capture>> Recover(const CaptureEnv* env,
-                                                          const std::string& id);
+  static absl::StatusOr<std::unique_ptr<Capture>> Recover(
+      const CaptureEnv* env, const std::string& id);
 
   // MakeCaptureId (common/capture_layout.h) of the spec and start time.
   static std::string MakeId(const CaptureSpec& spec, absl::Time now);

@@ -32,7 +32,8 @@ int KillOrphanTcpdumps(const std::string& root, const std::string& proc_root) {
   if (d == nullptr) return 0;
   while (struct dirent* e = readdir(d)) {
     const std::string pid = e->d_name;
-    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) {
+    if (pid.empty() ||
+        pid.find_first_not_of("0123456789") != std::string::npos) {
       continue;
     }
     std::ifstream in(absl::StrCat(proc_root, "/", pid, "/cmdline"),
@@ -253,9 +254,10 @@ void CaptureManager::ShowOnly(const std::string& uid, const Desired& desired,
                                                              : "CaptureFailed",
                       desired.reason);
   }
-  LogLine(state == CaptureProto::FAILED ? "capture_rejected" : "capture_pending",
-          {{"pod", absl::StrCat(desired.spec.ns, "/", desired.spec.pod)},
-           {"reason", desired.reason}});
+  LogLine(
+      state == CaptureProto::FAILED ? "capture_rejected" : "capture_pending",
+      {{"pod", absl::StrCat(desired.spec.ns, "/", desired.spec.pod)},
+       {"reason", desired.reason}});
 }
 
 void CaptureManager::ForwardNotes(Capture* capture) {
@@ -296,7 +298,8 @@ absl::Time CaptureManager::NextDeadline() const {
     if (entry.capture) next = std::min(next, entry.capture->NextDeadline());
   }
   // Stopping captures are polled closely: the files go as soon as tcpdump does.
-  if (!stopping_.empty()) next = std::min(next, absl::Now() + absl::Milliseconds(5));
+  if (!stopping_.empty())
+    next = std::min(next, absl::Now() + absl::Milliseconds(5));
   return next;
 }
 

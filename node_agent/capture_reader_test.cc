@@ -31,7 +31,8 @@ TEST(CaptureId, MadeFromTheSpecAndStartTime) {
   spec.ns = "default";
   spec.pod = "web-1.example";
   spec.uid = "0a1b2c3d-0000-4000-8000-00000000abcd";
-  const std::string id = Capture::MakeId(spec, absl::FromUnixMillis(1764342877123));
+  const std::string id =
+      Capture::MakeId(spec, absl::FromUnixMillis(1764342877123));
   EXPECT_EQ(id, "default_web-1.example_0a1b2c3d_1764342877123");
   EXPECT_TRUE(IsValidCaptureId(id));
 }

@@ -56,25 +56,45 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml_text) {
     }
     const YAML::Node& v = kv.second;
     absl::Status s;
-    if (key == "node_name") s = Get(v, key, &c.node_name);
-    else if (key == "kubeconfig") s = Get(v, key, &c.kubeconfig);
-    else if (key == "capture_dir") s = Get(v, key, &c.capture_dir);
-    else if (key == "listen") s = Get(v, key, &c.listen);
-    else if (key == "max_files") s = Get(v, key, &c.max_files);
-    else if (key == "max_captures") s = Get(v, key, &c.max_captures);
-    else if (key == "max_bytes") s = Get(v, key, &c.max_bytes);
-    else if (key == "netns_dirs") s = Get(v, key, &c.netns_dirs);
-    else if (key == "scan_proc") s = Get(v, key, &c.scan_proc);
-    else if (key == "allow_host_network") s = Get(v, key, &c.allow_host_network);
-    else if (key == "tcpdump_binary") s = Get(v, key, &c.tcpdump_binary);
-    else if (key == "snaplen") s = Get(v, key, &c.snaplen);
-    else if (key == "buffer_kib") s = Get(v, key, &c.buffer_kib);
-    else if (key == "immediate_mode") s = Get(v, key, &c.immediate_mode);
-    else if (key == "stop_grace_seconds") s = Get(v, key, &c.stop_grace_seconds);
-    else if (key == "watch_timeout_seconds") s = Get(v, key, &c.watch_timeout_seconds);
-    else if (key == "aggregator") s = Get(v, key, &c.aggregator);
-    else if (key == "aggregator_token_file") s = Get(v, key, &c.aggregator_token_file);
-    else return absl::InvalidArgumentError(absl::StrCat("unknown config key \"", key, "\""));
+    if (key == "node_name")
+      s = Get(v, key, &c.node_name);
+    else if (key == "kubeconfig")
+      s = Get(v, key, &c.kubeconfig);
+    else if (key == "capture_dir")
+      s = Get(v, key, &c.capture_dir);
+    else if (key == "listen")
+      s = Get(v, key, &c.listen);
+    else if (key == "max_files")
+      s = Get(v, key, &c.max_files);
+    else if (key == "max_captures")
+      s = Get(v, key, &c.max_captures);
+    else if (key == "max_bytes")
+      s = Get(v, key, &c.max_bytes);
+    else if (key == "netns_dirs")
+      s = Get(v, key, &c.netns_dirs);
+    else if (key == "scan_proc")
+      s = Get(v, key, &c.scan_proc);
+    else if (key == "allow_host_network")
+      s = Get(v, key, &c.allow_host_network);
+    else if (key == "tcpdump_binary")
+      s = Get(v, key, &c.tcpdump_binary);
+    else if (key == "snaplen")
+      s = Get(v, key, &c.snaplen);
+    else if (key == "buffer_kib")
+      s = Get(v, key, &c.buffer_kib);
+    else if (key == "immediate_mode")
+      s = Get(v, key, &c.immediate_mode);
+    else if (key == "stop_grace_seconds")
+      s = Get(v, key, &c.stop_grace_seconds);
+    else if (key == "watch_timeout_seconds")
+      s = Get(v, key, &c.watch_timeout_seconds);
+    else if (key == "aggregator")
+      s = Get(v, key, &c.aggregator);
+    else if (key == "aggregator_token_file")
+      s = Get(v, key, &c.aggregator_token_file);
+    else
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown config key \"", key, "\""));
     if (!s.ok()) return s;
   }
   return c;
@@ -100,10 +120,12 @@ absl::Status ValidateAgentConfig(const AgentConfig& c) {
     return absl::InvalidArgumentError(absl::StrCat(key, ": ", want));
   };
   if (c.node_name.empty()) {
-    return bad("node_name", "required (set NODE_NAME from the Downward API or --node_name)");
+    return bad("node_name",
+               "required (set NODE_NAME from the Downward API or --node_name)");
   }
   if (!kube::IsDns1123Subdomain(c.node_name)) {
-    return bad("node_name", absl::StrCat("\"", c.node_name, "\" is not a valid node name"));
+    return bad("node_name",
+               absl::StrCat("\"", c.node_name, "\" is not a valid node name"));
   }
   if (c.capture_dir.empty() || c.capture_dir[0] != '/') {
     return bad("capture_dir", "must be an absolute path");
@@ -113,16 +135,19 @@ absl::Status ValidateAgentConfig(const AgentConfig& c) {
     return bad("max_files", "expected 1..10000");
   }
   if (c.max_captures < 1) return bad("max_captures", "expected at least 1");
-  if (c.max_bytes < 2000000) return bad("max_bytes", "expected at least 2000000");
+  if (c.max_bytes < 2000000)
+    return bad("max_bytes", "expected at least 2000000");
   for (const auto& dir : c.netns_dirs) {
     if (dir.empty() || dir[0] != '/') {
-      return bad("netns_dirs", absl::StrCat("\"", dir, "\" is not an absolute path"));
+      return bad("netns_dirs",
+                 absl::StrCat("\"", dir, "\" is not an absolute path"));
     }
   }
   if (c.tcpdump_binary.empty() || c.tcpdump_binary[0] != '/') {
     return bad("tcpdump_binary", "must be an absolute path");
   }
-  if (c.snaplen < 0 || c.snaplen > 262144) return bad("snaplen", "expected 0..262144");
+  if (c.snaplen < 0 || c.snaplen > 262144)
+    return bad("snaplen", "expected 0..262144");
   if (c.buffer_kib < 0) return bad("buffer_kib", "expected 0 or more");
   if (c.stop_grace_seconds <= 0 || c.stop_grace_seconds > 60) {
     return bad("stop_grace_seconds", "expected more than 0, at most 60");
@@ -135,7 +160,8 @@ absl::Status ValidateAgentConfig(const AgentConfig& c) {
   }
   if (!c.aggregator.empty() &&
       (c.aggregator_token_file.empty() || c.aggregator_token_file[0] != '/')) {
-    return bad("aggregator_token_file", "must be an absolute path when aggregator is set");
+    return bad("aggregator_token_file",
+               "must be an absolute path when aggregator is set");
   }
   return absl::OkStatus();
 }

@@ -12,15 +12,15 @@
 namespace pc::agent {
 
 struct AgentConfig {
-  std::string node_name;        // NODE_NAME (Downward API) or --node_name
-  std::string kubeconfig;       // empty: in-cluster config
+  std::string node_name;   // NODE_NAME (Downward API) or --node_name
+  std::string kubeconfig;  // empty: in-cluster config
   std::string capture_dir = "/captures";
   std::string listen = "127.0.0.1:9091";  // CaptureService for this node
-  int max_files = 100;          // largest N an annotation may ask for
-  int max_captures = 16;        // node-wide budget: captures
-  int64_t max_bytes = 1LL << 30;  // node-wide budget: bytes reserved
+  int max_files = 100;                    // largest N an annotation may ask for
+  int max_captures = 16;                  // node-wide budget: captures
+  int64_t max_bytes = 1LL << 30;          // node-wide budget: bytes reserved
   std::vector<std::string> netns_dirs = {"/var/run/netns", "/run/netns"};
-  bool scan_proc = false;       // also /proc/*/ns/net (needs hostPID)
+  bool scan_proc = false;  // also /proc/*/ns/net (needs hostPID)
   bool allow_host_network = false;
   std::string tcpdump_binary = "/usr/bin/tcpdump";
   int snaplen = 0;
@@ -28,10 +28,11 @@ struct AgentConfig {
   bool immediate_mode = false;
   double stop_grace_seconds = 2;
   int watch_timeout_seconds = 300;
-  std::string aggregator;       // host:port; empty: no uplink
+  std::string aggregator;  // host:port; empty: no uplink
   // Projected ServiceAccount token with the aggregator's audience (re-read at
   // every connection: the kubelet rotates it).
-  std::string aggregator_token_file = "/var/run/secrets/tokens/aggregator-token";
+  std::string aggregator_token_file =
+      "/var/run/secrets/tokens/aggregator-token";
 };
 
 // Parses YAML text over the defaults. Unknown keys are errors (a typo must not

@@ -50,7 +50,8 @@ TEST(AgentConfig, TyposAndWrongTypesAreClearErrors) {
             absl::string_view::npos);
   auto wrong = ParseAgentConfig("max_files: lots\n");
   ASSERT_FALSE(wrong.ok());
-  EXPECT_NE(wrong.status().message().find("max_files"), absl::string_view::npos);
+  EXPECT_NE(wrong.status().message().find("max_files"),
+            absl::string_view::npos);
   EXPECT_FALSE(ParseAgentConfig("[1, 2]").ok());
   EXPECT_FALSE(ParseAgentConfig("a: [").ok());
 }

@@ -20,8 +20,8 @@ Desired DecideCapture(const PodView& pod, const DecideOptions& options) {
   Desired out;
   // Finished or deleted pods and pods without the annotation want nothing:
   // any capture of theirs stops and its files are deleted.
-  if (!pod.annotation.has_value() || pod.deleting ||
-      pod.phase == "Succeeded" || pod.phase == "Failed") {
+  if (!pod.annotation.has_value() || pod.deleting || pod.phase == "Succeeded" ||
+      pod.phase == "Failed") {
     return out;
   }
   out.spec.ns = pod.ns;

@@ -39,7 +39,7 @@ struct Desired {
 };
 
 struct DecideOptions {
-  int max_files = 100;            // the largest N an annotation may ask for
+  int max_files = 100;  // the largest N an annotation may ask for
   bool allow_host_network = false;
 };
 

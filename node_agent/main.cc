@@ -103,8 +103,9 @@ int main(int argc, char** argv) {
         return std::make_unique<pc::agent::CaptureReader>(
             absl::StrCat(root, "/", id), [&registry, id] {
               auto now = registry.Get(id);
-              return now && (now->state() == packetcapture::v1::Capture::RUNNING ||
-                             now->state() == packetcapture::v1::Capture::PENDING);
+              return now &&
+                     (now->state() == packetcapture::v1::Capture::RUNNING ||
+                      now->state() == packetcapture::v1::Capture::PENDING);
             });
       },
       // Even if --listen opens a wider address, pcap data goes to loopback

@@ -45,8 +45,8 @@ void ListInNamespace(
     absl::StatusOr<std::vector<std::pair<std::string, std::string>>>* result) {
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    *result = absl::NotFoundError(
-        absl::StrCat("open ", path, ": ", strerror(errno)));
+    *result =
+        absl::NotFoundError(absl::StrCat("open ", path, ": ", strerror(errno)));
     return;
   }
   if (setns(fd, CLONE_NEWNET) != 0) {
@@ -144,9 +144,9 @@ absl::StatusOr<NetnsMatch> NetnsFinder::FindByIp(const std::string& ip) const {
   }
   std::vector<std::string> places = options_.dirs;
   if (options_.scan_proc) places.push_back(options_.proc_root + "/*/ns/net");
-  return absl::NotFoundError(
-      absl::StrCat("no network namespace holds ", *want, " (searched ",
-                   absl::StrJoin(places, ", "), ")"));
+  return absl::NotFoundError(absl::StrCat("no network namespace holds ", *want,
+                                          " (searched ",
+                                          absl::StrJoin(places, ", "), ")"));
 }
 
 }  // namespace pc::agent

@@ -23,10 +23,11 @@ class NetnsFinderTest : public ::testing::Test {
     if (geteuid() != 0) GTEST_SKIP() << "needs root for network namespaces";
     name_ = absl::StrCat("pcnf", getpid());
     ASSERT_EQ(Shell("ip netns add " + name_), 0);
-    ASSERT_EQ(Shell(absl::StrCat("ip -n ", name_,
-                               " link add pcdummy0 type veth peer name pcdummy1 && ip -n ", name_,
-                               " addr add 198.18.250.7/32 dev pcdummy0 && ip -n ",
-                               name_, " link set pcdummy0 up")),
+    ASSERT_EQ(Shell(absl::StrCat(
+                  "ip -n ", name_,
+                  " link add pcdummy0 type veth peer name pcdummy1 && ip -n ",
+                  name_, " addr add 198.18.250.7/32 dev pcdummy0 && ip -n ",
+                  name_, " link set pcdummy0 up")),
               0);
   }
   void TearDown() override {

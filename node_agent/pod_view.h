@@ -16,7 +16,7 @@ struct PodView {
   std::string phase;  // Pending, Running, Succeeded, Failed, Unknown
   std::string ip;     // status.podIP; empty until assigned
   bool host_network = false;
-  bool deleting = false;  // metadata.deletionTimestamp is set
+  bool deleting = false;                  // metadata.deletionTimestamp is set
   std::optional<std::string> annotation;  // tcpdump.antrea.io, if present
 };
 

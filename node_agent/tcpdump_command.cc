@@ -10,8 +10,8 @@ bool IsSafeInterfaceName(const std::string& name) {
   // (which tcpdump would read as an option).
   if (name.empty() || name.size() > 15 || name[0] == '-') return false;
   for (char c : name) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' ||
-          c == '_' || c == '.' || c == '@')) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+          c == '.' || c == '@')) {
       return false;
     }
   }
@@ -23,7 +23,8 @@ bool IsSafeInterfaceName(const std::string& name) {
 absl::StatusOr<std::vector<std::string>> BuildTcpdumpArgv(
     const TcpdumpOptions& options) {
   if (options.binary.empty() || options.binary[0] != '/') {
-    return absl::InvalidArgumentError("tcpdump binary must be an absolute path");
+    return absl::InvalidArgumentError(
+        "tcpdump binary must be an absolute path");
   }
   if (!IsSafeInterfaceName(options.interface)) {
     return absl::InvalidArgumentError(
@@ -37,14 +38,18 @@ absl::StatusOr<std::vector<std::string>> BuildTcpdumpArgv(
   }
   std::vector<std::string> argv = {
       options.binary,
-      "-i", options.interface,
+      "-i",
+      options.interface,
       // Debian's tcpdump drops to user tcpdump before opening -w files.
-      "-Z", "root",
+      "-Z",
+      "root",
       // Flush each packet to the file so readers see it promptly.
       "-U",
       "-n",
-      "-C", "1",
-      "-W", std::to_string(options.max_files),
+      "-C",
+      "1",
+      "-W",
+      std::to_string(options.max_files),
   };
   if (options.snaplen > 0) {
     argv.push_back("-s");

@@ -13,8 +13,19 @@ TEST(BuildTcpdumpArgv, RingOfOneMegabyteFilesWithoutAShell) {
   auto argv = BuildTcpdumpArgv(options);
   ASSERT_TRUE(argv.ok()) << argv.status();
   std::vector<std::string> expected = {
-      "/usr/bin/tcpdump", "-i", "eth0", "-Z", "root", "-U", "-n", "-C", "1",
-      "-W", "5", "-w", "/captures/default_web-1_0a1b2c3d_1/run-1/ring"};
+      "/usr/bin/tcpdump",
+      "-i",
+      "eth0",
+      "-Z",
+      "root",
+      "-U",
+      "-n",
+      "-C",
+      "1",
+      "-W",
+      "5",
+      "-w",
+      "/captures/default_web-1_0a1b2c3d_1/run-1/ring"};
   EXPECT_EQ(*argv, expected);
 }
 
@@ -43,8 +54,8 @@ TEST(BuildTcpdumpArgv, RejectsInterfaceNamesThatLookLikeOptions) {
   TcpdumpOptions options;
   options.output_base = "/c/ring";
   options.max_files = 1;
-  for (const char* bad : {"", "-w/etc/passwd", "eth0 -w x", "a/b",
-                          "averyveryverylongname"}) {
+  for (const char* bad :
+       {"", "-w/etc/passwd", "eth0 -w x", "a/b", "averyveryverylongname"}) {
     options.interface = bad;
     EXPECT_FALSE(BuildTcpdumpArgv(options).ok()) << bad;
   }

@@ -28,19 +28,22 @@ TEST(TcpdumpOutput, ParsesBannerAndCountersSplitAnywhere) {
 
 TEST(TcpdumpOutput, LaterCountersReplaceEarlierOnes) {
   TcpdumpOutput out;
-  out.Feed("1 packet captured\n1 packet received by filter\n"
-           "0 packets dropped by kernel\n");
+  out.Feed(
+      "1 packet captured\n1 packet received by filter\n"
+      "0 packets dropped by kernel\n");
   EXPECT_EQ(out.captured(), 1u);
-  out.Feed("50 packets captured\n60 packets received by filter\n"
-           "10 packets dropped by kernel\n");
+  out.Feed(
+      "50 packets captured\n60 packets received by filter\n"
+      "10 packets dropped by kernel\n");
   EXPECT_EQ(out.captured(), 50u);
   EXPECT_EQ(out.dropped_by_kernel(), 10u);
 }
 
 TEST(TcpdumpOutput, KeepsTheErrorLine) {
   TcpdumpOutput out;
-  out.Feed("tcpdump: eth9: No such device exists\n(SIOCGIFHWADDR: No such "
-           "device)\n");
+  out.Feed(
+      "tcpdump: eth9: No such device exists\n(SIOCGIFHWADDR: No such "
+      "device)\n");
   EXPECT_FALSE(out.listening());
   EXPECT_EQ(out.last_message(), "(SIOCGIFHWADDR: No such device)");
 }

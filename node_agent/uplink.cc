@@ -30,7 +30,8 @@ using packetcapture::v1::AgentMessage;
 using packetcapture::v1::AggregatorMessage;
 using CaptureProto = packetcapture::v1::Capture;
 
-// Status updates that only move the upload counters are sent at most this often.
+// Status updates that only move the upload counters are sent at most this
+// often.
 constexpr absl::Duration kCounterInterval = absl::Seconds(1);
 // A connection that lasted this long resets the backoff.
 constexpr absl::Duration kHealthyConnection = absl::Seconds(30);
@@ -50,11 +51,13 @@ bool SafeFileName(const std::string& name) {
 
 absl::StatusOr<std::string> ReadToken(const std::string& path) {
   std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read token file ", path));
+  if (!in)
+    return absl::NotFoundError(absl::StrCat("cannot read token file ", path));
   std::stringstream text;
   text << in.rdbuf();
   std::string token(absl::StripAsciiWhitespace(text.str()));
-  if (token.empty()) return absl::NotFoundError(absl::StrCat("token file ", path, " is empty"));
+  if (token.empty())
+    return absl::NotFoundError(absl::StrCat("token file ", path, " is empty"));
   return token;
 }
 
@@ -62,7 +65,8 @@ absl::StatusOr<std::string> ReadToken(const std::string& path) {
 size_t PreadAll(int fd, char* buf, size_t n, uint64_t offset) {
   size_t done = 0;
   while (done < n) {
-    const ssize_t r = pread(fd, buf + done, n - done, static_cast<off_t>(offset + done));
+    const ssize_t r =
+        pread(fd, buf + done, n - done, static_cast<off_t>(offset + done));
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) break;
     done += static_cast<size_t>(r);
@@ -99,7 +103,8 @@ struct Uplink::Connection {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<packetcapture::v1::IngestService::Stub> stub;
   grpc::ClientContext context;
-  std::unique_ptr<grpc::ClientReaderWriter<AgentMessage, AggregatorMessage>> stream;
+  std::unique_ptr<grpc::ClientReaderWriter<AgentMessage, AggregatorMessage>>
+      stream;
   std::thread reader;
   absl::Time welcomed_at;
 };
@@ -162,13 +167,11 @@ uint64_t Uplink::Inflight() const {
 
 bool Uplink::WaitForWork(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
-  mu_.AwaitWithTimeout(
-      absl::Condition(
-          +[](Uplink* u) ABSL_EXCLUSIVE_LOCKS_REQUIRED(u->mu_) {
-            return u->wake_ || u->stop_;
-          },
-          this),
-      timeout);
+  mu_.AwaitWithTimeout(absl::Condition(
+                           +[](Uplink* u) ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                                u->mu_) { return u->wake_ || u->stop_; },
+                           this),
+                       timeout);
   wake_ = false;
   return !stop_;
 }
@@ -193,7 +196,8 @@ void Uplink::Run() {
       conn->context.TryCancel();
       if (conn->reader.joinable()) conn->reader.join();
       grpc::Status finished = conn->stream->Finish();
-      if (!finished.ok() && finished.error_code() != grpc::StatusCode::CANCELLED) {
+      if (!finished.ok() &&
+          finished.error_code() != grpc::StatusCode::CANCELLED) {
         why = absl::Status(static_cast<absl::StatusCode>(finished.error_code()),
                            finished.error_message());
       }
@@ -221,7 +225,8 @@ void Uplink::Run() {
 }
 
 std::unique_ptr<Uplink::Connection> Uplink::Connect() {
-  auto fail = [this](const absl::Status& status) -> std::unique_ptr<Connection> {
+  auto fail =
+      [this](const absl::Status& status) -> std::unique_ptr<Connection> {
     connect_error_ = status;
     return nullptr;
   };
@@ -284,7 +289,8 @@ std::unique_ptr<Uplink::Connection> Uplink::Connect() {
   });
 
   // The welcome, or the reason there is none.
-  absl::Status why = absl::DeadlineExceededError("no welcome from the aggregator");
+  absl::Status why =
+      absl::DeadlineExceededError("no welcome from the aggregator");
   const absl::Time deadline = absl::Now() + options_.welcome_timeout;
   std::optional<packetcapture::v1::Welcome> welcome;
   {
@@ -330,11 +336,12 @@ std::unique_ptr<Uplink::Connection> Uplink::Connect() {
   for (const auto& p : welcome->resume()) {
     resume_[{p.capture_id(), p.file(), p.file_generation()}] = p.offset();
   }
-  inflight_limit_ = std::max<uint64_t>(welcome->max_inflight_bytes(), 64 * 1024);
-  chunk_limit_ = std::min(options_.max_chunk_bytes,
-                          welcome->max_chunk_bytes() > 0
-                              ? welcome->max_chunk_bytes()
-                              : options_.max_chunk_bytes);
+  inflight_limit_ =
+      std::max<uint64_t>(welcome->max_inflight_bytes(), 64 * 1024);
+  chunk_limit_ =
+      std::min(options_.max_chunk_bytes, welcome->max_chunk_bytes() > 0
+                                             ? welcome->max_chunk_bytes()
+                                             : options_.max_chunk_bytes);
   // The aggregator's resume points are authoritative.
   for (auto& [id, c] : captures_) {
     for (auto& [name, f] : c.files) {
@@ -351,9 +358,10 @@ std::unique_ptr<Uplink::Connection> Uplink::Connect() {
     ++stats_.connects;
     stats_.inflight_limit = inflight_limit_;
   }
-  LogLine("uplink_connected", {{"aggregator", options_.aggregator},
-                               {"aggregator_instance", welcome->aggregator_instance()},
-                               {"resume_points", absl::StrCat(welcome->resume_size())}});
+  LogLine("uplink_connected",
+          {{"aggregator", options_.aggregator},
+           {"aggregator_instance", welcome->aggregator_instance()},
+           {"resume_points", absl::StrCat(welcome->resume_size())}});
   return conn;
 }
 
@@ -419,7 +427,8 @@ void Uplink::FinishDrains(absl::Time now) {
     // exited), every file was read to its end and all of it acknowledged.
     bool complete = true;
     for (const auto& [name, f] : c.files) {
-      if (f.fd.get() >= 0 && !(f.unlinked && f.idle && f.acked >= f.sent)) complete = false;
+      if (f.fd.get() >= 0 && !(f.unlinked && f.idle && f.acked >= f.sent))
+        complete = false;
     }
     if (!complete && now < c.drain_until) {
       ++it;
@@ -427,10 +436,11 @@ void Uplink::FinishDrains(absl::Time now) {
     }
     const std::string& id = it->first;
     for (const auto& [name, f] : c.files) Retire(&c, f);
-    LogLine("uplink_drained", {{"capture", id},
-                               {"complete", complete ? "true" : "false"},
-                               {"bytes_uploaded", absl::StrCat(c.uploaded_before)},
-                               {"bytes_lost", absl::StrCat(c.lost)}});
+    LogLine("uplink_drained",
+            {{"capture", id},
+             {"complete", complete ? "true" : "false"},
+             {"bytes_uploaded", absl::StrCat(c.uploaded_before)},
+             {"bytes_lost", absl::StrCat(c.lost)}});
     if (complete) {
       absl::MutexLock lock(&mu_);
       ++stats_.captures_drained;
@@ -438,7 +448,8 @@ void Uplink::FinishDrains(absl::Time now) {
     CaptureProto tomb = c.status;
     tomb.set_state(CaptureProto::STOPPED);
     tomb.set_on_node(false);
-    tomb.set_message("stopped: annotation removed or pod gone; node files deleted");
+    tomb.set_message(
+        "stopped: annotation removed or pod gone; node files deleted");
     if (!tomb.has_stop_time()) *tomb.mutable_stop_time() = ToProto(absl::Now());
     *tomb.mutable_update_time() = ToProto(absl::Now());
     tomb.set_bytes_uploaded(c.uploaded_before);
@@ -453,7 +464,8 @@ void Uplink::HandleAck(const packetcapture::v1::Ack& ack) {
   auto c = captures_.find(ack.capture_id());
   if (c == captures_.end()) return;
   auto f = c->second.files.find(ack.file());
-  if (f == c->second.files.end() || f->second.generation != ack.file_generation()) {
+  if (f == c->second.files.end() ||
+      f->second.generation != ack.file_generation()) {
     return;  // a generation the ring has overwritten since
   }
   FileState& file = f->second;
@@ -469,7 +481,8 @@ absl::Status Uplink::SendStatuses(Connection* conn, bool force) {
   for (auto& [id, tomb] : tombstones_) {
     AgentMessage m;
     *m.mutable_status() = tomb;
-    if (!conn->stream->Write(m)) return absl::UnavailableError("status not sent");
+    if (!conn->stream->Write(m))
+      return absl::UnavailableError("status not sent");
   }
   tombstones_.clear();
   const absl::Time now = absl::Now();
@@ -477,7 +490,8 @@ absl::Status Uplink::SendStatuses(Connection* conn, bool force) {
     if (c.draining()) continue;  // its final status follows the drain
     uint64_t uploaded = c.uploaded_before;
     for (const auto& [name, f] : c.files) uploaded += f.acked;
-    const bool counters = uploaded != c.reported_uploaded || c.lost != c.reported_lost;
+    const bool counters =
+        uploaded != c.reported_uploaded || c.lost != c.reported_lost;
     if (!force && !c.status_dirty &&
         !(counters && now - c.status_sent >= kCounterInterval)) {
       continue;
@@ -493,7 +507,8 @@ absl::Status Uplink::SendStatuses(Connection* conn, bool force) {
         file.set_generation(f->second.generation);
       }
     }
-    if (!conn->stream->Write(m)) return absl::UnavailableError("status not sent");
+    if (!conn->stream->Write(m))
+      return absl::UnavailableError("status not sent");
     c.status_dirty = false;
     c.status_sent = now;
     c.reported_uploaded = uploaded;
@@ -504,11 +519,13 @@ absl::Status Uplink::SendStatuses(Connection* conn, bool force) {
 
 absl::StatusOr<bool> Uplink::PumpFile(Connection* conn, const std::string& id,
                                       CaptureState* capture,
-                                      const std::string& name, FileState* file) {
+                                      const std::string& name,
+                                      FileState* file) {
   file->idle = true;
   if (file->fd.get() < 0) {
     const int opened = open(file->path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (opened < 0) return false;  // not there yet, or pruned: the status will say
+    if (opened < 0)
+      return false;  // not there yet, or pruned: the status will say
     file->fd.reset(opened);
   }
   const int fd = file->fd.get();
@@ -529,7 +546,8 @@ absl::StatusOr<bool> Uplink::PumpFile(Connection* conn, const std::string& id,
   if (file->generation != generation) {
     if (file->generation != 0) {
       // tcpdump reused the slot: what was not acknowledged is gone.
-      const uint64_t lost = file->seen > file->acked ? file->seen - file->acked : 0;
+      const uint64_t lost =
+          file->seen > file->acked ? file->seen - file->acked : 0;
       capture->lost += lost;
       capture->uploaded_before += file->acked;
       capture->status_dirty = true;
@@ -615,7 +633,8 @@ absl::Status Uplink::Serve(Connection* conn) {
                             m.error().message());
       }
     }
-    if (reader_done) return absl::UnavailableError("aggregator closed the stream");
+    if (reader_done)
+      return absl::UnavailableError("aggregator closed the stream");
     TakeRegistryChanges();
     absl::Status sent = SendStatuses(conn, force);
     if (!sent.ok()) return sent;

@@ -73,14 +73,14 @@ struct UplinkOptions {
 class Uplink {
  public:
   struct Stats {
-    uint64_t connects = 0;     // welcomes received
+    uint64_t connects = 0;  // welcomes received
     uint64_t chunks_sent = 0;
     uint64_t bytes_sent = 0;
     uint64_t bytes_acked = 0;
     uint64_t bytes_lost = 0;
     uint64_t captures_drained = 0;  // stopped captures fully uploaded
-    uint64_t max_inflight = 0;  // highest unacknowledged byte count seen
-    uint64_t inflight_limit = 0;  // from the last welcome
+    uint64_t max_inflight = 0;      // highest unacknowledged byte count seen
+    uint64_t inflight_limit = 0;    // from the last welcome
     std::string last_error;
   };
 
@@ -109,9 +109,9 @@ class Uplink {
   // One file of one capture as the uplink tracks it.
   struct FileState {
     std::string path;
-    HeldFd fd;              // open since the file was first seen; see above
-    bool unlinked = false;  // the agent deleted it (st_nlink == 0)
-    bool idle = false;      // the last pump found nothing it could send
+    HeldFd fd;                // open since the file was first seen; see above
+    bool unlinked = false;    // the agent deleted it (st_nlink == 0)
+    bool idle = false;        // the last pump found nothing it could send
     uint64_t generation = 0;  // first record's timestamp; 0 = not known yet
     pcap::GlobalHeader header;
     uint64_t sent = 0;   // next offset to send
@@ -119,9 +119,9 @@ class Uplink {
     uint64_t seen = 0;   // complete-record bytes seen in this generation
   };
   struct CaptureState {
-    packetcapture::v1::Capture status;  // latest from the registry
+    packetcapture::v1::Capture status;       // latest from the registry
     std::map<std::string, FileState> files;  // by file name
-    uint64_t uploaded_before = 0;  // acked bytes of generations gone
+    uint64_t uploaded_before = 0;            // acked bytes of generations gone
     uint64_t lost = 0;
     bool status_dirty = true;
     // Set when the capture left the registry: upload the rest until then.
@@ -160,7 +160,8 @@ class Uplink {
   mutable absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
-  std::map<std::string, packetcapture::v1::Capture> changed_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, packetcapture::v1::Capture> changed_
+      ABSL_GUARDED_BY(mu_);
   std::set<std::string> deleted_ ABSL_GUARDED_BY(mu_);
   std::deque<packetcapture::v1::AggregatorMessage> inbox_ ABSL_GUARDED_BY(mu_);
   grpc::ClientContext* live_context_ ABSL_GUARDED_BY(mu_) = nullptr;

@@ -25,7 +25,8 @@ class AcceptToken : public aggregator::Authenticator {
  public:
   absl::StatusOr<aggregator::AgentIdentity> Authenticate(
       const std::string& token) override {
-    if (token == "agent-token") return aggregator::AgentIdentity{"agent", "node-a"};
+    if (token == "agent-token")
+      return aggregator::AgentIdentity{"agent", "node-a"};
     return absl::UnauthenticatedError("bad token");
   }
 };
@@ -40,16 +41,15 @@ class Aggregator {
     aggregator::IngestOptions ingest;
     ingest.max_inflight_bytes = 256 * 1024;
     ingest.max_chunk_bytes = 64 * 1024;
-    service_ = std::make_unique<aggregator::IngestServiceImpl>(store_.get(), &auth_, ingest);
+    service_ = std::make_unique<aggregator::IngestServiceImpl>(store_.get(),
+                                                               &auth_, ingest);
     grpc::ServerBuilder builder;
     builder.AddListeningPort(absl::StrCat("127.0.0.1:", port),
                              grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();
   }
-  ~Aggregator() {
-    server_->Shutdown(std::chrono::system_clock::now());
-  }
+  ~Aggregator() { server_->Shutdown(std::chrono::system_clock::now()); }
   int port() const { return port_; }
   CaptureRegistry& registry() { return registry_; }
   aggregator::Store& store() { return *store_; }
@@ -64,11 +64,12 @@ class Aggregator {
 };
 
 // Welcomes with a small in-flight limit and never acknowledges anything.
-class SilentAggregator final : public packetcapture::v1::IngestService::Service {
+class SilentAggregator final
+    : public packetcapture::v1::IngestService::Service {
  public:
   grpc::Status Report(grpc::ServerContext* context,
-                      grpc::ServerReaderWriter<AggregatorMessage, AgentMessage>* stream)
-      override {
+                      grpc::ServerReaderWriter<AggregatorMessage, AgentMessage>*
+                          stream) override {
     (void)context;
     AgentMessage m;
     if (!stream->Read(&m)) return grpc::Status::OK;
@@ -122,7 +123,8 @@ class UplinkTest : public ::testing::Test {
   }
 
   void PutStatus(const std::vector<std::string>& files) {
-    auto status = atu::Status(id_, "node-a", packetcapture::v1::Capture::RUNNING, 3);
+    auto status =
+        atu::Status(id_, "node-a", packetcapture::v1::Capture::RUNNING, 3);
     for (const auto& name : files) status.add_files()->set_name(name);
     registry_.Put(status);
   }
@@ -172,7 +174,8 @@ TEST_F(UplinkTest, UploadsEveryRecordOnceAndResumesAfterTheAggregatorRestarts) {
   uplink.Start();
   const uint64_t size0 = atu::PcapFile(0, 3000).size();
   ASSERT_TRUE(WaitFor([&] { return StoredBytes(*first) == size0; }))
-      << StoredBytes(*first) << " of " << size0 << ": " << uplink.stats().last_error;
+      << StoredBytes(*first) << " of " << size0 << ": "
+      << uplink.stats().last_error;
   EXPECT_EQ(first->registry().Get(id_)->node(), "node-a");
 
   // The aggregator goes away; tcpdump keeps writing, into a new file too.
@@ -185,16 +188,16 @@ TEST_F(UplinkTest, UploadsEveryRecordOnceAndResumesAfterTheAggregatorRestarts) {
   const uint64_t total = size0 + atu::Records(3000, 2000).size() +
                          atu::PcapFile(5000, 1000).size();
   ASSERT_TRUE(WaitFor([&] { return StoredBytes(second) == total; }))
-      << StoredBytes(second) << " of " << total << ": " << uplink.stats().last_error;
+      << StoredBytes(second) << " of " << total << ": "
+      << uplink.stats().last_error;
   auto seqs = ptu::SequenceNumbers(Download(second));
   ASSERT_TRUE(seqs.ok()) << seqs.status();
   EXPECT_EQ(*seqs, ptu::Range(0, 6000));
   EXPECT_GE(uplink.stats().connects, 2u);
   EXPECT_EQ(uplink.stats().bytes_lost, 0u);
   // The forwarded status carries the upload counter.
-  ASSERT_TRUE(WaitFor([&] {
-    return second.registry().Get(id_)->bytes_uploaded() == total;
-  }));
+  ASSERT_TRUE(WaitFor(
+      [&] { return second.registry().Get(id_)->bytes_uploaded() == total; }));
   uplink.Stop();
 }
 
@@ -202,7 +205,8 @@ TEST_F(UplinkTest, InflightBytesStayBoundedAndOverwrittenDataIsCounted) {
   SilentAggregator silent;
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
   builder.RegisterService(&silent);
   auto server = builder.BuildAndStart();
   // About 3 MB waiting, far more than the 100 KiB the aggregator allows.
@@ -228,7 +232,8 @@ TEST_F(UplinkTest, InflightBytesStayBoundedAndOverwrittenDataIsCounted) {
   }());
   ASSERT_TRUE(WaitFor([&] { return uplink.stats().bytes_lost >= big.size(); }))
       << uplink.stats().bytes_lost;
-  ASSERT_TRUE(WaitFor([&] { return silent.last_status().bytes_lost() >= big.size(); }));
+  ASSERT_TRUE(
+      WaitFor([&] { return silent.last_status().bytes_lost() >= big.size(); }));
   uplink.Stop();
   server->Shutdown(std::chrono::system_clock::now());
 }
@@ -253,7 +258,8 @@ TEST_F(UplinkTest, AStoppedCapturesLastBytesAreUploadedFromItsDeletedFiles) {
       << uplink.stats().last_error;
   ASSERT_TRUE(WaitFor([&] {
     auto c = aggregator.registry().Get(id_);
-    return c && c->state() == packetcapture::v1::Capture::STOPPED && !c->on_node();
+    return c && c->state() == packetcapture::v1::Capture::STOPPED &&
+           !c->on_node();
   }));
   EXPECT_EQ(StoredBytes(aggregator), total);
   auto seqs = ptu::SequenceNumbers(Download(aggregator));
@@ -269,7 +275,8 @@ TEST_F(UplinkTest, ADrainThatRunsOutOfTimeCountsWhatItCouldNotUpload) {
   SilentAggregator silent;  // never acknowledges
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                           &port);
   builder.RegisterService(&silent);
   auto server = builder.BuildAndStart();
   const std::string file = atu::PcapFile(0, 100);
@@ -303,11 +310,13 @@ TEST_F(UplinkTest, ARejectedTokenIsRetriedWithTheRotatedToken) {
   Uplink uplink(Options(aggregator.port()), &registry_);
   uplink.Start();
   ASSERT_TRUE(WaitFor([&] {
-    return uplink.stats().last_error.find("UNAUTHENTICATED") != std::string::npos;
+    return uplink.stats().last_error.find("UNAUTHENTICATED") !=
+           std::string::npos;
   })) << uplink.stats().last_error;
   EXPECT_EQ(StoredBytes(aggregator), 0u);
   ptu::WriteFile(token_file_, "agent-token");
-  ASSERT_TRUE(WaitFor([&] { return StoredBytes(aggregator) == atu::PcapFile(0, 10).size(); }));
+  ASSERT_TRUE(WaitFor(
+      [&] { return StoredBytes(aggregator) == atu::PcapFile(0, 10).size(); }));
   uplink.Stop();
 }
 

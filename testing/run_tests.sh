@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need, runs every test (unit tests,
-# the same unit tests under AddressSanitizer + UBSan, and the end-to-end tests
-# on the local cluster), and ends with one line "N passed, N failed".
+# The test command: installs what the tests need, runs every test (the format
+# check, unit tests, the same unit tests under AddressSanitizer + UBSan, and the
+# end-to-end tests on the local cluster), and ends with one line "N passed, N failed".
 # Needs root (network namespaces, tcpdump). Exit status 0 only if all passed.
 set -uo pipefail
 
@@ -38,6 +38,13 @@ run() {
   total_passed=$((total_passed + ${p:-0}))
   total_failed=$((total_failed + ${f:-1}))
 }
+
+echo "== format: testing/format_check.sh" >&2
+if testing/format_check.sh; then
+  total_passed=$((total_passed + 1))
+else
+  total_failed=$((total_failed + 1))
+fi
 
 run unit //... --test_tag_filters=-e2e
 run asan --config=asan //... --test_tag_filters=-e2e,-no-asan

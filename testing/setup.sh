@@ -28,6 +28,7 @@ APT_PACKAGES=(
   jq
   procps
   debootstrap
+  clang-format
 )
 
 missing=()

@@ -5,7 +5,8 @@
 namespace pc {
 namespace kube {
 
-Backoff::Backoff(absl::Duration initial, absl::Duration max, double jitter, uint64_t seed)
+Backoff::Backoff(absl::Duration initial, absl::Duration max, double jitter,
+                 uint64_t seed)
     : initial_(initial),
       max_(std::max(initial, max)),
       jitter_(std::max(0.0, jitter)),

@@ -18,8 +18,11 @@ class Backoff {
   // base_n = min(initial * 2^n, max) and u uniform in [0, 1): at least base_n
   // and below base_n * (1 + jitter). Jitter spreads the reconnects of many
   // agents after an API server outage.
-  Backoff(absl::Duration initial, absl::Duration max, double jitter, uint64_t seed);
-  Backoff() : Backoff(absl::Milliseconds(800), absl::Seconds(30), 0.2, std::random_device()()) {}
+  Backoff(absl::Duration initial, absl::Duration max, double jitter,
+          uint64_t seed);
+  Backoff()
+      : Backoff(absl::Milliseconds(800), absl::Seconds(30), 0.2,
+                std::random_device()()) {}
 
   // The delay to wait before the next attempt; advances the sequence.
   absl::Duration Next();

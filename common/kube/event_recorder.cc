@@ -25,18 +25,21 @@ constexpr size_t kMaxRecent = 4096;
 absl::Status ValidatePod(const PodRef& pod) {
   if (!IsDns1123Label(pod.ns)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("event: bad namespace \"", absl::CHexEscape(pod.ns.substr(0, 80)), "\""));
+        absl::StrCat("event: bad namespace \"",
+                     absl::CHexEscape(pod.ns.substr(0, 80)), "\""));
   }
   if (!IsDns1123Subdomain(pod.name)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("event: bad pod name \"", absl::CHexEscape(pod.name.substr(0, 80)), "\""));
+        absl::StrCat("event: bad pod name \"",
+                     absl::CHexEscape(pod.name.substr(0, 80)), "\""));
   }
   return absl::OkStatus();
 }
 
 absl::Status ValidateReason(absl::string_view reason) {
   if (reason.empty() || reason.size() > kMaxReasonBytes) {
-    return absl::InvalidArgumentError("event: reason must be 1..128 characters");
+    return absl::InvalidArgumentError(
+        "event: reason must be 1..128 characters");
   }
   for (char c : reason) {
     if (!absl::ascii_isalnum(static_cast<unsigned char>(c))) {
@@ -56,7 +59,8 @@ std::string Rfc3339(absl::Time t) {
 std::string EventName(absl::string_view pod_name, absl::Time now) {
   std::string suffix = absl::StrFormat(".%x", absl::ToUnixNanos(now));
   absl::string_view base = pod_name.substr(0, kMaxNameBytes - suffix.size());
-  while (!base.empty() && (base.back() == '-' || base.back() == '.')) base.remove_suffix(1);
+  while (!base.empty() && (base.back() == '-' || base.back() == '.'))
+    base.remove_suffix(1);
   return absl::StrCat(base, suffix);
 }
 
@@ -65,7 +69,8 @@ std::string EventName(absl::string_view pod_name, absl::Time now) {
 absl::StatusOr<std::string> BuildEventJson(const PodRef& pod, EventLevel level,
                                            absl::string_view reason,
                                            absl::string_view message,
-                                           const EventReporter& source, absl::Time now,
+                                           const EventReporter& source,
+                                           absl::Time now,
                                            size_t max_message_bytes) {
   if (absl::Status s = ValidatePod(pod); !s.ok()) return s;
   if (absl::Status s = ValidateReason(reason); !s.ok()) return s;
@@ -92,9 +97,10 @@ absl::StatusOr<std::string> BuildEventJson(const PodRef& pod, EventLevel level,
   event.set_last_timestamp(timestamp);
   event.set_count(1);
   event.set_reporting_component(component);
-  std::string instance = source.instance.empty()
-                             ? (host.empty() ? component : absl::StrCat(component, "-", host))
-                             : source.instance;
+  std::string instance =
+      source.instance.empty()
+          ? (host.empty() ? component : absl::StrCat(component, "-", host))
+          : source.instance;
   event.set_reporting_instance(SanitizeUtf8(instance, kMaxInstanceBytes));
   return ToJson(event);
 }
@@ -102,16 +108,19 @@ absl::StatusOr<std::string> BuildEventJson(const PodRef& pod, EventLevel level,
 EventRecorder::EventRecorder(HttpClient* client, Options options)
     : client_(client), options_(std::move(options)) {}
 
-absl::StatusOr<std::unique_ptr<EventRecorder>> EventRecorder::Create(HttpClient* client,
-                                                                     Options options) {
-  if (client == nullptr) return absl::InvalidArgumentError("EventRecorder needs a client");
+absl::StatusOr<std::unique_ptr<EventRecorder>> EventRecorder::Create(
+    HttpClient* client, Options options) {
+  if (client == nullptr)
+    return absl::InvalidArgumentError("EventRecorder needs a client");
   if (options.source.component.empty()) {
     return absl::InvalidArgumentError("EventRecorder needs source.component");
   }
   if (options.queue_capacity == 0) {
-    return absl::InvalidArgumentError("EventRecorder queue_capacity must be positive");
+    return absl::InvalidArgumentError(
+        "EventRecorder queue_capacity must be positive");
   }
-  std::unique_ptr<EventRecorder> recorder(new EventRecorder(client, std::move(options)));
+  std::unique_ptr<EventRecorder> recorder(
+      new EventRecorder(client, std::move(options)));
   absl::MutexLock lock(&recorder->join_mu_);
   recorder->thread_ = std::thread([r = recorder.get()] { r->Run(); });
   return recorder;
@@ -120,10 +129,12 @@ absl::StatusOr<std::unique_ptr<EventRecorder>> EventRecorder::Create(HttpClient*
 EventRecorder::~EventRecorder() { Stop(); }
 
 absl::Status EventRecorder::Record(const PodRef& pod, EventLevel level,
-                                   absl::string_view reason, absl::string_view message) {
+                                   absl::string_view reason,
+                                   absl::string_view message) {
   absl::Time now = absl::Now();
-  absl::StatusOr<std::string> body = BuildEventJson(pod, level, reason, message, options_.source,
-                                                    now, options_.max_message_bytes);
+  absl::StatusOr<std::string> body =
+      BuildEventJson(pod, level, reason, message, options_.source, now,
+                     options_.max_message_bytes);
   if (!body.ok()) return body.status();
 
   absl::MutexLock lock(&mu_);
@@ -131,8 +142,9 @@ absl::Status EventRecorder::Record(const PodRef& pod, EventLevel level,
   const bool dedup = options_.dedup_window > absl::ZeroDuration();
   std::string key;
   if (dedup) {
-    key = absl::StrCat(pod.uid.empty() ? pod.ns + "/" + pod.name : pod.uid, "\n", reason,
-                       "\n", SanitizeUtf8(message, options_.max_message_bytes));
+    key = absl::StrCat(pod.uid.empty() ? pod.ns + "/" + pod.name : pod.uid,
+                       "\n", reason, "\n",
+                       SanitizeUtf8(message, options_.max_message_bytes));
     auto it = recent_.find(key);
     if (it != recent_.end() && now - it->second < options_.dedup_window) {
       ++deduplicated_;
@@ -143,7 +155,8 @@ absl::Status EventRecorder::Record(const PodRef& pod, EventLevel level,
     ++dropped_;
     return absl::ResourceExhaustedError("event queue full; event dropped");
   }
-  queue_.push_back(Pending{pod.ns, pod.name, std::string(reason), *std::move(body)});
+  queue_.push_back(
+      Pending{pod.ns, pod.name, std::string(reason), *std::move(body)});
   if (dedup) {
     if (recent_.size() >= kMaxRecent) {
       absl::erase_if(recent_, [&](const auto& entry) {
@@ -169,7 +182,8 @@ void EventRecorder::Stop() {
   {
     // Let the worker drain until the deadline, then abort the in-flight post.
     absl::MutexLock lock(&mu_);
-    if (!mu_.AwaitWithDeadline(absl::Condition(&worker_done_), drain_deadline_)) {
+    if (!mu_.AwaitWithDeadline(absl::Condition(&worker_done_),
+                               drain_deadline_)) {
       cancel_.store(true);
     }
   }
@@ -194,7 +208,8 @@ void EventRecorder::Run() {
         return !queue_.empty() || stopping_;
       };
       mu_.Await(absl::Condition(&ready));
-      if (stopping_ && (queue_.empty() || absl::Now() >= drain_deadline_ || cancel_.load())) {
+      if (stopping_ && (queue_.empty() || absl::Now() >= drain_deadline_ ||
+                        cancel_.load())) {
         dropped_ += queue_.size();
         queue_.clear();
         worker_done_ = true;
@@ -228,10 +243,12 @@ void EventRecorder::Post(const Pending& event) {
   ++failed_;
   // ns, pod name and reason were validated ([a-z0-9.-], alphanumerics), so
   // only the error text needs escaping to stay on one line.
-  std::fprintf(stderr, "kube event: post failed pod=%s/%s reason=%s code=%s error=\"%s\"\n",
-               event.ns.c_str(), event.pod_name.c_str(), event.reason.c_str(),
-               absl::StatusCodeToString(status.code()).c_str(),
-               absl::CHexEscape(status.message()).c_str());
+  std::fprintf(
+      stderr,
+      "kube event: post failed pod=%s/%s reason=%s code=%s error=\"%s\"\n",
+      event.ns.c_str(), event.pod_name.c_str(), event.reason.c_str(),
+      absl::StatusCodeToString(status.code()).c_str(),
+      absl::CHexEscape(status.message()).c_str());
 }
 
 }  // namespace kube

@@ -51,7 +51,8 @@ struct EventReporter {
 absl::StatusOr<std::string> BuildEventJson(const PodRef& pod, EventLevel level,
                                            absl::string_view reason,
                                            absl::string_view message,
-                                           const EventReporter& source, absl::Time now,
+                                           const EventReporter& source,
+                                           absl::Time now,
                                            size_t max_message_bytes = 1024);
 
 class EventRecorder {
@@ -75,8 +76,8 @@ class EventRecorder {
   };
 
   // `client` must outlive the recorder. Starts the worker thread.
-  static absl::StatusOr<std::unique_ptr<EventRecorder>> Create(HttpClient* client,
-                                                               Options options);
+  static absl::StatusOr<std::unique_ptr<EventRecorder>> Create(
+      HttpClient* client, Options options);
   ~EventRecorder();  // Stop()s.
 
   EventRecorder(const EventRecorder&) = delete;
@@ -86,8 +87,8 @@ class EventRecorder {
   // suppressed as a recent duplicate; ResourceExhaustedError when the queue is
   // full; InvalidArgumentError for a bad pod reference or reason;
   // FailedPreconditionError after Stop().
-  absl::Status Record(const PodRef& pod, EventLevel level, absl::string_view reason,
-                      absl::string_view message);
+  absl::Status Record(const PodRef& pod, EventLevel level,
+                      absl::string_view reason, absl::string_view message);
 
   // Posts what is queued for up to drain_timeout, drops the rest, joins the
   // worker. Idempotent.
@@ -117,7 +118,8 @@ class EventRecorder {
   bool worker_done_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<std::string, absl::Time> recent_ ABSL_GUARDED_BY(mu_);
 
-  std::atomic<bool> cancel_{false};  // aborts the in-flight post after the drain
+  std::atomic<bool> cancel_{
+      false};  // aborts the in-flight post after the drain
   absl::Mutex join_mu_;
   std::thread thread_ ABSL_GUARDED_BY(join_mu_);
 

@@ -18,7 +18,8 @@ namespace {
 const PodRef kPod{"shop", "web-0", "1234-abcd"};
 const EventReporter kReporter{"packet-capture-agent", "node-1", ""};
 // 2024-05-01T10:00:00Z plus 123456789 ns.
-const absl::Time kNow = absl::FromUnixSeconds(1714557600) + absl::Nanoseconds(123456789);
+const absl::Time kNow =
+    absl::FromUnixSeconds(1714557600) + absl::Nanoseconds(123456789);
 
 Event Decode(const std::string& json) {
   Event event;
@@ -29,13 +30,14 @@ Event Decode(const std::string& json) {
 
 TEST(BuildEventJsonTest, Fields) {
   absl::StatusOr<std::string> json =
-      BuildEventJson(kPod, EventLevel::kNormal, "CaptureStarted", "capture c-1 started",
-                     kReporter, kNow);
+      BuildEventJson(kPod, EventLevel::kNormal, "CaptureStarted",
+                     "capture c-1 started", kReporter, kNow);
   ASSERT_TRUE(json.ok()) << json.status();
   Event event = Decode(*json);
   EXPECT_EQ(event.api_version(), "v1");
   EXPECT_EQ(event.kind(), "Event");
-  EXPECT_EQ(event.metadata().name(), absl::StrCat("web-0.", absl::Hex(absl::ToUnixNanos(kNow))));
+  EXPECT_EQ(event.metadata().name(),
+            absl::StrCat("web-0.", absl::Hex(absl::ToUnixNanos(kNow))));
   EXPECT_EQ(event.metadata().namespace_(), "shop");
   EXPECT_EQ(event.involved_object().api_version(), "v1");
   EXPECT_EQ(event.involved_object().kind(), "Pod");
@@ -59,22 +61,28 @@ TEST(BuildEventJsonTest, Fields) {
 }
 
 TEST(BuildEventJsonTest, MessageIsEscapedAndTruncated) {
-  const std::string nasty = "say \"hi\"\nthen\\ \t}{\"injected\":true, \x01 </script>";
-  absl::StatusOr<std::string> json =
-      BuildEventJson(kPod, EventLevel::kWarning, "CaptureFailed", nasty, kReporter, kNow);
+  const std::string nasty =
+      "say \"hi\"\nthen\\ \t}{\"injected\":true, \x01 </script>";
+  absl::StatusOr<std::string> json = BuildEventJson(
+      kPod, EventLevel::kWarning, "CaptureFailed", nasty, kReporter, kNow);
   ASSERT_TRUE(json.ok()) << json.status();
   EXPECT_FALSE(absl::StrContains(*json, "\n")) << *json;  // newline escaped
-  EXPECT_TRUE(absl::StrContains(*json, R"(say \"hi\"\nthen\\ \t}{\"injected\":true)")) << *json;
+  EXPECT_TRUE(
+      absl::StrContains(*json, R"(say \"hi\"\nthen\\ \t}{\"injected\":true)"))
+      << *json;
   Event event = Decode(*json);
   EXPECT_EQ(event.message(), nasty);  // round-trips exactly
   EXPECT_EQ(event.type(), "Warning");
 
-  std::string long_message = std::string(1023, 'x') + "\xc3\xa9" + std::string(100, 'y');
-  json = BuildEventJson(kPod, EventLevel::kNormal, "R", long_message, kReporter, kNow);
+  std::string long_message =
+      std::string(1023, 'x') + "\xc3\xa9" + std::string(100, 'y');
+  json = BuildEventJson(kPod, EventLevel::kNormal, "R", long_message, kReporter,
+                        kNow);
   ASSERT_TRUE(json.ok()) << json.status();
   EXPECT_EQ(Decode(*json).message(), std::string(1023, 'x'));  // not half an é
 
-  json = BuildEventJson(kPod, EventLevel::kNormal, "R", "bad \xff utf8", kReporter, kNow);
+  json = BuildEventJson(kPod, EventLevel::kNormal, "R", "bad \xff utf8",
+                        kReporter, kNow);
   ASSERT_TRUE(json.ok()) << json.status();
   EXPECT_EQ(Decode(*json).message(), "bad ? utf8");
 }
@@ -90,11 +98,20 @@ TEST(BuildEventJsonTest, LongPodNameKeepsEventNameValid) {
 }
 
 TEST(BuildEventJsonTest, RejectsBadInput) {
-  EXPECT_FALSE(BuildEventJson({"Bad NS", "p", ""}, EventLevel::kNormal, "R", "m", kReporter, kNow).ok());
-  EXPECT_FALSE(BuildEventJson({"ns", "p/../x", ""}, EventLevel::kNormal, "R", "m", kReporter, kNow).ok());
-  EXPECT_FALSE(BuildEventJson(kPod, EventLevel::kNormal, "", "m", kReporter, kNow).ok());
-  EXPECT_FALSE(BuildEventJson(kPod, EventLevel::kNormal, "Has Space", "m", kReporter, kNow).ok());
-  EXPECT_FALSE(BuildEventJson(kPod, EventLevel::kNormal, std::string(129, 'R'), "m", kReporter, kNow).ok());
+  EXPECT_FALSE(BuildEventJson({"Bad NS", "p", ""}, EventLevel::kNormal, "R",
+                              "m", kReporter, kNow)
+                   .ok());
+  EXPECT_FALSE(BuildEventJson({"ns", "p/../x", ""}, EventLevel::kNormal, "R",
+                              "m", kReporter, kNow)
+                   .ok());
+  EXPECT_FALSE(
+      BuildEventJson(kPod, EventLevel::kNormal, "", "m", kReporter, kNow).ok());
+  EXPECT_FALSE(BuildEventJson(kPod, EventLevel::kNormal, "Has Space", "m",
+                              kReporter, kNow)
+                   .ok());
+  EXPECT_FALSE(BuildEventJson(kPod, EventLevel::kNormal, std::string(129, 'R'),
+                              "m", kReporter, kNow)
+                   .ok());
 }
 
 std::unique_ptr<HttpClient> ClientFor(const FakeApiServer& server) {
@@ -108,7 +125,8 @@ std::unique_ptr<HttpClient> ClientFor(const FakeApiServer& server) {
 TEST(EventRecorderTest, PostsAsynchronouslyAndDeduplicates) {
   auto server = FakeApiServer::Start([](const FakeRequest& request) {
     FakeResponse response;
-    response.status = absl::StrContains(request.target, "/namespaces/forbidden/") ? 403 : 201;
+    response.status =
+        absl::StrContains(request.target, "/namespaces/forbidden/") ? 403 : 201;
     response.body = "{}";
     return response;
   });
@@ -119,11 +137,22 @@ TEST(EventRecorderTest, PostsAsynchronouslyAndDeduplicates) {
   auto recorder = EventRecorder::Create(client.get(), options);
   ASSERT_TRUE(recorder.ok()) << recorder.status();
 
-  EXPECT_TRUE((*recorder)->Record(kPod, EventLevel::kNormal, "CaptureStarted", "c-1").ok());
-  EXPECT_TRUE((*recorder)->Record(kPod, EventLevel::kNormal, "CaptureStarted", "c-1").ok());  // dup
-  EXPECT_TRUE((*recorder)->Record(kPod, EventLevel::kNormal, "CaptureStopped", "c-1").ok());
-  EXPECT_TRUE((*recorder)->Record({"forbidden", "p", "u2"}, EventLevel::kWarning, "X", "y").ok());
-  EXPECT_EQ((*recorder)->Record({"bad ns", "p", ""}, EventLevel::kNormal, "X", "y").code(),
+  EXPECT_TRUE((*recorder)
+                  ->Record(kPod, EventLevel::kNormal, "CaptureStarted", "c-1")
+                  .ok());
+  EXPECT_TRUE((*recorder)
+                  ->Record(kPod, EventLevel::kNormal, "CaptureStarted", "c-1")
+                  .ok());  // dup
+  EXPECT_TRUE((*recorder)
+                  ->Record(kPod, EventLevel::kNormal, "CaptureStopped", "c-1")
+                  .ok());
+  EXPECT_TRUE(
+      (*recorder)
+          ->Record({"forbidden", "p", "u2"}, EventLevel::kWarning, "X", "y")
+          .ok());
+  EXPECT_EQ((*recorder)
+                ->Record({"bad ns", "p", ""}, EventLevel::kNormal, "X", "y")
+                .code(),
             absl::StatusCode::kInvalidArgument);
   ASSERT_TRUE((*server)->WaitForRequests(3, absl::Seconds(20)));
   (*recorder)->Stop();
@@ -165,13 +194,18 @@ TEST(EventRecorderTest, FullQueueDropsInsteadOfBlocking) {
     if (!release.HasBeenNotified()) release.Notify();
   };
 
-  ASSERT_TRUE((*recorder)->Record(kPod, EventLevel::kNormal, "R", "in flight").ok());
-  ASSERT_TRUE((*server)->WaitForRequests(1, absl::Seconds(20)));  // worker is stuck posting
+  ASSERT_TRUE(
+      (*recorder)->Record(kPod, EventLevel::kNormal, "R", "in flight").ok());
+  ASSERT_TRUE((*server)->WaitForRequests(
+      1, absl::Seconds(20)));  // worker is stuck posting
   absl::Time start = absl::Now();
-  EXPECT_TRUE((*recorder)->Record(kPod, EventLevel::kNormal, "R", "queued 1").ok());
-  EXPECT_TRUE((*recorder)->Record(kPod, EventLevel::kNormal, "R", "queued 2").ok());
-  EXPECT_EQ((*recorder)->Record(kPod, EventLevel::kNormal, "R", "dropped").code(),
-            absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(
+      (*recorder)->Record(kPod, EventLevel::kNormal, "R", "queued 1").ok());
+  EXPECT_TRUE(
+      (*recorder)->Record(kPod, EventLevel::kNormal, "R", "queued 2").ok());
+  EXPECT_EQ(
+      (*recorder)->Record(kPod, EventLevel::kNormal, "R", "dropped").code(),
+      absl::StatusCode::kResourceExhausted);
   EXPECT_LT(absl::Now() - start, absl::Milliseconds(100));  // never blocked
   release.Notify();
   (*recorder)->Stop();  // drains the two queued events

@@ -35,14 +35,22 @@ bool SendAll(int fd, absl::string_view data) {
 
 const char* Reason(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 410: return "Gone";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    default: return "Status";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 401:
+      return "Unauthorized";
+    case 404:
+      return "Not Found";
+    case 410:
+      return "Gone";
+    case 429:
+      return "Too Many Requests";
+    case 500:
+      return "Internal Server Error";
+    default:
+      return "Status";
   }
 }
 
@@ -72,7 +80,8 @@ bool ReadRequest(int fd, FakeRequest* request) {
   }
   size_t length = 0;
   auto it = request->headers.find("content-length");
-  if (it != request->headers.end() && !absl::SimpleAtoi(it->second, &length)) return false;
+  if (it != request->headers.end() && !absl::SimpleAtoi(it->second, &length))
+    return false;
   request->body = data.substr(header_end + 4);
   while (request->body.size() < length) {
     ssize_t n = recv(fd, buf, sizeof(buf), 0);
@@ -86,9 +95,11 @@ bool ReadRequest(int fd, FakeRequest* request) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<FakeApiServer>> FakeApiServer::Start(Handler handler) {
+absl::StatusOr<std::unique_ptr<FakeApiServer>> FakeApiServer::Start(
+    Handler handler) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
+  if (fd < 0)
+    return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -127,7 +138,9 @@ FakeApiServer::~FakeApiServer() {
   for (std::thread& t : threads) t.join();
 }
 
-std::string FakeApiServer::url() const { return absl::StrCat("http://127.0.0.1:", port_); }
+std::string FakeApiServer::url() const {
+  return absl::StrCat("http://127.0.0.1:", port_);
+}
 
 std::vector<FakeRequest> FakeApiServer::requests() const {
   absl::MutexLock lock(&mu_);
@@ -136,7 +149,9 @@ std::vector<FakeRequest> FakeApiServer::requests() const {
 
 bool FakeApiServer::WaitForRequests(size_t n, absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
-  auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return requests_.size() >= n; };
+  auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return requests_.size() >= n;
+  };
   return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
 }
 
@@ -175,20 +190,24 @@ void FakeApiServer::Serve(int fd) {
       requests_.push_back(request);
     }
     FakeResponse response = handler_(request);
-    std::string head = absl::StrFormat("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nConnection: close\r\n",
-                                       response.status, Reason(response.status),
-                                       response.content_type);
+    std::string head = absl::StrFormat(
+        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nConnection: close\r\n",
+        response.status, Reason(response.status), response.content_type);
     bool ok;
     if (response.chunks.empty() && !response.hang) {
-      ok = SendAll(fd, absl::StrCat(head, "Content-Length: ", response.body.size(), "\r\n\r\n",
-                                    response.body));
+      ok = SendAll(fd,
+                   absl::StrCat(head, "Content-Length: ", response.body.size(),
+                                "\r\n\r\n", response.body));
     } else {
-      ok = SendAll(fd, absl::StrCat(head, "Transfer-Encoding: chunked\r\n\r\n"));
+      ok =
+          SendAll(fd, absl::StrCat(head, "Transfer-Encoding: chunked\r\n\r\n"));
       for (const std::string& chunk : response.chunks) {
         if (!ok || Stopping()) break;
-        if (response.chunk_delay > absl::ZeroDuration()) absl::SleepFor(response.chunk_delay);
+        if (response.chunk_delay > absl::ZeroDuration())
+          absl::SleepFor(response.chunk_delay);
         if (chunk.empty()) continue;  // an empty chunk would end the body
-        ok = SendAll(fd, absl::StrCat(absl::Hex(chunk.size()), "\r\n", chunk, "\r\n"));
+        ok = SendAll(
+            fd, absl::StrCat(absl::Hex(chunk.size()), "\r\n", chunk, "\r\n"));
       }
       if (ok && response.hang) {
         // Until the client hangs up (readable with EOF) or the server stops.

@@ -26,7 +26,7 @@ namespace kube {
 
 struct FakeRequest {
   std::string method;
-  std::string target;  // path and query, as sent
+  std::string target;                          // path and query, as sent
   std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
 };
@@ -56,7 +56,8 @@ class FakeApiServer {
 
   std::vector<FakeRequest> requests() const ABSL_LOCKS_EXCLUDED(mu_);
   // Waits until at least `n` requests have arrived; false on timeout.
-  bool WaitForRequests(size_t n, absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
+  bool WaitForRequests(size_t n, absl::Duration timeout)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Connections currently open (e.g. to check a client hung up).
   size_t open_connections() const ABSL_LOCKS_EXCLUDED(mu_);
 

@@ -48,12 +48,14 @@ std::once_flag g_curl_init_once;
 CURLcode g_curl_init_result = CURLE_OK;
 
 long Millis(absl::Duration d) {  // NOLINT(runtime/int): curl takes long
-  return static_cast<long>(std::max<int64_t>(1, absl::ToInt64Milliseconds(d)));  // NOLINT
+  return static_cast<long>(
+      std::max<int64_t>(1, absl::ToInt64Milliseconds(d)));  // NOLINT
 }
 
 absl::StatusOr<std::string> ReadToken(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read token file ", path));
+  if (!in)
+    return absl::NotFoundError(absl::StrCat("cannot read token file ", path));
   std::ostringstream out;
   out << in.rdbuf();
   std::string token(absl::StripAsciiWhitespace(out.str()));
@@ -97,12 +99,14 @@ absl::StatusOr<std::unique_ptr<RequestSetup>> NewRequest(
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, Millis(options.connect_timeout));
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                   Millis(options.connect_timeout));
   curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(h, CURLOPT_TCP_KEEPIDLE, 30L);
   curl_easy_setopt(h, CURLOPT_TCP_KEEPINTVL, 10L);
   curl_easy_setopt(h, CURLOPT_USERAGENT, options.user_agent.c_str());
-  curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");  // any encoding curl decodes
+  curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING,
+                   "");  // any encoding curl decodes
 
   if (config.insecure_skip_tls_verify) {
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
@@ -112,8 +116,8 @@ absl::StatusOr<std::unique_ptr<RequestSetup>> NewRequest(
     curl_easy_setopt(h, CURLOPT_CAPATH, nullptr);
     if (!config.ca_pem.empty()) {
       curl_easy_setopt(h, CURLOPT_CAINFO, nullptr);
-      curl_blob blob{const_cast<char*>(config.ca_pem.data()), config.ca_pem.size(),
-                     CURL_BLOB_COPY};
+      curl_blob blob{const_cast<char*>(config.ca_pem.data()),
+                     config.ca_pem.size(), CURL_BLOB_COPY};
       curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
     } else {
       curl_easy_setopt(h, CURLOPT_CAINFO, config.ca_file.c_str());
@@ -142,7 +146,8 @@ absl::StatusOr<std::unique_ptr<RequestSetup>> NewRequest(
   list = curl_slist_append(list, "Accept: application/json");
   list = curl_slist_append(list, "Expect:");  // no 100-continue round trip
   if (!token.empty()) {
-    list = curl_slist_append(list, absl::StrCat("Authorization: Bearer ", token).c_str());
+    list = curl_slist_append(
+        list, absl::StrCat("Authorization: Bearer ", token).c_str());
   }
   setup->headers.reset(list);
   return setup;
@@ -152,14 +157,17 @@ absl::Status ApplyHeaders(RequestSetup* setup, absl::string_view content_type) {
   if (!content_type.empty()) {
     for (char c : content_type) {
       if (static_cast<unsigned char>(c) < 0x20) {
-        return absl::InvalidArgumentError("content type holds control characters");
+        return absl::InvalidArgumentError(
+            "content type holds control characters");
       }
     }
-    curl_slist* list = curl_slist_append(
-        setup->headers.release(), absl::StrCat("Content-Type: ", content_type).c_str());
+    curl_slist* list =
+        curl_slist_append(setup->headers.release(),
+                          absl::StrCat("Content-Type: ", content_type).c_str());
     setup->headers.reset(list);
   }
-  curl_easy_setopt(setup->handle.get(), CURLOPT_HTTPHEADER, setup->headers.get());
+  curl_easy_setopt(setup->handle.get(), CURLOPT_HTTPHEADER,
+                   setup->headers.get());
   return absl::OkStatus();
 }
 
@@ -197,10 +205,12 @@ size_t WriteStream(char* data, size_t size, size_t nmemb, void* user) {
     sink->cancelled = true;
     return 0;
   }
-  if (sink->code == 0) curl_easy_getinfo(sink->handle, CURLINFO_RESPONSE_CODE, &sink->code);
+  if (sink->code == 0)
+    curl_easy_getinfo(sink->handle, CURLINFO_RESPONSE_CODE, &sink->code);
   if (sink->code != 200) {
     // An error body is a small Status object; keep enough for the message.
-    size_t keep = std::min(n, kMaxErrorBody - std::min(kMaxErrorBody, sink->error_body.size()));
+    size_t keep = std::min(
+        n, kMaxErrorBody - std::min(kMaxErrorBody, sink->error_body.size()));
     sink->error_body.append(data, keep);
     return n;
   }
@@ -239,7 +249,6 @@ absl::StatusCode CodeForHttp(int status) {
   }
 }
 
-
 // Runs one transfer on a private multi handle so that *cancel is noticed
 // every kCancelPollMs even while the server sends nothing. Returns the
 // transfer's result; sets *cancelled when it stopped because of *cancel.
@@ -260,7 +269,8 @@ absl::StatusOr<CURLcode> RunTransfer(CURL* h, const std::atomic<bool>* cancel,
     int running = 0;
     CURLMcode mc = curl_multi_perform(multi.get(), &running);
     if (mc != CURLM_OK) {
-      result = absl::InternalError(absl::StrCat("curl_multi_perform: ", curl_multi_strerror(mc)));
+      result = absl::InternalError(
+          absl::StrCat("curl_multi_perform: ", curl_multi_strerror(mc)));
       break;
     }
     int queued = 0;
@@ -273,7 +283,8 @@ absl::StatusOr<CURLcode> RunTransfer(CURL* h, const std::atomic<bool>* cancel,
     if (done || running == 0) break;
     mc = curl_multi_poll(multi.get(), nullptr, 0, kCancelPollMs, nullptr);
     if (mc != CURLM_OK) {
-      result = absl::InternalError(absl::StrCat("curl_multi_poll: ", curl_multi_strerror(mc)));
+      result = absl::InternalError(
+          absl::StrCat("curl_multi_poll: ", curl_multi_strerror(mc)));
       break;
     }
   }
@@ -287,8 +298,10 @@ absl::Status HttpError(int status_code, absl::string_view body) {
   std::string message = absl::StrCat("HTTP ", status_code);
   Status api_status;
   if (!body.empty() && ParseJson(body, &api_status).ok()) {
-    if (!api_status.reason().empty()) absl::StrAppend(&message, " ", api_status.reason());
-    if (!api_status.message().empty()) absl::StrAppend(&message, ": ", api_status.message());
+    if (!api_status.reason().empty())
+      absl::StrAppend(&message, " ", api_status.reason());
+    if (!api_status.message().empty())
+      absl::StrAppend(&message, ": ", api_status.message());
   } else if (!body.empty()) {
     absl::StrAppend(&message, ": ", body.substr(0, 256));
   }
@@ -307,26 +320,29 @@ int HttpCodeFromStatus(const absl::Status& status) {
 HttpClient::HttpClient(KubeConfig config, Options options)
     : config_(std::move(config)), options_(std::move(options)) {}
 
-absl::StatusOr<std::unique_ptr<HttpClient>> HttpClient::Create(KubeConfig config,
-                                                               Options options) {
-  std::call_once(g_curl_init_once,
-                 [] { g_curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT); });
+absl::StatusOr<std::unique_ptr<HttpClient>> HttpClient::Create(
+    KubeConfig config, Options options) {
+  std::call_once(g_curl_init_once, [] {
+    g_curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+  });
   if (g_curl_init_result != CURLE_OK) {
-    return absl::InternalError(absl::StrCat("curl_global_init: ",
-                                            curl_easy_strerror(g_curl_init_result)));
+    return absl::InternalError(absl::StrCat(
+        "curl_global_init: ", curl_easy_strerror(g_curl_init_result)));
   }
-  while (!config.server.empty() && config.server.back() == '/') config.server.pop_back();
+  while (!config.server.empty() && config.server.back() == '/')
+    config.server.pop_back();
   if (!absl::StartsWith(config.server, "https://") &&
       !absl::StartsWith(config.server, "http://")) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("API server \"", config.server, "\" is not an http(s) URL"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "API server \"", config.server, "\" is not an http(s) URL"));
   }
   for (char c : config.token) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
       return absl::InvalidArgumentError("token holds control characters");
     }
   }
-  std::unique_ptr<HttpClient> client(new HttpClient(std::move(config), std::move(options)));
+  std::unique_ptr<HttpClient> client(
+      new HttpClient(std::move(config), std::move(options)));
   if (!client->config_.token_file.empty()) {
     auto token = ReadToken(client->config_.token_file);
     if (!token.ok()) return token.status();
@@ -361,22 +377,29 @@ absl::StatusOr<HttpResponse> HttpClient::Do(absl::string_view method,
                                             absl::string_view content_type,
                                             const std::atomic<bool>* cancel) {
   std::string verb = absl::AsciiStrToUpper(method);
-  if (verb.empty() || !std::all_of(verb.begin(), verb.end(), absl::ascii_isupper)) {
-    return absl::InvalidArgumentError(absl::StrCat("bad HTTP method \"", method, "\""));
+  if (verb.empty() ||
+      !std::all_of(verb.begin(), verb.end(), absl::ascii_isupper)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad HTTP method \"", method, "\""));
   }
   for (int attempt = 0;; ++attempt) {
-    if (cancel != nullptr && cancel->load()) return absl::CancelledError("request cancelled");
-    auto setup = NewRequest(config_, options_, path_and_query, Token(attempt > 0));
+    if (cancel != nullptr && cancel->load())
+      return absl::CancelledError("request cancelled");
+    auto setup =
+        NewRequest(config_, options_, path_and_query, Token(attempt > 0));
     if (!setup.ok()) return setup.status();
     CURL* h = (*setup)->handle.get();
     bool send_body = !body.empty() || verb == "POST";
-    absl::Status header_status = ApplyHeaders(setup->get(), send_body ? content_type : "");
+    absl::Status header_status =
+        ApplyHeaders(setup->get(), send_body ? content_type : "");
     if (!header_status.ok()) return header_status;
 
     if (send_body) {
-      curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+      curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+                       static_cast<curl_off_t>(body.size()));
       curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.data());
-      if (verb != "POST") curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, verb.c_str());
+      if (verb != "POST")
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, verb.c_str());
     } else if (verb == "HEAD") {
       curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     } else if (verb != "GET") {
@@ -397,9 +420,9 @@ absl::StatusOr<HttpResponse> HttpClient::Do(absl::string_view method,
     if (cancelled) return absl::CancelledError("request cancelled");
     CURLcode rc = *result;
     if (sink.overflow) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "kube API: response body of ", verb, " ", path_and_query, " exceeds ",
-          options_.max_body_bytes, " bytes"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("kube API: response body of ", verb, " ", path_and_query,
+                       " exceeds ", options_.max_body_bytes, " bytes"));
     }
     if (rc != CURLE_OK) return TransportError(rc, (*setup)->errbuf);
     long code = 0;  // NOLINT(runtime/int)
@@ -410,12 +433,15 @@ absl::StatusOr<HttpResponse> HttpClient::Do(absl::string_view method,
   }
 }
 
-absl::Status HttpClient::Stream(absl::string_view path_and_query,
-                                const std::function<bool(absl::string_view)>& on_data,
-                                const std::atomic<bool>* cancel) {
+absl::Status HttpClient::Stream(
+    absl::string_view path_and_query,
+    const std::function<bool(absl::string_view)>& on_data,
+    const std::atomic<bool>* cancel) {
   for (int attempt = 0;; ++attempt) {
-    if (cancel != nullptr && cancel->load()) return absl::CancelledError("stream cancelled");
-    auto setup = NewRequest(config_, options_, path_and_query, Token(attempt > 0));
+    if (cancel != nullptr && cancel->load())
+      return absl::CancelledError("stream cancelled");
+    auto setup =
+        NewRequest(config_, options_, path_and_query, Token(attempt > 0));
     if (!setup.ok()) return setup.status();
     CURL* h = (*setup)->handle.get();
     absl::Status header_status = ApplyHeaders(setup->get(), "");

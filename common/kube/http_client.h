@@ -34,7 +34,8 @@ class HttpClient {
  public:
   struct Options {
     absl::Duration connect_timeout = absl::Seconds(10);
-    // Whole-request limit for Do(); Stream() has none (see stream_idle_timeout).
+    // Whole-request limit for Do(); Stream() has none (see
+    // stream_idle_timeout).
     absl::Duration request_timeout = absl::Seconds(30);
     // Do() fails with ResourceExhaustedError beyond this many body bytes.
     size_t max_body_bytes = size_t{64} << 20;
@@ -64,11 +65,11 @@ class HttpClient {
   // re-read token_file and retry once. `body` is sent (with `content_type`)
   // when non-empty or when the method is POST. When *cancel becomes true the
   // call returns CancelledError within about 100 ms.
-  absl::StatusOr<HttpResponse> Do(absl::string_view method,
-                                  absl::string_view path_and_query,
-                                  absl::string_view body = "",
-                                  absl::string_view content_type = "application/json",
-                                  const std::atomic<bool>* cancel = nullptr);
+  absl::StatusOr<HttpResponse> Do(
+      absl::string_view method, absl::string_view path_and_query,
+      absl::string_view body = "",
+      absl::string_view content_type = "application/json",
+      const std::atomic<bool>* cancel = nullptr);
 
   // GET that hands the 200 response body to `on_data` chunk by chunk as it
   // arrives (chunk boundaries are arbitrary). Returns:
@@ -78,9 +79,10 @@ class HttpClient {
   //  - HttpError(code, body) for a non-200 status (see HttpCodeFromStatus);
   //  - UnavailableError for transport failures, including idle timeout.
   // `on_data` runs on the calling thread.
-  absl::Status Stream(absl::string_view path_and_query,
-                      const std::function<bool(absl::string_view chunk)>& on_data,
-                      const std::atomic<bool>* cancel = nullptr);
+  absl::Status Stream(
+      absl::string_view path_and_query,
+      const std::function<bool(absl::string_view chunk)>& on_data,
+      const std::atomic<bool>* cancel = nullptr);
 
   const KubeConfig& config() const { return config_; }
 

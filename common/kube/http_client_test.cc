@@ -26,7 +26,8 @@ void WriteFile(const std::string& path, const std::string& content) {
   out << content;
 }
 
-std::unique_ptr<HttpClient> ClientFor(const FakeApiServer& server, KubeConfig config = {},
+std::unique_ptr<HttpClient> ClientFor(const FakeApiServer& server,
+                                      KubeConfig config = {},
                                       HttpClient::Options options = {}) {
   config.server = server.url();
   absl::StatusOr<std::unique_ptr<HttpClient>> client =
@@ -39,7 +40,8 @@ TEST(HttpClientTest, GetAndPostWithHeaders) {
   auto server = FakeApiServer::Start([](const FakeRequest& request) {
     FakeResponse response;
     response.status = request.method == "POST" ? 201 : 200;
-    response.body = absl::StrCat(request.method, " ", request.target, " ", request.body);
+    response.body =
+        absl::StrCat(request.method, " ", request.target, " ", request.body);
     return response;
   });
   ASSERT_TRUE(server.ok()) << server.status();
@@ -56,7 +58,8 @@ TEST(HttpClientTest, GetAndPostWithHeaders) {
       client->Do("POST", "/api/v1/namespaces/a/events", std::string(5000, 'x'));
   ASSERT_TRUE(post.ok()) << post.status();
   EXPECT_EQ(post->status_code, 201);
-  EXPECT_EQ(post->body, absl::StrCat("POST /api/v1/namespaces/a/events ", std::string(5000, 'x')));
+  EXPECT_EQ(post->body, absl::StrCat("POST /api/v1/namespaces/a/events ",
+                                     std::string(5000, 'x')));
 
   std::vector<FakeRequest> requests = (*server)->requests();
   ASSERT_EQ(requests.size(), 2u);
@@ -70,19 +73,22 @@ TEST(HttpClientTest, HttpErrorsAreResponsesNotStatuses) {
   auto server = FakeApiServer::Start([](const FakeRequest&) {
     FakeResponse response;
     response.status = 404;
-    response.body = R"({"kind":"Status","status":"Failure","message":"pods \"x\" not found","reason":"NotFound","code":404})";
+    response.body =
+        R"({"kind":"Status","status":"Failure","message":"pods \"x\" not found","reason":"NotFound","code":404})";
     return response;
   });
   ASSERT_TRUE(server.ok());
   auto client = ClientFor(**server);
-  absl::StatusOr<HttpResponse> response = client->Do("GET", "/api/v1/namespaces/a/pods/x");
+  absl::StatusOr<HttpResponse> response =
+      client->Do("GET", "/api/v1/namespaces/a/pods/x");
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->status_code, 404);
 
   absl::Status error = HttpError(response->status_code, response->body);
   EXPECT_EQ(error.code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(HttpCodeFromStatus(error), 404);
-  EXPECT_NE(error.message().find("pods \"x\" not found"), std::string::npos) << error;
+  EXPECT_NE(error.message().find("pods \"x\" not found"), std::string::npos)
+      << error;
   EXPECT_EQ(HttpCodeFromStatus(absl::UnavailableError("x")), 0);
 }
 
@@ -97,13 +103,15 @@ TEST(HttpClientTest, BodyLimit) {
   options.max_body_bytes = 1000;
   auto client = ClientFor(**server, {}, options);
   absl::StatusOr<HttpResponse> response = client->Do("GET", "/big");
-  EXPECT_EQ(response.status().code(), absl::StatusCode::kResourceExhausted) << response.status();
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kResourceExhausted)
+      << response.status();
 }
 
 TEST(HttpClientTest, TransportErrorIsUnavailable) {
   int port;
   {
-    auto server = FakeApiServer::Start([](const FakeRequest&) { return FakeResponse(); });
+    auto server =
+        FakeApiServer::Start([](const FakeRequest&) { return FakeResponse(); });
     ASSERT_TRUE(server.ok());
     port = (*server)->port();
   }  // closed: nothing listens there now
@@ -112,8 +120,10 @@ TEST(HttpClientTest, TransportErrorIsUnavailable) {
   auto client = HttpClient::Create(config);
   ASSERT_TRUE(client.ok());
   absl::StatusOr<HttpResponse> response = (*client)->Do("GET", "/");
-  EXPECT_EQ(response.status().code(), absl::StatusCode::kUnavailable) << response.status();
-  absl::Status stream = (*client)->Stream("/", [](absl::string_view) { return true; });
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kUnavailable)
+      << response.status();
+  absl::Status stream =
+      (*client)->Stream("/", [](absl::string_view) { return true; });
   EXPECT_EQ(stream.code(), absl::StatusCode::kUnavailable) << stream;
 }
 
@@ -130,8 +140,10 @@ TEST(HttpClientTest, InvalidInputs) {
   config.token_file = "";
   auto client = HttpClient::Create(config);
   ASSERT_TRUE(client.ok());
-  EXPECT_EQ((*client)->Do("GET", "no-slash").status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ((*client)->Do("G T", "/").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*client)->Do("GET", "no-slash").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*client)->Do("G T", "/").status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(HttpClientTest, RereadsTokenFileAfter401AndRetriesOnce) {
@@ -142,7 +154,8 @@ TEST(HttpClientTest, RereadsTokenFileAfter401AndRetriesOnce) {
     auto it = request.headers.find("authorization");
     if (it == request.headers.end() || it->second != "Bearer new-token") {
       response.status = 401;
-      response.body = R"({"kind":"Status","status":"Failure","reason":"Unauthorized","code":401})";
+      response.body =
+          R"({"kind":"Status","status":"Failure","reason":"Unauthorized","code":401})";
     } else {
       response.chunks = {"o", "k"};
     }
@@ -155,7 +168,8 @@ TEST(HttpClientTest, RereadsTokenFileAfter401AndRetriesOnce) {
 
   absl::StatusOr<HttpResponse> response = client->Do("GET", "/x");
   ASSERT_TRUE(response.ok());
-  EXPECT_EQ(response->status_code, 401);  // rotated token not there yet: still 401
+  EXPECT_EQ(response->status_code,
+            401);  // rotated token not there yet: still 401
   EXPECT_EQ((*server)->requests().size(), 2u);  // one retry, not more
 
   WriteFile(token_path, "new-token\n");  // kubelet rotated the token
@@ -179,7 +193,8 @@ TEST(HttpClientTest, StreamDeliversChunksInOrder) {
   std::vector<std::string> chunks;
   std::string all;
   for (int i = 0; i < 50; ++i) {
-    chunks.push_back(std::string(1 + (i * 37) % 200, static_cast<char>('a' + i % 26)));
+    chunks.push_back(
+        std::string(1 + (i * 37) % 200, static_cast<char>('a' + i % 26)));
     all += chunks.back();
   }
   auto server = FakeApiServer::Start([&](const FakeRequest&) {
@@ -202,7 +217,8 @@ TEST(HttpClientTest, StreamNon200CarriesTheCode) {
   auto server = FakeApiServer::Start([](const FakeRequest&) {
     FakeResponse response;
     response.status = 410;
-    response.body = R"({"kind":"Status","status":"Failure","message":"too old resource version","reason":"Expired","code":410})";
+    response.body =
+        R"({"kind":"Status","status":"Failure","message":"too old resource version","reason":"Expired","code":410})";
     return response;
   });
   ASSERT_TRUE(server.ok());
@@ -214,7 +230,9 @@ TEST(HttpClientTest, StreamNon200CarriesTheCode) {
   });
   EXPECT_FALSE(called);  // an error body is not stream data
   EXPECT_EQ(HttpCodeFromStatus(status), 410) << status;
-  EXPECT_NE(status.message().find("too old resource version"), std::string::npos) << status;
+  EXPECT_NE(status.message().find("too old resource version"),
+            std::string::npos)
+      << status;
 }
 
 TEST(HttpClientTest, StreamStopsWhenCallbackSaysSo) {
@@ -226,7 +244,8 @@ TEST(HttpClientTest, StreamStopsWhenCallbackSaysSo) {
   });
   ASSERT_TRUE(server.ok());
   auto client = ClientFor(**server);
-  absl::Status status = client->Stream("/s", [](absl::string_view) { return false; });
+  absl::Status status =
+      client->Stream("/s", [](absl::string_view) { return false; });
   EXPECT_TRUE(status.ok()) << status;
 }
 
@@ -273,7 +292,8 @@ TEST(HttpClientTest, IdleTimeoutEndsADeadStream) {
   options.stream_idle_timeout = absl::Seconds(1);
   auto client = ClientFor(**server, {}, options);
   absl::Time start = absl::Now();
-  absl::Status status = client->Stream("/s", [](absl::string_view) { return true; });
+  absl::Status status =
+      client->Stream("/s", [](absl::string_view) { return true; });
   EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
   EXPECT_LT(absl::Now() - start, absl::Seconds(10));
 }

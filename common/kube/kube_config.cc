@@ -23,7 +23,8 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
   std::ostringstream out;
   out << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("error reading ", path));
+  if (in.bad())
+    return absl::DataLossError(absl::StrCat("error reading ", path));
   return out.str();
 }
 
@@ -48,10 +49,11 @@ std::string Str(const YAML::Node& node, const char* key) {
 }
 
 // Finds {name: <name>, <field>: {...}} in a kubeconfig list.
-YAML::Node FindNamed(const YAML::Node& root, const char* list, const char* field,
-                     const std::string& name) {
+YAML::Node FindNamed(const YAML::Node& root, const char* list,
+                     const char* field, const std::string& name) {
   YAML::Node items = root[list];
-  if (!items || !items.IsSequence()) return YAML::Node(YAML::NodeType::Undefined);
+  if (!items || !items.IsSequence())
+    return YAML::Node(YAML::NodeType::Undefined);
   for (const YAML::Node& item : items) {
     if (!item.IsMap()) continue;
     if (Str(item, "name") == name) return item[field];
@@ -59,11 +61,13 @@ YAML::Node FindNamed(const YAML::Node& root, const char* list, const char* field
   return YAML::Node(YAML::NodeType::Undefined);
 }
 
-absl::StatusOr<std::string> DecodeData(const std::string& b64, const char* what) {
+absl::StatusOr<std::string> DecodeData(const std::string& b64,
+                                       const char* what) {
   std::string out;
   std::string compact;
   for (char c : b64) {
-    if (!absl::ascii_isspace(static_cast<unsigned char>(c))) compact.push_back(c);
+    if (!absl::ascii_isspace(static_cast<unsigned char>(c)))
+      compact.push_back(c);
   }
   if (!absl::Base64Unescape(compact, &out) || out.empty()) {
     return absl::InvalidArgumentError(
@@ -109,18 +113,21 @@ absl::StatusOr<KubeConfig> ParseImpl(absl::string_view yaml,
   }
   if (!absl::StartsWith(config.server, "https://") &&
       !absl::StartsWith(config.server, "http://")) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "kubeconfig: cluster \"", cluster_name, "\" server \"", config.server,
-        "\" is not an http(s) URL"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("kubeconfig: cluster \"", cluster_name, "\" server \"",
+                     config.server, "\" is not an http(s) URL"));
   }
-  if (YAML::Node skip = cluster["insecure-skip-tls-verify"]; skip && !skip.IsNull()) {
+  if (YAML::Node skip = cluster["insecure-skip-tls-verify"];
+      skip && !skip.IsNull()) {
     config.insecure_skip_tls_verify = skip.as<bool>();
   }
-  if (std::string data = Str(cluster, "certificate-authority-data"); !data.empty()) {
+  if (std::string data = Str(cluster, "certificate-authority-data");
+      !data.empty()) {
     auto pem = DecodeData(data, "certificate-authority-data");
     if (!pem.ok()) return pem.status();
     config.ca_pem = *std::move(pem);
-  } else if (std::string file = Str(cluster, "certificate-authority"); !file.empty()) {
+  } else if (std::string file = Str(cluster, "certificate-authority");
+             !file.empty()) {
     config.ca_file = Resolve(base_dir, file);
   }
 
@@ -132,11 +139,13 @@ absl::StatusOr<KubeConfig> ParseImpl(absl::string_view yaml,
           absl::StrCat("kubeconfig: user \"", user_name, "\" not found"));
     }
     if (user.IsMap()) {
-      if (std::string data = Str(user, "client-certificate-data"); !data.empty()) {
+      if (std::string data = Str(user, "client-certificate-data");
+          !data.empty()) {
         auto pem = DecodeData(data, "client-certificate-data");
         if (!pem.ok()) return pem.status();
         config.client_cert_pem = *std::move(pem);
-      } else if (std::string file = Str(user, "client-certificate"); !file.empty()) {
+      } else if (std::string file = Str(user, "client-certificate");
+                 !file.empty()) {
         config.client_cert_file = Resolve(base_dir, file);
       }
       if (std::string data = Str(user, "client-key-data"); !data.empty()) {
@@ -150,12 +159,15 @@ absl::StatusOr<KubeConfig> ParseImpl(absl::string_view yaml,
       if (std::string file = Str(user, "tokenFile"); !file.empty()) {
         config.token_file = Resolve(base_dir, file);
       }
-      bool has_cert = !config.client_cert_pem.empty() || !config.client_cert_file.empty();
-      bool has_key = !config.client_key_pem.empty() || !config.client_key_file.empty();
+      bool has_cert =
+          !config.client_cert_pem.empty() || !config.client_cert_file.empty();
+      bool has_key =
+          !config.client_key_pem.empty() || !config.client_key_file.empty();
       if (has_cert != has_key) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "kubeconfig: user \"", user_name, "\" has a client ",
-            has_cert ? "certificate but no client-key" : "key but no client-certificate"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("kubeconfig: user \"", user_name, "\" has a client ",
+                         has_cert ? "certificate but no client-key"
+                                  : "key but no client-certificate"));
       }
       bool has_token = !config.token.empty() || !config.token_file.empty();
       if (!has_cert && !has_token) {
@@ -201,7 +213,8 @@ absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path,
   return config;
 }
 
-absl::StatusOr<KubeConfig> InClusterConfig(EnvLookup env, const std::string& dir) {
+absl::StatusOr<KubeConfig> InClusterConfig(EnvLookup env,
+                                           const std::string& dir) {
   if (!env) {
     env = [](const std::string& name) -> absl::optional<std::string> {
       const char* value = std::getenv(name.c_str());
@@ -223,7 +236,8 @@ absl::StatusOr<KubeConfig> InClusterConfig(EnvLookup env, const std::string& dir
         absl::StrCat("KUBERNETES_SERVICE_PORT \"", *port, "\" is not a port"));
   }
   std::string h = *host;
-  if (h.find(':') != std::string::npos && h.front() != '[') h = absl::StrCat("[", h, "]");
+  if (h.find(':') != std::string::npos && h.front() != '[')
+    h = absl::StrCat("[", h, "]");
 
   KubeConfig config;
   config.server = absl::StrCat("https://", h, ":", port_number);
@@ -232,16 +246,18 @@ absl::StatusOr<KubeConfig> InClusterConfig(EnvLookup env, const std::string& dir
   config.ca_file = base + "/ca.crt";
   auto token = ReadSmallFile(config.token_file);
   if (!token.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "in-cluster config: service account token: ", token.status().message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("in-cluster config: service account token: ",
+                     token.status().message()));
   }
   if (absl::StripAsciiWhitespace(*token).empty()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "in-cluster config: service account token ", config.token_file, " is empty"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("in-cluster config: service account token ",
+                     config.token_file, " is empty"));
   }
   if (auto ca = ReadSmallFile(config.ca_file); !ca.ok()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "in-cluster config: cluster CA: ", ca.status().message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("in-cluster config: cluster CA: ", ca.status().message()));
   }
   return config;
 }

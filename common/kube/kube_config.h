@@ -45,7 +45,8 @@ absl::StatusOr<KubeConfig> LoadKubeconfig(const std::string& path,
                                           absl::string_view context = "");
 
 // Returns the value of an environment variable, or nullopt when unset.
-using EnvLookup = std::function<absl::optional<std::string>(const std::string&)>;
+using EnvLookup =
+    std::function<absl::optional<std::string>(const std::string&)>;
 
 inline constexpr char kServiceAccountDir[] =
     "/var/run/secrets/kubernetes.io/serviceaccount";

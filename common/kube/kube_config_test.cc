@@ -18,7 +18,8 @@ namespace {
 
 std::string MakeTempDir() {
   const char* base = getenv("TEST_TMPDIR");
-  std::string tmpl = absl::StrCat(base != nullptr ? base : "/tmp", "/kubecfgXXXXXX");
+  std::string tmpl =
+      absl::StrCat(base != nullptr ? base : "/tmp", "/kubecfgXXXXXX");
   char* dir = mkdtemp(&tmpl[0]);
   EXPECT_NE(dir, nullptr);
   return tmpl;
@@ -67,14 +68,15 @@ contexts:
 )yaml";
 
 std::string TwoContexts() {
-  return absl::StrReplaceAll(kTwoContexts,
-                             {{"CA_B64", absl::Base64Escape("-----CA PEM-----\n")},
-                              {"CERT_B64", absl::Base64Escape("-----CERT PEM-----\n")},
-                              {"KEY_B64", absl::Base64Escape("-----KEY PEM-----\n")}});
+  return absl::StrReplaceAll(
+      kTwoContexts, {{"CA_B64", absl::Base64Escape("-----CA PEM-----\n")},
+                     {"CERT_B64", absl::Base64Escape("-----CERT PEM-----\n")},
+                     {"KEY_B64", absl::Base64Escape("-----KEY PEM-----\n")}});
 }
 
 TEST(ParseKubeconfigTest, CurrentContextWithInlineData) {
-  absl::StatusOr<KubeConfig> config = ParseKubeconfig(TwoContexts(), "/etc/kube");
+  absl::StatusOr<KubeConfig> config =
+      ParseKubeconfig(TwoContexts(), "/etc/kube");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->server, "https://10.0.0.1:6443");  // trailing '/' dropped
   EXPECT_EQ(config->ca_pem, "-----CA PEM-----\n");
@@ -86,7 +88,8 @@ TEST(ParseKubeconfigTest, CurrentContextWithInlineData) {
 }
 
 TEST(ParseKubeconfigTest, NamedContextWithFilesRelativeToKubeconfigDir) {
-  absl::StatusOr<KubeConfig> config = ParseKubeconfig(TwoContexts(), "/etc/kube/", "dev");
+  absl::StatusOr<KubeConfig> config =
+      ParseKubeconfig(TwoContexts(), "/etc/kube/", "dev");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->server, "https://dev.example:443");
   EXPECT_EQ(config->ca_file, "/etc/kube/certs/ca.pem");
@@ -109,7 +112,8 @@ TEST(LoadKubeconfigTest, ResolvesAgainstTheFilesDirectory) {
 TEST(LoadKubeconfigTest, MissingFileNamesThePath) {
   absl::StatusOr<KubeConfig> config = LoadKubeconfig("/nonexistent/kubeconfig");
   ASSERT_FALSE(config.ok());
-  EXPECT_NE(config.status().message().find("/nonexistent/kubeconfig"), std::string::npos);
+  EXPECT_NE(config.status().message().find("/nonexistent/kubeconfig"),
+            std::string::npos);
 }
 
 TEST(ParseKubeconfigTest, TokenUser) {
@@ -182,11 +186,12 @@ contexts: [{name: c, context: {cluster: k}}]
 }
 
 TEST(ParseKubeconfigTest, GarbageIsAnErrorNotACrash) {
-  for (const char* yaml : {"", "[", "{a: [}", "just a string", "- 1\n- 2\n",
-                           "current-context: [1, 2]\n",
-                           "current-context: c\ncontexts: {c: 1}\n",
-                           "current-context: c\ncontexts: [{name: c, context: {cluster: {a: 1}}}]\n",
-                           "\t\tkey: : :\n", "current-context: c\nclusters: 7\n"}) {
+  for (const char* yaml :
+       {"", "[", "{a: [}", "just a string", "- 1\n- 2\n",
+        "current-context: [1, 2]\n", "current-context: c\ncontexts: {c: 1}\n",
+        "current-context: c\ncontexts: [{name: c, context: {cluster: {a: "
+        "1}}}]\n",
+        "\t\tkey: : :\n", "current-context: c\nclusters: 7\n"}) {
     absl::StatusOr<KubeConfig> config = ParseKubeconfig(yaml, "/x");
     EXPECT_FALSE(config.ok()) << yaml;
   }
@@ -196,8 +201,9 @@ TEST(InClusterConfigTest, ReadsEnvAndServiceAccountFiles) {
   std::string dir = MakeTempDir();
   WriteFile(dir + "/token", "tok\n");
   WriteFile(dir + "/ca.crt", "-----CA-----\n");
-  std::map<std::string, std::string> env = {{"KUBERNETES_SERVICE_HOST", "10.96.0.1"},
-                                            {"KUBERNETES_SERVICE_PORT", "443"}};
+  std::map<std::string, std::string> env = {
+      {"KUBERNETES_SERVICE_HOST", "10.96.0.1"},
+      {"KUBERNETES_SERVICE_PORT", "443"}};
   auto lookup = [&](const std::string& name) -> absl::optional<std::string> {
     auto it = env.find(name);
     if (it == env.end()) return absl::nullopt;
@@ -236,12 +242,14 @@ TEST(InClusterConfigTest, MissingTokenOrCaIsAnError) {
   };
   absl::StatusOr<KubeConfig> config = InClusterConfig(lookup, dir);
   ASSERT_FALSE(config.ok());
-  EXPECT_NE(config.status().message().find("token"), std::string::npos) << config.status();
+  EXPECT_NE(config.status().message().find("token"), std::string::npos)
+      << config.status();
 
   WriteFile(dir + "/token", "tok");
   config = InClusterConfig(lookup, dir);
   ASSERT_FALSE(config.ok());
-  EXPECT_NE(config.status().message().find("ca.crt"), std::string::npos) << config.status();
+  EXPECT_NE(config.status().message().find("ca.crt"), std::string::npos)
+      << config.status();
 }
 
 }  // namespace

@@ -9,12 +9,14 @@
 namespace pc {
 namespace kube {
 
-absl::Status ParseJson(absl::string_view json, google::protobuf::Message* message) {
+absl::Status ParseJson(absl::string_view json,
+                       google::protobuf::Message* message) {
   message->Clear();
   google::protobuf::util::JsonParseOptions options;
   options.ignore_unknown_fields = true;
   auto status = google::protobuf::util::JsonStringToMessage(
-      google::protobuf::StringPiece(json.data(), json.size()), message, options);
+      google::protobuf::StringPiece(json.data(), json.size()), message,
+      options);
   if (!status.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "bad ", message->GetDescriptor()->name(), " JSON: ",
@@ -26,7 +28,8 @@ absl::Status ParseJson(absl::string_view json, google::protobuf::Message* messag
 absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message) {
   std::string out;
   google::protobuf::util::JsonPrintOptions options;
-  auto status = google::protobuf::util::MessageToJsonString(message, &out, options);
+  auto status =
+      google::protobuf::util::MessageToJsonString(message, &out, options);
   if (!status.ok()) {
     return absl::InternalError(absl::StrCat(
         "cannot write ", message.GetDescriptor()->name(), " as JSON: ",
@@ -63,7 +66,8 @@ size_t Utf8SequenceLength(absl::string_view s) {
   }
   // Overlong encodings, surrogates and values past U+10FFFF are invalid.
   static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  if (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+    return 0;
   return len;
 }
 

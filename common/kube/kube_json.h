@@ -16,7 +16,8 @@ namespace kube {
 // Parses `json` into `message` (cleared first), ignoring fields the message
 // does not declare. InvalidArgumentError on malformed JSON or a field of the
 // wrong type; never aborts.
-absl::Status ParseJson(absl::string_view json, google::protobuf::Message* message);
+absl::Status ParseJson(absl::string_view json,
+                       google::protobuf::Message* message);
 
 // Serializes `message` with its json_names, omitting default-valued fields.
 // Strings must be valid UTF-8 (see SanitizeUtf8).

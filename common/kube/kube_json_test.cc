@@ -38,15 +38,17 @@ TEST(KubeJsonTest, ParsesKubernetesNamesAndIgnoresUnknownFields) {
 
 TEST(KubeJsonTest, MalformedIsInvalidArgument) {
   Pod pod;
-  for (const char* json : {"", "{", "[]", "{\"metadata\": 5}", "{\"spec\": {\"hostNetwork\": \"x\"}}",
-                           "nul", "{\"metadata\": {\"name\": \"a\"}} trailing"}) {
+  for (const char* json : {"", "{", "[]", "{\"metadata\": 5}",
+                           "{\"spec\": {\"hostNetwork\": \"x\"}}", "nul",
+                           "{\"metadata\": {\"name\": \"a\"}} trailing"}) {
     absl::Status status = ParseJson(json, &pod);
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << json;
   }
 }
 
 TEST(KubeJsonTest, DeepNestingInUnknownFieldsDoesNotCrash) {
-  std::string deep = "{\"x\": " + std::string(100000, '[') + std::string(100000, ']') + "}";
+  std::string deep =
+      "{\"x\": " + std::string(100000, '[') + std::string(100000, ']') + "}";
   Pod pod;
   (void)ParseJson(deep, &pod);  // error or not, but no stack overflow
   std::string deep_objects;
@@ -63,7 +65,8 @@ TEST(KubeJsonTest, ToJsonUsesJsonNamesAndEscapes) {
   absl::StatusOr<std::string> json = ToJson(status);
   ASSERT_TRUE(json.ok()) << json.status();
   EXPECT_NE(json->find("\"podIP\":\"10.0.0.1\""), std::string::npos) << *json;
-  EXPECT_NE(json->find("\"podIPs\":[{\"ip\":\"10.0.0.1\"}]"), std::string::npos) << *json;
+  EXPECT_NE(json->find("\"podIPs\":[{\"ip\":\"10.0.0.1\"}]"), std::string::npos)
+      << *json;
   EXPECT_NE(json->find(R"("phase":"a\"b\nc\\")"), std::string::npos) << *json;
 }
 
@@ -71,11 +74,14 @@ TEST(KubeJsonTest, SanitizeUtf8) {
   EXPECT_EQ(SanitizeUtf8("hello", 3), "hel");
   EXPECT_EQ(SanitizeUtf8("h\xc3\xa9llo", 2), "h");  // never half of é
   EXPECT_EQ(SanitizeUtf8("h\xc3\xa9llo", 3), "h\xc3\xa9");
-  EXPECT_EQ(SanitizeUtf8("a\xff" "b", 10), "a?b");
-  EXPECT_EQ(SanitizeUtf8("\xc0\xaf", 10), "??");                 // overlong '/'
-  EXPECT_EQ(SanitizeUtf8("\xed\xa0\x80", 10), "???");            // surrogate
+  EXPECT_EQ(SanitizeUtf8("a\xff"
+                         "b",
+                         10),
+            "a?b");
+  EXPECT_EQ(SanitizeUtf8("\xc0\xaf", 10), "??");       // overlong '/'
+  EXPECT_EQ(SanitizeUtf8("\xed\xa0\x80", 10), "???");  // surrogate
   EXPECT_EQ(SanitizeUtf8("\xf0\x9f\x98\x80!", 10), "\xf0\x9f\x98\x80!");
-  EXPECT_EQ(SanitizeUtf8("\xe2\x82", 10), "??");                 // truncated sequence
+  EXPECT_EQ(SanitizeUtf8("\xe2\x82", 10), "??");  // truncated sequence
 }
 
 }  // namespace

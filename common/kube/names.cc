@@ -7,7 +7,9 @@ namespace pc {
 namespace kube {
 namespace {
 
-bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+bool IsLowerAlnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
 
 bool IsLabel(absl::string_view label, size_t max_len) {
   if (label.empty() || label.size() > max_len) return false;
@@ -36,7 +38,8 @@ std::string UrlEscape(absl::string_view value) {
   out.reserve(value.size());
   for (char ch : value) {
     unsigned char c = static_cast<unsigned char>(ch);
-    if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+    if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' ||
+        c == '~') {
       out.push_back(ch);
     } else {
       out.push_back('%');

@@ -19,15 +19,16 @@ constexpr int kMaxListRestarts = 3;
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PodWatcher>> PodWatcher::Create(HttpClient* client,
-                                                               Options options,
-                                                               Handler* handler) {
+absl::StatusOr<std::unique_ptr<PodWatcher>> PodWatcher::Create(
+    HttpClient* client, Options options, Handler* handler) {
   if (client == nullptr || handler == nullptr) {
-    return absl::InvalidArgumentError("PodWatcher needs a client and a handler");
+    return absl::InvalidArgumentError(
+        "PodWatcher needs a client and a handler");
   }
   if (!IsDns1123Subdomain(options.node_name)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "node name \"", options.node_name.substr(0, 300), "\" is not a DNS-1123 subdomain"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("node name \"", options.node_name.substr(0, 300),
+                     "\" is not a DNS-1123 subdomain"));
   }
   if (options.list_page_size <= 0) {
     return absl::InvalidArgumentError("list_page_size must be positive");
@@ -35,14 +36,16 @@ absl::StatusOr<std::unique_ptr<PodWatcher>> PodWatcher::Create(HttpClient* clien
   if (options.watch_timeout < absl::Seconds(1)) {
     return absl::InvalidArgumentError("watch_timeout must be at least 1 s");
   }
-  return std::unique_ptr<PodWatcher>(new PodWatcher(client, std::move(options), handler));
+  return std::unique_ptr<PodWatcher>(
+      new PodWatcher(client, std::move(options), handler));
 }
 
 PodWatcher::PodWatcher(HttpClient* client, Options options, Handler* handler)
     : client_(client),
       options_(std::move(options)),
       handler_(handler),
-      field_selector_(UrlEscape(absl::StrCat("spec.nodeName=", options_.node_name))) {}
+      field_selector_(
+          UrlEscape(absl::StrCat("spec.nodeName=", options_.node_name))) {}
 
 PodWatcher::~PodWatcher() { Stop(); }
 
@@ -84,7 +87,8 @@ bool PodWatcher::Sleep(absl::Duration d) {
 
 void PodWatcher::Run() {
   std::mt19937_64 rng(std::random_device{}());
-  Backoff backoff(options_.initial_backoff, options_.max_backoff, options_.backoff_jitter, rng());
+  Backoff backoff(options_.initial_backoff, options_.max_backoff,
+                  options_.backoff_jitter, rng());
   const int64_t min_timeout = absl::ToInt64Seconds(options_.watch_timeout);
   std::string resource_version;
   bool need_list = true;
@@ -105,12 +109,15 @@ void PodWatcher::Run() {
     }
 
     int64_t timeout_seconds =
-        min_timeout + static_cast<int64_t>(rng() % static_cast<uint64_t>(min_timeout));
+        min_timeout +
+        static_cast<int64_t>(rng() % static_cast<uint64_t>(min_timeout));
     WatchOutcome outcome = Watch(&resource_version, timeout_seconds);
     if (stopping()) break;
-    if (outcome.delivered > 0 || outcome.duration >= options_.healthy_watch) backoff.Reset();
-    bool failed = !outcome.status.ok() ||
-                  (outcome.delivered == 0 && outcome.duration < options_.min_watch);
+    if (outcome.delivered > 0 || outcome.duration >= options_.healthy_watch)
+      backoff.Reset();
+    bool failed =
+        !outcome.status.ok() ||
+        (outcome.delivered == 0 && outcome.duration < options_.min_watch);
     if (outcome.expired) {
       ++expired_;
       need_list = true;
@@ -119,9 +126,9 @@ void PodWatcher::Run() {
       ++errors_;
       handler_->OnWatchError(
           outcome.status.ok()
-              ? absl::UnavailableError(absl::StrCat("watch closed after ",
-                                                    absl::FormatDuration(outcome.duration),
-                                                    " without events"))
+              ? absl::UnavailableError(absl::StrCat(
+                    "watch closed after ",
+                    absl::FormatDuration(outcome.duration), " without events"))
               : outcome.status);
     }
     // A watch that failed straight away (including an immediate 410) waits, so
@@ -130,22 +137,27 @@ void PodWatcher::Run() {
   }
 }
 
-absl::Status PodWatcher::List(std::vector<Pod>* pods, std::string* resource_version) {
+absl::Status PodWatcher::List(std::vector<Pod>* pods,
+                              std::string* resource_version) {
   for (int restart = 0; restart < kMaxListRestarts; ++restart) {
     pods->clear();
     std::string continue_token;
     bool restarted = false;
     do {
-      std::string path = absl::StrCat("/api/v1/pods?fieldSelector=", field_selector_,
-                                      "&limit=", options_.list_page_size);
-      if (!continue_token.empty()) absl::StrAppend(&path, "&continue=", UrlEscape(continue_token));
-      ASSIGN_OR_RETURN(HttpResponse response, client_->Do("GET", path, "", "", &cancel_));
+      std::string path =
+          absl::StrCat("/api/v1/pods?fieldSelector=", field_selector_,
+                       "&limit=", options_.list_page_size);
+      if (!continue_token.empty())
+        absl::StrAppend(&path, "&continue=", UrlEscape(continue_token));
+      ASSIGN_OR_RETURN(HttpResponse response,
+                       client_->Do("GET", path, "", "", &cancel_));
       if (response.status_code == 410 && !continue_token.empty()) {
         // The snapshot behind the continue token is gone: start over.
         restarted = true;
         break;
       }
-      if (response.status_code != 200) return HttpError(response.status_code, response.body);
+      if (response.status_code != 200)
+        return HttpError(response.status_code, response.body);
       PodList list;
       RETURN_IF_ERROR(ParseJson(response.body, &list));
       for (Pod& pod : *list.mutable_items()) pods->push_back(std::move(pod));
@@ -154,7 +166,8 @@ absl::Status PodWatcher::List(std::vector<Pod>* pods, std::string* resource_vers
     } while (!continue_token.empty());
     if (!restarted) {
       if (resource_version->empty()) {
-        return absl::InvalidArgumentError("pod list has no metadata.resourceVersion");
+        return absl::InvalidArgumentError(
+            "pod list has no metadata.resourceVersion");
       }
       return absl::OkStatus();
     }
@@ -168,8 +181,8 @@ PodWatcher::WatchOutcome PodWatcher::Watch(std::string* resource_version,
   ++watches_;
   std::string path = absl::StrCat(
       "/api/v1/pods?watch=1&fieldSelector=", field_selector_,
-      "&resourceVersion=", UrlEscape(*resource_version), "&allowWatchBookmarks=true",
-      "&timeoutSeconds=", timeout_seconds);
+      "&resourceVersion=", UrlEscape(*resource_version),
+      "&allowWatchBookmarks=true", "&timeoutSeconds=", timeout_seconds);
   WatchOutcome outcome;
   absl::Status stop;  // set when a line ends the watch
   LineSplitter splitter;
@@ -218,7 +231,8 @@ PodWatcher::WatchOutcome PodWatcher::Watch(std::string* resource_version,
         splitter.Feed(chunk, on_line);
         if (splitter.dropped_lines() != dropped && stop.ok()) {
           ++decode_errors_;
-          stop = absl::DataLossError("watch line longer than the line limit dropped");
+          stop = absl::DataLossError(
+              "watch line longer than the line limit dropped");
         }
         return stop.ok() && !stopping();
       },

@@ -63,9 +63,9 @@ class PodWatcher {
   };
 
   struct Counters {
-    uint64_t lists = 0;          // completed full lists
-    uint64_t watches = 0;        // watch requests started
-    uint64_t events = 0;         // ADDED/MODIFIED/DELETED delivered
+    uint64_t lists = 0;    // completed full lists
+    uint64_t watches = 0;  // watch requests started
+    uint64_t events = 0;   // ADDED/MODIFIED/DELETED delivered
     uint64_t bookmarks = 0;
     uint64_t errors = 0;         // failed lists and watches (excluding 410)
     uint64_t expired = 0;        // 410s that forced a relist
@@ -91,8 +91,8 @@ class PodWatcher {
 
  private:
   struct WatchOutcome {
-    absl::Status status;  // why the watch ended (OK: server closed it)
-    bool expired = false; // 410: relist
+    absl::Status status;     // why the watch ended (OK: server closed it)
+    bool expired = false;    // 410: relist
     uint64_t delivered = 0;  // events + bookmarks
     absl::Duration duration;
   };
@@ -112,7 +112,8 @@ class PodWatcher {
   const std::string field_selector_;  // already URL-escaped
 
   std::atomic<bool> cancel_{false};
-  absl::Mutex join_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // serializes thread_ start/join
+  absl::Mutex join_mu_
+      ABSL_ACQUIRED_BEFORE(mu_);  // serializes thread_ start/join
   std::thread thread_ ABSL_GUARDED_BY(join_mu_);
   absl::Mutex mu_;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;  // mirrors cancel_ for Sleep()

@@ -55,18 +55,21 @@ class RecordingHandler : public PodWatcher::Handler {
 };
 
 std::string PodJson(absl::string_view name, absl::string_view rv) {
-  return absl::StrCat(R"({"metadata":{"name":")", name, R"(","namespace":"default","uid":"uid-)",
-                      name, R"(","resourceVersion":")", rv,
-                      R"(","managedFields":[{"manager":"x"}]},"spec":{"nodeName":"node-1",)",
-                      R"("containers":[{"name":"c"}]},"status":{"phase":"Running",)",
-                      R"("podIP":"10.0.0.1","podIPs":[{"ip":"10.0.0.1"}]}})");
+  return absl::StrCat(
+      R"({"metadata":{"name":")", name,
+      R"(","namespace":"default","uid":"uid-)", name,
+      R"(","resourceVersion":")", rv,
+      R"(","managedFields":[{"manager":"x"}]},"spec":{"nodeName":"node-1",)",
+      R"("containers":[{"name":"c"}]},"status":{"phase":"Running",)",
+      R"("podIP":"10.0.0.1","podIPs":[{"ip":"10.0.0.1"}]}})");
 }
 
 std::string ListJson(std::vector<std::string> items, absl::string_view rv,
                      absl::string_view continue_token) {
-  return absl::StrCat(R"({"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":")",
-                      rv, R"(","continue":")", continue_token, R"("},"items":[)",
-                      absl::StrJoin(items, ","), "]}");
+  return absl::StrCat(
+      R"({"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":")",
+      rv, R"(","continue":")", continue_token, R"("},"items":[)",
+      absl::StrJoin(items, ","), "]}");
 }
 
 std::string EventLine(absl::string_view type, absl::string_view object) {
@@ -74,22 +77,26 @@ std::string EventLine(absl::string_view type, absl::string_view object) {
 }
 
 std::string StatusJson(int code, absl::string_view reason) {
-  return absl::StrCat(R"({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",)",
-                      R"("message":"m","reason":")", reason, R"(","code":)", code, "}");
+  return absl::StrCat(
+      R"({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",)",
+      R"("message":"m","reason":")", reason, R"(","code":)", code, "}");
 }
 
 // Cuts `stream` into pieces of `size` bytes, so lines straddle chunks.
 std::vector<std::string> Cut(const std::string& stream, size_t size) {
   std::vector<std::string> out;
-  for (size_t i = 0; i < stream.size(); i += size) out.push_back(stream.substr(i, size));
+  for (size_t i = 0; i < stream.size(); i += size)
+    out.push_back(stream.substr(i, size));
   return out;
 }
 
 // The query value of `key` in a request target, or "".
 std::string Query(const std::string& target, absl::string_view key) {
   std::string needle = absl::StrCat(key, "=");
-  for (absl::string_view part : absl::StrSplit(target.substr(target.find('?') + 1), '&')) {
-    if (absl::StartsWith(part, needle)) return std::string(part.substr(needle.size()));
+  for (absl::string_view part :
+       absl::StrSplit(target.substr(target.find('?') + 1), '&')) {
+    if (absl::StartsWith(part, needle))
+      return std::string(part.substr(needle.size()));
   }
   return "";
 }
@@ -119,7 +126,8 @@ TEST(PodWatcherTest, ListWatchRewatchRelistAndStop) {
     bool is_watch = Query(request.target, "watch") == "1";
     if (!is_watch) {
       if (!Query(request.target, "continue").empty()) {
-        // The first continuation has expired: the watcher must restart the list.
+        // The first continuation has expired: the watcher must restart the
+        // list.
         if (page2++ == 0) {
           response.status = 410;
           response.body = StatusJson(410, "Expired");
@@ -130,10 +138,12 @@ TEST(PodWatcherTest, ListWatchRewatchRelistAndStop) {
       }
       ++lists;
       if (lists <= 2) {
-        response.body = ListJson({PodJson("a", "90"), PodJson("b", "95")}, "105", "c1");
+        response.body =
+            ListJson({PodJson("a", "90"), PodJson("b", "95")}, "105", "c1");
       } else if (lists == 3) {
-        response.body = ListJson({PodJson("a", "150"), PodJson("c", "99"), PodJson("e", "160")},
-                                 "200", "");
+        response.body = ListJson(
+            {PodJson("a", "150"), PodJson("c", "99"), PodJson("e", "160")},
+            "200", "");
       } else {
         response.body = ListJson({PodJson("a", "250")}, "300", "");
       }
@@ -141,15 +151,19 @@ TEST(PodWatcherTest, ListWatchRewatchRelistAndStop) {
     }
     switch (++watches) {
       case 1: {
-        std::string stream = EventLine("ADDED", PodJson("d", "106")) +
-                             EventLine("MODIFIED", PodJson("a", "107")) +
-                             EventLine("BOOKMARK", R"({"kind":"Pod","metadata":{"resourceVersion":"110"}})") +
-                             EventLine("DELETED", PodJson("b", "111"));
+        std::string stream =
+            EventLine("ADDED", PodJson("d", "106")) +
+            EventLine("MODIFIED", PodJson("a", "107")) +
+            EventLine(
+                "BOOKMARK",
+                R"({"kind":"Pod","metadata":{"resourceVersion":"110"}})") +
+            EventLine("DELETED", PodJson("b", "111"));
         response.chunks = Cut(stream, 7);
         break;
       }
       case 2:
-        response.chunks = Cut(EventLine("ERROR", StatusJson(410, "Expired")), 5);
+        response.chunks =
+            Cut(EventLine("ERROR", StatusJson(410, "Expired")), 5);
         break;
       case 3:
         response.status = 500;
@@ -173,28 +187,32 @@ TEST(PodWatcherTest, ListWatchRewatchRelistAndStop) {
   ASSERT_TRUE(watcher.ok()) << watcher.status();
   (*watcher)->Start();
 
-  ASSERT_TRUE(handler.WaitFor("ADDED f", absl::Seconds(20))) << absl::StrJoin(handler.log(), "|");
+  ASSERT_TRUE(handler.WaitFor("ADDED f", absl::Seconds(20)))
+      << absl::StrJoin(handler.log(), "|");
   absl::Time stop_start = absl::Now();
   (*watcher)->Stop();
   EXPECT_LT(absl::Now() - stop_start, absl::Milliseconds(500));
 
-  EXPECT_EQ(handler.log(), (std::vector<std::string>{
-                               "LISTED a,b,c", "ADDED d", "MODIFIED a", "DELETED b",
-                               "ERROR 410",  // ERROR event: relist
-                               "LISTED a,c,e",
-                               "ERROR 500",  // re-watch from the same version
-                               "ERROR 410",  // HTTP 410: relist
-                               "LISTED a", "ADDED f"}));
+  EXPECT_EQ(handler.log(),
+            (std::vector<std::string>{
+                "LISTED a,b,c", "ADDED d", "MODIFIED a", "DELETED b",
+                "ERROR 410",  // ERROR event: relist
+                "LISTED a,c,e",
+                "ERROR 500",  // re-watch from the same version
+                "ERROR 410",  // HTTP 410: relist
+                "LISTED a", "ADDED f"}));
 
   std::vector<std::string> watch_versions;
   for (const FakeRequest& request : (*server)->requests()) {
     EXPECT_EQ(request.method, "GET");
-    EXPECT_EQ(Query(request.target, "fieldSelector"), "spec.nodeName%3Dnode-1") << request.target;
+    EXPECT_EQ(Query(request.target, "fieldSelector"), "spec.nodeName%3Dnode-1")
+        << request.target;
     if (Query(request.target, "watch") == "1") {
       watch_versions.push_back(Query(request.target, "resourceVersion"));
       EXPECT_EQ(Query(request.target, "allowWatchBookmarks"), "true");
       int timeout = 0;
-      ASSERT_TRUE(absl::SimpleAtoi(Query(request.target, "timeoutSeconds"), &timeout));
+      ASSERT_TRUE(
+          absl::SimpleAtoi(Query(request.target, "timeoutSeconds"), &timeout));
       EXPECT_GE(timeout, 300);
       EXPECT_LT(timeout, 600);
     } else {
@@ -203,7 +221,8 @@ TEST(PodWatcherTest, ListWatchRewatchRelistAndStop) {
     }
   }
   // After the bookmark (110) and the delete (111), the re-watch resumes at 111.
-  EXPECT_EQ(watch_versions, (std::vector<std::string>{"105", "111", "200", "200", "300"}));
+  EXPECT_EQ(watch_versions,
+            (std::vector<std::string>{"105", "111", "200", "200", "300"}));
 
   PodWatcher::Counters counters = (*watcher)->counters();
   EXPECT_EQ(counters.lists, 3u);
@@ -224,9 +243,10 @@ TEST(PodWatcherTest, BadLineEndsWatchAndResumesFromLastGoodVersion) {
     if (Query(request.target, "watch") != "1") {
       response.body = ListJson({}, "10", "");
     } else if (++watches == 1) {
-      response.chunks = Cut(EventLine("ADDED", PodJson("a", "11")) + "{not json\n" +
-                                EventLine("ADDED", PodJson("never", "12")),
-                            13);
+      response.chunks =
+          Cut(EventLine("ADDED", PodJson("a", "11")) + "{not json\n" +
+                  EventLine("ADDED", PodJson("never", "12")),
+              13);
     } else {
       response.chunks = {EventLine("ADDED", PodJson("b", "13"))};
       response.hang = true;
@@ -239,9 +259,11 @@ TEST(PodWatcherTest, BadLineEndsWatchAndResumesFromLastGoodVersion) {
   auto watcher = PodWatcher::Create(client.get(), FastOptions(), &handler);
   ASSERT_TRUE(watcher.ok());
   (*watcher)->Start();
-  ASSERT_TRUE(handler.WaitFor("ADDED b", absl::Seconds(20))) << absl::StrJoin(handler.log(), "|");
+  ASSERT_TRUE(handler.WaitFor("ADDED b", absl::Seconds(20)))
+      << absl::StrJoin(handler.log(), "|");
   (*watcher)->Stop();
-  EXPECT_EQ(handler.log(), (std::vector<std::string>{"LISTED ", "ADDED a", "ERROR", "ADDED b"}));
+  EXPECT_EQ(handler.log(), (std::vector<std::string>{"LISTED ", "ADDED a",
+                                                     "ERROR", "ADDED b"}));
   EXPECT_EQ((*watcher)->counters().decode_errors, 1u);
   EXPECT_EQ((*watcher)->counters().lists, 1u);
   std::vector<FakeRequest> requests = (*server)->requests();
@@ -252,7 +274,8 @@ TEST(PodWatcherTest, BadLineEndsWatchAndResumesFromLastGoodVersion) {
 TEST(PodWatcherTest, EmptyQuickWatchIsAnErrorAndStopInterruptsBackoff) {
   auto server = FakeApiServer::Start([](const FakeRequest& request) {
     FakeResponse response;
-    response.body = Query(request.target, "watch") == "1" ? "" : ListJson({}, "1", "");
+    response.body =
+        Query(request.target, "watch") == "1" ? "" : ListJson({}, "1", "");
     return response;
   });
   ASSERT_TRUE(server.ok());
@@ -297,10 +320,12 @@ TEST(PodWatcherTest, RejectsBadNodeNames) {
   auto client = HttpClient::Create(config);
   ASSERT_TRUE(client.ok());
   RecordingHandler handler;
-  for (const char* name : {"", "Node-1", "node&watch=0", "a/b", "node 1", "-x"}) {
+  for (const char* name :
+       {"", "Node-1", "node&watch=0", "a/b", "node 1", "-x"}) {
     PodWatcher::Options options;
     options.node_name = name;
-    EXPECT_FALSE(PodWatcher::Create(client->get(), options, &handler).ok()) << name;
+    EXPECT_FALSE(PodWatcher::Create(client->get(), options, &handler).ok())
+        << name;
   }
 }
 

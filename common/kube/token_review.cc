@@ -12,12 +12,14 @@
 namespace pc {
 namespace kube {
 
-absl::StatusOr<std::string> BuildTokenReviewJson(absl::string_view token,
-                                                 const std::vector<std::string>& audiences) {
-  if (token.empty()) return absl::InvalidArgumentError("token review: empty token");
+absl::StatusOr<std::string> BuildTokenReviewJson(
+    absl::string_view token, const std::vector<std::string>& audiences) {
+  if (token.empty())
+    return absl::InvalidArgumentError("token review: empty token");
   for (char c : token) {
     if (c < 0x21 || c > 0x7e) {
-      return absl::InvalidArgumentError("token review: token is not printable ASCII");
+      return absl::InvalidArgumentError(
+          "token review: token is not printable ASCII");
     }
   }
   TokenReview review;
@@ -25,7 +27,8 @@ absl::StatusOr<std::string> BuildTokenReviewJson(absl::string_view token,
   review.set_kind("TokenReview");
   review.mutable_spec()->set_token(std::string(token));
   for (const std::string& audience : audiences) {
-    review.mutable_spec()->add_audiences(SanitizeUtf8(audience, audience.size()));
+    review.mutable_spec()->add_audiences(
+        SanitizeUtf8(audience, audience.size()));
   }
   return ToJson(review);
 }
@@ -39,7 +42,8 @@ absl::StatusOr<TokenReviewResult> ParseTokenReviewResponse(
   result.authenticated = status.authenticated();
   result.username = status.user().username();
   result.uid = status.user().uid();
-  result.groups.assign(status.user().groups().begin(), status.user().groups().end());
+  result.groups.assign(status.user().groups().begin(),
+                       status.user().groups().end());
   result.audiences.assign(status.audiences().begin(), status.audiences().end());
   for (const auto& [key, list] : status.user().extra()) {
     std::vector<std::string>& values = result.extra[key];
@@ -51,10 +55,11 @@ absl::StatusOr<TokenReviewResult> ParseTokenReviewResponse(
   }
   result.error = status.error();
   if (result.authenticated && !audiences.empty()) {
-    bool match = std::any_of(audiences.begin(), audiences.end(), [&](const std::string& a) {
-      return std::find(result.audiences.begin(), result.audiences.end(), a) !=
-             result.audiences.end();
-    });
+    bool match = std::any_of(
+        audiences.begin(), audiences.end(), [&](const std::string& a) {
+          return std::find(result.audiences.begin(), result.audiences.end(),
+                           a) != result.audiences.end();
+        });
     if (!match) {
       result.authenticated = false;
       result.error = absl::StrCat("token is not valid for audiences [",
@@ -64,13 +69,15 @@ absl::StatusOr<TokenReviewResult> ParseTokenReviewResponse(
   return result;
 }
 
-absl::StatusOr<TokenReviewResult> ReviewToken(HttpClient& client, absl::string_view token,
-                                              const std::vector<std::string>& audiences,
-                                              const std::atomic<bool>* cancel) {
+absl::StatusOr<TokenReviewResult> ReviewToken(
+    HttpClient& client, absl::string_view token,
+    const std::vector<std::string>& audiences,
+    const std::atomic<bool>* cancel) {
   ASSIGN_OR_RETURN(std::string body, BuildTokenReviewJson(token, audiences));
-  ASSIGN_OR_RETURN(HttpResponse response,
-                   client.Do("POST", "/apis/authentication.k8s.io/v1/tokenreviews", body,
-                             "application/json", cancel));
+  ASSIGN_OR_RETURN(
+      HttpResponse response,
+      client.Do("POST", "/apis/authentication.k8s.io/v1/tokenreviews", body,
+                "application/json", cancel));
   if (response.status_code != 201 && response.status_code != 200) {
     return HttpError(response.status_code, response.body);
   }

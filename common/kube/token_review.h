@@ -1,5 +1,6 @@
 // Asks the API server whether a bearer token is valid (TokenReview), for the
-// aggregator to authenticate agents. Free functions; thread-safe (HttpClient is).
+// aggregator to authenticate agents. Free functions; thread-safe (HttpClient
+// is).
 #ifndef COMMON_KUBE_TOKEN_REVIEW_H_
 #define COMMON_KUBE_TOKEN_REVIEW_H_
 
@@ -31,19 +32,21 @@ struct TokenReviewResult {
 
 // Request body of a TokenReview. InvalidArgumentError for an empty token or
 // one with bytes outside printable ASCII.
-absl::StatusOr<std::string> BuildTokenReviewJson(absl::string_view token,
-                                                 const std::vector<std::string>& audiences);
+absl::StatusOr<std::string> BuildTokenReviewJson(
+    absl::string_view token, const std::vector<std::string>& audiences);
 
-// Interprets a TokenReview response body (see TokenReviewResult::authenticated).
+// Interprets a TokenReview response body (see
+// TokenReviewResult::authenticated).
 absl::StatusOr<TokenReviewResult> ParseTokenReviewResponse(
     absl::string_view body, const std::vector<std::string>& audiences);
 
 // POST /apis/authentication.k8s.io/v1/tokenreviews. A rejected token is a
 // result with authenticated=false; errors are transport failures and non-2xx
 // answers (e.g. 403 when we lack system:auth-delegator).
-absl::StatusOr<TokenReviewResult> ReviewToken(HttpClient& client, absl::string_view token,
-                                              const std::vector<std::string>& audiences,
-                                              const std::atomic<bool>* cancel = nullptr);
+absl::StatusOr<TokenReviewResult> ReviewToken(
+    HttpClient& client, absl::string_view token,
+    const std::vector<std::string>& audiences,
+    const std::atomic<bool>* cancel = nullptr);
 
 }  // namespace kube
 }  // namespace pc

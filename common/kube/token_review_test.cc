@@ -33,7 +33,8 @@ constexpr char kAuthenticated[] = R"({
 })";
 
 TEST(TokenReviewTest, RequestBody) {
-  absl::StatusOr<std::string> json = BuildTokenReviewJson("abc.def.ghi", {"packet-capture"});
+  absl::StatusOr<std::string> json =
+      BuildTokenReviewJson("abc.def.ghi", {"packet-capture"});
   ASSERT_TRUE(json.ok()) << json.status();
   TokenReview review;
   ASSERT_TRUE(ParseJson(*json, &review).ok());
@@ -42,7 +43,9 @@ TEST(TokenReviewTest, RequestBody) {
   EXPECT_EQ(review.spec().token(), "abc.def.ghi");
   ASSERT_EQ(review.spec().audiences_size(), 1);
   EXPECT_EQ(review.spec().audiences(0), "packet-capture");
-  EXPECT_TRUE(absl::StrContains(*json, "\"apiVersion\":\"authentication.k8s.io/v1\"")) << *json;
+  EXPECT_TRUE(
+      absl::StrContains(*json, "\"apiVersion\":\"authentication.k8s.io/v1\""))
+      << *json;
 
   EXPECT_FALSE(BuildTokenReviewJson("", {}).ok());
   EXPECT_FALSE(BuildTokenReviewJson("a b", {}).ok());
@@ -65,7 +68,8 @@ TEST(TokenReviewTest, ParsesAuthenticatedUserAndExtra) {
 }
 
 TEST(TokenReviewTest, WrongAudienceIsNotAuthenticated) {
-  absl::StatusOr<TokenReviewResult> result = ParseTokenReviewResponse(kAuthenticated, {"other"});
+  absl::StatusOr<TokenReviewResult> result =
+      ParseTokenReviewResponse(kAuthenticated, {"other"});
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_FALSE(result->authenticated);
   EXPECT_TRUE(absl::StrContains(result->error, "other")) << result->error;
@@ -78,7 +82,9 @@ TEST(TokenReviewTest, RejectedAndMalformed) {
   EXPECT_FALSE(result->authenticated);
   EXPECT_EQ(result->error, "token has expired");
   EXPECT_FALSE(ParseTokenReviewResponse("{\"status\":", {}).ok());
-  EXPECT_FALSE(ParseTokenReviewResponse(R"({"status":{"user":{"extra":{"k":"not a list"}}}})", {}).ok());
+  EXPECT_FALSE(ParseTokenReviewResponse(
+                   R"({"status":{"user":{"extra":{"k":"not a list"}}}})", {})
+                   .ok());
 }
 
 TEST(TokenReviewTest, ReviewTokenOverHttp) {
@@ -92,7 +98,8 @@ TEST(TokenReviewTest, ReviewTokenOverHttp) {
     }
     if (review.spec().token() == "denied") {
       response.status = 403;
-      response.body = R"({"kind":"Status","status":"Failure","reason":"Forbidden","code":403})";
+      response.body =
+          R"({"kind":"Status","status":"Failure","reason":"Forbidden","code":403})";
       return response;
     }
     response.status = 201;
@@ -105,13 +112,15 @@ TEST(TokenReviewTest, ReviewTokenOverHttp) {
   auto client = HttpClient::Create(config);
   ASSERT_TRUE(client.ok());
 
-  absl::StatusOr<TokenReviewResult> result = ReviewToken(**client, "good", {"packet-capture"});
+  absl::StatusOr<TokenReviewResult> result =
+      ReviewToken(**client, "good", {"packet-capture"});
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_TRUE(result->authenticated);
   EXPECT_EQ((*server)->requests()[0].method, "POST");
 
   result = ReviewToken(**client, "denied", {"packet-capture"});
-  EXPECT_EQ(result.status().code(), absl::StatusCode::kPermissionDenied) << result.status();
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kPermissionDenied)
+      << result.status();
   EXPECT_EQ(HttpCodeFromStatus(result.status()), 403);
 }
 

@@ -97,8 +97,8 @@ absl::StatusOr<WatchEvent> DecodeWatchEvent(absl::string_view line) {
     } else if (type == "BOOKMARK") {
       event.type = EventType::kBookmark;
     } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("watch event has unknown type \"", type.substr(0, 64), "\""));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "watch event has unknown type \"", type.substr(0, 64), "\""));
     }
     if (!pod_event.has_object()) {
       return absl::InvalidArgumentError(

@@ -44,7 +44,7 @@ class LineSplitter {
             const std::function<void(absl::string_view line)>& on_line);
 
   const size_t max_line_bytes_;
-  std::string buffer_;     // the incomplete line so far
+  std::string buffer_;       // the incomplete line so far
   bool discarding_ = false;  // inside an over-long line, until its newline
   uint64_t dropped_lines_ = 0;
 };
@@ -56,7 +56,7 @@ absl::string_view EventTypeName(EventType type);
 
 struct WatchEvent {
   EventType type = EventType::kError;
-  Pod pod;        // ADDED/MODIFIED/DELETED; BOOKMARK: only metadata.resource_version
+  Pod pod;  // ADDED/MODIFIED/DELETED; BOOKMARK: only metadata.resource_version
   Status status;  // ERROR: the API's Status object (code 410 = expired)
 };
 

@@ -14,22 +14,26 @@ std::vector<std::string> FeedAll(LineSplitter& splitter,
                                  const std::vector<absl::string_view>& chunks) {
   std::vector<std::string> lines;
   for (absl::string_view chunk : chunks) {
-    splitter.Feed(chunk, [&](absl::string_view line) { lines.emplace_back(line); });
+    splitter.Feed(chunk,
+                  [&](absl::string_view line) { lines.emplace_back(line); });
   }
   return lines;
 }
 
 TEST(LineSplitterTest, EverySplitPositionYieldsTheSameLines) {
-  const std::string buffer = "{\"a\":1}\n{\"b\":22}\r\n\n{\"c\":333}\nrest-without-newline";
-  const std::vector<std::string> want = {"{\"a\":1}", "{\"b\":22}", "{\"c\":333}"};
+  const std::string buffer =
+      "{\"a\":1}\n{\"b\":22}\r\n\n{\"c\":333}\nrest-without-newline";
+  const std::vector<std::string> want = {"{\"a\":1}", "{\"b\":22}",
+                                         "{\"c\":333}"};
   absl::string_view all(buffer);
   for (size_t i = 0; i <= buffer.size(); ++i) {
     for (size_t j = i; j <= buffer.size(); ++j) {
       LineSplitter splitter;
-      std::vector<std::string> lines =
-          FeedAll(splitter, {all.substr(0, i), all.substr(i, j - i), all.substr(j)});
+      std::vector<std::string> lines = FeedAll(
+          splitter, {all.substr(0, i), all.substr(i, j - i), all.substr(j)});
       ASSERT_EQ(lines, want) << "split at " << i << "," << j;
-      EXPECT_EQ(splitter.buffered_bytes(), std::string("rest-without-newline").size());
+      EXPECT_EQ(splitter.buffered_bytes(),
+                std::string("rest-without-newline").size());
       EXPECT_EQ(splitter.dropped_lines(), 0u);
     }
   }
@@ -40,7 +44,8 @@ TEST(LineSplitterTest, ByteByByte) {
   LineSplitter splitter;
   std::vector<std::string> lines;
   for (char c : buffer) {
-    splitter.Feed(absl::string_view(&c, 1), [&](absl::string_view l) { lines.emplace_back(l); });
+    splitter.Feed(absl::string_view(&c, 1),
+                  [&](absl::string_view l) { lines.emplace_back(l); });
   }
   EXPECT_EQ(lines, (std::vector<std::string>{"one", "two", "three"}));
   EXPECT_EQ(splitter.buffered_bytes(), 0u);
@@ -48,18 +53,21 @@ TEST(LineSplitterTest, ByteByByte) {
 
 TEST(LineSplitterTest, OverlongLineIsDroppedAndSplitterResyncs) {
   const std::string long_line(100, 'x');
-  const std::string buffer = "ok1\n" + long_line + "\nok2\n" + std::string(10, 'y') + "\nok3\n";
+  const std::string buffer =
+      "ok1\n" + long_line + "\nok2\n" + std::string(10, 'y') + "\nok3\n";
   absl::string_view all(buffer);
   for (size_t chunk = 1; chunk <= buffer.size(); ++chunk) {
     LineSplitter splitter(/*max_line_bytes=*/10);
     std::vector<std::string> lines;
     size_t max_buffered = 0;
     for (size_t pos = 0; pos < buffer.size(); pos += chunk) {
-      splitter.Feed(all.substr(pos, chunk), [&](absl::string_view l) { lines.emplace_back(l); });
+      splitter.Feed(all.substr(pos, chunk),
+                    [&](absl::string_view l) { lines.emplace_back(l); });
       max_buffered = std::max(max_buffered, splitter.buffered_bytes());
     }
     // A line of exactly the limit passes; the longer one is dropped.
-    EXPECT_EQ(lines, (std::vector<std::string>{"ok1", "ok2", std::string(10, 'y'), "ok3"}))
+    EXPECT_EQ(lines, (std::vector<std::string>{"ok1", "ok2",
+                                               std::string(10, 'y'), "ok3"}))
         << "chunk " << chunk;
     EXPECT_EQ(splitter.dropped_lines(), 1u) << "chunk " << chunk;
     EXPECT_LE(max_buffered, 10u) << "chunk " << chunk;
@@ -84,15 +92,17 @@ constexpr char kPodJson[] = R"({"kind":"Pod","apiVersion":"v1",
  "futureField":{"nested":[1,2,{"x":null}]}})";
 
 std::string Line(absl::string_view type, absl::string_view object) {
-  std::string line = absl::StrCat(R"({"type":")", type, R"(","object":)", object, "}");
+  std::string line =
+      absl::StrCat(R"({"type":")", type, R"(","object":)", object, "}");
   line.erase(std::remove(line.begin(), line.end(), '\n'), line.end());
   return line;
 }
 
 TEST(DecodeWatchEventTest, PodEventsWithUnknownFields) {
-  for (auto [name, type] : {std::pair<const char*, EventType>{"ADDED", EventType::kAdded},
-                            {"MODIFIED", EventType::kModified},
-                            {"DELETED", EventType::kDeleted}}) {
+  for (auto [name, type] :
+       {std::pair<const char*, EventType>{"ADDED", EventType::kAdded},
+        {"MODIFIED", EventType::kModified},
+        {"DELETED", EventType::kDeleted}}) {
     absl::StatusOr<WatchEvent> event = DecodeWatchEvent(Line(name, kPodJson));
     ASSERT_TRUE(event.ok()) << name << ": " << event.status();
     EXPECT_EQ(event->type, type);
@@ -101,7 +111,9 @@ TEST(DecodeWatchEventTest, PodEventsWithUnknownFields) {
     EXPECT_EQ(event->pod.metadata().namespace_(), "shop");
     EXPECT_EQ(event->pod.metadata().uid(), "u-1");
     EXPECT_EQ(event->pod.metadata().resource_version(), "1001");
-    EXPECT_EQ(event->pod.metadata().annotations().at("packetcapture.io/capture"), "true");
+    EXPECT_EQ(
+        event->pod.metadata().annotations().at("packetcapture.io/capture"),
+        "true");
     EXPECT_EQ(event->pod.spec().node_name(), "node-1");
     EXPECT_EQ(event->pod.status().phase(), "Running");
     EXPECT_EQ(event->pod.status().pod_ip(), "10.1.0.5");
@@ -138,21 +150,23 @@ TEST(DecodeWatchEventTest, ErrorCarriesStatus) {
   EXPECT_EQ(event->status.message(), "too old resource version: 5 (1001)");
 
   // A Status without the string "status" still decodes as an ERROR.
-  event = DecodeWatchEvent(R"({"type":"ERROR","object":{"code":500,"message":"boom"}})");
+  event = DecodeWatchEvent(
+      R"({"type":"ERROR","object":{"code":500,"message":"boom"}})");
   ASSERT_TRUE(event.ok()) << event.status();
   EXPECT_EQ(event->type, EventType::kError);
   EXPECT_EQ(event->status.code(), 500);
 }
 
 TEST(DecodeWatchEventTest, MalformedIsAnError) {
-  for (const char* line : {"", "{", "not json", "[]", "{\"type\":\"ADDED\"}",
-                           "{\"type\":\"ADDED\",\"object\":5}",
-                           "{\"type\":\"ADDED\",\"object\":{\"metadata\":[]}}",
-                           "{\"type\":\"SOMETHING\",\"object\":{}}",
-                           "{\"type\":\"ERROR\"}", "{\"type\":\"ERROR\",\"object\":\"x\"}",
-                           "{\"type\":\"ADDED\",\"object\":{\"status\":\"Failure\"}}",
-                           "{\"type\":\"ADDED\",\"object\":{}}}}}",
-                           "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"\xff\"}}"}) {
+  for (const char* line :
+       {"", "{", "not json", "[]", "{\"type\":\"ADDED\"}",
+        "{\"type\":\"ADDED\",\"object\":5}",
+        "{\"type\":\"ADDED\",\"object\":{\"metadata\":[]}}",
+        "{\"type\":\"SOMETHING\",\"object\":{}}", "{\"type\":\"ERROR\"}",
+        "{\"type\":\"ERROR\",\"object\":\"x\"}",
+        "{\"type\":\"ADDED\",\"object\":{\"status\":\"Failure\"}}",
+        "{\"type\":\"ADDED\",\"object\":{}}}}}",
+        "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"\xff\"}}"}) {
     absl::StatusOr<WatchEvent> event = DecodeWatchEvent(line);
     EXPECT_FALSE(event.ok()) << line;
   }
@@ -161,7 +175,8 @@ TEST(DecodeWatchEventTest, MalformedIsAnError) {
 TEST(DecodeWatchEventTest, HugeObject) {
   std::string big_annotation(4 << 20, 'a');
   std::string unknown;
-  for (int i = 0; i < 20000; ++i) absl::StrAppend(&unknown, "\"f", i, "\":[1,{\"x\":\"y\"}],");
+  for (int i = 0; i < 20000; ++i)
+    absl::StrAppend(&unknown, "\"f", i, "\":[1,{\"x\":\"y\"}],");
   std::string line = absl::StrCat(
       R"({"type":"ADDED","object":{)", unknown,
       R"("metadata":{"name":"big","resourceVersion":"7","annotations":{"big":")",
@@ -169,7 +184,8 @@ TEST(DecodeWatchEventTest, HugeObject) {
   absl::StatusOr<WatchEvent> event = DecodeWatchEvent(line);
   ASSERT_TRUE(event.ok()) << event.status();
   EXPECT_EQ(event->pod.metadata().name(), "big");
-  EXPECT_EQ(event->pod.metadata().annotations().at("big").size(), big_annotation.size());
+  EXPECT_EQ(event->pod.metadata().annotations().at("big").size(),
+            big_annotation.size());
 }
 
 }  // namespace

@@ -47,8 +47,8 @@ absl::StatusOr<size_t> PreadFull(int fd, char* buf, size_t n, uint64_t offset,
                                  const std::string& path) {
   size_t done = 0;
   while (done < n) {
-    const ssize_t r = pread(fd, buf + done, n - done,
-                            static_cast<off_t>(offset + done));
+    const ssize_t r =
+        pread(fd, buf + done, n - done, static_cast<off_t>(offset + done));
     if (r < 0) {
       if (errno == EINTR) continue;
       return ErrnoStatus(errno, absl::StrCat("pread ", path));
@@ -194,8 +194,8 @@ absl::StatusOr<FileScanner::PollResult> FileScanner::Poll(
   }
   if (scan.last_time.has_value()) last_time_ = scan.last_time;
   if (scan.corrupt()) {
-    corrupt_ = absl::DataLossError(absl::StrCat(
-        path_, ": at offset ", offset_, ": ", scan.status.message()));
+    corrupt_ = absl::DataLossError(absl::StrCat(path_, ": at offset ", offset_,
+                                                ": ", scan.status.message()));
   }
   result.new_bytes = scan.complete_bytes;
   result.new_packets = scan.records;

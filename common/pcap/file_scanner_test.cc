@@ -49,8 +49,7 @@ TEST_F(FileScannerTest, MissingFileIsNotFound) {
 TEST_F(FileScannerTest, NotAPcapIsInvalidArgument) {
   WriteFile(path_, std::string(100, 'x'));
   FileScanner scanner(path_);
-  EXPECT_EQ(scanner.Poll().status().code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(scanner.Poll().status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST_F(FileScannerTest, CountsOnlyCompleteRecordsWhileFileGrowsInPieces) {

@@ -67,9 +67,9 @@ bool SameStreamFormat(const GlobalHeader& a, const GlobalHeader& b) {
 
 absl::StatusOr<GlobalHeader> ParseGlobalHeader(absl::string_view data) {
   if (data.size() < kGlobalHeaderSize) {
-    return absl::OutOfRangeError(
-        absl::StrCat("pcap global header needs ", kGlobalHeaderSize,
-                     " bytes, have ", data.size()));
+    return absl::OutOfRangeError(absl::StrCat("pcap global header needs ",
+                                              kGlobalHeaderSize,
+                                              " bytes, have ", data.size()));
   }
   GlobalHeader h;
   // Try both byte orders: exactly one of them yields a known magic.
@@ -131,9 +131,9 @@ absl::Time RecordHeader::Timestamp(TimestampPrecision precision) const {
 absl::StatusOr<RecordHeader> DecodeRecordHeader(const GlobalHeader& header,
                                                 absl::string_view data) {
   if (data.size() < kRecordHeaderSize) {
-    return absl::OutOfRangeError(
-        absl::StrCat("pcap record header needs ", kRecordHeaderSize,
-                     " bytes, have ", data.size()));
+    return absl::OutOfRangeError(absl::StrCat("pcap record header needs ",
+                                              kRecordHeaderSize,
+                                              " bytes, have ", data.size()));
   }
   const char* p = data.data();
   RecordHeader r;
@@ -156,9 +156,9 @@ absl::Status CheckRecordHeader(const GlobalHeader& header,
                                const RecordHeader& record) {
   const uint32_t max = MaxPlausibleCaplen(header);
   if (record.caplen > max) {
-    return absl::DataLossError(
-        absl::StrCat("implausible pcap record: caplen ", record.caplen,
-                     " exceeds ", max, " (snaplen ", header.snaplen, ")"));
+    return absl::DataLossError(absl::StrCat("implausible pcap record: caplen ",
+                                            record.caplen, " exceeds ", max,
+                                            " (snaplen ", header.snaplen, ")"));
   }
   return absl::OkStatus();
 }

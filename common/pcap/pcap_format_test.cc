@@ -66,7 +66,7 @@ TEST(GlobalHeaderTest, ParsesKnownBigEndianBytes) {
   // A header as a big-endian machine writes it: v2.4, snaplen 96, Ethernet.
   const std::string bytes =
       Bytes({0xa1, 0xb2, 0xc3, 0xd4, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0,  //
-             0, 0, 0, 96, 0, 0, 0, 1});
+             0,    0,    0,    96,   0, 0, 0, 1});
   absl::StatusOr<GlobalHeader> h = ParseGlobalHeader(bytes);
   ASSERT_TRUE(h.ok()) << h.status();
   EXPECT_TRUE(h->big_endian);
@@ -133,8 +133,8 @@ TEST(RecordHeaderTest, DecodesBothByteOrders) {
     AppendRecordHeader(h, want, &bytes);
     ASSERT_EQ(bytes.size(), kRecordHeaderSize);
     // Field order and byte order on the wire: ts_sec first.
-    EXPECT_EQ(bytes.substr(0, 4), big_endian ? Bytes({0x65, 0, 0, 1})
-                                             : Bytes({1, 0, 0, 0x65}));
+    EXPECT_EQ(bytes.substr(0, 4),
+              big_endian ? Bytes({0x65, 0, 0, 1}) : Bytes({1, 0, 0, 0x65}));
     absl::StatusOr<RecordHeader> r = DecodeRecordHeader(h, bytes);
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->ts_sec, want.ts_sec);
@@ -160,8 +160,8 @@ TEST(RecordHeaderTest, TimestampHonoursPrecision) {
 }
 
 TEST(AppendRecordTest, TruncatesToPrecisionAndRoundTrips) {
-  const absl::Time t = absl::FromUnixSeconds(1700000000) +
-                       absl::Nanoseconds(987654321);
+  const absl::Time t =
+      absl::FromUnixSeconds(1700000000) + absl::Nanoseconds(987654321);
   for (TimestampPrecision p :
        {TimestampPrecision::kMicro, TimestampPrecision::kNano}) {
     for (bool big_endian : {false, true}) {
@@ -174,11 +174,10 @@ TEST(AppendRecordTest, TruncatesToPrecisionAndRoundTrips) {
       const RecordHeader r = *DecodeRecordHeader(h, out);
       EXPECT_EQ(r.caplen, 3u);
       EXPECT_EQ(r.len, 1500u);
-      EXPECT_EQ(r.Timestamp(p),
-                p == TimestampPrecision::kNano
-                    ? t
-                    : absl::FromUnixSeconds(1700000000) +
-                          absl::Microseconds(987654));
+      EXPECT_EQ(r.Timestamp(p), p == TimestampPrecision::kNano
+                                    ? t
+                                    : absl::FromUnixSeconds(1700000000) +
+                                          absl::Microseconds(987654));
       EXPECT_EQ(out.substr(kRecordHeaderSize), "abc");
     }
   }
@@ -190,10 +189,10 @@ TEST(AppendRecordTest, RejectsWhatTheFormatCannotHold) {
   EXPECT_EQ(AppendRecord(h, absl::UnixEpoch() - absl::Seconds(1), "x", 0, &out)
                 .code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(AppendRecord(h, absl::FromUnixSeconds(int64_t{1} << 32), "x", 0,
-                         &out)
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      AppendRecord(h, absl::FromUnixSeconds(int64_t{1} << 32), "x", 0, &out)
+          .code(),
+      absl::StatusCode::kInvalidArgument);
   h.snaplen = 10;  // max caplen 10 + slack
   EXPECT_EQ(AppendRecord(h, absl::UnixEpoch(),
                          std::string(10 + kSnaplenSlack + 1, 'x'), 0, &out)

@@ -55,16 +55,16 @@ std::string MakeTempDir() {
 }
 
 void WriteFile(const std::string& path, absl::string_view data) {
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                      0644);
+  const int fd =
+      open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   CheckSys(fd >= 0, absl::StrCat("open ", path));
   WriteAll(fd, data, path);
   close(fd);
 }
 
 void AppendFile(const std::string& path, absl::string_view data) {
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-                      0644);
+  const int fd =
+      open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   CheckSys(fd >= 0, absl::StrCat("open ", path));
   WriteAll(fd, data, path);
   close(fd);
@@ -132,9 +132,8 @@ std::string MakeRecords(const GlobalHeader& header, uint32_t first,
   const absl::Time base = absl::FromUnixSeconds(1700000000);
   std::string out;
   for (uint32_t seq = first; seq < first + count; ++seq) {
-    const absl::Status s =
-        AppendRecord(header, base + absl::Milliseconds(seq),
-                     MakePacket(seq, packet_size), 0, &out);
+    const absl::Status s = AppendRecord(header, base + absl::Milliseconds(seq),
+                                        MakePacket(seq, packet_size), 0, &out);
     if (!s.ok()) {
       ADD_FAILURE() << s;
       abort();

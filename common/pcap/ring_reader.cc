@@ -69,9 +69,9 @@ absl::Status ValidateRingBase(absl::string_view base) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                     c == '_' || c == '-';
     if (!ok) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "ring base name \"", absl::CHexEscape(base),
-          "\" may contain only [a-z0-9_-]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("ring base name \"", absl::CHexEscape(base),
+                       "\" may contain only [a-z0-9_-]"));
     }
   }
   return absl::OkStatus();
@@ -107,10 +107,9 @@ void SortRingOldestFirst(std::vector<RingFile>* files) {
                 f.end());
     return;
   }
-  std::stable_sort(f.begin(), f.end(),
-                   [](const RingFile& a, const RingFile& b) {
-                     return a.mtime < b.mtime;
-                   });
+  std::stable_sort(
+      f.begin(), f.end(),
+      [](const RingFile& a, const RingFile& b) { return a.mtime < b.mtime; });
 }
 
 absl::StatusOr<std::vector<RingFile>> ListRingFiles(const std::string& dir,
@@ -234,9 +233,8 @@ bool RingReader::CheckReused(const FileScanner::PollResult& poll) {
   // new generation, which is smaller than what the listing showed.
   if (was_first_poll && current_->generation() == 0 &&
       current_->size_seen() < listed_size_) {
-    lost_bytes_ += listed_size_ > kGlobalHeaderSize
-                       ? listed_size_ - kGlobalHeaderSize
-                       : 0;
+    lost_bytes_ +=
+        listed_size_ > kGlobalHeaderSize ? listed_size_ - kGlobalHeaderSize : 0;
     return true;
   }
   return false;

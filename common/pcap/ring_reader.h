@@ -109,8 +109,7 @@ class RingReader {
   const absl::optional<GlobalHeader>& header() const { return stream_header_; }
 
  private:
-  RingReader(std::string dir, std::string base, int max_files,
-             Options options);
+  RingReader(std::string dir, std::string base, int max_files, Options options);
 
   // Refills pending_ with the next records (or the header); leaves it empty
   // when nothing is new.
@@ -138,7 +137,7 @@ class RingReader {
   absl::optional<GlobalHeader> stream_header_;
   std::string pending_;  // complete stream bytes not yet returned
   size_t pending_pos_ = 0;
-  absl::Status error_;   // sticky: the stream cannot continue validly
+  absl::Status error_;  // sticky: the stream cannot continue validly
 
   uint64_t lost_bytes_ = 0;
   uint64_t bytes_read_ = 0;

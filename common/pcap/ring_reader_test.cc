@@ -193,13 +193,12 @@ TEST_F(RingReaderTest, MergesAWrappedRingInWriteOrder) {
   ring.Write(0, header_, 20, 5);
   ring.Write(1, header_, 25, 3);
 
-  absl::StatusOr<std::vector<RingFile>> files =
-      ListRingFiles(dir_, "ring", 4);
+  absl::StatusOr<std::vector<RingFile>> files = ListRingFiles(dir_, "ring", 4);
   ASSERT_TRUE(files.ok()) << files.status();
   std::vector<std::string> names;
   for (const RingFile& f : *files) names.push_back(f.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"ring2", "ring3", "ring0",
-                                             "ring1"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"ring2", "ring3", "ring0", "ring1"}));
   EXPECT_EQ((*files)[0].path, dir_ + "/ring2");
   EXPECT_EQ((*files)[0].index, 2);
   EXPECT_EQ((*files)[3].size, kGlobalHeaderSize + 3 * (kRecordHeaderSize + 60));
@@ -460,10 +459,10 @@ TEST_F(RingReaderTest, TcpdumpReadsTheMergedStream) {
       RunProcess({kTcpdump, "-r", merged, "-n", "-Z", "root"}, out, err);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
       << "status " << status << ": " << testutil::ReadFile(err);
-  std::vector<std::string> lines = absl::StrSplit(
-      testutil::ReadFile(out), '\n', absl::SkipEmpty());
-  EXPECT_EQ(lines.size(), 18u) << testutil::ReadFile(out)
-                               << testutil::ReadFile(err);
+  std::vector<std::string> lines =
+      absl::StrSplit(testutil::ReadFile(out), '\n', absl::SkipEmpty());
+  EXPECT_EQ(lines.size(), 18u)
+      << testutil::ReadFile(out) << testutil::ReadFile(err);
   // One UDP packet per line, in capture order (files 1, 2, 0).
   ASSERT_FALSE(lines.empty());
   EXPECT_NE(lines[0].find("10.0.0.1.40000 > 10.0.0.2.9: UDP"),

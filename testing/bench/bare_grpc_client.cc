@@ -17,13 +17,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s ADDRESS SECONDS\n", argv[0]);
     return 2;
   }
-  auto channel = grpc::CreateChannel(argv[1], grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel(argv[1], grpc::InsecureChannelCredentials());
   auto stub = grpc::health::v1::Health::NewStub(channel);
   grpc::ClientContext context;
   grpc::health::v1::HealthCheckRequest request;
   grpc::health::v1::HealthCheckResponse response;
   grpc::Status status = stub->Check(&context, request, &response);
-  std::printf("health: %s\n", status.ok() ? "SERVING" : status.error_message().c_str());
+  std::printf("health: %s\n",
+              status.ok() ? "SERVING" : status.error_message().c_str());
   std::fflush(stdout);
   sleep(static_cast<unsigned>(std::atoi(argv[2])));
   return status.ok() ? 0 : 1;

@@ -121,7 +121,8 @@ class NullIngest final : public v1::IngestService::CallbackService {
   }
 };
 
-class FileWriter final : public grpc::ServerWriteReactor<v1::DownloadCaptureResponse> {
+class FileWriter final
+    : public grpc::ServerWriteReactor<v1::DownloadCaptureResponse> {
  public:
   FileWriter(const std::string& path, size_t message_bytes)
       : in_(path, std::ios::binary), message_bytes_(message_bytes) {
@@ -161,7 +162,8 @@ class NullCapture final : public v1::CaptureService::CallbackService {
   NullCapture(std::string file, size_t message_bytes)
       : file_(std::move(file)), message_bytes_(message_bytes) {}
   grpc::ServerWriteReactor<v1::DownloadCaptureResponse>* DownloadCapture(
-      grpc::CallbackServerContext*, const v1::DownloadCaptureRequest*) override {
+      grpc::CallbackServerContext*,
+      const v1::DownloadCaptureRequest*) override {
     return new FileWriter(file_, message_bytes_);
   }
 
@@ -238,7 +240,8 @@ void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // own connection
   args.SetMaxReceiveMessageSize(8 << 20);
-  auto channel = grpc::CreateCustomChannel(p.target, grpc::InsecureChannelCredentials(), args);
+  auto channel = grpc::CreateCustomChannel(
+      p.target, grpc::InsecureChannelCredentials(), args);
   auto stub = v1::IngestService::NewStub(channel);
   grpc::ClientContext ctx;
   auto stream = stub->Report(&ctx);
@@ -249,11 +252,14 @@ void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
   hello.mutable_hello()->set_agent_version("ingest_bench");
   const int64_t start_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(
-          std::chrono::system_clock::now().time_since_epoch()).count();
+          std::chrono::system_clock::now().time_since_epoch())
+          .count();
   char uid[16];
-  std::snprintf(uid, sizeof uid, "%08x", 0xbe000000u + static_cast<unsigned>(p.index));
+  std::snprintf(uid, sizeof uid, "%08x",
+                0xbe000000u + static_cast<unsigned>(p.index));
   const std::string pod = "bench-" + std::to_string(p.index);
-  const std::string id = "bench_" + pod + "_" + uid + "_" + std::to_string(start_ms);
+  const std::string id =
+      "bench_" + pod + "_" + uid + "_" + std::to_string(start_ms);
   r->capture_id = id;
   hello.mutable_hello()->add_capture_ids(id);
   if (!stream->Write(hello)) {
@@ -285,7 +291,8 @@ void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
   s->set_pod_uid(std::string(uid) + "-0000-0000-0000-000000000000");
   s->set_pod_ip("198.18.0.1");
   s->set_interface("eth0");
-  const uint32_t max_files = static_cast<uint32_t>(std::max<uint64_t>(files, 1));
+  const uint32_t max_files =
+      static_cast<uint32_t>(std::max<uint64_t>(files, 1));
   s->set_max_files(max_files);
   s->set_state(v1::Capture::RUNNING);
   s->set_annotation(std::to_string(max_files));
@@ -311,13 +318,15 @@ void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
         continue;
       }
       if (!m.has_ack()) continue;
-      const std::string key = m.ack().file() + "#" + std::to_string(m.ack().file_generation());
+      const std::string key =
+          m.ack().file() + "#" + std::to_string(m.ack().file_generation());
       uint64_t delta;
       if (key != last_file) {
         last_file = key;
         last_offset = 0;
       }
-      delta = m.ack().offset() > last_offset ? m.ack().offset() - last_offset : 0;
+      delta =
+          m.ack().offset() > last_offset ? m.ack().offset() - last_offset : 0;
       last_offset = std::max(last_offset, m.ack().offset());
       std::lock_guard<std::mutex> lock(mu);
       r->acked += delta;
@@ -348,7 +357,9 @@ void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
       if (cut == 0) cut = want;
       {
         std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] { return inflight + cut <= window || inflight == 0 || reader_done; });
+        cv.wait(lock, [&] {
+          return inflight + cut <= window || inflight == 0 || reader_done;
+        });
         if (reader_done || !r->error.empty() || Clock::now() > p.deadline) {
           ok = false;
           break;
@@ -356,9 +367,10 @@ void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
         inflight += cut;
       }
       if (p.bytes_per_sec > 0) {
-        const auto due = t0 + std::chrono::duration_cast<Clock::duration>(
-                                  std::chrono::duration<double>(
-                                      static_cast<double>(sent) / p.bytes_per_sec));
+        const auto due =
+            t0 + std::chrono::duration_cast<Clock::duration>(
+                     std::chrono::duration<double>(static_cast<double>(sent) /
+                                                   p.bytes_per_sec));
         std::this_thread::sleep_until(due);
       }
       v1::AgentMessage m;
@@ -369,13 +381,15 @@ void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
       std::snprintf(ring_name, sizeof ring_name, "ring%0*llu",
                     static_cast<int>(std::to_string(max_files - 1).size()),
                     static_cast<unsigned long long>(f));
-      c->set_file(run + "/" + (max_files == 1 ? std::string("ring") : ring_name));
+      c->set_file(run + "/" +
+                  (max_files == 1 ? std::string("ring") : ring_name));
       c->set_file_generation(0);
       c->set_offset(off);
       std::string data = ring.substr(off, cut);
       c->set_crc32c(pc::Crc32c(data));
-      c->set_packets(static_cast<uint32_t>(off == 0 ? (cut - 24) / (16 + kPacketBytes)
-                                                    : cut / (16 + kPacketBytes)));
+      c->set_packets(
+          static_cast<uint32_t>(off == 0 ? (cut - 24) / (16 + kPacketBytes)
+                                         : cut / (16 + kPacketBytes)));
       c->set_data(std::move(data));
       if (!stream->Write(m)) {
         ok = false;
@@ -428,13 +442,16 @@ int Ingest(int argc, char** argv) {
     chunks += r.chunks;
     if (!r.error.empty()) {
       ++failed;
-      if (failed <= 3) std::fprintf(stderr, "stream error: %s\n", r.error.c_str());
+      if (failed <= 3)
+        std::fprintf(stderr, "stream error: %s\n", r.error.c_str());
     }
   }
   std::printf("acked_bytes %llu chunks %llu seconds %.3f mbps %.1f failed %d\n",
               static_cast<unsigned long long>(acked),
-              static_cast<unsigned long long>(chunks), secs, acked / secs / 1e6, failed);
-  for (const auto& r : results) std::printf("capture %s\n", r.capture_id.c_str());
+              static_cast<unsigned long long>(chunks), secs, acked / secs / 1e6,
+              failed);
+  for (const auto& r : results)
+    std::printf("capture %s\n", r.capture_id.c_str());
   return failed == 0 ? 0 : 1;
 }
 
@@ -442,7 +459,8 @@ int Download(int argc, char** argv) {
   if (argc != 4) return 2;
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  auto channel = grpc::CreateCustomChannel(argv[2], grpc::InsecureChannelCredentials(), args);
+  auto channel = grpc::CreateCustomChannel(
+      argv[2], grpc::InsecureChannelCredentials(), args);
   auto stub = v1::CaptureService::NewStub(channel);
   grpc::ClientContext ctx;
   v1::DownloadCaptureRequest req;
@@ -458,11 +476,13 @@ int Download(int argc, char** argv) {
   }
   grpc::Status st = reader->Finish();
   const double secs = Seconds(t0, Clock::now());
-  std::printf("bytes %llu messages %llu max_message %llu seconds %.3f mbps %.1f status %s\n",
-              static_cast<unsigned long long>(bytes),
-              static_cast<unsigned long long>(messages),
-              static_cast<unsigned long long>(max_message), secs, bytes / secs / 1e6,
-              st.ok() ? "OK" : st.error_message().c_str());
+  std::printf(
+      "bytes %llu messages %llu max_message %llu seconds %.3f mbps %.1f status "
+      "%s\n",
+      static_cast<unsigned long long>(bytes),
+      static_cast<unsigned long long>(messages),
+      static_cast<unsigned long long>(max_message), secs, bytes / secs / 1e6,
+      st.ok() ? "OK" : st.error_message().c_str());
   return st.ok() ? 0 : 1;
 }
 
@@ -470,7 +490,8 @@ int Follow(int argc, char** argv) {
   if (argc != 4) return 2;
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  auto channel = grpc::CreateCustomChannel(argv[2], grpc::InsecureChannelCredentials(), args);
+  auto channel = grpc::CreateCustomChannel(
+      argv[2], grpc::InsecureChannelCredentials(), args);
   auto stub = v1::CaptureService::NewStub(channel);
   grpc::ClientContext ctx;
   v1::DownloadCaptureRequest req;
@@ -525,6 +546,8 @@ int main(int argc, char** argv) {
   if (mode == "ingest") rc = Ingest(argc, argv);
   if (mode == "download") rc = Download(argc, argv);
   if (mode == "follow") rc = Follow(argc, argv);
-  if (rc == 2) std::fprintf(stderr, "usage: see the comment at the top of ingest_bench.cc\n");
+  if (rc == 2)
+    std::fprintf(stderr,
+                 "usage: see the comment at the top of ingest_bench.cc\n");
   return rc;
 }

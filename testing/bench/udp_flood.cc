@@ -38,7 +38,8 @@ double Now() {
 
 void PutSeq(unsigned char* payload, uint64_t seq) {
   for (int i = 0; i < 8; ++i) {
-    payload[sizeof(kMagic) + i] = static_cast<unsigned char>(seq >> (56 - 8 * i));
+    payload[sizeof(kMagic) + i] =
+        static_cast<unsigned char>(seq >> (56 - 8 * i));
   }
 }
 
@@ -68,13 +69,14 @@ int main(int argc, char** argv) {
   }
   const uint32_t addr = ntohl(to.sin_addr.s_addr);
   if ((addr & 0xfffe0000u) != 0xc6120000u) {  // 198.18.0.0/15
-    std::fprintf(stderr, "refusing %s: only 198.18.0.0/15 is allowed\n", argv[1]);
+    std::fprintf(stderr, "refusing %s: only 198.18.0.0/15 is allowed\n",
+                 argv[1]);
     return 2;
   }
   double pps = 0;
   double seconds = 0;
-  if (!ParseNumber(argv[2], &pps) || !ParseNumber(argv[3], &seconds) || pps < 1 ||
-      pps > 2000000 || seconds <= 0 || seconds > 120) {
+  if (!ParseNumber(argv[2], &pps) || !ParseNumber(argv[3], &seconds) ||
+      pps < 1 || pps > 2000000 || seconds <= 0 || seconds > 120) {
     std::fprintf(stderr, "PPS must be 1..2000000 and SECONDS in (0, 120]\n");
     return 2;
   }
@@ -121,9 +123,11 @@ int main(int argc, char** argv) {
   }
   const double elapsed = Now() - start;
   close(fd);
-  std::printf("sent %llu packets in %.2f s (%.0f pps)", static_cast<unsigned long long>(sent),
-              elapsed, sent / elapsed);
-  if (errors > 0) std::printf(", %llu failed sendmmsg calls", static_cast<unsigned long long>(errors));
+  std::printf("sent %llu packets in %.2f s (%.0f pps)",
+              static_cast<unsigned long long>(sent), elapsed, sent / elapsed);
+  if (errors > 0)
+    std::printf(", %llu failed sendmmsg calls",
+                static_cast<unsigned long long>(errors));
   std::printf("\n");
   return 0;
 }
