@@ -52,8 +52,9 @@ class IngestServiceImpl::Stream final
     {
       absl::MutexLock lock(&mu_);
       queued_bytes_ += size;
+      ++handles_pending_;
     }
-    Post([this, message, size] { Handle(*message, size); });
+    Post([this, message, size] { Handle(message, size); });
     absl::MutexLock lock(&mu_);
     // StartRead and Finish both happen under mu_'s ordering: never a read
     // started after Finish.
@@ -114,7 +115,11 @@ class IngestServiceImpl::Stream final
 
   // ---- on the strand ----
 
-  void Handle(const AgentMessage& message, size_t size) {
+  void Handle(const std::shared_ptr<AgentMessage>& message, size_t size) {
+    {
+      absl::MutexLock lock(&mu_);
+      --handles_pending_;
+    }
     if (!Closing()) Dispatch(message);
     absl::MutexLock lock(&mu_);
     queued_bytes_ -= size;
@@ -124,7 +129,12 @@ class IngestServiceImpl::Stream final
     }
   }
 
-  void Dispatch(const AgentMessage& message) {
+  void Dispatch(const std::shared_ptr<AgentMessage>& shared) {
+    const AgentMessage& message = *shared;
+    // Chunks wait in batch_ only while more messages are queued behind them;
+    // anything else is handled after the batch is stored and acknowledged.
+    if (message.kind_case() != AgentMessage::kChunk) FlushBatch();
+    if (Closing()) return;
     if (node_.empty()) {
       if (message.kind_case() != AgentMessage::kHello) {
         Reject(
@@ -145,7 +155,7 @@ class IngestServiceImpl::Stream final
         return;
       }
       case AgentMessage::kChunk:
-        OnChunk(message.chunk());
+        OnChunk(shared);
         return;
       default:
         Reject(absl::InvalidArgumentError("empty or unknown message"));
@@ -194,42 +204,80 @@ class IngestServiceImpl::Stream final
     Send(std::move(out));
   }
 
-  void OnChunk(const packetcapture::v1::Chunk& chunk) {
+  // Checks a chunk and adds it to the batch; the batch is stored (one group
+  // commit) once no message is queued behind it, it reaches the window, or a
+  // chunk of another file arrives.
+  void OnChunk(const std::shared_ptr<AgentMessage>& message) {
+    const packetcapture::v1::Chunk& chunk = message->chunk();
     if (chunk.data().size() > service_->options_.max_chunk_bytes) {
+      FlushBatch();
       Reject(absl::InvalidArgumentError(absl::StrCat(
           "chunk of ", chunk.data().size(), " bytes exceeds max_chunk_bytes ",
           service_->options_.max_chunk_bytes)));
       return;
     }
     if (Crc32c(chunk.data()) != chunk.crc32c()) {
+      FlushBatch();
       Reject(absl::DataLossError(absl::StrCat(
           "CRC32C mismatch in chunk of ", chunk.capture_id().substr(0, 256),
           " ", chunk.file().substr(0, 256), " at offset ", chunk.offset())));
       return;
     }
-    auto result = service_->store_->Append(node_, chunk);
-    if (!result.ok()) {
-      Reject(result.status());
-      return;
+    if (!batch_.empty()) {
+      const auto& first = batch_.front()->chunk();
+      if (first.capture_id() != chunk.capture_id() ||
+          first.file() != chunk.file() ||
+          first.file_generation() != chunk.file_generation()) {
+        FlushBatch();
+        if (Closing()) return;
+      }
     }
-    ++chunks_;
-    if (!result->duplicate) bytes_ += chunk.data().size();
-    if (result->gap > 0) {
-      LogLine("chunk_gap", {{"node", node_},
-                            {"capture", chunk.capture_id()},
-                            {"file", chunk.file()},
-                            {"bytes_lost", absl::StrCat(result->gap)}});
+    batch_.push_back(message);
+    batch_bytes_ += chunk.data().size();
+    bool more_queued;
+    {
+      absl::MutexLock lock(&mu_);
+      more_queued = handles_pending_ > 0;
     }
-    AggregatorMessage out;
-    auto* ack = out.mutable_ack();
-    ack->set_capture_id(chunk.capture_id());
-    ack->set_file(chunk.file());
-    ack->set_file_generation(chunk.file_generation());
-    ack->set_offset(result->offset);
-    Send(std::move(out));
+    if (!more_queued || batch_bytes_ >= service_->options_.max_inflight_bytes) {
+      FlushBatch();
+    }
+  }
+
+  // Stores the batch and acknowledges what was stored; rejects the stream if
+  // the store stopped at a chunk.
+  void FlushBatch() {
+    if (batch_.empty()) return;
+    std::vector<const packetcapture::v1::Chunk*> chunks;
+    chunks.reserve(batch_.size());
+    for (const auto& m : batch_) chunks.push_back(&m->chunk());
+    BatchResult stored = service_->store_->AppendBatch(node_, chunks);
+    for (size_t i = 0; i < stored.results.size(); ++i) {
+      const packetcapture::v1::Chunk& chunk = *chunks[i];
+      const AppendResult& result = stored.results[i];
+      ++chunks_;
+      if (!result.duplicate) bytes_ += chunk.data().size();
+      if (result.gap > 0) {
+        LogLine("chunk_gap", {{"node", node_},
+                              {"capture", chunk.capture_id()},
+                              {"file", chunk.file()},
+                              {"bytes_lost", absl::StrCat(result.gap)}});
+      }
+      AggregatorMessage out;
+      auto* ack = out.mutable_ack();
+      ack->set_capture_id(chunk.capture_id());
+      ack->set_file(chunk.file());
+      ack->set_file_generation(chunk.file_generation());
+      ack->set_offset(result.offset);
+      Send(std::move(out));
+    }
+    batch_.clear();
+    batch_bytes_ = 0;
+    if (!stored.error.ok()) Reject(stored.error);
   }
 
   void OnEndOfInput() {
+    if (!Closing()) FlushBatch();
     std::optional<grpc::Status> finish;
     {
       absl::MutexLock lock(&mu_);
@@ -300,10 +348,14 @@ class IngestServiceImpl::Stream final
   std::string node_;  // set once the hello was accepted
   uint64_t chunks_ = 0;
   uint64_t bytes_ = 0;
+  // Chunks of one file awaiting their group commit.
+  std::vector<std::shared_ptr<AgentMessage>> batch_;
+  uint64_t batch_bytes_ = 0;
 
   absl::Mutex mu_;
   std::deque<AggregatorMessage> out_ ABSL_GUARDED_BY(mu_);
   uint64_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int handles_pending_ ABSL_GUARDED_BY(mu_) = 0;  // posted, not yet started
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;

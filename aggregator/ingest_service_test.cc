@@ -183,6 +183,42 @@ TEST_F(IngestTest, ChunksAreCheckedStoredAndAcked) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+// Chunks sent back to back (stored in group commits while they queue up) are
+// each acknowledged, in order, at their end; a bad chunk after them loses
+// none of them.
+TEST_F(IngestTest, ChunksSentBackToBackAreEachAckedInOrder) {
+  Aggregator aggregator(dir_);
+  std::vector<AgentMessage> messages = {
+      Hello("node-a", "agent-token"), StatusMessage(tu::Status(id_, "node-a"))};
+  std::vector<std::pair<std::string, uint64_t>> expected;  // file, ack offset
+  uint32_t seq = 0;
+  for (const std::string file : {"run-1-w5/ring0", "run-1-w5/ring1"}) {
+    uint64_t offset = 0;
+    for (int i = 0; i < 20; ++i) {
+      const std::string data =
+          i == 0 ? tu::PcapFile(seq, 3) : tu::Records(seq, 3);
+      seq += 3;
+      messages.push_back(
+          ChunkMessage(tu::MakeChunk(id_, file, 0, offset, data)));
+      offset += data.size();
+      expected.emplace_back(file, offset);
+    }
+  }
+  auto bad = tu::MakeChunk(id_, "run-1-w5/ring1", 0, expected.back().second,
+                           tu::Records(seq, 1));
+  bad.set_crc32c(bad.crc32c() ^ 1);
+  messages.push_back(ChunkMessage(bad));
+  auto [replies, status] = Exchange(aggregator, messages);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS);
+  ASSERT_EQ(replies.size(), 1 + expected.size() + 1);  // welcome, acks, error
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(replies[1 + i].ack().file(), expected[i].first) << i;
+    EXPECT_EQ(replies[1 + i].ack().offset(), expected[i].second) << i;
+  }
+  EXPECT_EQ(replies.back().error().code(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_EQ(aggregator.registry().Get(id_)->packets(), seq);
+}
+
 TEST_F(IngestTest, ResumePointsSurviveARestartOnTheSameDataDir) {
   const std::string file = tu::PcapFile(0, 20);
   {

@@ -609,6 +609,23 @@ std::vector<ResumePoint> Store::ResumePoints(const std::string& node) const {
 
 absl::StatusOr<AppendResult> Store::Append(const std::string& node,
                                            const Chunk& chunk) {
+  BatchResult batch = AppendBatch(node, {&chunk});
+  if (!batch.error.ok()) return batch.error;
+  return batch.results.front();
+}
+
+BatchResult Store::AppendBatch(const std::string& node,
+                               const std::vector<const Chunk*>& chunks) {
+  BatchResult out;
+  out.error = AppendBatchTo(node, chunks, &out.results);
+  return out;
+}
+
+absl::Status Store::AppendBatchTo(const std::string& node,
+                                  const std::vector<const Chunk*>& chunks,
+                                  std::vector<AppendResult>* results) {
+  if (chunks.empty()) return absl::OkStatus();
+  const Chunk& chunk = *chunks.front();
   std::string run_dir, ring;
   if (!IsValidCaptureId(chunk.capture_id())) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -618,9 +635,6 @@ absl::StatusOr<AppendResult> Store::Append(const std::string& node,
     return absl::InvalidArgumentError(
         absl::StrCat("invalid file name \"", chunk.file().substr(0, 256),
                      "\" (expected run-<k>-w<N>/ring<i>)"));
-  }
-  if (chunk.data().empty()) {
-    return absl::InvalidArgumentError("empty chunk");
   }
   std::shared_ptr<StoredFile> file;
   bool created = false;
@@ -676,78 +690,122 @@ absl::StatusOr<AppendResult> Store::Append(const std::string& node,
   }
 
   absl::MutexLock io(&file->io_mu);
-  const uint64_t stored = file->last.logical_end;
-  AppendResult result;
-  if (chunk.offset() < stored || (chunk.offset() == 0 && stored > 0)) {
-    result.offset = stored;
-    result.duplicate = true;
-    return result;
-  }
-  absl::string_view data = chunk.data();
-  absl::string_view records = data;
-  pcap::GlobalHeader header;
-  if (stored == 0) {
-    auto parsed = pcap::ParseGlobalHeader(data);
-    if (!parsed.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          chunk.file(), ": first chunk must begin with a pcap header: ",
-          parsed.status().message()));
+  // Each chunk's bytes are written at once; one fdatasync of the data then
+  // covers them all, and only then are their entries appended to the log
+  // (one more fdatasync). So an entry never names bytes that are not durable,
+  // and a batch costs two flushes however many chunks it holds.
+  LogEntry last = file->last;
+  absl::optional<pcap::GlobalHeader> io_header = file->io_header;
+  const bool was_empty = last.logical_end == 0;
+  std::string entries;
+  uint64_t bytes = 0;
+  absl::optional<absl::Time> first_time, last_time;
+  absl::Status error;
+  for (const Chunk* c : chunks) {
+    if (c->capture_id() != chunk.capture_id() || c->file() != chunk.file() ||
+        c->file_generation() != chunk.file_generation()) {
+      error = absl::InternalError("a batch must hold chunks of one file");
+      break;
     }
-    header = *parsed;
-    records = data.substr(pcap::kGlobalHeaderSize);
-  } else {
-    header = *file->io_header;
-    result.gap = chunk.offset() - stored;
+    if (c->data().empty()) {
+      error = absl::InvalidArgumentError("empty chunk");
+      break;
+    }
+    const uint64_t stored = last.logical_end;
+    AppendResult result;
+    if (c->offset() < stored || (c->offset() == 0 && stored > 0)) {
+      result.offset = stored;
+      result.duplicate = true;
+      results->push_back(result);
+      continue;
+    }
+    absl::string_view data = c->data();
+    absl::string_view records = data;
+    pcap::GlobalHeader header;
+    if (stored == 0) {
+      auto parsed = pcap::ParseGlobalHeader(data);
+      if (!parsed.ok()) {
+        error = absl::InvalidArgumentError(absl::StrCat(
+            c->file(), ": first chunk must begin with a pcap header: ",
+            parsed.status().message()));
+        break;
+      }
+      header = *parsed;
+      records = data.substr(pcap::kGlobalHeaderSize);
+    } else {
+      header = *io_header;
+      result.gap = c->offset() - stored;
+    }
+    const pcap::ScanResult scan = pcap::ScanRecords(header, records);
+    if (scan.corrupt() || scan.complete_bytes != records.size()) {
+      error = absl::InvalidArgumentError(absl::StrCat(
+          c->file(), " offset ", c->offset(),
+          ": chunk is not a sequence of whole pcap records",
+          scan.corrupt() ? absl::StrCat(" (", scan.status.message(), ")")
+                         : ""));
+      break;
+    }
+    error = WriteAll(file->data_fd, data, last.physical_end, file->data_path);
+    if (!error.ok()) break;
+    LogEntry entry;
+    entry.logical_end = c->offset() + data.size();
+    entry.physical_end = last.physical_end + data.size();
+    entry.packets = last.packets + scan.records;
+    entry.last_time_ns =
+        scan.last_time ? TimeNs(*scan.last_time) : last.last_time_ns;
+    entry.data_crc = Crc32c(data);
+    entries += EncodeEntry(entry);
+    last = entry;
+    if (stored == 0) io_header = header;
+    if (!first_time) first_time = scan.first_time;
+    if (scan.last_time) last_time = scan.last_time;
+    bytes += data.size();
+    result.offset = entry.logical_end;
+    results->push_back(result);
   }
-  const pcap::ScanResult scan = pcap::ScanRecords(header, records);
-  if (scan.corrupt() || scan.complete_bytes != records.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        chunk.file(), " offset ", chunk.offset(),
-        ": chunk is not a sequence of whole pcap records",
-        scan.corrupt() ? absl::StrCat(" (", scan.status.message(), ")") : ""));
-  }
-  // The bytes first, durably; then the entry that makes them count.
-  const uint64_t physical = file->last.physical_end;
-  RETURN_IF_ERROR(WriteAll(file->data_fd, data, physical, file->data_path));
+  if (entries.empty()) return error;  // nothing written (all duplicates?)
+
+  // Commit what was written before any error: the chunks before it stay
+  // valid and are acknowledged.
+  absl::Status commit;
   if (fdatasync(file->data_fd) != 0) {
-    return Errno(absl::StrCat("fdatasync ", file->data_path));
+    commit = Errno(absl::StrCat("fdatasync ", file->data_path));
   }
-  LogEntry entry;
-  entry.logical_end = chunk.offset() + data.size();
-  entry.physical_end = physical + data.size();
-  entry.packets = file->last.packets + scan.records;
-  entry.last_time_ns =
-      scan.last_time ? TimeNs(*scan.last_time) : file->last.last_time_ns;
-  entry.data_crc = Crc32c(data);
-  RETURN_IF_ERROR(WriteAll(file->log_fd, EncodeEntry(entry),
-                           file->entries * kEntrySize, file->log_path));
-  if (fdatasync(file->log_fd) != 0) {
-    return Errno(absl::StrCat("fdatasync ", file->log_path));
+  if (commit.ok()) {
+    commit = WriteAll(file->log_fd, entries, file->entries * kEntrySize,
+                      file->log_path);
   }
-  ++file->entries;
-  file->last = entry;
-  if (stored == 0) file->io_header = header;
-  result.offset = entry.logical_end;
+  if (commit.ok() && fdatasync(file->log_fd) != 0) {
+    commit = Errno(absl::StrCat("fdatasync ", file->log_path));
+  }
+  if (!commit.ok()) {
+    // Nothing of this batch counts: the next write starts where the last
+    // committed entry ends, over whatever was written here.
+    results->clear();
+    return commit;
+  }
+  file->entries += entries.size() / kEntrySize;
+  file->last = last;
+  file->io_header = io_header;
 
   absl::MutexLock lock(&mu_);
-  if (file->deleted) return result;  // dropped meanwhile: nothing to account
-  file->logical_len = entry.logical_end;
-  file->physical_len = entry.physical_end;
-  file->packets = entry.packets;
-  if (stored == 0) file->header = header;
+  if (file->deleted) return error;  // dropped meanwhile: nothing to account
+  file->logical_len = last.logical_end;
+  file->physical_len = last.physical_end;
+  file->packets = last.packets;
+  if (was_empty) file->header = io_header;
   // A file joins the download order with its first bytes and moves in it
   // when its first record's time becomes known.
-  if (stored == 0 || (!file->first_time && scan.first_time))
-    ++file_set_version_;
-  if (!file->first_time && scan.first_time) file->first_time = scan.first_time;
-  if (scan.last_time) file->last_time = scan.last_time;
-  total_bytes_ += data.size();
+  if (was_empty || (!file->first_time && first_time)) ++file_set_version_;
+  if (!file->first_time && first_time) file->first_time = first_time;
+  if (last_time) file->last_time = last_time;
+  total_bytes_ += bytes;
   auto it = captures_.find(chunk.capture_id());
   if (it != captures_.end()) {
-    if (created || stored == 0) MirrorRing(it->second.get());
+    if (created || was_empty) MirrorRing(it->second.get());
     Publish(*it->second);
   }
-  return result;
+  return error;
 }
 
 void Store::MirrorRing(StoredCapture* c) {

@@ -9,7 +9,9 @@
 // A chunk's bytes are written and fdatasync'ed before its commit entry is
 // appended to the log (and the log fdatasync'ed), so at start the stored
 // length is the end of the last valid, checksummed entry and any torn tail is
-// truncated away. Each (capture, file, generation) has its own files.
+// truncated away. A batch (AppendBatch) writes all its chunks' bytes, syncs
+// once, then appends all their entries and syncs once. Each (capture, file,
+// generation) has its own files.
 //
 // Thread-safe. The index is under one mutex; each stored file serializes its
 // own I/O, so streams of different agents write in parallel.
@@ -65,6 +67,13 @@ struct AppendResult {
   uint64_t gap = 0;
 };
 
+// What AppendBatch() did: one result per chunk handled, in order, and the
+// error that stopped it (OK if every chunk was handled).
+struct BatchResult {
+  std::vector<AppendResult> results;
+  absl::Status error;
+};
+
 class Store {
  public:
   using Capture = packetcapture::v1::Capture;
@@ -97,6 +106,14 @@ class Store {
   absl::StatusOr<AppendResult> Append(const std::string& node,
                                       const packetcapture::v1::Chunk& chunk);
 
+  // Append() for consecutive chunks of one (capture, file, generation), with
+  // one data flush and one log flush for all of them (group commit). Stops at
+  // the first chunk Append() would reject; the chunks before it are stored
+  // and have results.
+  BatchResult AppendBatch(
+      const std::string& node,
+      const std::vector<const packetcapture::v1::Chunk*>& chunks);
+
   // Applies retention and the byte budget; returns the captures deleted.
   std::vector<std::string> Maintain();
 
@@ -115,6 +132,10 @@ class Store {
   class Reader;
 
   Store(StoreOptions options, CaptureRegistry* registry);
+  absl::Status AppendBatchTo(
+      const std::string& node,
+      const std::vector<const packetcapture::v1::Chunk*>& chunks,
+      std::vector<AppendResult>* results);
   absl::Time Now() const;
   void Recover();
   std::unique_ptr<StoredCapture> RecoverCapture(const std::string& id);

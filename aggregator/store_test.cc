@@ -114,6 +114,51 @@ TEST_F(StoreTest, AppendsDurablyAndRebuildsTheIndexFromDisk) {
   EXPECT_EQ(*seqs, ptu::Range(0, 15));
 }
 
+// Group commit: a batch is stored as if each chunk were appended alone, and
+// a bad chunk stops it without losing the chunks before it.
+TEST_F(StoreTest, BatchStoresChunksInOrderAndStopsAtABadOne) {
+  const std::string id = tu::CaptureId("web-1");
+  const std::string head = tu::PcapFile(0, 4);
+  const std::string more = tu::Records(4, 3);
+  const std::string last = tu::Records(7, 2);
+  {
+    CaptureRegistry registry;
+    auto store = OpenStore(&registry);
+    ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+    const auto c0 = tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, head);
+    const auto c1 = tu::MakeChunk(id, "run-1-w5/ring0", 0, head.size(), more);
+    const auto c2 =
+        tu::MakeChunk(id, "run-1-w5/ring0", 0, head.size() + more.size(), last);
+    BatchResult b = store->AppendBatch("node-a", {&c0, &c1, &c0, &c2});
+    ASSERT_TRUE(b.error.ok()) << b.error;
+    ASSERT_EQ(b.results.size(), 4u);
+    EXPECT_EQ(b.results[0].offset, head.size());
+    EXPECT_EQ(b.results[1].offset, head.size() + more.size());
+    EXPECT_TRUE(b.results[2].duplicate);
+    EXPECT_EQ(b.results[3].offset, head.size() + more.size() + last.size());
+    EXPECT_EQ(registry.Get(id)->packets(), 9u);
+
+    // A chunk cut inside a record stops the batch; the one before it stays.
+    const uint64_t end = head.size() + more.size() + last.size();
+    const auto good =
+        tu::MakeChunk(id, "run-1-w5/ring0", 0, end, tu::Records(9, 1));
+    const std::string cut = tu::Records(10, 2);
+    const auto bad =
+        tu::MakeChunk(id, "run-1-w5/ring0", 0, end + tu::Records(9, 1).size(),
+                      cut.substr(0, cut.size() - 1));
+    b = store->AppendBatch("node-a", {&good, &bad});
+    EXPECT_EQ(b.error.code(), absl::StatusCode::kInvalidArgument) << b.error;
+    ASSERT_EQ(b.results.size(), 1u);
+    EXPECT_EQ(b.results[0].offset, end + tu::Records(9, 1).size());
+  }
+  // Every stored chunk survives a restart.
+  CaptureRegistry registry;
+  auto store = OpenStore(&registry);
+  auto seqs = ptu::SequenceNumbers(Download(store.get(), id));
+  ASSERT_TRUE(seqs.ok()) << seqs.status();
+  EXPECT_EQ(*seqs, ptu::Range(0, 10));
+}
+
 TEST_F(StoreTest, TornTailIsTruncatedToTheLastCheckedEntry) {
   const std::string id = tu::CaptureId("web-1");
   const std::string file0 = tu::PcapFile(0, 10);
