@@ -41,6 +41,8 @@ CHUNK = 1 << 20           # node_agent/uplink.h max_chunk_bytes
 WINDOW = 4 << 20          # aggregator's max_inflight_bytes (welcome)
 ONE_MIB = int(os.environ.get("BENCH_ONE_MIB", "1024"))   # figure 1 single stream = figure 3 capture
 TEN_MIB = int(os.environ.get("BENCH_TEN_MIB", "32"))     # per stream, 10 streams
+# Which figures to run, e.g. "4" while profiling the 100-stream load.
+FIGURES = set(os.environ.get("BENCH_FIGURES", "1,2,3,4").split(","))
 MANY = 100
 MANY_KIBPS = 100
 MANY_SECONDS = 20
@@ -221,7 +223,6 @@ def fig1_and_3(token, scratch):
         print(f"  note: stored files hold {size} B, download gave {d_bytes} B")
     report(f"download MB/s, {d_bytes / 2**20:.0f} MiB", f"{d_agg:.1f}",
            f"{d_null:.1f} raw gRPC; {d_file:.0f} read()", ">= 0.7 x raw gRPC", d_agg >= 0.7 * d_null)
-    return agg_pid
 
 
 def fig4(token, agg_pid):
@@ -361,11 +362,14 @@ def main():
     create_nodes(["bench-one"] + [f"bench-ten-{i}" for i in range(10)] +
                  [f"bench-many-{i}" for i in range(MANY)])
     try:
-        agg_pid = fig1_and_3(token, scratch)
-        print()
-        fig2()
-        print()
-        fig4(token, agg_pid)
+        if FIGURES & {"1", "3"}:
+            fig1_and_3(token, scratch)
+            print()
+        if "2" in FIGURES:
+            fig2()
+            print()
+        if "4" in FIGURES:
+            fig4(token, int(open(f"{STATE}/pids/aggregator.pid").read().split()[0]))
     finally:
         for p in CHILDREN:
             if p.poll() is None:
