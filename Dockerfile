@@ -5,6 +5,7 @@
 #   docker build -t packet-capture:latest .
 
 # --- build: Debian's Bazel 4.2.3 and the system gRPC/Protobuf/Abseil ---
+# (linked from their static archives, see third_party/BUILD.bazel)
 FROM debian:bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
@@ -15,7 +16,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN bazel build //node_agent:capture-agent //aggregator:capture-aggregator \
+RUN bazel build -c opt //node_agent:capture-agent //aggregator:capture-aggregator \
  && install -D -m 0755 bazel-bin/node_agent/capture-agent /out/capture-agent \
  && install -D -m 0755 bazel-bin/aggregator/capture-aggregator /out/capture-aggregator \
  && bazel shutdown
@@ -23,9 +24,8 @@ RUN bazel build //node_agent:capture-agent //aggregator:capture-aggregator \
 # --- runtime: tcpdump and exactly the packages that provide the shared
 # libraries both binaries link (their `readelf -d` NEEDED entries mapped to
 # packages with `dpkg -S`): libc6 (libc, libm, the loader), libgcc-s1,
-# libstdc++6, libabsl20220623, libcurl4, libgrpc++1.51 (libgrpc++ and its
-# reflection library), libgrpc29 (libgrpc, libgpr), libprotobuf32 and
-# libyaml-cpp0.7. No ca-certificates: the only TLS peer is the API server,
+# libstdc++6, libcurl4, libyaml-cpp0.7 and zlib1g; gRPC, Protobuf and Abseil
+# are linked in statically. No ca-certificates: the only TLS peer is the API server,
 # verified with the ServiceAccount's ca.crt (CAINFO only, no system CA path).
 # testing/runtime_image_test.sh reads the list below (one package per line,
 # no comments inside the command), installs exactly it into a bookworm
@@ -37,11 +37,8 @@ RUN apt-get update \
       libc6 \
       libgcc-s1 \
       libstdc++6 \
-      libabsl20220623 \
       libcurl4 \
-      libgrpc++1.51 \
-      libgrpc29 \
-      libprotobuf32 \
       libyaml-cpp0.7 \
+      zlib1g \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/capture-agent /out/capture-aggregator /usr/local/bin/
