@@ -26,7 +26,10 @@ namespace pc::aggregator {
 struct IngestOptions {
   uint64_t max_inflight_bytes = uint64_t{4} << 20;
   uint32_t max_chunk_bytes = uint32_t{1} << 20;
-  int worker_threads = 4;
+  // Streams' strands run here and block in their flushes; a flush round
+  // (SyncGroup) can only gather as many streams as are waiting at once, so
+  // there are more threads than cores.
+  int worker_threads = 16;
   // Sent in Welcome; random per process when empty.
   std::string instance;
 };

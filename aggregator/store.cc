@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <tuple>
 
+#include "absl/hash/hash.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -266,7 +267,9 @@ struct Store::StoredCapture {
 Store::Store(StoreOptions options, CaptureRegistry* registry)
     : options_(std::move(options)), registry_(registry) {}
 
-Store::~Store() = default;
+Store::~Store() {
+  if (dir_fd_ >= 0) close(dir_fd_);
+}
 
 absl::Time Store::Now() const {
   return options_.clock ? options_.clock() : absl::Now();
@@ -288,7 +291,19 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(StoreOptions options,
     return absl::InternalError(
         absl::StrCat("create ", options.data_dir, ": ", ec.message()));
   }
+  if (options.sync.min_files_for_fs < 0 ||
+      options.sync.max_delay < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "sync: min_files_for_fs and max_delay must not be negative");
+  }
   std::unique_ptr<Store> store(new Store(std::move(options), registry));
+  store->dir_fd_ = open(store->options_.data_dir.c_str(),
+                        O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (store->dir_fd_ < 0) {
+    return Errno(absl::StrCat("open ", store->options_.data_dir));
+  }
+  store->sync_ =
+      std::make_unique<SyncGroup>(store->dir_fd_, store->options_.sync);
   store->Recover();
   return store;
 }
@@ -690,10 +705,11 @@ absl::Status Store::AppendBatchTo(const std::string& node,
   }
 
   absl::MutexLock io(&file->io_mu);
-  // Each chunk's bytes are written at once; one fdatasync of the data then
+  // Each chunk's bytes are written at once; one flush of the data then
   // covers them all, and only then are their entries appended to the log
-  // (one more fdatasync). So an entry never names bytes that are not durable,
-  // and a batch costs two flushes however many chunks it holds.
+  // (one more flush). So an entry never names bytes that are not durable,
+  // and a batch costs two flushes however many chunks it holds (fewer when
+  // other streams' batches share them).
   LogEntry last = file->last;
   absl::optional<pcap::GlobalHeader> io_header = file->io_header;
   const bool was_empty = last.logical_end == 0;
@@ -767,17 +783,14 @@ absl::Status Store::AppendBatchTo(const std::string& node,
 
   // Commit what was written before any error: the chunks before it stay
   // valid and are acknowledged.
-  absl::Status commit;
-  if (fdatasync(file->data_fd) != 0) {
-    commit = Errno(absl::StrCat("fdatasync ", file->data_path));
-  }
+  // The node names the writer: one agent, one stream.
+  const uint64_t writer = absl::Hash<std::string>()(node);
+  absl::Status commit = sync_->Sync(file->data_fd, writer, file->data_path);
   if (commit.ok()) {
     commit = WriteAll(file->log_fd, entries, file->entries * kEntrySize,
                       file->log_path);
   }
-  if (commit.ok() && fdatasync(file->log_fd) != 0) {
-    commit = Errno(absl::StrCat("fdatasync ", file->log_path));
-  }
+  if (commit.ok()) commit = sync_->Sync(file->log_fd, writer, file->log_path);
   if (!commit.ok()) {
     // Nothing of this batch counts: the next write starts where the last
     // committed entry ends, over whatever was written here.

@@ -6,12 +6,13 @@
 //   <data_dir>/captures/<capture id>/capture.pb          Capture (atomic write)
 //   <data_dir>/captures/<id>/run-<k>-w<N>/ring<i>.<gen>.pcap   uploaded bytes
 //   <data_dir>/captures/<id>/run-<k>-w<N>/ring<i>.<gen>.log    commit log
-// A chunk's bytes are written and fdatasync'ed before its commit entry is
-// appended to the log (and the log fdatasync'ed), so at start the stored
-// length is the end of the last valid, checksummed entry and any torn tail is
-// truncated away. A batch (AppendBatch) writes all its chunks' bytes, syncs
-// once, then appends all their entries and syncs once. Each (capture, file,
-// generation) has its own files.
+// A chunk's bytes are written and flushed before its commit entry is
+// appended to the log (and the log flushed), so at start the stored length is
+// the end of the last valid, checksummed entry and any torn tail is truncated
+// away. A batch (AppendBatch) writes all its chunks' bytes, flushes once,
+// then appends all their entries and flushes once; flushes of concurrent
+// streams are shared (SyncGroup). Each (capture, file, generation) has its
+// own files.
 //
 // Thread-safe. The index is under one mutex; each stored file serializes its
 // own I/O, so streams of different agents write in parallel.
@@ -33,6 +34,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/optional.h"
+#include "aggregator/sync_group.h"
 #include "common/capture_registry.h"
 #include "common/capture_service.h"
 #include "common/pcap/pcap_format.h"
@@ -47,6 +49,8 @@ struct StoreOptions {
   // Total bytes of stored pcap data; 0 = unlimited. Over budget, stopped
   // captures are evicted oldest first.
   uint64_t max_bytes = 0;
+  // How concurrent appends share their flushes (see SyncGroup).
+  SyncGroupOptions sync;
   // Injected for tests; absl::Now when empty.
   std::function<absl::Time()> clock;
 };
@@ -157,6 +161,8 @@ class Store {
 
   const StoreOptions options_;
   CaptureRegistry* registry_;
+  int dir_fd_ = -1;  // the data directory, for syncfs()
+  std::unique_ptr<SyncGroup> sync_;
 
   mutable absl::Mutex mu_;
   std::map<std::string, std::unique_ptr<StoredCapture>> captures_

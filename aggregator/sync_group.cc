@@ -1,0 +1,119 @@
+#include "aggregator/sync_group.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+
+namespace pc::aggregator {
+namespace {
+
+int ErrnoOf(int rc) { return rc == 0 ? 0 : errno; }
+
+}  // namespace
+
+SyncGroup::Ops SyncGroup::SystemOps() {
+  Ops ops;
+  ops.sync_file = [](int fd) { return ErrnoOf(fdatasync(fd)); };
+  ops.sync_fs = [](int fd) { return ErrnoOf(syncfs(fd)); };
+  return ops;
+}
+
+SyncGroup::SyncGroup(int fs_fd, SyncGroupOptions options, Ops ops)
+    : fs_fd_(fs_fd), options_(options), ops_(std::move(ops)) {}
+
+size_t SyncGroup::RecentWriters() const {
+  const size_t n = std::min(recent_count_, recent_.size());
+  std::vector<uint64_t> writers(recent_.begin(), recent_.begin() + n);
+  std::sort(writers.begin(), writers.end());
+  return std::unique(writers.begin(), writers.end()) - writers.begin();
+}
+
+absl::Status SyncGroup::Sync(int fd, uint64_t writer, const std::string& path) {
+  Request request{fd};
+  absl::MutexLock lock(&mu_);
+  waiting_.push_back(&request);
+  recent_[recent_count_++ % recent_.size()] = writer;
+  // Whoever finds no round under way leads the next one: it may wait for
+  // the other recent writers, then takes every request queued so far (all
+  // written before the flush starts) and flushes them; the others wait for
+  // their round to finish.
+  struct Turn {
+    const Request* request;
+    const bool* leading;
+  } turn{&request, &leading_};
+  while (!request.done) {
+    if (leading_) {
+      // Woken (by mu_'s unlock) only when this request is done or the round
+      // under way has ended, not by every other round's end.
+      mu_.Await(absl::Condition(
+          +[](Turn* t) { return t->request->done || !*t->leading; }, &turn));
+      continue;
+    }
+    leading_ = true;
+    const size_t want = std::min<size_t>(
+        RecentWriters(), static_cast<size_t>(std::max(options_.max_round, 1)));
+    if (want > 1 && options_.max_delay > absl::ZeroDuration()) {
+      // A lone writer never waits: its next request comes only after this
+      // one is answered.
+      struct Goal {
+        const std::vector<Request*>* waiting;
+        size_t want;
+      } goal{&waiting_, want};
+      mu_.AwaitWithTimeout(
+          absl::Condition(
+              +[](Goal* g) { return g->waiting->size() >= g->want; }, &goal),
+          options_.max_delay);
+    }
+    std::vector<Request*> round;
+    round.swap(waiting_);
+    mu_.Unlock();
+    Flush(round);
+    mu_.Lock();
+    leading_ = false;
+    for (Request* r : round) r->done = true;
+  }
+  if (request.error != 0) {
+    return absl::ErrnoToStatus(request.error, absl::StrCat("flush ", path));
+  }
+  return absl::OkStatus();
+}
+
+void SyncGroup::Flush(const std::vector<Request*>& round) {
+  std::set<int> fds;
+  for (const Request* r : round) fds.insert(r->fd);
+  uint64_t file_syncs = 0, fs_syncs = 0;
+  if (options_.min_files_for_fs > 0 &&
+      fds.size() >= static_cast<size_t>(options_.min_files_for_fs)) {
+    const int error = ops_.sync_fs(fs_fd_);
+    ++fs_syncs;
+    for (Request* r : round) r->error = error;
+  } else {
+    for (int fd : fds) {
+      const int error = ops_.sync_file(fd);
+      ++file_syncs;
+      for (Request* r : round) {
+        if (r->fd == fd) r->error = error;
+      }
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  ++stats_.rounds;
+  stats_.file_syncs += file_syncs;
+  stats_.fs_syncs += fs_syncs;
+}
+
+SyncGroup::Stats SyncGroup::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+int SyncGroup::queued() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(waiting_.size());
+}
+
+}  // namespace pc::aggregator
