@@ -4,8 +4,8 @@
 # down afterwards. Needs root. Prints figures beside their peers; never fails
 # on speed.
 #
-#   testing/agent_benchmark.sh
-#   BENCH_BAZEL_FLAGS="-c opt" testing/agent_benchmark.sh   # e.g. an optimized agent
+#   testing/agent_benchmark.sh                            # the agent as the image ships it
+#   BENCH_BAZEL_FLAGS=" " testing/agent_benchmark.sh       # e.g. a fastbuild agent
 #
 # Only one local cluster can run per machine (bridge, link and netns names and
 # ports are machine-wide), so this waits up to 10 minutes for
@@ -20,7 +20,7 @@ tools=$(testing/tools/install.sh | tail -1)
 export PATH="$tools:$PATH"
 
 # shellcheck disable=SC2086  # BENCH_BAZEL_FLAGS is a list of flags
-flags=(${BENCH_BAZEL_FLAGS:-})
+flags=(${BENCH_BAZEL_FLAGS:--c opt})
 bazel build "${flags[@]}" //node_agent:capture-agent //testing/bench:bare_grpc_client \
   //testing/bench:udp_flood
 out=$(bazel info "${flags[@]}" bazel-bin)
