@@ -51,8 +51,8 @@ int main(int argc, char** argv) {
       "capture-agent --node_name=NODE [--config=FILE] [--kubeconfig=FILE]");
   absl::ParseCommandLine(argc, argv);
   // Debian builds Abseil with Mutex deadlock detection on: a lock-order graph
-  // updated on every contended lock, a few percent of the aggregator's CPU
-  // under load. The tests run with it on (their binaries keep the default).
+  // updated on every contended lock. Off in the daemon; the tests run with
+  // it on (their binaries keep the default).
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
   pc::StopSignals stop_signals;  // before any thread starts
