@@ -25,8 +25,9 @@ RUN bazel build -c opt //node_agent:capture-agent //aggregator:capture-aggregato
 # libraries both binaries link (their `readelf -d` NEEDED entries mapped to
 # packages with `dpkg -S`): libc6 (libc, libm, the loader), libgcc-s1,
 # libstdc++6, libcurl4, libyaml-cpp0.7 and zlib1g; gRPC, Protobuf and Abseil
-# are linked in statically. No ca-certificates: the only TLS peer is the API server,
-# verified with the ServiceAccount's ca.crt (CAINFO only, no system CA path).
+# are linked in statically. No ca-certificates: the only TLS peer is the API
+# server, verified with the ServiceAccount's ca.crt (CAINFO only, no system CA
+# path).
 # testing/runtime_image_test.sh reads the list below (one package per line,
 # no comments inside the command), installs exactly it into a bookworm
 # root filesystem with debootstrap and runs both binaries and tcpdump there.
