@@ -44,6 +44,8 @@ import time
 import base64
 import urllib.parse
 
+from bench_table import print_table
+
 STATE = os.environ["CLUSTER_STATE"]
 CLUSTER = os.environ["CLUSTER"]
 BENCH_BIN = os.environ["BENCH_BIN"]
@@ -595,13 +597,8 @@ class Bench:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
         print()
-        headers = ("figure", "agent", "peer (same run)", "target", "met?")
-        rows = [headers] + [(f, a, p, t, "yes" if m else "NO") for f, a, p, t, m in self.results]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
-        for k, r in enumerate(rows):
-            print(" | ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-            if k == 0:
-                print("-+-".join("-" * w for w in widths))
+        print_table(("figure", "agent", "peer (same run)", "target", "met?"),
+                    [(f, a, p, t, "yes" if m else "NO") for f, a, p, t, m in self.results])
         return 0
 
 

@@ -29,25 +29,9 @@ bench=$(mktemp -d /tmp/pc-bench-bin.XXXXXX)
 cp "$out/node_agent/capture-agent" "$out/testing/bench/bare_grpc_client" \
   "$out/testing/bench/udp_flood" "$bench/"
 
-# The local cluster is machine-wide: wait (at most 10 minutes) for the lock
-# other benchmarks hold. Taken after the build, so the Bazel server (a daemon)
-# never inherits it.
-exec 9>/tmp/pc-cluster.lock
-if ! flock -w 600 9; then
-  echo "agent_benchmark: /tmp/pc-cluster.lock still held after 10 minutes; giving up" >&2
-  rm -rf "$bench"
-  exit 1
-fi
-# A cluster started without the lock (an end-to-end test): wait for it too.
-deadline=$((SECONDS + 600))
-while ip link show pcbr-fabric >/dev/null 2>&1; do
-  if [ "$SECONDS" -ge "$deadline" ]; then
-    echo "agent_benchmark: another local cluster (pcbr-fabric) still up after 10 minutes" >&2
-    rm -rf "$bench"
-    exit 1
-  fi
-  sleep 5
-done
+# shellcheck source=bench_lib.sh
+source "$root/testing/bench_lib.sh"
+bench_take_cluster agent_benchmark || { rm -rf "$bench"; exit 1; }
 
 export CLUSTER_STATE=$(mktemp -d /tmp/pc-bench-state.XXXXXX)
 export CLUSTER="$root/testing/cluster.sh" BENCH_BIN="$bench" CAPTURE_AGENT_BIN="$bench/capture-agent"

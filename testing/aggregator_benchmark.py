@@ -31,6 +31,8 @@ import subprocess
 import sys
 import time
 
+from bench_table import print_table
+
 STATE = os.environ["CLUSTER_STATE"]
 CLUSTER = os.environ["CLUSTER"]
 BIN = os.environ["BENCH_BIN"]
@@ -376,13 +378,7 @@ def main():
                 p.kill()
                 p.wait()
     print()
-    headers = ("figure", "aggregator", "peer (same run)", "target", "")
-    rows = [headers] + results
-    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
-    for k, r in enumerate(rows):
-        print(" | ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-        if k == 0:
-            print("-+-".join("-" * w for w in widths))
+    print_table(("figure", "aggregator", "peer (same run)", "target", ""), results)
     return 0
 
 

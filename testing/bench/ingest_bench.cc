@@ -455,13 +455,18 @@ int Ingest(int argc, char** argv) {
   return failed == 0 ? 0 : 1;
 }
 
-int Download(int argc, char** argv) {
-  if (argc != 4) return 2;
+// A CaptureService client for the download and follow modes.
+std::unique_ptr<v1::CaptureService::Stub> CaptureStub(
+    const std::string& target) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  auto channel = grpc::CreateCustomChannel(
-      argv[2], grpc::InsecureChannelCredentials(), args);
-  auto stub = v1::CaptureService::NewStub(channel);
+  return v1::CaptureService::NewStub(grpc::CreateCustomChannel(
+      target, grpc::InsecureChannelCredentials(), args));
+}
+
+int Download(int argc, char** argv) {
+  if (argc != 4) return 2;
+  auto stub = CaptureStub(argv[2]);
   grpc::ClientContext ctx;
   v1::DownloadCaptureRequest req;
   req.set_id(argv[3]);
@@ -488,11 +493,7 @@ int Download(int argc, char** argv) {
 
 int Follow(int argc, char** argv) {
   if (argc != 4) return 2;
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
-  auto channel = grpc::CreateCustomChannel(
-      argv[2], grpc::InsecureChannelCredentials(), args);
-  auto stub = v1::CaptureService::NewStub(channel);
+  auto stub = CaptureStub(argv[2]);
   grpc::ClientContext ctx;
   v1::DownloadCaptureRequest req;
   req.set_id(argv[3]);
