@@ -5,6 +5,11 @@
 # annotate a pod, watch the capture with grpcurl, download the pcap, read it
 # with tcpdump, remove the annotation. The cluster stays up afterwards for
 # exploring; `testing/cluster.sh down` removes it. Needs root.
+#
+#   testing/demo.sh              # simulated nodes (network-namespace pods)
+#   testing/demo.sh --real-node  # the README's Kubernetes walkthrough on a real kubelet +
+#                                # containerd node running the image built from the
+#                                # Dockerfile and k8s/with-aggregator
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -12,6 +17,17 @@ cd "$root"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
+
+real_node=0
+case "${1:-}" in
+  "") ;;
+  --real-node) real_node=1 ;;
+  *) echo "usage: testing/demo.sh [--real-node]" >&2; exit 2 ;;
+esac
+
+if [ "$real_node" = 1 ]; then
+  exec testing/demo_real_node.sh
+fi
 
 step "Installing packages and Go test tools (idempotent)"
 tools=$(testing/setup.sh | tail -1)

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, runs every test (the format
 # check, unit tests, the same unit tests under AddressSanitizer + UBSan, and the
-# end-to-end tests on the local cluster), and ends with one line "N passed, N failed".
-# Needs root (network namespaces, tcpdump). Exit status 0 only if all passed.
+# end-to-end tests on the local cluster, a real kubelet node among them), and ends
+# with one line "N passed, N failed".
+# Needs root (network namespaces, tcpdump, containerd). Exit status 0 only if all passed.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 echo "== setup" >&2
-testing/setup.sh >/dev/null || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
+# --real-node: the real node's tools and images are built here, outside any test's timeout
+# (cold: the images take a debootstrap and a Bazel build inside buildah).
+testing/setup.sh --real-node >/dev/null || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
 
 logs=$(mktemp -d /tmp/pc-tests.XXXXXX)
 total_passed=0

@@ -4,6 +4,14 @@
 # libcurl, yaml-cpp, GoogleTest, tcpdump, iproute2) and the pinned Go-built tools
 # (etcd, kube-apiserver, kubectl, grpcurl; see testing/tools/versions.env).
 #
+#   testing/setup.sh              # what the local cluster needs
+#   testing/setup.sh --real-node  # also what a real node needs: containerd, runc, the
+#                                 # CNI plugins, buildah, ...; kubelet, kube-proxy,
+#                                 # kube-scheduler, kube-controller-manager, CoreDNS;
+#                                 # and the node's images (testing/cluster.sh images)
+#
+# Package-manager output goes to $PACKET_CAPTURE_CACHE/setup.log (default
+# /var/cache/packet-capture); one line on stderr says what is being installed.
 # Prints the directory of the Go-built tools on its last line.
 set -euo pipefail
 
@@ -30,6 +38,31 @@ APT_PACKAGES=(
   debootstrap
   clang-format
 )
+# A real node (testing/cluster.sh up --real-node).
+REAL_NODE_PACKAGES=(
+  containerd
+  runc
+  containernetworking-plugins
+  busybox-static
+  buildah
+  fuse-overlayfs
+  iptables
+  conntrack
+  bind9-dnsutils
+  util-linux
+  gcc
+  libc6-dev
+)
+
+real_node=0
+case "${1:-}" in
+  "") ;;
+  --real-node) real_node=1; APT_PACKAGES+=("${REAL_NODE_PACKAGES[@]}") ;;
+  *) echo "usage: testing/setup.sh [--real-node]" >&2; exit 2 ;;
+esac
+cache=${PACKET_CAPTURE_CACHE:-/var/cache/packet-capture}
+mkdir -p "$cache"
+log="$cache/setup.log"
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -37,10 +70,17 @@ for pkg in "${APT_PACKAGES[@]}"; do
     missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}" >&2
+  echo "setup: installing ${missing[*]} (log: $log)" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq "${missing[@]}" >&2
+  { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; } >> "$log" 2>&1 ||
+    { tail -20 "$log" >&2; echo "setup: apt-get failed (log: $log)" >&2; exit 1; }
 fi
 
-"$here/tools/install.sh"
+if [ "$real_node" = 1 ]; then
+  bin=$("$here/tools/install.sh" --real-node)
+  echo "setup: building the real node's images (cached by content; log: $cache/images/build.log)" >&2
+  "$here/cluster.sh" images > /dev/null
+  echo "$bin"
+else
+  "$here/tools/install.sh"
+fi

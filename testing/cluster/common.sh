@@ -239,16 +239,18 @@ require_port_free() {  # PORT WHAT ENVVAR
 
 # Waits until CHECK succeeds; fails with the log tail if the process dies or time runs out.
 wait_until() {  # NAME LOGFILE SECONDS CHECK...
-  local name=$1 logfile=$2 deadline=$((SECONDS + $3))
+  local name=$1 logfile=$2 seconds=$3 deadline=$((SECONDS + $3))
   shift 3
-  until "$@" 2>/dev/null; do
-    if ! alive "$name"; then
+  until "$@" > /dev/null 2>&1; do
+    # Twice, a moment apart: while a wrapper (unshare, nsenter) execs the daemon, its
+    # /proc/PID/cmdline is briefly unreadable and the pid looks like someone else's.
+    if ! alive "$name" && ! { sleep 0.2; alive "$name"; }; then
       log_tail "$logfile"
       die "$name exited during startup (log: $logfile)"
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
       log_tail "$logfile"
-      die "$name not ready after ${START_TIMEOUT}s (log: $logfile)"
+      die "$name not ready after ${seconds}s (log: $logfile)"
     fi
     sleep 0.2
   done

@@ -32,6 +32,19 @@ ensure_pki() {
     printf '%s,%s,%s,"%s"\n' "$(cat "$(token_file "$user")")" "$user" "$user" "$groups" >> "$tmp"
   done < <(static_identities)
   mv "$tmp" "$pki/tokens.csv"
+  # The API server's serving certificate, self-signed (it is its own CA, as the one the
+  # API server would make itself), for every name clients use: the loopback (host
+  # processes, kubeconfigs), and with a real node the `kubernetes` Service's IP (in-cluster
+  # clients) and the node's bridge address (the Service's endpoint).
+  if [ ! -f "$STATE/certs/apiserver.crt" ]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=packet-capture-apiserver \
+      -addext "subjectAltName=IP:127.0.0.1,IP:${SERVICE_CIDR%.0/*}.1,IP:$REAL_NODE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" \
+      -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign" \
+      -addext "extendedKeyUsage=serverAuth" \
+      -keyout "$STATE/certs/apiserver.key" -out "$STATE/certs/apiserver.crt" 2>/dev/null ||
+      die "could not make the API server's certificate"
+  fi
   if [ ! -f "$pki/kubelet-client.crt" ]; then
     openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=packet-capture-kubelet-client-ca \
       -keyout "$pki/kubelet-client-ca.key" -out "$pki/kubelet-client-ca.crt" 2>/dev/null
@@ -79,7 +92,7 @@ apiserver_command() {
     "$TOOLS_BIN/kube-apiserver"
     --etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT"
     --secure-port="$APISERVER_PORT"
-    --cert-dir="$STATE/certs"  # self-signed; certs/apiserver.crt is the clients' CA
+    --cert-dir="$STATE/certs"  # certs/apiserver.{crt,key} from ensure_pki, the clients' CA
     --service-cluster-ip-range="$SERVICE_CIDR"
     --token-auth-file="$STATE/pki/tokens.csv"
     --service-account-issuer=https://kubernetes.default.svc

@@ -3,7 +3,11 @@
 # cache outside the repository and prints the directory holding them.
 # Idempotent: a tool already built at its pinned version is not rebuilt.
 #
-#   testing/tools/install.sh            # build what is missing, print the bin dir
+#   testing/tools/install.sh              # build what is missing, print the bin dir
+#   testing/tools/install.sh --real-node  # also what a real node needs: kubelet,
+#                                         # kube-proxy, kube-scheduler,
+#                                         # kube-controller-manager (same module tree)
+#                                         # and CoreDNS
 #
 # Cache: $PACKET_CAPTURE_CACHE (default /var/cache/packet-capture: a fixed
 # path, because Bazel points HOME at a temporary directory inside tests).
@@ -12,6 +16,15 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
 source "$here/versions.env"
+
+# The k8s.io/kubernetes commands to build.
+kube_tools=(kube-apiserver kubectl)
+real_node=0
+case "${1:-}" in
+  "") ;;
+  --real-node) real_node=1; kube_tools+=(kubelet kube-proxy kube-scheduler kube-controller-manager) ;;
+  *) echo "usage: testing/tools/install.sh [--real-node]" >&2; exit 2 ;;
+esac
 
 cache=${PACKET_CAPTURE_CACHE:-/var/cache/packet-capture}
 bin="$cache/bin"
@@ -33,12 +46,16 @@ built() { [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.version" 2>/dev/null)" = "$2" ]
 mark() { echo "$2" > "$bin/.$1.version"; }
 
 build_kubernetes() {
-  built kube-apiserver "$KUBERNETES_VERSION" && built kubectl "$KUBERNETES_VERSION" && return
+  local missing=() t
+  for t in "${kube_tools[@]}"; do
+    built "$t" "$KUBERNETES_VERSION" || missing+=("$t")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
   need_go
   local dir="$cache/src/kubernetes-$KUBERNETES_VERSION" staging
   staging="v0.${KUBERNETES_VERSION#v1.}"
   mkdir -p "$dir"
-  log "building kube-apiserver and kubectl $KUBERNETES_VERSION (staging $staging); takes 10-25 min cold"
+  log "building ${missing[*]} $KUBERNETES_VERSION (staging $staging); kube-apiserver and kubectl take 10-25 min cold, each further one a few minutes"
   (
     cd "$dir"
     [ -f go.mod ] || go mod init local/kubetools >/dev/null 2>&1
@@ -50,22 +67,17 @@ build_kubernetes() {
       replaces+=("-replace=$mod=$mod@$staging")
     done < <(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$modfile")
     go mod edit "${replaces[@]}" "-require=k8s.io/kubernetes@$KUBERNETES_VERSION"
-    cat > tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+    {
+      printf '//go:build tools\n\npackage tools\n\nimport (\n'
+      for t in "${kube_tools[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$t"; done
+      printf ')\n'
+    } > tools.go
     go mod tidy >&2
-    go build -trimpath -o "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-    go build -trimpath -o "$bin/kubectl" k8s.io/kubernetes/cmd/kubectl
+    for t in "${missing[@]}"; do
+      go build -trimpath -o "$bin/$t" "k8s.io/kubernetes/cmd/$t"
+    done
   )
-  mark kube-apiserver "$KUBERNETES_VERSION"
-  mark kubectl "$KUBERNETES_VERSION"
+  for t in "${missing[@]}"; do mark "$t" "$KUBERNETES_VERSION"; done
 }
 
 build_etcd() {
@@ -100,7 +112,17 @@ build_grpcurl() {
   mark grpcurl "$GRPCURL_VERSION"
 }
 
+# CoreDNS serves the real node's cluster DNS (testing/cluster/real_node.sh).
+build_coredns() {
+  built coredns "$COREDNS_VERSION" && return
+  need_go
+  log "building coredns $COREDNS_VERSION"
+  GOBIN="$bin" go install "github.com/coredns/coredns@$COREDNS_VERSION"
+  mark coredns "$COREDNS_VERSION"
+}
+
 build_grpcurl
 build_etcd
 build_kubernetes
+[ "$real_node" = 0 ] || build_coredns
 echo "$bin"
