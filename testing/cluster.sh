@@ -61,6 +61,10 @@ cgroups and firewall chain are machine-wide, so only one cluster runs per machin
 EOF
 }
 
+# Bazel runs tests with a minimal PATH; ip, iptables, runc and debootstrap live in sbin.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH="/usr/sbin:/sbin:$PATH" ;; esac
+export PATH
+
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 self="$here/$(basename "${BASH_SOURCE[0]}")"

@@ -170,7 +170,9 @@ if "$CLUSTER" down > "$out/down-1.log" 2>&1; then
 else
   fail "down removes everything the real node made" "$(tail -3 "$out/down-1.log")"
 fi
-check "no process of the state dir is left" bash -c "! pgrep -f '$CLUSTER_STATE/'"
+# In this shell: a `bash -c` running pgrep would carry the pattern and match itself.
+no_state_processes() { ! pgrep -f "$CLUSTER_STATE/" > /dev/null; }
+check "no process of the state dir is left" no_state_processes
 check "no cgroup of the real node is left" bash -c "! ls -d /sys/fs/cgroup/*/packet-capture-real-a 2>/dev/null"
 bring_up
 check "after down + up the node is Ready and the aggregator answers" bash -c \

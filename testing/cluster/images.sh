@@ -15,7 +15,7 @@ IMAGE_CACHE=${IMAGE_CACHE:-/var/cache/packet-capture/images}
 IMAGES_SUITE=bookworm
 IMAGES_APT_SOURCES=/etc/apt/sources.list.d/debian.sources
 IMAGES_RECIPE=2  # part of every cache key: bump it when a recipe below changes
-IMAGES_LOG=/dev/null IMAGES_DIR='' IMAGES_OUT='' IMAGES_BASE_TAR='' IMAGES_BASE_ID=''
+IMAGES_LOG=/dev/null IMAGES_SRC='' IMAGES_DIR='' IMAGES_OUT='' IMAGES_BASE_TAR='' IMAGES_BASE_ID=''
 IMAGES_CTRS=() IMAGES_TMP=() IMAGES_LOCK=9  # the lock's fd is set by images_ensure
 
 # images_run CMD...: a builder command, output appended to the build log, without stdin
@@ -60,7 +60,7 @@ images_mirror() {
   (
     # shellcheck disable=SC2034 # read by mirror_uri
     SUITE=$IMAGES_SUITE APT_SOURCES=$IMAGES_APT_SOURCES
-    eval "$(sed -n '/^mirror_uri() {$/,/^}$/p' "$repo/testing/runtime_image_test.sh")"
+    eval "$(sed -n '/^mirror_uri() {$/,/^}$/p' "$IMAGES_SRC/testing/runtime_image_test.sh")"
     declare -F mirror_uri > /dev/null && mirror_uri
   )
 }
@@ -141,8 +141,8 @@ images_export() {
 # symlink that .dockerignore does not exclude, with mode and content or target), hashed.
 images_context_hash() {
   local list
-  list=$(cd "$repo" && find . -mindepth 1 \( -type f -o -type d -o -type l \) -printf '%y\t%m\t%P\t%l\n' |
-    awk -F'\t' -v ignore="$repo/.dockerignore" '
+  list=$(cd "$IMAGES_SRC" && find . -mindepth 1 \( -type f -o -type d -o -type l \) -printf '%y\t%m\t%P\t%l\n' |
+    awk -F'\t' -v ignore="$IMAGES_SRC/.dockerignore" '
       function glob2re(g,   i, j, c, cls, out) {  # Docker pattern syntax; ** spans directories
         for (i = 1; i <= length(g); i++) {
           c = substr(g, i, 1)
@@ -170,7 +170,7 @@ images_context_hash() {
       }
       { excluded = 0; for (i = 1; i <= n; i++) if ($3 ~ re[i]) excluded = !negated[i] }
       !excluded' | LC_ALL=C sort -t$'\t' -k3) || return 1
-  { printf '%s\n' "$list"; awk -F'\t' '$1 == "f" { print $3 }' <<< "$list" | (cd "$repo" && xargs -r -d '\n' sha256sum --)
+  { printf '%s\n' "$list"; awk -F'\t' '$1 == "f" { print $3 }' <<< "$list" | (cd "$IMAGES_SRC" && xargs -r -d '\n' sha256sum --)
   } | sha256sum | cut -d' ' -f1
 }
 
@@ -180,12 +180,12 @@ images_packet_capture() {  # sets IMAGES_OUT
   local a=docker.io/library/debian:bookworm b=docker.io/library/debian:bookworm-slim
   images_base
   start=$SECONDS
-  ctx=$(images_context_hash) || images_fail "hashing the build context $repo"
-  key=$(cat <(printf '%s\n' "$IMAGES_RECIPE" "$ctx" "$IMAGES_BASE_ID" "${bud[*]}") "$repo/Dockerfile" |
+  ctx=$(images_context_hash) || images_fail "hashing the build context $IMAGES_SRC"
+  key=$(cat <(printf '%s\n' "$IMAGES_RECIPE" "$ctx" "$IMAGES_BASE_ID" "${bud[*]}") "$IMAGES_SRC/Dockerfile" |
     images_key)
   IMAGES_OUT=$IMAGE_CACHE/packet-capture-$key.tar
   if [ ! -s "$IMAGES_OUT" ]; then
-    log "building $image from $repo/Dockerfile with buildah (apt-get and a cold Bazel build inside: minutes; log: $IMAGES_LOG)"
+    log "building $image from $IMAGES_SRC/Dockerfile with buildah (apt-get and a cold Bazel build inside: minutes; log: $IMAGES_LOG)"
     for base in "$a" "$b"; do  # the Dockerfile's bases: are they the cached tarball?
       [ "$(buildah inspect --type image --format '{{index .OCIv1.Config.Labels "packet-capture.base-rootfs"}}' \
         "$base" 2> /dev/null 9>&-)" = "$IMAGES_BASE_ID" ] || stale=1
@@ -199,7 +199,7 @@ images_packet_capture() {  # sets IMAGES_OUT
       images_run buildah tag "$a" "$b"
       [ -z "$old" ] || buildah rmi "$old" > /dev/null 2>&1 9>&- || true  # the previous base
     fi
-    images_run "${bud[@]}" -f "$repo/Dockerfile" -t "localhost/pc-images-build:$key" "$repo"
+    images_run "${bud[@]}" -f "$IMAGES_SRC/Dockerfile" -t "localhost/pc-images-build:$key" "$IMAGES_SRC"
     images_export "$IMAGES_OUT" "localhost/pc-images-build:$key" "$image"
     log "built $image in $((SECONDS - start)) s ($(du -m "$IMAGES_OUT" | cut -f1) MB)"
   fi
@@ -241,7 +241,7 @@ images_busybox() {  # sets IMAGES_OUT
 }
 
 images_pause() {  # sets IMAGES_OUT
-  local image=registry.k8s.io/pause:3.10 src=$repo/testing/images/pause.c key start=$SECONDS
+  local image=registry.k8s.io/pause:3.10 src=$IMAGES_SRC/testing/images/pause.c key start=$SECONDS
   key=$(cat <(echo "$IMAGES_RECIPE") "$src" | images_key)
   IMAGES_OUT=$IMAGE_CACHE/pause-$key.tar
   if [ ! -s "$IMAGES_OUT" ]; then
@@ -263,6 +263,10 @@ images_pause() {  # sets IMAGES_OUT
 images_ensure() {
   local c bb pa
   mkdir -p "$IMAGE_CACHE" || die "cannot create $IMAGE_CACHE"
+  # The source tree: $repo itself, or, when the harness runs from a Bazel runfiles tree
+  # (its files are symlinks to the workspace's), the workspace the Dockerfile lives in.
+  IMAGES_SRC=$(dirname "$(readlink -f "$repo/Dockerfile")")
+  [ -f "$IMAGES_SRC/.dockerignore" ] || die "no .dockerignore beside $IMAGES_SRC/Dockerfile"
   IMAGES_LOG=$IMAGE_CACHE/build.log IMAGES_CTRS=() IMAGES_TMP=()
   for c in buildah skopeo runc debootstrap gcc; do
     PATH=$PATH:/usr/sbin:/sbin command -v "$c" > /dev/null || die "$c is not installed (apt-get install $c)"
