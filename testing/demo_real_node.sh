@@ -12,8 +12,14 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 show() { printf '$ %s\n' "$*"; "$@"; }
 
 step "Installing packages, Go-built tools (kubelet, kube-proxy, CoreDNS, ...) and the images"
-echo "(cold: 30-40 min on 2 cores; cached afterwards. Logs in /var/cache/packet-capture)"
-tools=$(testing/setup.sh --real-node | tail -1)
+setup_log=/var/cache/packet-capture/demo-setup.log
+mkdir -p "$(dirname "$setup_log")"
+echo "(idempotent; cold it takes about half an hour on 2 cores. Log: $setup_log)"
+if ! tools=$(testing/setup.sh --real-node 2> "$setup_log" | tail -1); then
+  tail -n 20 "$setup_log"
+  echo "setup failed (log: $setup_log)"
+  exit 1
+fi
 export PATH="$tools:$PATH"
 
 step "Building capture-agent and capture-aggregator for the simulated nodes"

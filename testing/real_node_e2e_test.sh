@@ -139,17 +139,26 @@ kubectl -n kube-system delete "$old_agent" --wait=true --timeout=60s > /dev/null
 new_agent_ready() { a=$(agent_pod); [ -n "$a" ] && [ "$a" != "$old_agent" ] &&
   kubectl -n kube-system wait "$a" --for=condition=Ready --timeout=5s > /dev/null 2>&1; }
 check_eventually "the DaemonSet replaces the deleted agent pod" 90 new_agent_ready
-# Every packet downloaded before, in order, then the new agent's packets.
-kept_everything() {
+# The new agent pod has a new captures emptyDir: it starts the capture afresh, as a new
+# capture of the same pod, while the aggregator keeps the old one, STOPPED, with every
+# packet it held before (in order, and possibly a few more acknowledged just before).
+old_capture_kept() {
   download "$agg" "$id" "$out/after-restart.pcap" &&
     tcpdump -r "$out/after-restart.pcap" -n -tt 2> /dev/null > "$out/after-restart.txt" &&
-    [ "$(wc -l < "$out/after-restart.txt")" -gt "$acked" ] &&
     head -n "$acked" "$out/after-restart.txt" | cmp -s - "$out/before-restart.txt" &&
-    [ "$(capture default traffic-test state)" = RUNNING ]
+    grpc "$agg" GetCapture "{\"id\":\"$id\"}" 2> /dev/null | jq -e '.state == "STOPPED"' > /dev/null
+}
+new_capture_running() {
+  grpc "$agg" ListCaptures '{"namespace":"default","pod":"traffic-test","state":"RUNNING"}' 2> /dev/null |
+    jq -e --arg old "$id" '[.captures[] | select(.id != $old and .node == "real-a" and
+                                               (.packets | tonumber) > 0)] | length == 1' > /dev/null
 }
 check "before the agent restart the aggregator held packets ($acked)" test "$acked" -gt 0
-check_eventually "after the agent restart the capture goes on, with all $acked packets held before" 60 \
-  kept_everything
+check_eventually "after the agent restart the old capture is STOPPED with all $acked packets held before" 60 \
+  old_capture_kept
+check_eventually "the new agent captures the pod again, uploading to the aggregator" 60 new_capture_running
+id=$(grpc "$agg" ListCaptures '{"namespace":"default","pod":"traffic-test","state":"RUNNING"}' |
+  jq -r '.captures[0].id')
 
 # --- annotation removed: the node's files go, the aggregator keeps a copy ---
 check "kubectl annotate pod traffic-test tcpdump.antrea.io-" kubectl annotate pod traffic-test tcpdump.antrea.io-

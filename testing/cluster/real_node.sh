@@ -222,7 +222,7 @@ authorization: {mode: Webhook}
 clusterDNS: [$DNS_SERVICE_IP]
 clusterDomain: $CLUSTER_DOMAIN
 resolvConf: $d/resolv.conf
-podLogsDir: $(real_dir)/pod-logs
+podLogsDir: $STATE/logs/pods  # kept by down, for post-mortems
 # This VM: cgroup v1, no swap, no CAP_SYS_RESOURCE, and containerd 1.6 does not report
 # its cgroup driver.
 failCgroupV1: false
@@ -362,7 +362,11 @@ ensure_aggregator_volume() {
 
 ensure_manifests() {
   ensure_aggregator_volume
-  kc apply -k "$here/real-node" > /dev/null || die "kubectl apply -k testing/real-node failed"
+  # Kustomize does not follow a symlinked kustomization.yaml (a Bazel runfiles tree): apply
+  # the overlay where its file lives, the bases beside it.
+  local overlay
+  overlay=$(dirname "$(readlink -f "$here/real-node/kustomization.yaml")")
+  kc apply -k "$overlay" > /dev/null || die "kubectl apply -k $overlay failed"
   kc -n kube-system rollout status daemonset/capture-agent --timeout=180s >&2 ||
     die "the capture-agent DaemonSet did not become ready (kubectl -n kube-system describe pods)"
   kc -n kube-system rollout status deployment/capture-aggregator --timeout=180s >&2 ||
