@@ -275,7 +275,7 @@ cmd_down() {
   local f name
   # The real node first: its pods live in network namespaces and cgroups of the host.
   if [ "$REAL_NODE" = 1 ] || [ -d "$(real_dir)" ]; then real_node_down; fi
-  # Traffic first (it lives in pod namespaces), then the daemons that use the apiserver.
+  # Then traffic (it lives in pod namespaces), and the daemons that use the apiserver.
   for f in "$STATE"/pids/traffic-*.pid "$STATE"/pids/agent-*.pid \
     "$STATE"/pids/aggregator.pid "$STATE"/pids/kube-apiserver.pid "$STATE"/pids/etcd.pid; do
     [ -e "$f" ] || continue

@@ -171,6 +171,8 @@ stopped_download() {
 }
 check "the stopped capture is still downloadable from the aggregator" stopped_download
 kubectl get pods -A -o wide > "$out/pods.txt"
+check "pod del other web-2 deletes the real pod" "$CLUSTER" pod del other web-2
+check "web-2 is gone from the API" bash -c "! kubectl get pod -n other web-2 2> /dev/null"
 
 # --- down, then up --real-node again on the same machine ---
 t0=$SECONDS

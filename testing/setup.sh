@@ -45,6 +45,7 @@ REAL_NODE_PACKAGES=(
   containernetworking-plugins
   busybox-static
   buildah
+  skopeo
   fuse-overlayfs
   iptables
   conntrack

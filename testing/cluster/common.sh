@@ -266,7 +266,7 @@ ensure_packages() {
     [openssl]=openssl [curl]=curl [flock]=util-linux [setsid]=util-linux)
   if [ "$REAL_NODE" = 1 ]; then
     pkg_of+=([containerd]=containerd [runc]=runc [/usr/lib/cni/bridge]=containernetworking-plugins
-      [/bin/busybox]=busybox-static [buildah]=buildah [iptables]=iptables [conntrack]=conntrack
+      [/bin/busybox]=busybox-static [buildah]=buildah [skopeo]=skopeo [iptables]=iptables [conntrack]=conntrack
       [dig]=bind9-dnsutils [debootstrap]=debootstrap [gcc]=gcc [nsenter]=util-linux)
   fi
   local cmd missing=()

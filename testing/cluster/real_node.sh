@@ -8,7 +8,7 @@
 # Layout under $STATE/real-a: containerd/ (its config, root, state and socket), cni/ (the
 # bridge network and its IP allocations), kubelet/ (root dir, config, serving cert),
 # kube-proxy.yaml, coredns/Corefile, volumes/ (the aggregator's PersistentVolume), sysctl/
-# (see real_node_mount_namespace).
+# (see real_node_mount_namespace). Container logs go to $STATE/logs/pods, which down keeps.
 
 readonly REAL_NODE_NAME=real-a
 readonly REAL_BRIDGE=pcbr-real-a
@@ -104,10 +104,8 @@ cmd_mount_namespace_run() {  # STATE/
   while :; do sleep 3600 & wait $! || true; done
 }
 
-# in_node_mounts CMD...: CMD in the real node's mount namespace.
-in_node_mounts() {
-  nsenter --mount="/proc/$(cat "$(pid_file real-a-mounts)")/ns/mnt" -- "$@"
-}
+# The real node's mount namespace, for `nsenter --mount=`.
+node_mount_ns() { printf '/proc/%s/ns/mnt' "$(cat "$(pid_file real-a-mounts)")"; }
 
 write_containerd_config() {
   local d
@@ -158,7 +156,7 @@ ensure_containerd() {
   alive containerd && return
   write_containerd_config
   start_daemon containerd "$STATE/logs/containerd.log" \
-    nsenter --mount="/proc/$(cat "$(pid_file real-a-mounts)")/ns/mnt" -- \
+    nsenter --mount="$(node_mount_ns)" -- \
     containerd --config "$(real_dir)/containerd/config.toml"
   wait_until containerd "$STATE/logs/containerd.log" "$START_TIMEOUT" ctr_k8s version
   log "containerd ready on $(containerd_socket)"
@@ -244,7 +242,7 @@ ensure_kubelet() {
   local kubeconfig="$(real_dir)/kubelet.kubeconfig"
   ensure_static_kubeconfig "$kubeconfig" "system:node:$REAL_NODE_NAME"
   start_daemon kubelet "$STATE/logs/kubelet.log" \
-    nsenter --mount="/proc/$(cat "$(pid_file real-a-mounts)")/ns/mnt" -- \
+    nsenter --mount="$(node_mount_ns)" -- \
     "$TOOLS_BIN/kubelet" \
     --config="$(real_dir)/kubelet/config.yaml" \
     --kubeconfig="$kubeconfig" \
