@@ -25,6 +25,9 @@ export PATH="$tools:$PATH"
 step "Building capture-agent and capture-aggregator for the simulated nodes"
 bazel build //node_agent:capture-agent //aggregator:capture-aggregator //cli:capturectl 2>&1 | tail -1
 bazel shutdown > /dev/null 2>&1 || true
+# The harness starts these (it would otherwise run bazel build itself).
+export CAPTURE_AGENT_BIN=$root/bazel-bin/node_agent/capture-agent
+export CAPTURE_AGGREGATOR_BIN=$root/bazel-bin/aggregator/capture-aggregator
 
 step "Starting the local cluster with the real node real-a"
 testing/cluster.sh up --real-node
