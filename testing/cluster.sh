@@ -237,6 +237,8 @@ cmd_restart_aggregator() {
   require_root
   take_lock
   require_up
+  [ "$REAL_NODE" = 0 ] ||
+    die "with a real node the aggregator is a Deployment: kubectl -n kube-system rollout restart deploy/capture-aggregator"
   if [ "$rebuild" = 1 ] || [ ! -x "$STATE/bin/capture-aggregator" ]; then
     build_and_copy aggregator capture-aggregator || die "no capture-aggregator to start"
   fi

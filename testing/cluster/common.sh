@@ -72,13 +72,15 @@ take_lock() {
 
 # True when PID is this shell, one of its ancestors or one of its (running) descendants.
 in_our_process_tree() {  # PID
-  local p
+  local p stat fields
   for p in "$1" $$; do  # walk up from each side
     local other=$$
     [ "$p" = $$ ] && other=$1
     while [ -n "$p" ] && [ "$p" -gt 1 ]; do
       [ "$p" = "$other" ] && return 0
-      p=$(awk '{print $4}' "/proc/$p/stat" 2>/dev/null) || break
+      stat=$(cat "/proc/$p/stat" 2>/dev/null) || break
+      read -r -a fields <<< "${stat##*) }"  # after "pid (comm) ": state, ppid, ...
+      p=${fields[1]:-}
     done
   done
   return 1

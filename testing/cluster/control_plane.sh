@@ -37,7 +37,7 @@ ensure_pki() {
   # processes, kubeconfigs), and with a real node the `kubernetes` Service's IP (in-cluster
   # clients) and the node's bridge address (the Service's endpoint).
   if [ ! -f "$STATE/certs/apiserver.crt" ]; then
-    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=packet-capture-apiserver \
+    openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj /CN=packet-capture-apiserver \
       -addext "subjectAltName=IP:127.0.0.1,IP:${SERVICE_CIDR%.0/*}.1,IP:$REAL_NODE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" \
       -addext "basicConstraints=critical,CA:TRUE" \
       -addext "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign" \
@@ -46,11 +46,11 @@ ensure_pki() {
       die "could not make the API server's certificate"
   fi
   if [ ! -f "$pki/kubelet-client.crt" ]; then
-    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=packet-capture-kubelet-client-ca \
+    openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj /CN=packet-capture-kubelet-client-ca \
       -keyout "$pki/kubelet-client-ca.key" -out "$pki/kubelet-client-ca.crt" 2>/dev/null
     openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=kube-apiserver-kubelet-client" \
       -keyout "$pki/kubelet-client.key" -out "$pki/kubelet-client.csr" 2>/dev/null
-    openssl x509 -req -in "$pki/kubelet-client.csr" -days 30 -CA "$pki/kubelet-client-ca.crt" \
+    openssl x509 -req -in "$pki/kubelet-client.csr" -days 365 -CA "$pki/kubelet-client-ca.crt" \
       -CAkey "$pki/kubelet-client-ca.key" -CAcreateserial -out "$pki/kubelet-client.crt" 2>/dev/null
   fi
 }
