@@ -9,7 +9,8 @@
 # This file is the one entry point: usage, the commands, and their order. Each part lives
 # in a sourced file under testing/cluster/: common.sh (state, lock, daemons),
 # control_plane.sh, sim_nodes.sh (simulated nodes and pods, host agents), real_node.sh
-# (containerd, kubelet, kube-proxy, CoreDNS, manifests) and images.sh (the image builds).
+# (the real node: its network, up and down, its pods), kubelet_containerd.sh,
+# real_node_services.sh (kube-proxy, CoreDNS, manifests, port-forwards) and images.sh.
 # See usage() below, and DESIGN.md "Local cluster harness" (the interface is fixed).
 set -euo pipefail
 
@@ -99,6 +100,10 @@ source "$here/cluster/control_plane.sh"
 source "$here/cluster/sim_nodes.sh"
 # shellcheck source=cluster/real_node.sh
 source "$here/cluster/real_node.sh"
+# shellcheck source=cluster/kubelet_containerd.sh
+source "$here/cluster/kubelet_containerd.sh"
+# shellcheck source=cluster/real_node_services.sh
+source "$here/cluster/real_node_services.sh"
 # shellcheck source=cluster/images.sh
 source "$here/cluster/images.sh"
 
