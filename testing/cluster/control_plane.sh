@@ -194,6 +194,16 @@ credential_fresh() {  # FILE
 # Records that FILE (just written) was made with the current keys.
 credential_made() { cluster_keys_id > "$1.keys"; }
 
+# ensure_kubeconfig FILE USER TOKEN-CMD...: FILE as it is while fresh, else a new one for
+# USER with the token TOKEN-CMD prints (run only then).
+ensure_kubeconfig() {
+  local file=$1 user=$2
+  shift 2
+  credential_fresh "$file" && return
+  write_kubeconfig "$file" "$user" "$("$@")"
+  credential_made "$file"
+}
+
 ensure_cluster_objects() {
   write_kubeconfig "$STATE/kubeconfig" admin "$(cat "$STATE/pki/admin.token")"
   # kube-system is created by the apiserver itself shortly after it turns ready.
@@ -205,9 +215,7 @@ ensure_cluster_objects() {
   kc apply -f "$repo/k8s/base/rbac.yaml" > /dev/null || die "kubectl apply -f k8s/base/rbac.yaml failed"
   local who
   for who in agent aggregator; do
-    credential_fresh "$STATE/$who.kubeconfig" && continue
-    write_kubeconfig "$STATE/$who.kubeconfig" "capture-$who" "$(sa_token "capture-$who")"
-    credential_made "$STATE/$who.kubeconfig"
+    ensure_kubeconfig "$STATE/$who.kubeconfig" "capture-$who" sa_token "capture-$who"
   done
 }
 
@@ -218,9 +226,7 @@ ensure_cluster_objects() {
 
 # A kubeconfig for a static identity (see static_identities), made with the current keys.
 ensure_static_kubeconfig() {  # FILE USER
-  credential_fresh "$1" && return
-  write_kubeconfig "$1" "$2" "$(cat "$(token_file "$2")")"
-  credential_made "$1"
+  ensure_kubeconfig "$1" "$2" cat "$(token_file "$2")"
 }
 
 ensure_controller_manager() {

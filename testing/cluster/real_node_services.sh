@@ -55,10 +55,7 @@ ensure_coredns() {
   local d
   d="$(real_dir)/coredns"
   mkdir -p "$d"
-  credential_fresh "$d/kubeconfig" || {
-    write_kubeconfig "$d/kubeconfig" coredns "$(sa_token coredns)"
-    credential_made "$d/kubeconfig"
-  }
+  ensure_kubeconfig "$d/kubeconfig" coredns sa_token coredns
   cat > "$d/Corefile" <<EOF
 .:53 {
     bind $REAL_NODE_IP
