@@ -186,7 +186,8 @@ class IngestServiceImpl::Stream final
     node_ = hello.node();
     std::set<std::string> present(hello.capture_ids().begin(),
                                   hello.capture_ids().end());
-    service_->store_->MarkGone(node_, present);
+    service_->store_->MarkGone(
+        node_, present, absl::StrCat("no longer reported by node ", node_));
     AggregatorMessage out;
     auto* welcome = out.mutable_welcome();
     welcome->set_aggregator_instance(service_->instance_);

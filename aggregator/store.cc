@@ -578,7 +578,8 @@ absl::Status Store::PutStatus(const std::string& node, const Capture& status) {
 }
 
 void Store::MarkGone(const std::string& node,
-                     const std::set<std::string>& present) {
+                     const std::set<std::string>& present,
+                     const std::string& reason) {
   absl::MutexLock lock(&mu_);
   const absl::Time now = Now();
   for (auto& [id, c] : captures_) {
@@ -589,7 +590,7 @@ void Store::MarkGone(const std::string& node,
     if (c->status.state() == Capture::RUNNING ||
         c->status.state() == Capture::PENDING) {
       c->status.set_state(Capture::STOPPED);
-      c->status.set_message(absl::StrCat("no longer reported by node ", node));
+      c->status.set_message(reason);
     }
     if (!c->status.has_stop_time())
       *c->status.mutable_stop_time() = ToProto(now);

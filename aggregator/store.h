@@ -95,8 +95,10 @@ class Store {
   absl::Status PutStatus(const std::string& node, const Capture& status);
 
   // `node` reports exactly `present`: its other captures are no longer on the
-  // node (on_node false; running ones become STOPPED).
-  void MarkGone(const std::string& node, const std::set<std::string>& present);
+  // node (on_node false; running ones become STOPPED with `reason` as their
+  // message).
+  void MarkGone(const std::string& node, const std::set<std::string>& present,
+                const std::string& reason);
 
   // Every (capture, file, generation) of `node` with its stored length.
   std::vector<packetcapture::v1::ResumePoint> ResumePoints(

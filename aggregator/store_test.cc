@@ -485,7 +485,7 @@ TEST_F(StoreTest, RetentionAndByteBudgetEvictOldestStoppedFirst) {
   EXPECT_EQ(store->Maintain(), std::vector<std::string>{b});
 
   // d is no longer reported by its node: stopped, on_node false, expiring.
-  store->MarkGone("node-a", {c});
+  store->MarkGone("node-a", {c}, "no longer reported by node node-a");
   shown = registry.Get(d);
   EXPECT_FALSE(shown->on_node());
   EXPECT_EQ(shown->state(), Capture::STOPPED);
