@@ -7,6 +7,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace pc::aggregator {
 namespace {
@@ -32,29 +33,54 @@ size_t SyncGroup::RecentWriters() const {
   return std::unique(writers.begin(), writers.end()) - writers.begin();
 }
 
+absl::Time SyncGroup::LeadAllowedAt() const {
+  if (running_.empty()) return absl::InfinitePast();
+  if (running_.size() >=
+      static_cast<size_t>(std::max(options_.max_parallel_rounds, 1))) {
+    return absl::InfiniteFuture();
+  }
+  // The youngest running round decides: all of them must look stalled.
+  return *running_.rbegin() + options_.stall_after;
+}
+
 absl::Status SyncGroup::Sync(int fd, uint64_t writer, const std::string& path) {
   Request request{fd};
   absl::MutexLock lock(&mu_);
   waiting_.push_back(&request);
   recent_[recent_count_++ % recent_.size()] = writer;
-  // Whoever finds no round under way leads the next one: it may wait for
-  // the other recent writers, then takes every request queued so far (all
-  // written before the flush starts) and flushes them; the others wait for
-  // their round to finish.
-  struct Turn {
-    const Request* request;
-    const bool* leading;
-  } turn{&request, &leading_};
+  // Whoever finds no round under way (or only stalled ones) leads the next
+  // one: it may wait for the other recent writers, then takes every request
+  // queued so far (all written before the flush starts) and flushes them;
+  // the others wait for their round to finish.
   while (!request.done) {
-    if (leading_) {
-      // Woken (by mu_'s unlock) only when this request is done or the round
-      // under way has ended, not by every other round's end.
-      mu_.Await(absl::Condition(
-          +[](Turn* t) { return t->request->done || !*t->leading; }, &turn));
+    if (request.taken) {
+      mu_.Await(absl::Condition(&request.done));
       continue;
     }
-    leading_ = true;
-    const size_t want = std::min<size_t>(
+    const absl::Time allowed = LeadAllowedAt();
+    if (absl::Now() < allowed) {
+      // Woken (by mu_'s unlock) only when this request is done or a round
+      // has ended, not by every other request's arrival; or when the
+      // running rounds start to count as stalled.
+      struct Turn {
+        const Request* request;
+        const uint64_t* ended;
+        uint64_t seen;
+      } turn{&request, &rounds_ended_, rounds_ended_};
+      const absl::Condition turn_changed(
+          +[](Turn* t) { return t->request->done || *t->ended != t->seen; },
+          &turn);
+      if (allowed == absl::InfiniteFuture()) {
+        mu_.Await(turn_changed);
+      } else {
+        mu_.AwaitWithDeadline(turn_changed, allowed);
+      }
+      continue;
+    }
+    // A round that is still gathering is not stalled: it is about to take
+    // every queued request.
+    auto round_start = running_.insert(absl::InfiniteFuture());
+    const size_t want = std::min(
         RecentWriters(), static_cast<size_t>(std::max(options_.max_round, 1)));
     if (want > 1 && options_.max_delay > absl::ZeroDuration()) {
       // A lone writer never waits: its next request comes only after this
@@ -70,10 +96,14 @@ absl::Status SyncGroup::Sync(int fd, uint64_t writer, const std::string& path) {
     }
     std::vector<Request*> round;
     round.swap(waiting_);
+    for (Request* r : round) r->taken = true;
+    running_.erase(round_start);
+    round_start = running_.insert(absl::Now());
     mu_.Unlock();
     Flush(round);
     mu_.Lock();
-    leading_ = false;
+    running_.erase(round_start);
+    ++rounds_ended_;
     for (Request* r : round) r->done = true;
   }
   if (request.error != 0) {

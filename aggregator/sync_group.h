@@ -11,6 +11,12 @@
 // data directory should be a filesystem of its own (a PVC). min_files_for_fs
 // sets the round size from which it is used; 0 never uses it.
 //
+// Rounds normally run one at a time (that is what lets requests gather).
+// A round still flushing stall_after after it started no longer holds back the
+// requests queued behind it: they start a round of their own (at most
+// max_parallel_rounds at once), so one file whose flush hangs does not stall
+// every other writer.
+//
 // Thread-safe. Sync() blocks its caller until its round is flushed.
 #ifndef AGGREGATOR_SYNC_GROUP_H_
 #define AGGREGATOR_SYNC_GROUP_H_
@@ -18,6 +24,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -37,6 +44,10 @@ struct SyncGroupOptions {
   // A round stops waiting once it holds this many requests (about the number
   // of threads that can be waiting in Sync at once).
   int max_round = 16;
+  // After this long, the running rounds count as stalled and queued requests
+  // may start another round, up to max_parallel_rounds rounds at once.
+  absl::Duration stall_after = absl::Milliseconds(50);
+  int max_parallel_rounds = 4;
 };
 
 class SyncGroup {
@@ -71,10 +82,15 @@ class SyncGroup {
   struct Request {
     int fd;
     int error = 0;
+    bool taken = false;  // a round holds it
     bool done = false;
   };
   // Distinct writers among the last requests.
   size_t RecentWriters() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // When a queued request may lead a round of its own: now if no round is
+  // running, once every running round has run for stall_after if fewer than
+  // max_parallel_rounds are, never (InfiniteFuture) otherwise.
+  absl::Time LeadAllowedAt() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Flushes `round` (outside mu_) and sets each request's error.
   void Flush(const std::vector<Request*>& round);
 
@@ -84,8 +100,11 @@ class SyncGroup {
 
   mutable absl::Mutex mu_;
   std::vector<Request*> waiting_ ABSL_GUARDED_BY(mu_);
-  // A leader is gathering or flushing a round.
-  bool leading_ ABSL_GUARDED_BY(mu_) = false;
+  // When each running round started flushing (InfiniteFuture while it is
+  // still gathering).
+  std::multiset<absl::Time> running_ ABSL_GUARDED_BY(mu_);
+  // Bumped whenever a round ends (waiters re-check whether they may lead).
+  uint64_t rounds_ended_ ABSL_GUARDED_BY(mu_) = 0;
   std::array<uint64_t, 64> recent_ ABSL_GUARDED_BY(mu_) = {};
   size_t recent_count_ ABSL_GUARDED_BY(mu_) = 0;
   Stats stats_ ABSL_GUARDED_BY(mu_);

@@ -59,6 +59,8 @@ SyncGroupOptions Options(int min_files_for_fs,
   SyncGroupOptions options;
   options.min_files_for_fs = min_files_for_fs;
   options.max_delay = max_delay;
+  // Rounds never count as stalled unless a test says so.
+  options.stall_after = absl::Hours(1);
   return options;
 }
 
@@ -213,6 +215,40 @@ TEST(SyncGroupTest, TheWaitForOtherWritersIsBounded) {
   EXPECT_GE(waited, absl::Milliseconds(150));
   EXPECT_LT(waited, absl::Seconds(5));
   EXPECT_EQ(fake.Calls(), (std::vector<std::string>{"file 1", "file 2"}));
+}
+
+// One file whose flush hangs (a stalled device, a huge dirty file) must not
+// hold back every other writer: once the stuck round has run for a while,
+// requests queued behind it are flushed by a round of their own.
+TEST(SyncGroupTest, AStuckFlushDoesNotHoldBackOtherFiles) {
+  absl::Notification release;
+  absl::Notification stuck_entered;
+  SyncGroup::Ops ops;
+  ops.sync_file = [&](int fd) {
+    if (fd == 1) {
+      stuck_entered.Notify();
+      release.WaitForNotification();
+    }
+    return 0;
+  };
+  ops.sync_fs = [](int) { return 0; };
+  SyncGroupOptions options = Options(0);
+  options.stall_after = absl::Milliseconds(50);
+  SyncGroup group(kFsFd, options, ops);
+  std::thread stuck([&] { EXPECT_TRUE(group.Sync(1, 1, "/data/1").ok()); });
+  stuck_entered.WaitForNotification();
+  absl::Notification others_done;
+  std::thread others([&] {
+    EXPECT_TRUE(group.Sync(2, 2, "/data/2").ok());
+    EXPECT_TRUE(group.Sync(3, 3, "/data/3").ok());
+    others_done.Notify();
+  });
+  const bool done =
+      others_done.WaitForNotificationWithTimeout(absl::Seconds(10));
+  EXPECT_TRUE(done) << "flushes of other files waited for the stuck one";
+  release.Notify();
+  stuck.join();
+  others.join();
 }
 
 TEST(SyncGroupTest, SystemCallsFlushARealFile) {
