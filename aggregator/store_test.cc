@@ -1,14 +1,22 @@
 #include "aggregator/store.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <functional>
+#include <iostream>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "aggregator/test_util.h"
 #include "common/pcap/pcap_test_util.h"
 #include "common/time_proto.h"
@@ -499,6 +507,398 @@ TEST_F(StoreTest, RetentionAndByteBudgetEvictOldestStoppedFirst) {
   EXPECT_EQ(store->Maintain(), std::vector<std::string>{d});
   EXPECT_TRUE(registry2.Get(c).has_value());
   EXPECT_FALSE(registry2.Get(d).has_value());
+}
+
+// Descriptors open in this process.
+int OpenDescriptors() {
+  int n = 0;
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) return -1;
+  while (struct dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.') ++n;
+  }
+  closedir(d);
+  return n - 1;  // the directory stream's own
+}
+
+// Lowers the soft RLIMIT_NOFILE for the scope of one test.
+class ScopedFileLimit {
+ public:
+  explicit ScopedFileLimit(rlim_t soft) {
+    getrlimit(RLIMIT_NOFILE, &saved_);
+    struct rlimit lowered = saved_;
+    lowered.rlim_cur = soft;
+    ok_ = setrlimit(RLIMIT_NOFILE, &lowered) == 0;
+  }
+  ~ScopedFileLimit() { setrlimit(RLIMIT_NOFILE, &saved_); }
+  bool ok() const { return ok_; }
+
+ private:
+  struct rlimit saved_;
+  bool ok_ = false;
+};
+
+// Hundreds of stored files under a descriptor limit of a few dozen: every
+// file is stored, appended to again later, served, and recovered after a
+// restart, with the store's descriptors bounded whatever the file count.
+TEST_F(StoreTest, ManyStoredFilesFitUnderALowDescriptorLimit) {
+  constexpr int kCaptures = 40;
+  constexpr int kFiles = 5;  // run-1-w5/ring0..4 each: 200 stored files
+  const int base = OpenDescriptors();
+  ScopedFileLimit limit(static_cast<rlim_t>(base + 48));
+  ASSERT_TRUE(limit.ok());
+  std::vector<std::string> ids;
+  for (int i = 0; i < kCaptures; ++i) {
+    ids.push_back(tu::CaptureId(absl::StrCat("web-", i)));
+  }
+  auto file = [](int f) { return absl::StrCat("run-1-w5/ring", f); };
+  {
+    CaptureRegistry registry;
+    auto store = OpenStore(&registry);
+    ASSERT_NE(store, nullptr);
+    for (const auto& id : ids) {
+      ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+    }
+    // First pass creates every file, the second appends to each again.
+    for (const auto& id : ids) {
+      for (int f = 0; f < kFiles; ++f) {
+        auto r = store->Append(
+            "node-a",
+            tu::MakeChunk(id, file(f), 0, 0, tu::PcapFile(10 * f, 3)));
+        ASSERT_TRUE(r.ok()) << id << " " << file(f) << ": " << r.status();
+      }
+    }
+    const uint64_t head = tu::PcapFile(0, 3).size();
+    for (const auto& id : ids) {
+      for (int f = 0; f < kFiles; ++f) {
+        auto r = store->Append(
+            "node-a",
+            tu::MakeChunk(id, file(f), 0, head, tu::Records(10 * f + 3, 2)));
+        ASSERT_TRUE(r.ok()) << id << " " << file(f) << ": " << r.status();
+      }
+    }
+    const int used = OpenDescriptors() - base;
+    std::cout << "descriptors open with " << kCaptures * kFiles
+              << " stored files: " << used << std::endl;
+    EXPECT_LE(used, 40);
+    for (const auto& id : ids) {
+      auto seqs = ptu::SequenceNumbers(Download(store.get(), id));
+      ASSERT_TRUE(seqs.ok()) << id << ": " << seqs.status();
+      EXPECT_EQ(seqs->size(), 5u * kFiles) << id;
+    }
+  }
+  CaptureRegistry registry;
+  auto store = OpenStore(&registry);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->ResumePoints("node-a").size(), size_t{kCaptures * kFiles});
+  EXPECT_EQ(store->total_bytes(),
+            uint64_t{kCaptures} * kFiles * tu::PcapFile(0, 5).size());
+  for (const auto& id : ids) {
+    auto seqs = ptu::SequenceNumbers(Download(store.get(), id));
+    ASSERT_TRUE(seqs.ok()) << id << ": " << seqs.status();
+    EXPECT_EQ(seqs->size(), 5u * kFiles) << id;
+  }
+}
+
+// A chunk that starts inside the stored data but runs past its end (the
+// agent re-sends from an older acknowledgement) adds its new tail.
+TEST_F(StoreTest, PartlyOverlappingChunkStoresItsNewTail) {
+  const std::string id = tu::CaptureId("web-1");
+  CaptureRegistry registry;
+  auto store = OpenStore(&registry);
+  ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  const std::string head = tu::PcapFile(0, 4);
+  ASSERT_TRUE(
+      store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, head))
+          .ok());
+  // Records 2..5 at the offset of record 2: 2 and 3 are stored, 4 and 5 new.
+  const uint64_t rec2 = head.size() - tu::Records(2, 2).size();
+  auto r = store->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0, rec2,
+                                                 tu::Records(2, 4)));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->duplicate);
+  EXPECT_EQ(r->gap, 0u);
+  EXPECT_EQ(r->offset, rec2 + tu::Records(2, 4).size());
+  // A whole file re-sent from offset 0 with one more record.
+  r = store->Append(
+      "node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, tu::PcapFile(0, 7)));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->offset, tu::PcapFile(0, 7).size());
+  auto seqs = ptu::SequenceNumbers(Download(store.get(), id));
+  ASSERT_TRUE(seqs.ok()) << seqs.status();
+  EXPECT_EQ(*seqs, ptu::Range(0, 7));
+  EXPECT_EQ(registry.Get(id)->packets(), 7u);
+  // The stored end must fall on one of the chunk's record boundaries.
+  const uint64_t end = tu::PcapFile(0, 7).size();
+  const std::string two = tu::Records(6, 2);
+  auto bad = store->Append(
+      "node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0, end - 10, two));
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument)
+      << bad.status();
+  EXPECT_EQ(registry.Get(id)->packets(), 7u);
+}
+
+// Retention runs on the aggregator's clock from when it saw the capture
+// stop, whatever stop time the agent claims, and survives a restart.
+TEST_F(StoreTest, RetentionCountsFromWhenTheAggregatorSawTheStop) {
+  const std::string id = tu::CaptureId("web-1");
+  const absl::Time seen = now_;
+  {
+    CaptureRegistry registry;
+    auto store = OpenStore(&registry);
+    ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+    Capture stopped = tu::Status(id, "node-a", Capture::STOPPED);
+    *stopped.mutable_stop_time() = ToProto(now_ - absl::Hours(24 * 30));
+    *stopped.mutable_update_time() = ToProto(now_ - absl::Hours(24 * 30));
+    ASSERT_TRUE(store->PutStatus("node-a", stopped).ok());
+    EXPECT_TRUE(store->Maintain().empty());
+    ASSERT_TRUE(registry.Get(id).has_value());
+    EXPECT_EQ(FromProto(registry.Get(id)->expire_time()),
+              seen + absl::Hours(1));
+    // The agent's stop time is still shown as it reported it.
+    EXPECT_EQ(FromProto(registry.Get(id)->stop_time()),
+              now_ - absl::Hours(24 * 30));
+  }
+  now_ += absl::Minutes(50);
+  CaptureRegistry registry;
+  auto store = OpenStore(&registry);
+  EXPECT_TRUE(store->Maintain().empty());
+  ASSERT_TRUE(registry.Get(id).has_value());
+  EXPECT_EQ(FromProto(registry.Get(id)->expire_time()), seen + absl::Hours(1));
+  now_ += absl::Minutes(11);
+  EXPECT_EQ(store->Maintain(), std::vector<std::string>{id});
+}
+
+// What is persisted of a status reads back whole; one too large to be
+// persisted is refused and the capture keeps its last status.
+TEST_F(StoreTest, StatusesAreBoundedAndReadBackWhole) {
+  const std::string id = tu::CaptureId("web-1");
+  Capture big = tu::Status(id, "node-a");
+  big.set_message(std::string(60 << 10, 'm'));
+  {
+    CaptureRegistry registry;
+    auto store = OpenStore(&registry);
+    ASSERT_TRUE(store->PutStatus("node-a", big).ok());
+    Capture huge = tu::Status(id, "node-a", Capture::FAILED);
+    huge.set_message(std::string(2 << 20, 'h'));
+    const absl::Status put = store->PutStatus("node-a", huge);
+    EXPECT_EQ(put.code(), absl::StatusCode::kInvalidArgument) << put;
+    EXPECT_EQ(registry.Get(id)->state(), Capture::RUNNING);
+  }
+  CaptureRegistry registry;
+  auto store = OpenStore(&registry);
+  auto shown = registry.Get(id);
+  ASSERT_TRUE(shown.has_value());
+  EXPECT_EQ(shown->message(), big.message());
+  EXPECT_EQ(shown->state(), Capture::RUNNING);
+}
+
+TEST_F(StoreTest, ChunkOffsetsThatOverflowAreRejected) {
+  const std::string id = tu::CaptureId("web-1");
+  CaptureRegistry registry;
+  auto store = OpenStore(&registry);
+  ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  ASSERT_TRUE(store
+                  ->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0, 0,
+                                                   tu::PcapFile(0, 2)))
+                  .ok());
+  const std::string more = tu::Records(2, 2);
+  auto r = store->Append("node-a",
+                         tu::MakeChunk(id, "run-1-w5/ring0", 0,
+                                       UINT64_MAX - more.size() + 1, more));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
+      << (r.ok() ? absl::StrCat("stored, offset ", r->offset)
+                 : r.status().ToString());
+  auto points = store->ResumePoints("node-a");
+  ASSERT_EQ(points.size(), 1u);
+  EXPECT_EQ(points[0].offset(), tu::PcapFile(0, 2).size());
+}
+
+// One capture's file-system trouble is that capture's error (a code the
+// ingest service treats as per-capture, a message without server paths),
+// never a store-wide one, and other captures carry on.
+TEST_F(StoreTest, OneCapturesFileSystemTroubleIsACaptureError) {
+  CaptureRegistry registry;
+  auto store = OpenStore(&registry);
+  auto per_capture = [&](const absl::Status& s) {
+    EXPECT_TRUE(s.code() == absl::StatusCode::kInvalidArgument ||
+                s.code() == absl::StatusCode::kFailedPrecondition)
+        << s;
+    EXPECT_FALSE(absl::StrContains(s.message(), dir_)) << s;
+  };
+  // A name too long for the file system.
+  const std::string long_id =
+      absl::StrCat(std::string(63, 'n'), "_", std::string(200, 'p'),
+                   "_0123abcd_1700000000000");
+  per_capture(store->PutStatus("node-a", tu::Status(long_id, "node-a")));
+  // Its directory was removed behind the store's back.
+  const std::string gone = tu::CaptureId("gone");
+  ASSERT_TRUE(store->PutStatus("node-a", tu::Status(gone, "node-a")).ok());
+  std::filesystem::remove_all(absl::StrCat(dir_, "/captures/", gone));
+  per_capture(store
+                  ->Append("node-a", tu::MakeChunk(gone, "run-1-w5/ring0", 0, 0,
+                                                   tu::PcapFile(0, 2)))
+                  .status());
+  // A file where its run directory should be.
+  const std::string blocked = tu::CaptureId("blocked");
+  ASSERT_TRUE(store->PutStatus("node-a", tu::Status(blocked, "node-a")).ok());
+  ptu::WriteFile(absl::StrCat(dir_, "/captures/", blocked, "/run-1-w5"), "x");
+  per_capture(store
+                  ->Append("node-a", tu::MakeChunk(blocked, "run-1-w5/ring0", 0,
+                                                   0, tu::PcapFile(0, 2)))
+                  .status());
+  // Another capture is unaffected.
+  const std::string fine = tu::CaptureId("fine");
+  ASSERT_TRUE(store->PutStatus("node-a", tu::Status(fine, "node-a")).ok());
+  EXPECT_TRUE(store
+                  ->Append("node-a", tu::MakeChunk(fine, "run-1-w5/ring0", 0, 0,
+                                                   tu::PcapFile(0, 2)))
+                  .ok());
+}
+
+// The file a descriptor refers to.
+std::string FdPath(int fd) {
+  char buf[4096];
+  const ssize_t n =
+      readlink(absl::StrCat("/proc/self/fd/", fd).c_str(), buf, sizeof(buf));
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+}
+
+// Runs operations that must finish while something else is stuck, each with
+// a deadline instead of a hang; the threads are joined at the end (after the
+// stuck part has been released).
+class Deadlines {
+ public:
+  ~Deadlines() { Join(); }
+  void Expect(const std::string& what, std::function<void()> fn) {
+    auto done = std::make_shared<absl::Notification>();
+    threads_.emplace_back([fn = std::move(fn), done] {
+      fn();
+      done->Notify();
+    });
+    if (!done->WaitForNotificationWithTimeout(absl::Seconds(5))) {
+      ADD_FAILURE() << what << " waited for another capture's stuck flush";
+    }
+  }
+  void Join() {
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+
+ private:
+  std::vector<std::thread> threads_;
+};
+
+// A flush that hangs on one capture's files (data, log, capture.pb or its
+// directories) holds up only that capture: other captures' appends, status
+// updates and downloads, listings and maintenance go on.
+TEST_F(StoreTest, ASlowFlushHoldsUpOnlyItsOwnCapture) {
+  const std::string slow = tu::CaptureId("slow");
+  const std::string other = tu::CaptureId("other");
+  const std::string gone = tu::CaptureId("gone");
+  std::atomic<bool> armed{false};
+  std::atomic<int> stuck{0};
+  absl::Notification release;
+  auto hook = [&](int (*flush)(int)) {
+    return [&, flush](int fd) {
+      if (armed.load() && absl::StrContains(FdPath(fd), slow)) {
+        ++stuck;
+        release.WaitForNotification();
+      }
+      return flush(fd) == 0 ? 0 : errno;
+    };
+  };
+  StoreOptions options;
+  options.data_dir = dir_;
+  options.retention = absl::Hours(1);
+  options.clock = [this] { return now_; };
+  options.sync.min_files_for_fs = 0;
+  options.sync_ops.sync_file = hook(fdatasync);
+  options.sync_ops.sync_fs = [](int fd) { return syncfs(fd) == 0 ? 0 : errno; };
+  options.fsync = hook(fsync);
+  CaptureRegistry registry;
+  auto opened = Store::Open(options, &registry);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  Store* store = opened->get();
+  const std::string head = tu::PcapFile(0, 2);
+  for (const auto& [id, node] :
+       {std::pair{slow, "node-a"}, std::pair{other, "node-b"},
+        std::pair{gone, "node-b"}}) {
+    ASSERT_TRUE(store->PutStatus(node, tu::Status(id, node)).ok());
+    ASSERT_TRUE(
+        store->Append(node, tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, head))
+            .ok());
+  }
+  ASSERT_TRUE(
+      store->PutStatus("node-b", tu::Status(gone, "node-b", Capture::STOPPED))
+          .ok());
+  now_ += absl::Hours(2);  // `gone` has expired
+
+  armed = true;
+  absl::Status slow_append, slow_status;
+  std::thread append_thread([&] {
+    slow_append =
+        store
+            ->Append("node-a", tu::MakeChunk(slow, "run-1-w5/ring0", 0,
+                                             head.size(), tu::Records(2, 2)))
+            .status();
+  });
+  auto wait_stuck = [&](int n) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (stuck.load() < n && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    EXPECT_GE(stuck.load(), n) << "the slow capture's flush never started";
+  };
+  wait_stuck(1);  // its data flush hangs
+  std::thread status_thread([&] {
+    slow_status = store->PutStatus(
+        "node-a", tu::Status(slow, "node-a", Capture::STOPPED));
+  });
+  wait_stuck(2);  // and its capture.pb flush too
+
+  Deadlines deadlines;
+  deadlines.Expect("an append to another capture", [&] {
+    EXPECT_TRUE(
+        store
+            ->Append("node-b", tu::MakeChunk(other, "run-1-w5/ring0", 0,
+                                             head.size(), tu::Records(2, 2)))
+            .ok());
+  });
+  deadlines.Expect("a new file of another capture", [&] {
+    EXPECT_TRUE(store
+                    ->Append("node-b", tu::MakeChunk(other, "run-1-w5/ring1", 0,
+                                                     0, tu::PcapFile(4, 2)))
+                    .ok());
+  });
+  deadlines.Expect("another capture's status", [&] {
+    Capture changed = tu::Status(other, "node-b");
+    changed.set_message("still running");
+    EXPECT_TRUE(store->PutStatus("node-b", changed).ok());
+  });
+  deadlines.Expect("a download of another capture", [&] {
+    auto seqs = ptu::SequenceNumbers(Download(store, other));
+    ASSERT_TRUE(seqs.ok()) << seqs.status();
+    EXPECT_EQ(*seqs, ptu::Range(0, 6));
+  });
+  deadlines.Expect("listing", [&] {
+    EXPECT_EQ(registry.List().size(), 3u);
+    EXPECT_EQ(store->ResumePoints("node-b").size(), 3u);
+    EXPECT_GT(store->total_bytes(), 0u);
+  });
+  deadlines.Expect("maintenance", [&] {
+    EXPECT_EQ(store->Maintain(), std::vector<std::string>{gone});
+  });
+  deadlines.Expect("another node's disconnection",
+                   [&] { store->MarkGone("node-b", {other}, "gone"); });
+  release.Notify();
+  append_thread.join();
+  status_thread.join();
+  deadlines.Join();
+  EXPECT_TRUE(slow_append.ok()) << slow_append;
+  EXPECT_TRUE(slow_status.ok()) << slow_status;
+  EXPECT_EQ(registry.Get(slow)->state(), Capture::STOPPED);
+  EXPECT_EQ(registry.Get(slow)->packets(), 4u);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "aggregator/file_io.h"
 
 namespace pc::aggregator {
 namespace {
@@ -107,7 +108,7 @@ absl::Status SyncGroup::Sync(int fd, uint64_t writer, const std::string& path) {
     for (Request* r : round) r->done = true;
   }
   if (request.error != 0) {
-    return absl::ErrnoToStatus(request.error, absl::StrCat("flush ", path));
+    return IoError(request.error, absl::StrCat("flush ", path));
   }
   return absl::OkStatus();
 }

@@ -66,7 +66,8 @@ class SyncGroup {
   // Returns once everything written to fd before the call is durable: a
   // flush of fd (or of the whole filesystem) that started after the call
   // has finished. `writer` names who asks (an agent's node), so a round
-  // knows how many writers may still join it. The error names `path`.
+  // knows how many writers may still join it. Errors are IoError()s naming
+  // `path`.
   absl::Status Sync(int fd, uint64_t writer, const std::string& path);
 
   struct Stats {

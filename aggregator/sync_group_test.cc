@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "aggregator/file_io.h"
 #include "gtest/gtest.h"
 
 namespace pc::aggregator {
@@ -134,7 +135,7 @@ TEST(SyncGroupTest, SmallRoundsFlushEachFileOnceAndReportItsOwnError) {
   for (auto& t : threads) t.join();
   EXPECT_TRUE(status2.ok()) << status2;
   for (const absl::Status& s : {status3a, status3b}) {
-    EXPECT_EQ(s.code(), absl::ErrnoToStatusCode(EIO)) << s;
+    EXPECT_EQ(s.code(), IoErrorCode(EIO)) << s;
     EXPECT_NE(s.message().find("/data/three"), absl::string_view::npos) << s;
   }
   // Two distinct files are below the filesystem threshold; fd 3 is flushed
@@ -149,7 +150,7 @@ TEST(SyncGroupTest, AFailedFilesystemFlushFailsEveryRequestOfItsRound) {
   fake.fail_errno = EIO;
   SyncGroup group(kFsFd, Options(1), fake.Ops());
   const absl::Status status = group.Sync(5, 1, "/data/5");
-  EXPECT_EQ(status.code(), absl::ErrnoToStatusCode(EIO)) << status;
+  EXPECT_EQ(status.code(), IoErrorCode(EIO)) << status;
   EXPECT_EQ(fake.Calls(),
             std::vector<std::string>{"fs " + std::to_string(kFsFd)});
 }
@@ -267,7 +268,7 @@ TEST(SyncGroupTest, SystemCallsFlushARealFile) {
   EXPECT_EQ(whole_fs.stats().fs_syncs, 1u);
   // A descriptor that is not open fails with the path in the message.
   const absl::Status bad = per_file.Sync(-1, 1, "/no/such");
-  EXPECT_EQ(bad.code(), absl::ErrnoToStatusCode(EBADF));
+  EXPECT_EQ(bad.code(), IoErrorCode(EBADF));
   EXPECT_NE(bad.message().find("/no/such"), absl::string_view::npos);
   close(fd);
   close(dir_fd);

@@ -1,0 +1,425 @@
+#include "aggregator/stored_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <limits>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/crc32c.h"
+#include "common/log.h"
+
+namespace pc::aggregator {
+namespace {
+
+using packetcapture::v1::Chunk;
+
+void Put64(uint64_t v, char* p) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+void Put32(uint32_t v, char* p) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+}
+uint64_t Get64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+uint32_t Get32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+uint64_t TimeNs(absl::Time t) {
+  return static_cast<uint64_t>(absl::ToUnixNanos(t));
+}
+
+// Reads exactly n bytes at offset (fewer means the file is shorter).
+absl::StatusOr<std::string> ReadExactly(int fd, uint64_t offset, size_t n,
+                                        const std::string& what) {
+  std::string out;
+  const int64_t r = AppendRange(fd, offset, n, &out);
+  if (r < 0) return IoError(static_cast<int>(-r), what);
+  return out;
+}
+
+}  // namespace
+
+std::string StoredFile::EncodeEntry(const LogEntry& e) {
+  std::string out(kEntrySize, '\0');
+  Put64(e.logical_end, &out[0]);
+  Put64(e.physical_end, &out[8]);
+  Put64(e.packets, &out[16]);
+  Put64(e.last_time_ns, &out[24]);
+  Put32(e.data_crc, &out[32]);
+  Put32(Crc32c(absl::string_view(out.data(), 36)), &out[36]);
+  return out;
+}
+
+bool StoredFile::DecodeEntry(const char* p, LogEntry* e) {
+  if (Get32(p + 36) != Crc32c(absl::string_view(p, 36))) return false;
+  e->logical_end = Get64(p);
+  e->physical_end = Get64(p + 8);
+  e->packets = Get64(p + 16);
+  e->last_time_ns = Get64(p + 24);
+  e->data_crc = Get32(p + 32);
+  return e->physical_end <= e->logical_end;
+}
+
+StoredFile::StoredFile(std::shared_ptr<CaptureDir> dir, std::string name,
+                       uint64_t generation, const StoredFileContext* context)
+    : dir_(std::move(dir)),
+      name_(std::move(name)),
+      generation_(generation),
+      context_(context),
+      key_(context->open_files->NewKey()),
+      run_dir_path_(
+          absl::StrCat(dir_->path(), "/", name_.substr(0, name_.find('/')))),
+      data_path_(
+          absl::StrCat(dir_->path(), "/", name_, ".", generation, ".pcap")),
+      log_path_(
+          absl::StrCat(dir_->path(), "/", name_, ".", generation, ".log")),
+      label_(absl::StrCat(dir_->id(), "/", name_, ".", generation)) {}
+
+StoredFile::~StoredFile() { context_->open_files->Forget(key_); }
+
+int StoredFile::ring_index() const {
+  int index = 0;
+  const std::string ring = name_.substr(name_.find('/') + 1);
+  if (ring.size() > 4) absl::SimpleAtoi(ring.substr(4), &index);
+  return index;
+}
+
+void StoredFile::Remove() {
+  removed_.store(true);
+  unlink(data_path_.c_str());
+  unlink(log_path_.c_str());
+  context_->open_files->Forget(key_);
+}
+
+bool StoredFile::RemoveIfEmpty() {
+  absl::MutexLock io(&io_mu_);
+  if (entries_ > 0) return false;
+  Remove();
+  return true;
+}
+
+FileSummary StoredFile::Summary() const {
+  FileSummary s;
+  s.logical_len = last_.logical_end;
+  s.physical_len = last_.physical_end;
+  s.packets = last_.packets;
+  s.header = header_;
+  s.first_time = first_time_;
+  if (last_.packets > 0) {
+    s.last_time = absl::FromUnixNanos(static_cast<int64_t>(last_.last_time_ns));
+  }
+  s.commits = entries_;
+  return s;
+}
+
+absl::StatusOr<FileSummary> StoredFile::Recover() {
+  absl::MutexLock io(&io_mu_);
+  on_disk_ = true;
+  const int data_fd = open(data_path_.c_str(), O_RDWR | O_CLOEXEC);
+  if (data_fd < 0)
+    return IoError(errno, absl::StrCat("open ", label_, ".pcap"));
+  const int log_fd = open(log_path_.c_str(), O_RDWR | O_CLOEXEC);
+  if (log_fd < 0) {
+    const int err = errno;
+    close(data_fd);
+    return IoError(err, absl::StrCat("open ", label_, ".log"));
+  }
+  // Descriptors are only needed while recovering.
+  struct Closer {
+    int a, b;
+    ~Closer() {
+      close(a);
+      close(b);
+    }
+  } closer{data_fd, log_fd};
+
+  struct stat data_st, log_st;
+  if (fstat(data_fd, &data_st) != 0 || fstat(log_fd, &log_st) != 0) {
+    return IoError(errno, absl::StrCat("stat ", label_));
+  }
+  const uint64_t data_size = static_cast<uint64_t>(data_st.st_size);
+  auto log = ReadExactly(log_fd, 0, static_cast<size_t>(log_st.st_size),
+                         absl::StrCat("read ", label_, ".log"));
+  if (!log.ok()) return log.status();
+  // Entries are valid up to the first torn or corrupt one.
+  std::vector<LogEntry> entries;
+  for (size_t pos = 0; pos + kEntrySize <= log->size(); pos += kEntrySize) {
+    LogEntry e;
+    if (!DecodeEntry(log->data() + pos, &e)) break;
+    const LogEntry prev = entries.empty() ? LogEntry() : entries.back();
+    if (e.physical_end <= prev.physical_end ||
+        e.logical_end <= prev.logical_end || e.physical_end > data_size) {
+      break;
+    }
+    entries.push_back(e);
+  }
+  // The data of the last entry must match its checksum (it was synced before
+  // the entry was written, so this only fails on media corruption).
+  while (!entries.empty()) {
+    const LogEntry& e = entries.back();
+    const uint64_t begin =
+        entries.size() > 1 ? entries[entries.size() - 2].physical_end : 0;
+    auto data = ReadExactly(data_fd, begin, e.physical_end - begin,
+                            absl::StrCat("read ", label_, ".pcap"));
+    if (data.ok() && data->size() == e.physical_end - begin &&
+        Crc32c(*data) == e.data_crc) {
+      break;
+    }
+    entries.pop_back();
+  }
+  const uint64_t keep = entries.empty() ? 0 : entries.back().physical_end;
+  if (keep < data_size || entries.size() * kEntrySize < log->size()) {
+    LogLine("store_truncated", {{"file", label_},
+                                {"from", absl::StrCat(data_size)},
+                                {"to", absl::StrCat(keep)}});
+    if (ftruncate(data_fd, static_cast<off_t>(keep)) != 0 ||
+        ftruncate(log_fd, static_cast<off_t>(entries.size() * kEntrySize)) !=
+            0) {
+      return IoError(errno, absl::StrCat("truncate the torn tail of ", label_));
+    }
+    fdatasync(data_fd);
+    fdatasync(log_fd);
+  }
+  if (entries.empty()) {
+    unlink(data_path_.c_str());
+    unlink(log_path_.c_str());
+    return absl::NotFoundError(
+        absl::StrCat(label_, " holds no committed data"));
+  }
+  auto head =
+      ReadExactly(data_fd, 0, pcap::kGlobalHeaderSize + pcap::kRecordHeaderSize,
+                  absl::StrCat("read ", label_, ".pcap"));
+  if (!head.ok()) return head.status();
+  auto header = pcap::ParseGlobalHeader(*head);
+  if (!header.ok()) {
+    return absl::DataLossError(
+        absl::StrCat(label_, ": ", header.status().message()));
+  }
+  header_ = *header;
+  if (head->size() == pcap::kGlobalHeaderSize + pcap::kRecordHeaderSize) {
+    auto record = pcap::DecodeRecordHeader(
+        *header, absl::string_view(*head).substr(pcap::kGlobalHeaderSize));
+    if (record.ok()) first_time_ = record->Timestamp(header->precision);
+  }
+  entries_ = entries.size();
+  last_ = entries.back();
+  return Summary();
+}
+
+absl::Status StoredFile::Create(OpenFiles::Handle* handle) {
+  int data_fd = -1, log_fd = -1;
+  absl::Status created = dir_->Modify([&]() -> absl::Status {
+    if (mkdir(run_dir_path_.c_str(), 0700) != 0 && errno != EEXIST) {
+      return IoError(errno, absl::StrCat("create the directory of ", label_));
+    }
+    data_fd =
+        open(data_path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (data_fd < 0)
+      return IoError(errno, absl::StrCat("create ", label_, ".pcap"));
+    log_fd =
+        open(log_path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (log_fd < 0)
+      return IoError(errno, absl::StrCat("create ", label_, ".log"));
+    int err = SyncDir(run_dir_path_, context_->fsync);
+    if (err == 0) err = SyncDir(dir_->path(), context_->fsync);
+    if (err != 0)
+      return IoError(err, absl::StrCat("flush the directory of ", label_));
+    return absl::OkStatus();
+  });
+  if (!created.ok()) {
+    if (data_fd >= 0) close(data_fd);
+    if (log_fd >= 0) close(log_fd);
+    return created;
+  }
+  *handle = context_->open_files->Adopt(key_, data_fd, log_fd);
+  on_disk_ = true;
+  return absl::OkStatus();
+}
+
+FileAppend StoredFile::Append(const std::vector<const Chunk*>& chunks,
+                              uint64_t writer) {
+  FileAppend out;
+  absl::MutexLock io(&io_mu_);
+  if (removed_.load()) {
+    out.removed = true;
+    return out;
+  }
+  OpenFiles::Handle handle;
+  if (!on_disk_) {
+    out.error = Create(&handle);
+    if (!out.error.ok()) return out;
+    // Removed while being created: Remove()'s unlink may have come first.
+    if (removed_.load()) {
+      unlink(data_path_.c_str());
+      unlink(log_path_.c_str());
+      out.removed = true;
+      return out;
+    }
+  } else if (const int err = context_->open_files->Acquire(key_, data_path_,
+                                                           log_path_, &handle);
+             err != 0) {
+    out.error = IoError(err, absl::StrCat("open ", label_));
+    return out;
+  }
+
+  // Each chunk's bytes are written at once; one flush of the data then
+  // covers them all, and only then are their entries appended to the log
+  // (one more flush). So an entry never names bytes that are not durable,
+  // and a batch costs two flushes however many chunks it holds (fewer when
+  // other streams' batches share them).
+  LogEntry last = last_;
+  absl::optional<pcap::GlobalHeader> header = header_;
+  absl::optional<absl::Time> first_time = first_time_;
+  std::string entries;
+  uint64_t bytes = 0;
+  for (const Chunk* c : chunks) {
+    if (c->capture_id() != dir_->id() || c->file() != name_ ||
+        c->file_generation() != generation_) {
+      out.error = absl::InternalError("a batch must hold chunks of one file");
+      break;
+    }
+    const absl::string_view chunk_data = c->data();
+    const std::string where = absl::StrCat(
+        c->file(), " generation ", generation_, " offset ", c->offset());
+    if (chunk_data.empty()) {
+      out.error =
+          absl::InvalidArgumentError(absl::StrCat(where, ": empty chunk"));
+      break;
+    }
+    if (c->offset() >
+        std::numeric_limits<uint64_t>::max() - chunk_data.size()) {
+      out.error = absl::InvalidArgumentError(
+          absl::StrCat(where, ": offset + size overflows"));
+      break;
+    }
+    const uint64_t stored = last.logical_end;
+    const uint64_t end = c->offset() + chunk_data.size();
+    AppendResult result;
+    if (end <= stored) {
+      result.offset = stored;
+      result.duplicate = true;
+      out.results.push_back(result);
+      continue;
+    }
+    // The chunk's records, from where they are new.
+    absl::string_view data = chunk_data;  // written to the data file
+    absl::string_view records = data;
+    pcap::GlobalHeader chunk_header;
+    if (stored == 0) {
+      if (c->offset() != 0) {
+        out.error = absl::InvalidArgumentError(absl::StrCat(
+            where, ": the first chunk of a file must start at offset 0"));
+        break;
+      }
+      auto parsed = pcap::ParseGlobalHeader(data);
+      if (!parsed.ok()) {
+        out.error = absl::InvalidArgumentError(
+            absl::StrCat(where, ": first chunk must begin with a pcap header: ",
+                         parsed.status().message()));
+        break;
+      }
+      chunk_header = *parsed;
+      records = data.substr(pcap::kGlobalHeaderSize);
+    } else {
+      chunk_header = *header;
+      if (c->offset() < stored) {
+        // Partly stored (re-sent from an older acknowledgement): keep what
+        // lies past the stored end, which must be a record boundary of the
+        // chunk: the part already stored is whole records.
+        const size_t begin = c->offset() == 0 ? pcap::kGlobalHeaderSize : 0;
+        const size_t skip = static_cast<size_t>(stored - c->offset());
+        bool valid = skip >= begin;
+        if (valid && begin > 0) {
+          auto parsed = pcap::ParseGlobalHeader(chunk_data);
+          valid = parsed.ok() && pcap::SameStreamFormat(*parsed, *header);
+        }
+        if (valid) {
+          const absl::string_view old = chunk_data.substr(begin, skip - begin);
+          const pcap::ScanResult scan = pcap::ScanRecords(*header, old);
+          valid = !scan.corrupt() && scan.complete_bytes == old.size();
+        }
+        if (!valid) {
+          out.error = absl::InvalidArgumentError(absl::StrCat(
+              where, ": chunk overlaps the ", stored,
+              " stored bytes, but not at one of its record boundaries"));
+          break;
+        }
+        data = chunk_data.substr(skip);
+        records = data;
+      } else {
+        result.gap = c->offset() - stored;
+      }
+    }
+    const pcap::ScanResult scan = pcap::ScanRecords(chunk_header, records);
+    if (scan.corrupt() || scan.complete_bytes != records.size()) {
+      out.error = absl::InvalidArgumentError(absl::StrCat(
+          where, ": chunk is not a sequence of whole pcap records",
+          scan.corrupt() ? absl::StrCat(" (", scan.status.message(), ")")
+                         : ""));
+      break;
+    }
+    if (const int err = WriteAll(handle.data_fd(), data, last.physical_end);
+        err != 0) {
+      out.error = IoError(err, absl::StrCat("write ", label_, ".pcap"));
+      break;
+    }
+    LogEntry entry;
+    entry.logical_end = end;
+    entry.physical_end = last.physical_end + data.size();
+    entry.packets = last.packets + scan.records;
+    entry.last_time_ns =
+        scan.last_time ? TimeNs(*scan.last_time) : last.last_time_ns;
+    entry.data_crc = Crc32c(data);
+    entries += EncodeEntry(entry);
+    last = entry;
+    if (stored == 0) header = chunk_header;
+    if (!first_time) first_time = scan.first_time;
+    bytes += data.size();
+    result.offset = end;
+    out.results.push_back(result);
+  }
+  if (entries.empty()) return out;  // nothing written (all duplicates?)
+
+  // Commit what was written before any error: the chunks before it stay
+  // valid and are acknowledged.
+  absl::Status commit =
+      context_->sync->Sync(handle.data_fd(), writer, label_ + ".pcap");
+  if (commit.ok()) {
+    if (const int err =
+            WriteAll(handle.log_fd(), entries, entries_ * kEntrySize);
+        err != 0) {
+      commit = IoError(err, absl::StrCat("write ", label_, ".log"));
+    }
+  }
+  if (commit.ok()) {
+    commit = context_->sync->Sync(handle.log_fd(), writer, label_ + ".log");
+  }
+  if (!commit.ok()) {
+    // Nothing of this batch counts: the next write starts where the last
+    // committed entry ends, over whatever was written here.
+    out.results.clear();
+    out.error = commit;
+    return out;
+  }
+  entries_ += entries.size() / kEntrySize;
+  last_ = last;
+  header_ = header;
+  first_time_ = first_time;
+  out.committed = true;
+  out.after = Summary();
+  out.bytes = bytes;
+  return out;
+}
+
+}  // namespace pc::aggregator

@@ -1,0 +1,152 @@
+// One stored file of a capture: the bytes an agent uploaded for one (file,
+// generation) in <prefix>.pcap and their commit log in <prefix>.log (see
+// store.h for the format and the durability order). Checks and appends
+// chunks; at start, finds the committed length again and cuts a torn tail.
+//
+// Thread-safe: appends serialize on the file's own mutex; descriptors come
+// from the store's OpenFiles and are held only during an append. Remove()
+// never waits for an append (one stuck in a slow flush included).
+#ifndef AGGREGATOR_STORED_FILE_H_
+#define AGGREGATOR_STORED_FILE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/optional.h"
+#include "aggregator/capture_dir.h"
+#include "aggregator/file_io.h"
+#include "aggregator/open_files.h"
+#include "aggregator/sync_group.h"
+#include "common/pcap/pcap_format.h"
+#include "proto/packetcapture.pb.h"
+
+namespace pc::aggregator {
+
+// What Store::Append() did with a chunk.
+struct AppendResult {
+  // Bytes of (file, generation) now durable: the offset to acknowledge.
+  uint64_t offset = 0;
+  // The chunk lay entirely before the stored length: nothing was written.
+  bool duplicate = false;
+  // Bytes between the stored length and the chunk's offset that the agent
+  // never sent (counted into the capture's bytes_lost).
+  uint64_t gap = 0;
+};
+
+// What the store's index shows of a stored file.
+struct FileSummary {
+  uint64_t logical_len = 0;   // agent offsets covered, gaps included
+  uint64_t physical_len = 0;  // bytes in the data file
+  uint64_t packets = 0;
+  absl::optional<pcap::GlobalHeader> header;
+  absl::optional<absl::Time> first_time;  // of the first record
+  absl::optional<absl::Time> last_time;   // of the last record
+  uint64_t commits = 0;  // log entries; a later summary has more
+};
+
+// What StoredFile::Append() did.
+struct FileAppend {
+  std::vector<AppendResult> results;  // one per chunk handled, in order
+  absl::Status error;                 // what stopped it; OK if nothing did
+  bool removed = false;    // the file was removed first: nothing was done
+  bool committed = false;  // new bytes are durable; `after` describes them
+  FileSummary after;
+  uint64_t bytes = 0;  // bytes added to the data file
+};
+
+// What every stored file of one store shares.
+struct StoredFileContext {
+  OpenFiles* open_files;
+  SyncGroup* sync;
+  FsyncFn fsync;  // directories
+};
+
+class StoredFile {
+ public:
+  // `name`: "run-<k>-w<N>/ring<i>", already validated. `context` must
+  // outlive the file.
+  StoredFile(std::shared_ptr<CaptureDir> dir, std::string name,
+             uint64_t generation, const StoredFileContext* context);
+  ~StoredFile();
+  StoredFile(const StoredFile&) = delete;
+  StoredFile& operator=(const StoredFile&) = delete;
+
+  // For a file found on disk at start: log entries count up to the first
+  // torn or corrupt one (or one whose data fails its checksum), and data
+  // and log are truncated to the last that counts. NotFound when nothing
+  // was committed (both files are then removed); other errors leave the
+  // files as they are.
+  absl::StatusOr<FileSummary> Recover();
+
+  // Stores consecutive chunks of this file (see Store::AppendBatch); the
+  // first append of a new file creates it. Errors per chunk:
+  // InvalidArgument (not whole records, first chunk not at offset 0 or
+  // without a pcap header, offset + size overflows, a partly stored chunk
+  // whose new part does not start at one of its record boundaries); I/O
+  // errors as IoError() maps them.
+  FileAppend Append(const std::vector<const packetcapture::v1::Chunk*>& chunks,
+                    uint64_t writer) ABSL_LOCKS_EXCLUDED(io_mu_);
+
+  // Unlinks both files and lets go of their descriptors; later appends do
+  // nothing (FileAppend::removed).
+  void Remove();
+  // Remove() if nothing was ever committed to the file (waits for an append
+  // under way); true if removed.
+  bool RemoveIfEmpty() ABSL_LOCKS_EXCLUDED(io_mu_);
+
+  const std::string& name() const { return name_; }
+  uint64_t generation() const { return generation_; }
+  int ring_index() const;
+  const std::string& data_path() const { return data_path_; }
+  // "<capture id>/<name>.<generation>": names the file in errors and logs.
+  const std::string& label() const { return label_; }
+
+ private:
+  // One commit-log entry: everything of the file up to logical_end (agent
+  // offsets) is in the data file up to physical_end.
+  struct LogEntry {
+    uint64_t logical_end = 0;
+    uint64_t physical_end = 0;
+    uint64_t packets = 0;       // cumulative complete records
+    uint64_t last_time_ns = 0;  // timestamp of the last record
+    uint32_t data_crc = 0;  // CRC32C of (previous physical_end, physical_end]
+  };
+  static constexpr size_t kEntrySize = 40;
+  static std::string EncodeEntry(const LogEntry& e);
+  static bool DecodeEntry(const char* p, LogEntry* e);
+
+  // Creates the run directory and both files (truncated).
+  absl::Status Create(OpenFiles::Handle* handle)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  FileSummary Summary() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+
+  const std::shared_ptr<CaptureDir> dir_;
+  const std::string name_;
+  const uint64_t generation_;
+  const StoredFileContext* const context_;
+  const uint64_t key_;  // in context_->open_files
+  const std::string run_dir_path_;
+  const std::string data_path_;
+  const std::string log_path_;
+  const std::string label_;
+  std::atomic<bool> removed_{false};
+
+  absl::Mutex io_mu_;
+  bool on_disk_ ABSL_GUARDED_BY(io_mu_) = false;
+  uint64_t entries_ ABSL_GUARDED_BY(io_mu_) = 0;
+  LogEntry last_ ABSL_GUARDED_BY(io_mu_);  // zeros before the first
+  absl::optional<pcap::GlobalHeader> header_ ABSL_GUARDED_BY(io_mu_);
+  absl::optional<absl::Time> first_time_ ABSL_GUARDED_BY(io_mu_);
+};
+
+}  // namespace pc::aggregator
+
+#endif  // AGGREGATOR_STORED_FILE_H_
