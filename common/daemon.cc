@@ -1,6 +1,10 @@
 #include "common/daemon.h"
 
+#include <errno.h>
 #include <signal.h>
+#include <sys/resource.h>
+
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -20,6 +24,32 @@ int StopSignals::Wait() {
   int signo = 0;
   sigwait(&set_, &signo);
   return signo;
+}
+
+absl::StatusOr<OpenFileLimit> RaiseOpenFileLimit() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return absl::ErrnoToStatus(errno, "getrlimit(RLIMIT_NOFILE)");
+  }
+  OpenFileLimit result;
+  result.before = limit.rlim_cur;
+  rlim_t target = limit.rlim_max;
+  if (target == RLIM_INFINITY) {
+    // The kernel refuses more than fs.nr_open descriptors per process.
+    target = 1 << 20;
+    std::ifstream nr_open("/proc/sys/fs/nr_open");
+    uint64_t value = 0;
+    if (nr_open >> value && value > 0) target = static_cast<rlim_t>(value);
+  }
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < target) {
+    limit.rlim_cur = target;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+      return absl::ErrnoToStatus(
+          errno, absl::StrCat("setrlimit(RLIMIT_NOFILE, ", target, ")"));
+    }
+  }
+  result.after = limit.rlim_cur;
+  return result;
 }
 
 absl::StatusOr<RunningServer> StartServer(

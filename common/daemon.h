@@ -1,11 +1,12 @@
 // What both daemons (capture-agent, capture-aggregator) do around their gRPC
-// server: stop signals taken synchronously by main(), and a plaintext server
-// with gRPC health and reflection on.
+// server: stop signals taken synchronously by main(), the descriptor limit
+// raised, and a plaintext server with gRPC health and reflection on.
 #ifndef COMMON_DAEMON_H_
 #define COMMON_DAEMON_H_
 
 #include <signal.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,6 +27,19 @@ class StopSignals {
  private:
   sigset_t set_;
 };
+
+// The soft RLIMIT_NOFILE before and after RaiseOpenFileLimit().
+struct OpenFileLimit {
+  uint64_t before = 0;
+  uint64_t after = 0;
+};
+
+// Raises the soft RLIMIT_NOFILE to the hard limit (to fs.nr_open when the
+// hard limit is unlimited): the usual soft default of 1024 is far below
+// what a daemon with many files and streams may need, and the hard limit is
+// what the administrator allows. An error (with the limit unchanged) only
+// if setrlimit refuses.
+absl::StatusOr<OpenFileLimit> RaiseOpenFileLimit();
 
 struct RunningServer {
   std::unique_ptr<grpc::Server> server;
