@@ -90,6 +90,9 @@ class IngestServiceImpl::Stream final
 
   void OnDone() override {
     --service_->active_streams_;
+    if (!node_.empty() && service_->options_.on_agent_disconnected) {
+      service_->options_.on_agent_disconnected(node_);
+    }
     if (!node_.empty()) {
       LogLine("agent_disconnected", {{"node", node_},
                                      {"peer", peer_},
@@ -184,6 +187,9 @@ class IngestServiceImpl::Stream final
       return;
     }
     node_ = hello.node();
+    if (service_->options_.on_agent_connected) {
+      service_->options_.on_agent_connected(node_);
+    }
     std::set<std::string> present(hello.capture_ids().begin(),
                                   hello.capture_ids().end());
     service_->store_->MarkGone(

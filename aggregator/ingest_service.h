@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -32,6 +33,10 @@ struct IngestOptions {
   int worker_threads = 16;
   // Sent in Welcome; random per process when empty.
   std::string instance;
+  // Told when a node's agent stream is accepted and when it ends (optional;
+  // the NodeMonitor).
+  std::function<void(const std::string& node)> on_agent_connected;
+  std::function<void(const std::string& node)> on_agent_disconnected;
 };
 
 class IngestServiceImpl final

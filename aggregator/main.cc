@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "aggregator/authenticator.h"
 #include "aggregator/ingest_service.h"
+#include "aggregator/node_monitor.h"
 #include "aggregator/store.h"
 #include "common/capture_registry.h"
 #include "common/capture_service.h"
@@ -48,6 +49,12 @@ ABSL_FLAG(absl::Duration, sync_delay, absl::Milliseconds(5),
           "(0 = never); adds at most this to an acknowledgement");
 ABSL_FLAG(absl::Duration, token_cache_ttl, absl::Seconds(60),
           "how long a TokenReview answer is reused");
+ABSL_FLAG(absl::Duration, node_gone_after, absl::Minutes(5),
+          "a node whose agent has been disconnected this long and whose Node "
+          "is deleted or NotReady has its captures stopped");
+ABSL_FLAG(int32_t, max_open_files, 256,
+          "stored files whose descriptors (two each) stay open between "
+          "appends");
 
 namespace {
 
@@ -69,6 +76,14 @@ int main(int argc, char** argv) {
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
   pc::StopSignals stop_signals;  // before any thread starts
+  // Stored files, agent streams and downloads all hold descriptors.
+  if (auto limit = pc::RaiseOpenFileLimit(); limit.ok()) {
+    pc::LogLine("open_file_limit", {{"before", absl::StrCat(limit->before)},
+                                    {"after", absl::StrCat(limit->after)}});
+  } else {
+    pc::LogLine("open_file_limit_error",
+                {{"error", limit.status().ToString()}});
+  }
 
   if (absl::GetFlag(FLAGS_retention) <= absl::ZeroDuration()) {
     return Fail("--retention must be positive");
@@ -81,6 +96,12 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_sync_delay) < absl::ZeroDuration() ||
       absl::GetFlag(FLAGS_sync_delay) > absl::Seconds(1)) {
     return Fail("--sync_delay must be between 0 and 1s");
+  }
+  if (absl::GetFlag(FLAGS_node_gone_after) <= absl::ZeroDuration()) {
+    return Fail("--node_gone_after must be positive");
+  }
+  if (absl::GetFlag(FLAGS_max_open_files) < 1) {
+    return Fail("--max_open_files must be at least 1");
   }
   if (absl::GetFlag(FLAGS_token_cache_ttl) < absl::ZeroDuration()) {
     return Fail("--token_cache_ttl must not be negative");
@@ -97,6 +118,11 @@ int main(int argc, char** argv) {
   if (!kube_config.ok()) return Fail(kube_config.status().ToString());
   auto http = pc::kube::HttpClient::Create(*kube_config);
   if (!http.ok()) return Fail(http.status().ToString());
+  pc::kube::HttpClient::Options node_http_options;
+  node_http_options.request_timeout = absl::Seconds(10);  // maintenance waits
+  auto node_http =
+      pc::kube::HttpClient::Create(*kube_config, node_http_options);
+  if (!node_http.ok()) return Fail(node_http.status().ToString());
   pc::aggregator::TokenReviewAuthenticator::Options auth_options;
   auth_options.audience = absl::GetFlag(FLAGS_audience);
   auth_options.agent_identity = absl::GetFlag(FLAGS_agent_identity);
@@ -110,13 +136,29 @@ int main(int argc, char** argv) {
   store_options.retention = absl::GetFlag(FLAGS_retention);
   store_options.max_bytes =
       static_cast<uint64_t>(absl::GetFlag(FLAGS_max_bytes));
-  const pc::aggregator::IngestOptions ingest_options;
+  pc::aggregator::IngestOptions ingest_options;
+  store_options.max_open_files = absl::GetFlag(FLAGS_max_open_files);
   store_options.sync.min_files_for_fs = absl::GetFlag(FLAGS_syncfs_min_files);
   store_options.sync.max_delay = absl::GetFlag(FLAGS_sync_delay);
   // At most one waiting request per ingest worker thread.
   store_options.sync.max_round = ingest_options.worker_threads;
   auto store = pc::aggregator::Store::Open(store_options, &registry);
   if (!store.ok()) return Fail(store.status().ToString());
+
+  pc::aggregator::NodeMonitorOptions monitor_options;
+  monitor_options.gone_after = absl::GetFlag(FLAGS_node_gone_after);
+  pc::aggregator::NodeMonitor node_monitor(
+      store->get(),
+      [client = node_http->get()](const std::string& node) {
+        return pc::aggregator::LookUpNode(*client, node);
+      },
+      monitor_options);
+  ingest_options.on_agent_connected = [&](const std::string& node) {
+    node_monitor.Connected(node);
+  };
+  ingest_options.on_agent_disconnected = [&](const std::string& node) {
+    node_monitor.Disconnected(node);
+  };
 
   pc::aggregator::IngestServiceImpl ingest(store->get(), &authenticator,
                                            ingest_options);
@@ -142,10 +184,11 @@ int main(int argc, char** argv) {
                {"captures", absl::StrCat(registry.List().size())},
                {"bytes", absl::StrCat((*store)->total_bytes())}});
 
-  // Retention and the byte budget, applied every few seconds.
+  // Gone nodes, retention and the byte budget, every few seconds.
   absl::Notification stop;
   std::thread maintenance([&] {
     do {
+      node_monitor.Tick();
       store_ptr->Maintain();
     } while (!stop.WaitForNotificationWithTimeout(absl::Seconds(5)));
   });

@@ -275,6 +275,8 @@ check "capture-agent cannot mint ServiceAccount tokens" \
   can_i capture-agent no create serviceaccounts/token -n kube-system
 check "capture-aggregator can create tokenreviews" \
   can_i capture-aggregator yes create tokenreviews.authentication.k8s.io
+check "capture-aggregator can get nodes" can_i capture-aggregator yes get nodes
+check "capture-aggregator cannot list nodes" can_i capture-aggregator no list nodes
 check "capture-aggregator cannot get pods" can_i capture-aggregator no get pods -A
 check "capture-aggregator cannot list pods" can_i capture-aggregator no list pods -A
 check "capture-aggregator cannot get secrets" can_i capture-aggregator no get secrets -A
