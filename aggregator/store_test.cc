@@ -908,5 +908,63 @@ TEST_F(StoreTest, ASlowFlushHoldsUpOnlyItsOwnCapture) {
   EXPECT_EQ(registry.Get(slow)->packets(), 4u);
 }
 
+// capture.pb as earlier versions wrote it (a bare Capture, no retention
+// start) still reads; a stopped one starts its retention at recovery, never
+// at the stop time it claims, and is rewritten in the current format.
+TEST_F(StoreTest, EarlierCaptureMetadataReadsAndRetentionStartsAtRecovery) {
+  const std::string id = tu::CaptureId("web-1");
+  {
+    CaptureRegistry registry;
+    auto store = OpenStore(&registry);
+    ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+    ASSERT_TRUE(store
+                    ->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0, 0,
+                                                     tu::PcapFile(0, 3)))
+                    .ok());
+  }
+  Capture old = tu::Status(id, "node-a", Capture::STOPPED);
+  *old.mutable_stop_time() = ToProto(now_ - absl::Hours(24 * 30));
+  const std::string meta_path =
+      absl::StrCat(dir_, "/captures/", id, "/capture.pb");
+  ptu::WriteFile(meta_path, old.SerializeAsString());
+  now_ += absl::Minutes(5);
+  CaptureRegistry registry;
+  auto store = OpenStore(&registry);
+  auto shown = registry.Get(id);
+  ASSERT_TRUE(shown.has_value());
+  EXPECT_EQ(shown->state(), Capture::STOPPED);
+  EXPECT_EQ(shown->packets(), 3u);
+  EXPECT_EQ(FromProto(shown->expire_time()), now_ + absl::Hours(1));
+  EXPECT_TRUE(store->Maintain().empty());
+  bool legacy = true;
+  auto meta = DecodeCaptureMeta(ptu::ReadFile(meta_path), &legacy);
+  ASSERT_TRUE(meta.ok()) << meta.status();
+  EXPECT_FALSE(legacy);
+  ASSERT_TRUE(meta->retention_start.has_value());
+  EXPECT_EQ(*meta->retention_start, now_);
+}
+
+// A capture marked gone (its node no longer reports it) starts retention
+// then, and a status saying it runs again ends that.
+TEST_F(StoreTest, MarkGoneStartsRetentionAndARunningStatusEndsIt) {
+  const std::string id = tu::CaptureId("web-1");
+  CaptureRegistry registry;
+  auto store = OpenStore(&registry);
+  ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  EXPECT_EQ(store->NodesWithCaptures(), std::set<std::string>{"node-a"});
+  store->MarkGone("node-a", {}, "node node-a gone");
+  EXPECT_TRUE(store->NodesWithCaptures().empty());
+  EXPECT_EQ(FromProto(registry.Get(id)->expire_time()), now_ + absl::Hours(1));
+  now_ += absl::Minutes(30);
+  ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  EXPECT_FALSE(registry.Get(id)->has_expire_time());
+  now_ += absl::Hours(2);
+  EXPECT_TRUE(store->Maintain().empty());
+  ASSERT_TRUE(
+      store->PutStatus("node-a", tu::Status(id, "node-a", Capture::STOPPED))
+          .ok());
+  EXPECT_EQ(FromProto(registry.Get(id)->expire_time()), now_ + absl::Hours(1));
+}
+
 }  // namespace
 }  // namespace pc::aggregator
