@@ -46,7 +46,7 @@ struct SyncGroupOptions {
   int max_round = 16;
   // After this long, the running rounds count as stalled and queued requests
   // may start another round, up to max_parallel_rounds rounds at once.
-  absl::Duration stall_after = absl::Milliseconds(50);
+  absl::Duration stall_after = absl::Milliseconds(100);
   int max_parallel_rounds = 4;
 };
 
