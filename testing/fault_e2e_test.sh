@@ -100,7 +100,7 @@ converged() {
 acked() { field "$agg" "$1" bytes_uploaded; }
 
 # ---- the capture every fault runs against ---------------------------------------------
-kubectl annotate pod -n $ns web-a tcpdump.antrea.io=4 > /dev/null
+kubectl annotate pod -n $ns web-a tcpdump.antrea.io=50 > /dev/null
 check_eventually "web-a's capture runs and the aggregator lists it" 20 bash -c \
   "[ \"\$(grpcurl -plaintext -d '{\"pod\":\"web-a\"}' $agg packetcapture.v1.CaptureService/ListCaptures | jq -r '.captures[0].state')\" = RUNNING ]"
 id_a=$(field "$agg" web-a id)
