@@ -31,7 +31,7 @@ class PodEventSink {
 };
 
 struct Budget {
-  int max_captures = 16;
+  int max_captures = 64;
   // Bytes reserved per file: tcpdump's -C 1 limit plus one maximal record
   // (it checks the size before each write, so a file overshoots by at most
   // one packet).

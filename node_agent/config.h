@@ -17,7 +17,7 @@ struct AgentConfig {
   std::string capture_dir = "/captures";
   std::string listen = "127.0.0.1:9091";  // CaptureService for this node
   int max_files = 100;                    // largest N an annotation may ask for
-  int max_captures = 16;                  // node-wide budget: captures
+  int max_captures = 64;                  // node-wide budget: captures
   int64_t max_bytes = 1LL << 30;          // node-wide budget: bytes reserved
   std::vector<std::string> netns_dirs = {"/var/run/netns", "/run/netns"};
   bool scan_proc = false;  // also /proc/*/ns/net (needs hostPID)
