@@ -60,10 +60,11 @@ FakeResponse Api(const FakeRequest& request) {
   const std::string& body = request.body;
   if (absl::StrContains(body, "node-token")) {
     // A current API server: pod-bound, with the node named.
-    response.body = status(
-        true, kAgent,
-        absl::StrCat(BoundTo("agent-a", "uid-a"),
-                     R"(,"authentication.kubernetes.io/node-name":["node-a"])"));
+    response.body =
+        status(true, kAgent,
+               absl::StrCat(
+                   BoundTo("agent-a", "uid-a"),
+                   R"(,"authentication.kubernetes.io/node-name":["node-a"])"));
   } else if (absl::StrContains(body, "pod-token")) {
     // An older API server: the pod only.
     response.body = status(true, kAgent, BoundTo("agent-b", "uid-b"));
@@ -187,8 +188,8 @@ TEST_F(AuthenticatorTest, RejectsWithPreciseCodes) {
 }
 
 TEST_F(AuthenticatorTest, RefusesOversizedTokensWithoutAReview) {
-  const std::string huge(TokenReviewAuthenticator::Options().max_token_bytes + 1,
-                         'x');
+  const std::string huge(
+      TokenReviewAuthenticator::Options().max_token_bytes + 1, 'x');
   auto id = auth_->Authenticate(huge);
   EXPECT_EQ(id.status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_TRUE(absl::StrContains(id.status().message(), "bytes")) << id.status();
