@@ -213,13 +213,10 @@ class IngestServiceImpl::Stream final
   // Not authenticated in time: ends the stream from the alarm's thread, also
   // while the strand still waits for a token review.
   void OnHelloDeadline() {
-    {
-      absl::MutexLock lock(&mu_);
-      if (authenticated_) return;
-    }
-    Reject(absl::DeadlineExceededError(
-        absl::StrCat("no valid hello within ",
-                     absl::FormatDuration(service_->options_.hello_timeout))));
+    Reject(absl::DeadlineExceededError(absl::StrCat(
+               "no valid hello within ",
+               absl::FormatDuration(service_->options_.hello_timeout))),
+           RejectMode::kIfUnauthenticated);
   }
 
   // ---- on the strand ----
@@ -356,12 +353,12 @@ class IngestServiceImpl::Stream final
     if (waiting_for_predecessor_) {
       // Never welcomed: end now, and hand `next` on once our own
       // predecessor is done.
-      Reject(replaced, /*drop_queued=*/true);
+      Reject(replaced, RejectMode::kInsteadOfQueued);
       successor_ = next;
       return;
     }
     FlushBatch();
-    Reject(replaced, /*drop_queued=*/true);
+    Reject(replaced, RejectMode::kInsteadOfQueued);
     next->Post([next] { next->OnPredecessorDone(); });
     next->Unref();
   }
@@ -564,10 +561,15 @@ class IngestServiceImpl::Stream final
 
   // ---- any thread ----
 
-  // Sends an IngestError and ends the stream with the same code, after the
-  // replies queued before it (or, with drop_queued, instead of those not
-  // yet being written).
-  void Reject(const absl::Status& status, bool drop_queued = false) {
+  enum class RejectMode {
+    kAfterQueued,        // after the replies queued before it
+    kInsteadOfQueued,    // dropping queued replies not being written yet
+    kIfUnauthenticated,  // only while the hello is not accepted
+  };
+
+  // Sends an IngestError and ends the stream with the same code.
+  void Reject(const absl::Status& status,
+              RejectMode mode = RejectMode::kAfterQueued) {
     AggregatorMessage out;
     out.mutable_error()->set_code(static_cast<int32_t>(status.code()));
     out.mutable_error()->set_message(std::string(status.message()));
@@ -576,11 +578,12 @@ class IngestServiceImpl::Stream final
     {
       absl::MutexLock lock(&mu_);
       if (finishing_) return;
+      if (mode == RejectMode::kIfUnauthenticated && authenticated_) return;
       finishing_ = true;
       finish_status_ = ToGrpcStatus(status);
       node = log_node_;
       if (!broken_) {
-        if (drop_queued) {
+        if (mode == RejectMode::kInsteadOfQueued) {
           while (out_.size() > 1) {
             out_bytes_ -= out_.back().second;
             out_.pop_back();

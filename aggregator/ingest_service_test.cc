@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -38,6 +39,10 @@ class FakeAuthenticator : public Authenticator {
       const std::string& token) override {
     ++calls;
     if (token == "node-a-token") return Identity("node-a");
+    if (token == "slow-node-a-token") {  // an API server taking its time
+      absl::SleepFor(absl::Milliseconds(1500));
+      return Identity("node-a");
+    }
     if (token == "node-b-token") return Identity("node-b");
     // An identity without a node: the service must not take the hello's
     // word for it.
@@ -274,6 +279,36 @@ TEST_F(IngestTest, AHelloMustComeInTime) {
   EXPECT_TRUE(agent.Close().ok());
 }
 
+// The deadline ends a stream also while its token review still blocks; the
+// late answer then neither welcomes it nor displaces the node's stream.
+TEST_F(IngestTest, TheHelloDeadlineHoldsWhileTheReviewIsSlow) {
+  Aggregator aggregator(dir_, [](IngestOptions* o) {
+    o->hello_timeout = absl::Milliseconds(300);
+  });
+  Session agent(aggregator, absl::Seconds(10));
+  ASSERT_TRUE(agent.Write(Hello("node-a", "node-a-token")));
+  ASSERT_TRUE(agent.Read().has_value());
+
+  const absl::Time start = absl::Now();
+  Session slow(aggregator, absl::Seconds(10));
+  ASSERT_TRUE(slow.Write(Hello("node-a", "slow-node-a-token")));
+  std::vector<AggregatorMessage> replies;
+  EXPECT_EQ(slow.Close(&replies).error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(1200));
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0].error().code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+
+  absl::SleepFor(absl::Milliseconds(1500));  // the review has returned
+  ASSERT_TRUE(agent.Write(StatusMessage(tu::Status(id_, "node-a"))));
+  ASSERT_TRUE(agent.Write(ChunkMessage(
+      tu::MakeChunk(id_, "run-1-w5/ring0", 0, 0, tu::PcapFile(0, 3)))));
+  auto ack = agent.Read();
+  ASSERT_TRUE(ack.has_value()) << "the node's stream was displaced";
+  EXPECT_TRUE(ack->has_ack());
+  EXPECT_TRUE(agent.Close().ok());
+}
+
 // Streams that have not authenticated yet are limited per peer address and
 // in total; the one over the limit is refused at once.
 void ExpectUnauthenticatedLimit(Aggregator& aggregator) {
@@ -463,6 +498,36 @@ TEST_F(IngestTest, ACaptureRefusedKeepsTheStream) {
   EXPECT_EQ(aggregator.registry().Get(gap)->bytes_lost(), 0u);
   EXPECT_EQ(aggregator.registry().Get(torn)->bytes(), file.size());
   EXPECT_EQ(aggregator.registry().Get(id_)->packets(), 5u);
+}
+
+// The store cannot make a capture's directory (here a file is in the way):
+// that capture is refused, the node's others go on.
+TEST_F(IngestTest, ACaptureWhoseDirectoryCannotBeMadeIsRefusedAlone) {
+  Aggregator aggregator(dir_);
+  const std::string blocked = tu::CaptureId("blocked");
+  auto [replies, status] =
+      Exchange(aggregator, {Hello("node-a", "node-a-token"),
+                            StatusMessage(tu::Status(id_, "node-a")),
+                            StatusMessage(tu::Status(blocked, "node-a"))});
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  const std::string in_the_way =
+      absl::StrCat(dir_, "/captures/", blocked, "/run-1-w5");
+  ASSERT_TRUE(std::ofstream(in_the_way).good()) << in_the_way;
+
+  const std::string file = tu::PcapFile(0, 3);
+  std::tie(replies, status) = Exchange(
+      aggregator,
+      {Hello("node-a", "node-a-token"),
+       ChunkMessage(tu::MakeChunk(blocked, "run-1-w5/ring0", 0, 0, file)),
+       ChunkMessage(tu::MakeChunk(id_, "run-1-w5/ring0", 0, 0, file))});
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(replies.size(), 3u);
+  EXPECT_EQ(replies[1].capture_rejected().capture_id(), blocked);
+  EXPECT_TRUE(
+      absl::StrContains(replies[1].capture_rejected().message(), "run-1-w5"))
+      << replies[1].capture_rejected().message();
+  EXPECT_EQ(replies[2].ack().capture_id(), id_);
+  EXPECT_EQ(aggregator.registry().Get(id_)->bytes(), file.size());
 }
 
 TEST_F(IngestTest, ChunksAreCheckedStoredAndAcked) {
