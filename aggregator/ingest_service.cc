@@ -149,8 +149,9 @@ class IngestServiceImpl::Stream final
     if (finish) Finish(*finish);
   }
 
-  // The peer left or the call was cancelled: end now; queued work still
-  // runs, its replies are dropped.
+  // The peer left or the call was cancelled: end now. Messages still queued
+  // are skipped (none of them was acknowledged); an in-flight batch is
+  // stored only if the node's next stream replaces this one (OnReplaced).
   void OnCancel() override {
     std::optional<grpc::Status> finish;
     {

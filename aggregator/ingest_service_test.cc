@@ -624,11 +624,15 @@ TEST_F(IngestTest, TheServerStopsReadingWhileRepliesPileUp) {
     auto c = aggregator.registry().Get(id_);
     return c.has_value() ? c->packets() : 0;
   };
-  // Wait until storing stops (or everything is stored).
-  uint64_t last = ~uint64_t{0};
-  for (int i = 0; i < 50 && stored() != last; ++i) {
-    last = stored();
-    absl::SleepFor(absl::Milliseconds(300));
+  // Wait until storing starts, then until it stops (or everything is
+  // stored): no progress for a second.
+  ASSERT_TRUE(WaitFor([&] { return stored() > 0; }, absl::Seconds(20)));
+  uint64_t last = stored();
+  for (int still = 0, i = 0; still < 4 && i < 100; ++i) {
+    absl::SleepFor(absl::Milliseconds(250));
+    const uint64_t now = stored();
+    still = now == last ? still + 1 : 0;
+    last = now;
   }
   EXPECT_GT(stored(), 0u);
   EXPECT_LT(stored(), static_cast<uint64_t>(kChunks))
