@@ -1,17 +1,25 @@
 #include "aggregator/ingest_service.h"
 
+#include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <deque>
 #include <optional>
 #include <set>
 #include <utility>
+#include <vector>
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "aggregator/ingest_checks.h"
+#include "aggregator/resume_pages.h"
 #include "common/crc32c.h"
 #include "common/grpc_status.h"
 #include "common/kube/names.h"
 #include "common/log.h"
+#include "grpcpp/alarm.h"
 
 namespace pc::aggregator {
 namespace {
@@ -24,25 +32,85 @@ std::string RandomInstance() {
   return absl::StrFormat("%016x", absl::Uniform<uint64_t>(gen));
 }
 
+int Millis(absl::Duration d) {
+  return static_cast<int>(
+      std::min<int64_t>(absl::ToInt64Milliseconds(d), INT32_MAX));
+}
+
 }  // namespace
 
+int IngestMaxReceiveMessageBytes(const IngestOptions& options) {
+  const uint64_t largest =
+      std::max<uint64_t>(options.max_chunk_bytes, options.max_status_bytes);
+  return static_cast<int>(std::min<uint64_t>(largest + (64 << 10), INT32_MAX));
+}
+
+void ConfigureIngestServer(const IngestOptions& options,
+                           grpc::ServerBuilder* builder) {
+  builder->SetMaxReceiveMessageSize(IngestMaxReceiveMessageBytes(options));
+  const KeepaliveOptions& k = options.keepalive;
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, Millis(k.time));
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, Millis(k.timeout));
+  // Ping (and accept pings on) connections without a call too, and without
+  // a limit on pings while no data flows: an idle agent sends nothing.
+  builder->AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder->AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  builder->AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+      Millis(k.min_agent_ping_interval));
+}
+
 // One Report stream. Reference-counted: gRPC holds one reference until
-// OnDone, each queued task one more, so a task never outlives the object.
+// OnDone, each queued task, the hello alarm and the service's by_node_ entry
+// one more each, so nothing outlives the object. The service waits for every
+// Stream to be deleted before it goes.
 class IngestServiceImpl::Stream final
     : public grpc::ServerBidiReactor<AgentMessage, AggregatorMessage> {
  public:
-  Stream(IngestServiceImpl* service, std::string peer)
+  // `ticket`: the stream's slot among unauthenticated streams, or why there
+  // is none (the stream is then refused at once).
+  Stream(IngestServiceImpl* service, std::string peer,
+         absl::StatusOr<AdmissionControl::Ticket> ticket)
       : service_(service),
         peer_(std::move(peer)),
         strand_(std::make_shared<Strand>(&service->pool_)),
         max_queued_(2 * service->options_.max_inflight_bytes +
                     service->options_.max_chunk_bytes) {
     ++service_->active_streams_;
-    StartRead(&in_);
+    {
+      absl::MutexLock lock(&service_->mu_);
+      ++service_->live_streams_;
+    }
+    if (!ticket.ok()) {
+      Reject(ticket.status());
+      return;
+    }
+    ticket_ = std::move(*ticket);
+    Ref();  // for the alarm's callback, which always runs
+    hello_alarm_.Set(
+        absl::ToChronoTime(absl::Now() + service_->options_.hello_timeout),
+        [this](bool fired) {
+          if (fired) OnHelloDeadline();
+          Unref();
+        });
+    absl::MutexLock lock(&mu_);
+    reading_ = true;
+    StartRead(&in_);  // the hello; nothing more until it is accepted
+  }
+
+  ~Stream() override {
+    ticket_.Release();
+    IngestServiceImpl* service = service_;
+    absl::MutexLock lock(&service->mu_);
+    --service->live_streams_;
   }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
+      {
+        absl::MutexLock lock(&mu_);
+        reading_ = false;
+      }
       Post([this] { OnEndOfInput(); });
       return;
     }
@@ -56,48 +124,73 @@ class IngestServiceImpl::Stream final
     }
     Post([this, message, size] { Handle(message, size); });
     absl::MutexLock lock(&mu_);
-    // StartRead and Finish both happen under mu_'s ordering: never a read
-    // started after Finish.
-    if (queued_bytes_ >= max_queued_) {
-      read_paused_ = true;
-    } else if (!finished_) {
-      StartRead(&in_);
-    }
+    reading_ = false;
+    MaybeReadLocked();
   }
 
   void OnWriteDone(bool ok) override {
     std::optional<grpc::Status> finish;
     {
       absl::MutexLock lock(&mu_);
+      out_bytes_ -= out_.front().second;
       out_.pop_front();
       if (!ok) {
         out_.clear();
+        out_bytes_ = 0;
         broken_ = true;
       }
       if (!out_.empty()) {
-        StartWrite(&out_.front());
+        StartWrite(&out_.front().first);
       } else {
         finish = MaybeFinish();
       }
+      MaybeReadLocked();
     }
     if (finish) Finish(*finish);
   }
 
+  // The peer left or the call was cancelled: end now. Messages still queued
+  // are skipped (none of them was acknowledged); an in-flight batch is
+  // stored only if the node's next stream replaces this one (OnReplaced).
   void OnCancel() override {
-    absl::MutexLock lock(&mu_);
-    broken_ = true;
+    std::optional<grpc::Status> finish;
+    {
+      absl::MutexLock lock(&mu_);
+      broken_ = true;
+      if (!finishing_) {
+        finishing_ = true;
+        finish_status_ = grpc::Status::CANCELLED;
+      }
+      finish = MaybeFinish();
+    }
+    if (finish) Finish(*finish);
   }
 
   void OnDone() override {
     --service_->active_streams_;
-    if (!node_.empty() && service_->options_.on_agent_disconnected) {
-      service_->options_.on_agent_disconnected(node_);
+    hello_alarm_.Cancel();
+    Stream* registered = nullptr;
+    {
+      absl::MutexLock lock(&service_->mu_);
+      auto it = service_->by_node_.find(registered_node_);
+      if (!registered_node_.empty() && it != service_->by_node_.end() &&
+          it->second == this) {
+        service_->by_node_.erase(it);
+        registered = this;
+      }
     }
-    if (!node_.empty()) {
-      LogLine("agent_disconnected", {{"node", node_},
-                                     {"peer", peer_},
-                                     {"chunks", absl::StrCat(chunks_)},
-                                     {"bytes", absl::StrCat(bytes_)}});
+    if (registered != nullptr) registered->Unref();
+    if (!node_for_log().empty() && service_->options_.on_agent_disconnected) {
+      service_->options_.on_agent_disconnected(node_for_log());
+    }
+    if (!node_for_log().empty()) {
+      LogLine("agent_disconnected",
+              {{"node", node_for_log()},
+               {"peer", peer_},
+               {"chunks", absl::StrCat(chunks_.load())},
+               {"bytes", absl::StrCat(bytes_.load())},
+               {"rejected_captures", absl::StrCat(rejected_count_.load())},
+               {"ignored_chunks", absl::StrCat(ignored_chunks_.load())}});
     }
     Unref();
   }
@@ -116,6 +209,20 @@ class IngestServiceImpl::Stream final
     });
   }
 
+  std::string node_for_log() {
+    absl::MutexLock lock(&mu_);
+    return log_node_;
+  }
+
+  // Not authenticated in time: ends the stream from the alarm's thread, also
+  // while the strand still waits for a token review.
+  void OnHelloDeadline() {
+    Reject(absl::DeadlineExceededError(absl::StrCat(
+               "no valid hello within ",
+               absl::FormatDuration(service_->options_.hello_timeout))),
+           RejectMode::kIfUnauthenticated);
+  }
+
   // ---- on the strand ----
 
   void Handle(const std::shared_ptr<AgentMessage>& message, size_t size) {
@@ -126,10 +233,7 @@ class IngestServiceImpl::Stream final
     if (!Closing()) Dispatch(message);
     absl::MutexLock lock(&mu_);
     queued_bytes_ -= size;
-    if (read_paused_ && queued_bytes_ < max_queued_ && !finished_) {
-      read_paused_ = false;
-      StartRead(&in_);
-    }
+    MaybeReadLocked();
   }
 
   void Dispatch(const std::shared_ptr<AgentMessage>& shared) {
@@ -152,14 +256,21 @@ class IngestServiceImpl::Stream final
       case AgentMessage::kHello:
         Reject(absl::FailedPreconditionError("hello sent twice"));
         return;
-      case AgentMessage::kStatus: {
-        absl::Status put = service_->store_->PutStatus(node_, message.status());
-        if (!put.ok()) Reject(put);
+      case AgentMessage::kStatus:
+        OnStatus(message.status());
         return;
-      }
       case AgentMessage::kChunk:
         OnChunk(shared);
         return;
+      case AgentMessage::kInventory: {
+        const auto& ids = message.inventory().capture_ids();
+        service_->store_->MarkGone(
+            node_, std::set<std::string>(ids.begin(), ids.end()),
+            absl::StrCat("no longer reported by node ", node_));
+        LogLine("agent_inventory",
+                {{"node", node_}, {"captures", absl::StrCat(ids.size())}});
+        return;
+      }
       default:
         Reject(absl::InvalidArgumentError("empty or unknown message"));
         return;
@@ -167,8 +278,15 @@ class IngestServiceImpl::Stream final
   }
 
   void OnHello(const packetcapture::v1::Hello& hello) {
+    const IngestOptions& options = service_->options_;
     if (hello.token().empty()) {
       Reject(absl::UnauthenticatedError("hello carries no token"));
+      return;
+    }
+    if (hello.token().size() > options.max_token_bytes) {
+      Reject(absl::UnauthenticatedError(absl::StrCat(
+          "token of ", hello.token().size(), " bytes is longer than ",
+          options.max_token_bytes, " bytes: not a ServiceAccount token")));
       return;
     }
     if (!kube::IsDns1123Subdomain(hello.node())) {
@@ -180,35 +298,144 @@ class IngestServiceImpl::Stream final
       Reject(identity.status());
       return;
     }
-    if (!identity->node.empty() && identity->node != hello.node()) {
+    if (identity->node.empty()) {
+      Reject(absl::PermissionDeniedError(
+          "the token names no node: a token bound to the agent's Pod is "
+          "required"));
+      return;
+    }
+    if (identity->node != hello.node()) {
       Reject(absl::PermissionDeniedError(
           absl::StrCat("token is bound to node ", identity->node,
+                       identity->pod_name.empty()
+                           ? ""
+                           : absl::StrCat(" (pod ", identity->pod_namespace,
+                                          "/", identity->pod_name, ")"),
                        ", hello says ", hello.node())));
       return;
     }
-    node_ = hello.node();
-    if (service_->options_.on_agent_connected) {
-      service_->options_.on_agent_connected(node_);
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_ || broken_) return;  // e.g. the hello deadline passed
+      authenticated_ = true;
+      log_node_ = hello.node();
+      // Under mu_, so OnDone (which reads log_node_) cannot tell the monitor
+      // of a disconnection before it heard of the connection.
+      if (service_->options_.on_agent_connected) {
+        service_->options_.on_agent_connected(log_node_);
+      }
     }
-    std::set<std::string> present(hello.capture_ids().begin(),
-                                  hello.capture_ids().end());
-    service_->store_->MarkGone(
-        node_, present, absl::StrCat("no longer reported by node ", node_));
+    hello_alarm_.Cancel();
+    ticket_.Release();
+    node_ = hello.node();
+    present_.insert(hello.capture_ids().begin(), hello.capture_ids().end());
+    inventory_pending_ = hello.inventory_pending();
+    agent_instance_ = hello.agent_instance().substr(0, 256);
+    agent_version_ = hello.agent_version().substr(0, 256);
+
+    // Take the node's place; the stream there stores its in-flight batch and
+    // ends first, then this one is welcomed (OnPredecessorDone).
+    Stream* old = nullptr;
+    {
+      absl::MutexLock lock(&service_->mu_);
+      Stream*& slot = service_->by_node_[node_];
+      old = slot;  // its reference passes to us
+      slot = this;
+      Ref();
+      registered_node_ = node_;
+    }
+    if (old == nullptr) {
+      Welcome();
+      return;
+    }
+    waiting_for_predecessor_ = true;
+    Ref();  // released once old has told us it is done
+    old->Post([old, next = this] { old->OnReplaced(next); });
+    old->Unref();
+  }
+
+  // This stream's node has a newer stream, `next`: finish what is in
+  // flight, end with ABORTED, and let `next` go on.
+  void OnReplaced(Stream* next) {
+    const absl::Status replaced =
+        absl::AbortedError("replaced by a newer stream from the same node");
+    if (waiting_for_predecessor_) {
+      // Never welcomed: end now, and hand `next` on once our own
+      // predecessor is done.
+      Reject(replaced, RejectMode::kInsteadOfQueued);
+      successor_ = next;
+      return;
+    }
+    FlushBatch();
+    Reject(replaced, RejectMode::kInsteadOfQueued);
+    next->Post([next] { next->OnPredecessorDone(); });
+    next->Unref();
+  }
+
+  void OnPredecessorDone() {
+    waiting_for_predecessor_ = false;
+    if (successor_ != nullptr) {
+      Stream* next = std::exchange(successor_, nullptr);
+      next->Post([next] { next->OnPredecessorDone(); });
+      next->Unref();
+      return;
+    }
+    if (!Closing()) Welcome();
+  }
+
+  void Welcome() {
+    const IngestOptions& options = service_->options_;
+    Store* store = service_->store_;
+    // With the inventory pending, what the hello lists is not the whole
+    // truth yet: nothing is marked gone until the Inventory.
+    if (!inventory_pending_) {
+      store->MarkGone(node_, present_,
+                      absl::StrCat("no longer reported by node ", node_));
+    }
+    present_.clear();
+    ResumePages pages =
+        PageResumePoints(store->ResumePoints(node_), options.resume_page_bytes);
     AggregatorMessage out;
     auto* welcome = out.mutable_welcome();
     welcome->set_aggregator_instance(service_->instance_);
-    for (auto& point : service_->store_->ResumePoints(node_)) {
-      *welcome->add_resume() = std::move(point);
+    size_t points = pages.welcome.size();
+    for (auto& point : pages.welcome) *welcome->add_resume() = std::move(point);
+    welcome->set_max_inflight_bytes(options.max_inflight_bytes);
+    welcome->set_max_chunk_bytes(options.max_chunk_bytes);
+    welcome->set_more_resume(!pages.batches.empty());
+    Send(std::move(out));
+    for (size_t i = 0; i < pages.batches.size(); ++i) {
+      AggregatorMessage batch;
+      for (auto& point : pages.batches[i]) {
+        *batch.mutable_resume_batch()->add_resume() = std::move(point);
+      }
+      points += pages.batches[i].size();
+      batch.mutable_resume_batch()->set_last(i + 1 == pages.batches.size());
+      Send(std::move(batch));
     }
-    welcome->set_max_inflight_bytes(service_->options_.max_inflight_bytes);
-    welcome->set_max_chunk_bytes(service_->options_.max_chunk_bytes);
     LogLine("agent_connected",
             {{"node", node_},
-             {"instance", hello.agent_instance()},
-             {"version", hello.agent_version()},
+             {"instance", agent_instance_},
+             {"version", agent_version_},
              {"peer", peer_},
-             {"resume_points", absl::StrCat(welcome->resume_size())}});
-    Send(std::move(out));
+             {"inventory_pending", inventory_pending_ ? "true" : "false"},
+             {"resume_points", absl::StrCat(points)},
+             {"resume_batches", absl::StrCat(pages.batches.size())}});
+    absl::MutexLock lock(&mu_);
+    welcomed_ = true;
+    MaybeReadLocked();
+  }
+
+  void OnStatus(const packetcapture::v1::Capture& status) {
+    absl::Status checked =
+        CheckStatusSize(status, service_->options_.max_status_bytes);
+    if (checked.ok()) checked = service_->store_->PutStatus(node_, status);
+    if (checked.ok()) return;
+    if (IsCaptureSpecific(checked.code())) {
+      RejectCapture(status.id(), checked);
+    } else {
+      Reject(checked);
+    }
   }
 
   // Checks a chunk and adds it to the batch; the batch is stored (one group
@@ -216,18 +443,25 @@ class IngestServiceImpl::Stream final
   // chunk of another file arrives.
   void OnChunk(const std::shared_ptr<AgentMessage>& message) {
     const packetcapture::v1::Chunk& chunk = message->chunk();
-    if (chunk.data().size() > service_->options_.max_chunk_bytes) {
+    const IngestOptions& options = service_->options_;
+    if (rejected_.count(CaptureKey(chunk.capture_id())) > 0) {
+      ++ignored_chunks_;
+      return;
+    }
+    absl::Status bounds = CheckChunkBounds(chunk, options.max_chunk_bytes,
+                                           options.max_file_bytes);
+    if (!bounds.ok()) {
       FlushBatch();
-      Reject(absl::InvalidArgumentError(absl::StrCat(
-          "chunk of ", chunk.data().size(), " bytes exceeds max_chunk_bytes ",
-          service_->options_.max_chunk_bytes)));
+      if (!Closing()) RejectCapture(chunk.capture_id(), bounds);
       return;
     }
     if (Crc32c(chunk.data()) != chunk.crc32c()) {
+      // Corrupted on the way: the stream is not to be trusted; the agent
+      // reconnects and sends again.
       FlushBatch();
       Reject(absl::DataLossError(absl::StrCat(
-          "CRC32C mismatch in chunk of ", chunk.capture_id().substr(0, 256),
-          " ", chunk.file().substr(0, 256), " at offset ", chunk.offset())));
+          "CRC32C mismatch in chunk of ", CaptureKey(chunk.capture_id()), " ",
+          chunk.file().substr(0, 256), " at offset ", chunk.offset())));
       return;
     }
     if (!batch_.empty()) {
@@ -237,6 +471,10 @@ class IngestServiceImpl::Stream final
           first.file_generation() != chunk.file_generation()) {
         FlushBatch();
         if (Closing()) return;
+        if (rejected_.count(CaptureKey(chunk.capture_id())) > 0) {
+          ++ignored_chunks_;
+          return;
+        }
       }
     }
     batch_.push_back(message);
@@ -246,13 +484,14 @@ class IngestServiceImpl::Stream final
       absl::MutexLock lock(&mu_);
       more_queued = handles_pending_ > 0;
     }
-    if (!more_queued || batch_bytes_ >= service_->options_.max_inflight_bytes) {
+    if (!more_queued || batch_bytes_ >= options.max_inflight_bytes) {
       FlushBatch();
     }
   }
 
-  // Stores the batch and acknowledges what was stored; rejects the stream if
-  // the store stopped at a chunk.
+  // Stores the batch and acknowledges what was stored; the chunk the store
+  // stopped at refuses its capture, or ends the stream when the store
+  // itself failed.
   void FlushBatch() {
     if (batch_.empty()) return;
     std::vector<const packetcapture::v1::Chunk*> chunks;
@@ -278,9 +517,41 @@ class IngestServiceImpl::Stream final
       ack->set_offset(result.offset);
       Send(std::move(out));
     }
+    const std::string capture = chunks.front()->capture_id();
     batch_.clear();
     batch_bytes_ = 0;
-    if (!stored.error.ok()) Reject(stored.error);
+    if (stored.error.ok()) return;
+    if (IsCaptureSpecific(stored.error.code())) {
+      RejectCapture(capture, stored.error);
+    } else {
+      Reject(stored.error);
+    }
+  }
+
+  // Refuses one capture for the rest of this stream (once), keeping the
+  // stream.
+  void RejectCapture(const std::string& id, const absl::Status& status) {
+    const std::string key = CaptureKey(id);
+    if (rejected_.count(key) > 0) return;
+    if (rejected_.size() >= service_->options_.max_rejected_captures) {
+      Reject(absl::ResourceExhaustedError(
+          absl::StrCat("more than ", service_->options_.max_rejected_captures,
+                       " captures refused on one stream")));
+      return;
+    }
+    rejected_.insert(key);
+    ++rejected_count_;
+    LogLine("capture_rejected",
+            {{"node", node_},
+             {"capture", key},
+             {"code", absl::StatusCodeToString(status.code())},
+             {"reason", std::string(status.message().substr(0, 1024))}});
+    AggregatorMessage out;
+    auto* rejected = out.mutable_capture_rejected();
+    rejected->set_capture_id(key);
+    rejected->set_code(static_cast<int32_t>(status.code()));
+    rejected->set_message(std::string(status.message().substr(0, 1024)));
+    Send(std::move(out));
   }
 
   void OnEndOfInput() {
@@ -297,27 +568,51 @@ class IngestServiceImpl::Stream final
     if (finish) Finish(*finish);
   }
 
+  // ---- any thread ----
+
+  enum class RejectMode {
+    kAfterQueued,        // after the replies queued before it
+    kInsteadOfQueued,    // dropping queued replies not being written yet
+    kIfUnauthenticated,  // only while the hello is not accepted
+  };
+
   // Sends an IngestError and ends the stream with the same code.
-  void Reject(const absl::Status& status) {
-    LogLine("ingest_rejected",
-            {{"node", node_},
-             {"peer", peer_},
-             {"code", absl::StatusCodeToString(status.code())},
-             {"reason", std::string(status.message())}});
+  void Reject(const absl::Status& status,
+              RejectMode mode = RejectMode::kAfterQueued) {
     AggregatorMessage out;
     out.mutable_error()->set_code(static_cast<int32_t>(status.code()));
     out.mutable_error()->set_message(std::string(status.message()));
     std::optional<grpc::Status> finish;
+    std::string node;
     {
       absl::MutexLock lock(&mu_);
       if (finishing_) return;
+      if (mode == RejectMode::kIfUnauthenticated && authenticated_) return;
       finishing_ = true;
       finish_status_ = ToGrpcStatus(status);
+      node = log_node_;
       if (!broken_) {
-        out_.push_back(std::move(out));
-        if (out_.size() == 1) StartWrite(&out_.front());
+        if (mode == RejectMode::kInsteadOfQueued) {
+          while (out_.size() > 1) {
+            out_bytes_ -= out_.back().second;
+            out_.pop_back();
+          }
+        }
+        const size_t size = out.ByteSizeLong();
+        out_.emplace_back(std::move(out), size);
+        out_bytes_ += size;
+        if (out_.size() == 1) StartWrite(&out_.front().first);
       }
       finish = MaybeFinish();
+    }
+    uint64_t unlogged = 0;
+    if (!node.empty() || service_->ShouldLogStranger(&unlogged)) {
+      LogLine("ingest_rejected",
+              {{"node", node},
+               {"peer", peer_},
+               {"code", absl::StatusCodeToString(status.code())},
+               {"reason", std::string(status.message())},
+               {"unlogged_before", absl::StrCat(unlogged)}});
     }
     if (finish) Finish(*finish);
   }
@@ -328,42 +623,77 @@ class IngestServiceImpl::Stream final
   }
 
   void Send(AggregatorMessage message) {
+    const size_t size = message.ByteSizeLong();
     absl::MutexLock lock(&mu_);
     if (broken_ || finishing_) return;
-    out_.push_back(std::move(message));
-    if (out_.size() == 1) StartWrite(&out_.front());
+    out_.emplace_back(std::move(message), size);
+    out_bytes_ += size;
+    if (out_.size() == 1) StartWrite(&out_.front().first);
+  }
+
+  // Starts the next read when the stream is welcomed, not ending, and
+  // neither queued input nor unread replies are over their limits.
+  void MaybeReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (reading_ || !welcomed_ || finishing_ || broken_ || finished_) return;
+    if (queued_bytes_ >= max_queued_ ||
+        out_bytes_ >= service_->options_.max_outgoing_bytes) {
+      return;
+    }
+    reading_ = true;
+    StartRead(&in_);
   }
 
   // The status to Finish with, once, when finishing and no write is left.
   std::optional<grpc::Status> MaybeFinish() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_ || !out_.empty()) return std::nullopt;
-    if (!finishing_ && !broken_) return std::nullopt;
-    if (!finishing_) return std::nullopt;  // broken: wait for end of input
+    if (finished_ || !out_.empty() || !finishing_) return std::nullopt;
     finished_ = true;
     return finish_status_;
   }
 
-  IngestServiceImpl* service_;
+  IngestServiceImpl* const service_;
   const std::string peer_;
   std::shared_ptr<Strand> strand_;
   const uint64_t max_queued_;
   std::atomic<int> refs_{1};
+  grpc::Alarm hello_alarm_;
+  // The stream's place among unauthenticated streams, until its hello is
+  // accepted or it is deleted. Strand (and destructor) only.
+  AdmissionControl::Ticket ticket_;
 
   AgentMessage in_;  // owned by the outstanding read
 
   // Strand-only.
-  std::string node_;  // set once the hello was accepted
-  uint64_t chunks_ = 0;
-  uint64_t bytes_ = 0;
+  std::string node_;               // set once the hello was accepted
+  std::set<std::string> present_;  // the hello's captures, until welcomed
+  bool inventory_pending_ = false;
+  std::string agent_instance_;
+  std::string agent_version_;
+  bool waiting_for_predecessor_ = false;
+  Stream* successor_ = nullptr;  // referenced; see OnReplaced
+  // Captures refused on this stream (CaptureKey).
+  std::set<std::string> rejected_;
   // Chunks of one file awaiting their group commit.
   std::vector<std::shared_ptr<AgentMessage>> batch_;
   uint64_t batch_bytes_ = 0;
 
+  // For the disconnect log line (OnDone).
+  std::atomic<uint64_t> chunks_{0};
+  std::atomic<uint64_t> bytes_{0};
+  std::atomic<uint64_t> rejected_count_{0};
+  std::atomic<uint64_t> ignored_chunks_{0};
+
+  // Under the service's mu_.
+  std::string registered_node_;
+
   absl::Mutex mu_;
-  std::deque<AggregatorMessage> out_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<AggregatorMessage, size_t>> out_ ABSL_GUARDED_BY(mu_);
+  uint64_t out_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   int handles_pending_ ABSL_GUARDED_BY(mu_) = 0;  // posted, not yet started
-  bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;     // a read is outstanding
+  bool authenticated_ ABSL_GUARDED_BY(mu_) = false;
+  bool welcomed_ ABSL_GUARDED_BY(mu_) = false;
+  std::string log_node_ ABSL_GUARDED_BY(mu_);
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
@@ -377,13 +707,32 @@ IngestServiceImpl::IngestServiceImpl(Store* store, Authenticator* authenticator,
       options_(std::move(options)),
       instance_(options_.instance.empty() ? RandomInstance()
                                           : options_.instance),
+      admission_(options_.max_unauthenticated_streams,
+                 options_.max_unauthenticated_per_peer),
       pool_(options_.worker_threads) {}
 
-IngestServiceImpl::~IngestServiceImpl() = default;
+IngestServiceImpl::~IngestServiceImpl() {
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(
+      +[](int* live) { return *live == 0; }, &live_streams_));
+}
 
 grpc::ServerBidiReactor<AgentMessage, AggregatorMessage>*
 IngestServiceImpl::Report(grpc::CallbackServerContext* context) {
-  return new Stream(this, context->peer());
+  const std::string peer = context->peer();
+  return new Stream(this, peer, admission_.Admit(peer));
+}
+
+bool IngestServiceImpl::ShouldLogStranger(uint64_t* suppressed) {
+  const absl::Time now = absl::Now();
+  absl::MutexLock lock(&mu_);
+  if (now - stranger_logged_ < absl::Seconds(1)) {
+    ++strangers_unlogged_;
+    return false;
+  }
+  stranger_logged_ = now;
+  *suppressed = std::exchange(strangers_unlogged_, 0);
+  return true;
 }
 
 }  // namespace pc::aggregator

@@ -55,6 +55,24 @@ ABSL_FLAG(absl::Duration, node_gone_after, absl::Minutes(5),
 ABSL_FLAG(int32_t, max_open_files, 256,
           "stored files whose descriptors (two each) stay open between "
           "appends");
+ABSL_FLAG(absl::Duration, hello_timeout, absl::Seconds(10),
+          "an ingest stream without an accepted hello after this is ended");
+ABSL_FLAG(int32_t, max_unauthenticated_streams, 32,
+          "ingest streams waiting for their hello to be accepted, at most; "
+          "more are refused with RESOURCE_EXHAUSTED (agents retry)");
+ABSL_FLAG(int32_t, max_unauthenticated_per_peer, 8,
+          "the same limit per peer IP address");
+ABSL_FLAG(int64_t, max_file_bytes, int64_t{64} << 20,
+          "no uploaded chunk may end beyond this offset of its ring file "
+          "(tcpdump's files are about 1 MB)");
+ABSL_FLAG(absl::Duration, keepalive_time, absl::Seconds(30),
+          "ping an agent's connection after this long without activity...");
+ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(10),
+          "...and drop it when the ping is not answered within this, so a "
+          "vanished agent's stream ends in well under a minute");
+ABSL_FLAG(absl::Duration, min_agent_ping_interval, absl::Seconds(5),
+          "accept agents' keepalive pings this often (agents ping every "
+          "10 s); more frequent pings get GOAWAY too_many_pings");
 
 namespace {
 
@@ -106,6 +124,25 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_token_cache_ttl) < absl::ZeroDuration()) {
     return Fail("--token_cache_ttl must not be negative");
   }
+  if (absl::GetFlag(FLAGS_hello_timeout) <= absl::ZeroDuration()) {
+    return Fail("--hello_timeout must be positive");
+  }
+  if (absl::GetFlag(FLAGS_max_unauthenticated_streams) < 1 ||
+      absl::GetFlag(FLAGS_max_unauthenticated_per_peer) < 1) {
+    return Fail(
+        "--max_unauthenticated_streams and --max_unauthenticated_per_peer "
+        "must be at least 1");
+  }
+  if (absl::GetFlag(FLAGS_max_file_bytes) < (int64_t{1} << 20)) {
+    return Fail("--max_file_bytes must be at least 1 MiB");
+  }
+  if (absl::GetFlag(FLAGS_keepalive_time) < absl::Seconds(1) ||
+      absl::GetFlag(FLAGS_keepalive_timeout) < absl::Seconds(1) ||
+      absl::GetFlag(FLAGS_min_agent_ping_interval) < absl::ZeroDuration()) {
+    return Fail(
+        "--keepalive_time and --keepalive_timeout must be at least 1s, "
+        "--min_agent_ping_interval not negative");
+  }
   if (absl::GetFlag(FLAGS_audience).empty() ||
       absl::GetFlag(FLAGS_agent_identity).empty()) {
     return Fail("--audience and --agent_identity must not be empty");
@@ -116,7 +153,11 @@ int main(int argc, char** argv) {
           ? pc::kube::InClusterConfig()
           : pc::kube::LoadKubeconfig(absl::GetFlag(FLAGS_kubeconfig));
   if (!kube_config.ok()) return Fail(kube_config.status().ToString());
-  auto http = pc::kube::HttpClient::Create(*kube_config);
+  // A hello waits for these calls: a slow API server ends it by the hello
+  // deadline anyway.
+  pc::kube::HttpClient::Options http_options;
+  http_options.request_timeout = absl::Seconds(10);
+  auto http = pc::kube::HttpClient::Create(*kube_config, http_options);
   if (!http.ok()) return Fail(http.status().ToString());
   pc::kube::HttpClient::Options node_http_options;
   node_http_options.request_timeout = absl::Seconds(10);  // maintenance waits
@@ -138,6 +179,18 @@ int main(int argc, char** argv) {
       static_cast<uint64_t>(absl::GetFlag(FLAGS_max_bytes));
   pc::aggregator::IngestOptions ingest_options;
   store_options.max_open_files = absl::GetFlag(FLAGS_max_open_files);
+  ingest_options.hello_timeout = absl::GetFlag(FLAGS_hello_timeout);
+  ingest_options.max_unauthenticated_streams =
+      absl::GetFlag(FLAGS_max_unauthenticated_streams);
+  ingest_options.max_unauthenticated_per_peer =
+      absl::GetFlag(FLAGS_max_unauthenticated_per_peer);
+  ingest_options.max_token_bytes = auth_options.max_token_bytes;
+  ingest_options.max_file_bytes =
+      static_cast<uint64_t>(absl::GetFlag(FLAGS_max_file_bytes));
+  ingest_options.keepalive.time = absl::GetFlag(FLAGS_keepalive_time);
+  ingest_options.keepalive.timeout = absl::GetFlag(FLAGS_keepalive_timeout);
+  ingest_options.keepalive.min_agent_ping_interval =
+      absl::GetFlag(FLAGS_min_agent_ping_interval);
   store_options.sync.min_files_for_fs = absl::GetFlag(FLAGS_syncfs_min_files);
   store_options.sync.max_delay = absl::GetFlag(FLAGS_sync_delay);
   // At most one waiting request per ingest worker thread.
@@ -173,8 +226,15 @@ int main(int argc, char** argv) {
       },
       pc::IsLoopbackPeer);
 
-  auto running = pc::StartServer(absl::GetFlag(FLAGS_listen), {&ingest, &query},
-                                 /*max_receive_message_bytes=*/8 << 20);
+  // The ingest server's receive limit (a chunk and its fields; what a
+  // stranger's hello can cost) and keepalive apply to CaptureService's
+  // small requests too.
+  auto running = pc::StartServer(
+      absl::GetFlag(FLAGS_listen), {&ingest, &query},
+      pc::aggregator::IngestMaxReceiveMessageBytes(ingest_options),
+      [&ingest_options](grpc::ServerBuilder* builder) {
+        pc::aggregator::ConfigureIngestServer(ingest_options, builder);
+      });
   if (!running.ok()) return Fail(running.status().ToString());
   grpc::Server* server = running->server.get();
   pc::LogLine("aggregator_started",

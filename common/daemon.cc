@@ -54,7 +54,8 @@ absl::StatusOr<OpenFileLimit> RaiseOpenFileLimit() {
 
 absl::StatusOr<RunningServer> StartServer(
     const std::string& address, const std::vector<grpc::Service*>& services,
-    int max_receive_message_bytes) {
+    int max_receive_message_bytes,
+    const std::function<void(grpc::ServerBuilder*)>& configure) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -63,6 +64,7 @@ absl::StatusOr<RunningServer> StartServer(
                            &running.port);
   for (grpc::Service* service : services) builder.RegisterService(service);
   builder.SetMaxReceiveMessageSize(max_receive_message_bytes);
+  if (configure) configure(&builder);
   running.server = builder.BuildAndStart();
   if (!running.server || running.port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", address));

@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,10 +48,13 @@ struct RunningServer {
 };
 
 // Starts a plaintext server on `address` (host:port) with `services`, gRPC
-// health and server reflection. An error if it cannot listen there.
+// health and server reflection. `configure`, when set, adjusts the builder
+// last (channel arguments; it may override the receive limit). An error if
+// it cannot listen there.
 absl::StatusOr<RunningServer> StartServer(
     const std::string& address, const std::vector<grpc::Service*>& services,
-    int max_receive_message_bytes = 4 << 20);
+    int max_receive_message_bytes = 4 << 20,
+    const std::function<void(grpc::ServerBuilder*)>& configure = nullptr);
 
 }  // namespace pc
 

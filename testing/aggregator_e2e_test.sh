@@ -202,9 +202,17 @@ check "Report with the agent's token for another audience is UNAUTHENTICATED" ba
 other_sa=$(kubectl create token capture-aggregator -n kube-system --audience packet-capture-aggregator --duration 10m)
 check "Report with another ServiceAccount's token is PERMISSION_DENIED" bash -c \
   "$(declare -f report); agg=$agg; report '{\"hello\":{\"node\":\"node-a\",\"token\":\"$other_sa\"}}' | grep -q 'Code: PermissionDenied'"
-good=$(cat "$CLUSTER_STATE/agent-aggregator.token")
-check "Report with the agent's token is welcomed" bash -c \
+# Each simulated node's agent has a token bound to a Pod on that node (the harness's
+# stand-in kube-system/capture-agent-<node>); it may report for that node only.
+good=$(cat "$CLUSTER_STATE/nodes/node-c/aggregator.token")
+check "Report with node-c's agent token is welcomed as node-c" bash -c \
   "$(declare -f report); agg=$agg; report '{\"hello\":{\"node\":\"node-c\",\"token\":\"$good\"}}' | grep -q 'welcome'"
+check "Report as node-a with node-c's agent token is PERMISSION_DENIED" bash -c \
+  "$(declare -f report); agg=$agg; report '{\"hello\":{\"node\":\"node-a\",\"token\":\"$good\"}}' | grep -q 'Code: PermissionDenied'"
+unbound=$(kubectl create token capture-agent -n kube-system --audience packet-capture-aggregator --duration 10m)
+check "Report with an agent token bound to no Pod is PERMISSION_DENIED, saying how to bind one" bash -c \
+  "$(declare -f report); agg=$agg; report '{\"hello\":{\"node\":\"node-a\",\"token\":\"$unbound\"}}' > '$work/unbound.txt';
+   grep -q 'Code: PermissionDenied' '$work/unbound.txt' && grep -q 'bound-object-kind Pod' '$work/unbound.txt'"
 
 # --- pcap data only for loopback peers; agents may come from anywhere ---
 # A second aggregator listens on a veth address; callers in a network

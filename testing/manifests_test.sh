@@ -105,6 +105,8 @@ ClusterRoleBinding//packet-capture-agent
 ClusterRoleBinding//packet-capture-aggregator
 ConfigMap/kube-system/capture-agent-config
 DaemonSet/kube-system/capture-agent
+Role/kube-system/packet-capture-aggregator
+RoleBinding/kube-system/packet-capture-aggregator
 ServiceAccount/kube-system/capture-agent
 ServiceAccount/kube-system/capture-aggregator"
 aggregator_objects="Deployment/kube-system/capture-aggregator
@@ -277,8 +279,12 @@ check "capture-aggregator can create tokenreviews" \
   can_i capture-aggregator yes create tokenreviews.authentication.k8s.io
 check "capture-aggregator can get nodes" can_i capture-aggregator yes get nodes
 check "capture-aggregator cannot list nodes" can_i capture-aggregator no list nodes
-check "capture-aggregator cannot get pods" can_i capture-aggregator no get pods -A
-check "capture-aggregator cannot list pods" can_i capture-aggregator no list pods -A
+check "capture-aggregator can get pods in kube-system (the agents' pods)" \
+  can_i capture-aggregator yes get pods -n kube-system
+check "capture-aggregator cannot get pods elsewhere" can_i capture-aggregator no get pods -n default
+check "capture-aggregator cannot get pods cluster-wide" can_i capture-aggregator no get pods -A
+check "capture-aggregator cannot list pods" can_i capture-aggregator no list pods -n kube-system
+check "capture-aggregator cannot watch pods" can_i capture-aggregator no watch pods -n kube-system
 check "capture-aggregator cannot get secrets" can_i capture-aggregator no get secrets -A
 check "capture-aggregator cannot create subjectaccessreviews" \
   can_i capture-aggregator no create subjectaccessreviews.authorization.k8s.io

@@ -16,6 +16,15 @@
 namespace pc {
 namespace kube {
 
+// Keys of TokenReviewResult::extra in a token bound to a Pod (kubectl create
+// token --bound-object-kind Pod, or a projected serviceAccountToken volume).
+inline constexpr char kPodNameExtra[] = "authentication.kubernetes.io/pod-name";
+inline constexpr char kPodUidExtra[] = "authentication.kubernetes.io/pod-uid";
+// Added by API servers from 1.30 (ServiceAccountTokenPodNodeInfo) when the
+// pod is scheduled.
+inline constexpr char kNodeNameExtra[] =
+    "authentication.kubernetes.io/node-name";
+
 struct TokenReviewResult {
   // True only when the API server authenticated the token and, if audiences
   // were requested, status.audiences holds at least one of them.
@@ -24,8 +33,8 @@ struct TokenReviewResult {
   std::string uid;
   std::vector<std::string> groups;
   std::vector<std::string> audiences;
-  // Bound tokens carry e.g. "authentication.kubernetes.io/pod-name",
-  // ".../pod-uid" and (recent versions) ".../node-name".
+  // Bound tokens carry kPodNameExtra, kPodUidExtra and (recent versions)
+  // kNodeNameExtra.
   std::map<std::string, std::vector<std::string>> extra;
   std::string error;  // why not authenticated, when known
 };

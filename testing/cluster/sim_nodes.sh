@@ -108,19 +108,48 @@ agent_command() {  # NODE
     aggregator_addr="127.0.0.1:$AGGREGATOR_PORT"
   fi
   if [ -n "$aggregator_addr" ]; then
-    # The agent authenticates to the aggregator with its ServiceAccount's token
-    # for the aggregator's audience (in Kubernetes: a projected token volume).
-    local token_file="$STATE/agent-aggregator.token"
-    if ! credential_fresh "$token_file"; then
+    # The agent authenticates to the aggregator with its ServiceAccount's token for the
+    # aggregator's audience, bound to a Pod on its node (in Kubernetes: the DaemonSet pod's
+    # projected token volume); the aggregator lets it report for that Pod's node only.
+    local token_file="$STATE/nodes/$node/aggregator.token" pod_uid
+    pod_uid=$(agent_pod_uid "$node") || die "could not create the stand-in Pod of $node's agent"
+    if ! credential_fresh "$token_file" || [ "$(cat "$token_file.pod" 2>/dev/null)" != "$pod_uid" ]; then
+      mkdir -p "$STATE/nodes/$node"
       kc create token capture-agent -n kube-system --audience packet-capture-aggregator \
-        --duration 24h > "$token_file.new" ||
-        die "could not mint the agent's aggregator token"
+        --bound-object-kind Pod --bound-object-name "$(agent_pod_name "$node")" \
+        --bound-object-uid "$pod_uid" --duration 24h > "$token_file.new" ||
+        die "could not mint the aggregator token of $node's agent"
       chmod 600 "$token_file.new"
       mv -f "$token_file.new" "$token_file"
       credential_made "$token_file"
+      echo "$pod_uid" > "$token_file.pod"
     fi
     AGENT_CMD+=(--aggregator="$aggregator_addr" --aggregator_token_file="$token_file")
   fi
+}
+
+# A simulated node's agent is a host process, not a Pod; its aggregator token is bound to a
+# stand-in Pod kube-system/capture-agent-<node> with spec.nodeName = the node (never
+# started: no kubelet runs there), as a DaemonSet pod's token would be.
+agent_pod_name() { printf 'capture-agent-%s' "$1"; }
+
+# Creates NODE's stand-in agent Pod unless it exists; prints its uid.
+agent_pod_uid() {  # NODE
+  local node=$1 name uid
+  name=$(agent_pod_name "$node")
+  uid=$(kc get pod -n kube-system "$name" -o 'jsonpath={.metadata.uid}' 2>/dev/null)
+  if [ -z "$uid" ]; then
+    # Its own label: the agent DaemonSet (real node) must not adopt it.
+    jq -n --arg node "$node" --arg name "$name" '{apiVersion: "v1", kind: "Pod",
+        metadata: {name: $name, namespace: "kube-system",
+                   labels: {"app.kubernetes.io/name": "capture-agent-stand-in"}},
+        spec: {nodeName: $node, serviceAccountName: "capture-agent",
+               automountServiceAccountToken: false, terminationGracePeriodSeconds: 0,
+               containers: [{name: "agent", image: "packet-capture:latest"}]}}' |
+      kc create -f - > /dev/null || return 1
+    uid=$(kc get pod -n kube-system "$name" -o 'jsonpath={.metadata.uid}') || return 1
+  fi
+  [ -n "$uid" ] && echo "$uid"
 }
 
 # The command line of the aggregator. The one place to adjust aggregator flags.
