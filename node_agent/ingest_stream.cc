@@ -10,6 +10,9 @@ namespace pc::agent {
 namespace {
 
 constexpr absl::Duration kSlice = absl::Milliseconds(200);
+// The owner bounds chunk bytes by the in-flight window and statuses by rate;
+// this many queued messages means the peer has not read for a long time.
+constexpr size_t kMaxQueued = 10000;
 
 int Millis(absl::Duration d) {
   return static_cast<int>(
@@ -67,7 +70,7 @@ absl::StatusOr<std::unique_ptr<IngestStream>> IngestStream::Open(
 
   s->stub_ = packetcapture::v1::IngestService::NewStub(s->channel_);
   s->stream_ = s->stub_->Report(&s->context_);
-  if (!s->stream_->Write(hello)) {
+  if (!s->stream_->Write(hello)) {  // before the writer thread exists
     const grpc::Status finished = s->Finish();
     return absl::UnavailableError(
         absl::StrCat("hello not sent: ", finished.error_message()));
@@ -137,6 +140,7 @@ absl::StatusOr<std::unique_ptr<IngestStream>> IngestStream::Open(
       later.pop_back();
     }
   }
+  s->writer_ = std::thread([p = s.get()] { p->WriteLoop(); });
   s->deadline_ = std::thread([p = s.get()] { p->Deadline(); });
   return s;
 }
@@ -182,8 +186,45 @@ void IngestStream::Deadline() {
   Cancel();
 }
 
-bool IngestStream::Write(const AgentMessage& message) {
-  return stream_->Write(message);
+void IngestStream::WriteLoop() {
+  for (;;) {
+    AgentMessage m;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](IngestStream* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
+            return p->closing_ || !p->outbox_.empty();
+          },
+          this));
+      if (closing_) return;
+      m = std::move(outbox_.front());
+      outbox_.pop_front();
+    }
+    // Blocks while the peer does not read (HTTP/2 flow control); Cancel()
+    // ends it.
+    if (!stream_->Write(m)) {
+      absl::MutexLock lock(&mu_);
+      broken_ = true;
+      outbox_.clear();
+      return;
+    }
+  }
+}
+
+bool IngestStream::Write(AgentMessage message) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (broken_ || closing_ || reader_done_) return false;
+    if (outbox_.size() < kMaxQueued) {
+      outbox_.push_back(std::move(message));
+      return true;
+    }
+    broken_ = true;
+    why_ = absl::ResourceExhaustedError(absl::StrCat(
+        "the aggregator has not read ", kMaxQueued, " queued messages"));
+  }
+  Cancel();
+  return false;
 }
 
 std::deque<IngestStream::AggregatorMessage> IngestStream::Take() {
@@ -222,6 +263,7 @@ grpc::Status IngestStream::Finish() {
     absl::MutexLock lock(&mu_);
     closing_ = true;
   }
+  if (writer_.joinable()) writer_.join();
   if (deadline_.joinable()) deadline_.join();
   final_ = stream_->Finish();
   return final_;

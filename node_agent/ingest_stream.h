@@ -8,9 +8,13 @@
 // announced by it have arrived, so nothing is sent before the agent knows
 // where each file resumes.
 //
+// Writes never block the owner: they queue for a writer thread (the owner
+// bounds what it queues by the aggregator's in-flight window), so a frozen
+// aggregator does not stall the agent's counting of what the ring loses.
+//
 // Thread-safe: the owner (the uplink thread) writes and takes messages;
-// Cancel() may come from any thread; the reader and the deadline run on
-// threads of their own, which the destructor joins.
+// Cancel() may come from any thread; the reader, the writer and the deadline
+// run on threads of their own, which Finish() (or the destructor) joins.
 #ifndef NODE_AGENT_INGEST_STREAM_H_
 #define NODE_AGENT_INGEST_STREAM_H_
 
@@ -69,12 +73,13 @@ class IngestStream {
   IngestStream(const IngestStream&) = delete;
   IngestStream& operator=(const IngestStream&) = delete;
 
-  // False once the stream is broken.
-  bool Write(const AgentMessage& message);
+  // Queues a message; false once the stream is broken (nothing queued).
+  bool Write(AgentMessage message);
   // Messages queued since the last call, in order.
   std::deque<AggregatorMessage> Take();
   // The stream ended (the aggregator closed it, it broke, or was cancelled);
-  // why() says why when it is known here (the ack deadline).
+  // why() says why when it is known here (the ack deadline, a peer that
+  // stopped reading).
   bool done() const;
   absl::Status why() const;
   // Unacknowledged bytes now. The ack clock starts when they leave 0 and
@@ -88,6 +93,7 @@ class IngestStream {
  private:
   IngestStream(IngestStreamOptions options, std::function<void()> wake);
   void ReadLoop();
+  void WriteLoop();
   void Deadline();
 
   const IngestStreamOptions options_;
@@ -97,14 +103,16 @@ class IngestStream {
   grpc::ClientContext context_;
   std::unique_ptr<grpc::ClientReaderWriter<AgentMessage, AggregatorMessage>>
       stream_;
-  std::thread reader_, deadline_;
+  std::thread reader_, writer_, deadline_;
   bool finished_ = false;  // owner thread only
   grpc::Status final_;
 
   mutable absl::Mutex mu_;
   std::deque<AggregatorMessage> inbox_ ABSL_GUARDED_BY(mu_);
   bool reader_done_ ABSL_GUARDED_BY(mu_) = false;
-  bool closing_ ABSL_GUARDED_BY(mu_) = false;  // ends Deadline()
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;  // ends Deadline(), WriteLoop()
+  std::deque<AgentMessage> outbox_ ABSL_GUARDED_BY(mu_);
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;  // a write failed
   uint64_t inflight_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time ack_clock_ ABSL_GUARDED_BY(mu_);
   absl::Status why_ ABSL_GUARDED_BY(mu_);

@@ -243,7 +243,8 @@ void Uplink::Run() {
       const absl::Time welcomed = absl::Now();
       why = Serve(stream.get());
       healthy = absl::Now() - welcomed >= kHealthyConnection;
-      if (!stream->why().ok()) why = stream->why();  // the ack deadline
+      // The stream's own verdict (the ack deadline) says most.
+      if (!stream->why().ok()) why = stream->why();
       const grpc::Status finished = stream->Finish();
       if (stream->why().ok() && !finished.ok() &&
           finished.error_code() != grpc::StatusCode::CANCELLED) {
@@ -253,7 +254,7 @@ void Uplink::Run() {
       absl::MutexLock lock(&mu_);
       live_ = nullptr;
       ++stats_.disconnects;
-      if (!stream->why().ok()) ++stats_.ack_timeouts;
+      if (absl::IsDeadlineExceeded(stream->why())) ++stats_.ack_timeouts;
     }
     stream.reset();
     // Whatever was sent and not acknowledged is sent again next time; a
@@ -635,8 +636,8 @@ absl::Status Uplink::SendStatuses(IngestStream* stream, bool force) {
     const uint64_t lost = c.lost();
     const bool counters =
         uploaded != c.reported_uploaded || lost != c.reported_lost;
-    // A new loss goes out at once; upload progress once a second.
-    if (!force && !c.status_dirty && lost == c.reported_lost &&
+    // Counter changes (progress, losses) go out at most once a second.
+    if (!force && !c.status_dirty &&
         !(counters && now - c.status_sent >= kCounterInterval)) {
       continue;
     }

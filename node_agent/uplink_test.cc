@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "aggregator/ingest_service.h"
 #include "aggregator/store.h"
@@ -705,6 +706,53 @@ TEST_F(UplinkTest, AFloodDuringAnAggregatorOutageIsCountedAsLost) {
     return c && c->bytes_lost() == lost;
   })) << uplink.stats().last_error;
   EXPECT_EQ(uplink.stats().bytes_lost, lost);
+  uplink.Stop();
+}
+
+// Defect 7, frozen aggregator: it stops reading (SIGSTOP), the agent's
+// writes back up, and the ring keeps turning: the agent's own view still
+// counts every generation as it goes, not only once the stream is given up.
+TEST_F(UplinkTest, LossesAreCountedWhileAFrozenAggregatorReadsNothing) {
+  constexpr uint64_t kRotate = 20000;
+  ScriptedAggregator fake;
+  absl::Notification thaw;
+  fake.OnHello([&](int, const packetcapture::v1::Hello&) {
+    AggregatorMessage welcome = ScriptedAggregator::Welcome();
+    welcome.mutable_welcome()->set_max_inflight_bytes(64 << 20);
+    welcome.mutable_welcome()->set_max_chunk_bytes(1 << 20);
+    return std::vector<ScriptedAggregator::Step>{
+        {absl::ZeroDuration(), welcome}};
+  });
+  fake.OnMessage([&](int, const AgentMessage&) {
+    thaw.WaitForNotification();  // reads nothing more until thawed
+    return std::vector<AggregatorMessage>();
+  });
+  // 8 MB waiting in one file fill the connection's windows.
+  ptu::WriteFile(Path("run-1-w3/ring0"), atu::PcapFile(0, 110000));
+  std::filesystem::create_directories(capture_dir_ + "/" + id_ + "/run-2-w1");
+  PutStatus({"run-1-w3/ring0", "run-2-w1/ring"});
+  CaptureRegistry served;
+  UplinkOptions options = Options(fake.port());
+  options.ring_file_bytes = kRotate;
+  options.ack_timeout = absl::Minutes(5);  // not what this is about
+  Uplink uplink(options, &registry_, &served);
+  uplink.MarkInventorySynced();
+  uplink.Start();
+  ASSERT_TRUE(WaitFor([&] { return uplink.stats().chunks_sent > 2; }));
+  absl::SleepFor(absl::Milliseconds(500));  // the writes back up
+
+  TcpdumpRing ring(capture_dir_ + "/" + id_ + "/run-2-w1", 1, kRotate);
+  ring.RotateTo(20);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto mine = served.Get(id_);
+        return mine && mine->bytes_lost() >= 19 * kRotate;
+      },
+      absl::Seconds(5)))
+      << "bytes_lost " << (served.Get(id_) ? served.Get(id_)->bytes_lost() : 0)
+      << " while the aggregator was frozen";
+  EXPECT_EQ(uplink.stats().connects, 1u);
+  thaw.Notify();
   uplink.Stop();
 }
 
