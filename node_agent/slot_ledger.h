@@ -68,6 +68,8 @@ class SlotLedger {
   // Totals over every generation of the slot.
   uint64_t lost() const { return lost_; }
   uint64_t uploaded() const { return done_ + (tracking_ ? acked_ : 0); }
+  // Acknowledged bytes of generations no longer on disk.
+  uint64_t uploaded_gone() const { return done_; }
   // Generations that left the disk before any read saw them.
   uint64_t unseen() const { return unseen_; }
   // Replacements only a read noticed (the watch missed them).

@@ -40,6 +40,9 @@ constexpr absl::Duration kHealthyConnection = absl::Seconds(30);
 // generation (tcpdump rewrites the same header, the first record differs).
 constexpr size_t kIdentSize = pcap::kGlobalHeaderSize + pcap::kRecordHeaderSize;
 
+// In <capture_dir>/<id>/: "lost <n>\nuploaded <n>\n".
+constexpr char kCountersFile[] = "uplink-counters";
+
 constexpr char kLowerBound[] =
     "bytes_lost is a lower bound: some ring reuses could not be counted";
 
@@ -119,14 +122,20 @@ int Uplink::HeldFd::release() {
 }
 
 uint64_t Uplink::CaptureState::lost() const {
-  uint64_t total = retired_lost;
+  uint64_t total = prior_lost + retired_lost;
   for (const auto& [name, f] : files) total += f.ledger.lost();
   return total;
 }
 
 uint64_t Uplink::CaptureState::uploaded() const {
-  uint64_t total = retired_uploaded;
+  uint64_t total = prior_uploaded + retired_uploaded;
   for (const auto& [name, f] : files) total += f.ledger.uploaded();
+  return total;
+}
+
+uint64_t Uplink::CaptureState::uploaded_gone() const {
+  uint64_t total = prior_uploaded + retired_uploaded;
+  for (const auto& [name, f] : files) total += f.ledger.uploaded_gone();
   return total;
 }
 
@@ -186,7 +195,13 @@ void Uplink::Stop() {
     stop_ = true;
     if (live_ != nullptr) live_->Cancel();
   }
-  if (thread_.joinable()) thread_.join();
+  if (thread_.joinable()) {
+    thread_.join();
+    // The uplink thread is gone: its state is this thread's now.
+    for (auto& [id, c] : captures_) {
+      if (!c.draining()) SaveCounters(id, &c);
+    }
+  }
   if (subscription_ != 0) {
     registry_->Unsubscribe(subscription_);
     subscription_ = 0;
@@ -401,7 +416,9 @@ void Uplink::TakeRegistryChanges() {
   }
   for (auto& [id, status] : changed) {
     if (!IsValidCaptureId(id)) continue;
+    const bool known = captures_.count(id) > 0;
     CaptureState& c = captures_[id];
+    if (!known) LoadCounters(id, &c);
     c.drain_until = absl::InfiniteFuture();  // back (a relist): not stopped
     c.status = status;
     c.status_dirty = true;
@@ -483,6 +500,10 @@ void Uplink::PublishView() {
       if (f.ledger.unwatched() > 0) c.lower_bound = true;
     }
     lost += c.lost();
+    if (!c.draining() &&
+        (c.lost() != c.saved_lost || c.uploaded_gone() != c.saved_uploaded)) {
+      if (now - c.saved_at >= kCounterInterval) SaveCounters(id, &c);
+    }
     if (view_ == nullptr || c.draining()) continue;
     StatusView::Counters counters;
     counters.uploaded = c.uploaded();
@@ -503,6 +524,40 @@ void Uplink::PublishView() {
   absl::MutexLock lock(&mu_);
   stats_.bytes_lost = lost;
   stats_.generations_lost = unseen;
+}
+
+void Uplink::LoadCounters(const std::string& id, CaptureState* c) {
+  const std::string path =
+      absl::StrCat(options_.capture_dir, "/", id, "/", kCountersFile);
+  std::ifstream in(path);
+  if (!in) return;  // a new capture
+  std::string lost_key, uploaded_key;
+  uint64_t lost = 0, uploaded = 0;
+  if (!(in >> lost_key >> lost >> uploaded_key >> uploaded) ||
+      lost_key != "lost" || uploaded_key != "uploaded") {
+    LogLine("uplink_counters_unreadable",
+            {{"capture", id}, {"file", path}, {"effect", "counted from 0"}});
+    return;
+  }
+  c->prior_lost = c->saved_lost = lost;
+  c->prior_uploaded = c->saved_uploaded = uploaded;
+}
+
+void Uplink::SaveCounters(const std::string& id, CaptureState* c) {
+  const std::string dir = absl::StrCat(options_.capture_dir, "/", id);
+  const std::string tmp = absl::StrCat(dir, "/.", kCountersFile, ".tmp");
+  const uint64_t lost = c->lost(), uploaded = c->uploaded_gone();
+  c->saved_at = absl::Now();
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << "lost " << lost << "\nuploaded " << uploaded << "\n";
+    out.flush();
+    if (!out) return;  // the capture's directory is gone: nothing to keep
+  }
+  if (rename(tmp.c_str(), absl::StrCat(dir, "/", kCountersFile).c_str()) != 0)
+    return;
+  c->saved_lost = lost;
+  c->saved_uploaded = uploaded;
 }
 
 void Uplink::Retire(const std::string& id, CaptureState* c,

@@ -29,7 +29,10 @@
 // turns those counts and the acknowledgements into bytes_lost (see
 // slot_ledger.h for what a generation that was never seen counts). The
 // uplink owns the number: it goes to the aggregator in the capture's status
-// and, through a StatusView, into the agent's own CaptureService view.
+// and, through a StatusView, into the agent's own CaptureService view. What
+// belongs to generations no longer on disk (bytes lost, bytes uploaded) is
+// kept in <capture_dir>/<id>/uplink-counters, so an agent restart does not
+// start a capture's counters from zero.
 //
 // Connections: see ingest_stream.h (keepalive, ack deadline, resume batches).
 // A CaptureRejected stops that capture's uploads and statuses on the current
@@ -169,6 +172,10 @@ class Uplink {
     std::map<std::string, FileState> files;  // by file name
     // Of files no longer listed (pruned).
     uint64_t retired_uploaded = 0, retired_lost = 0, retired_unseen = 0;
+    // From earlier agent processes (uplink-counters), and as last saved.
+    uint64_t prior_lost = 0, prior_uploaded = 0;
+    uint64_t saved_lost = 0, saved_uploaded = 0;
+    absl::Time saved_at = absl::InfinitePast();
     std::set<std::string> retired;
     bool status_dirty = true;
     bool rejected = false;     // by the aggregator, on this connection
@@ -182,6 +189,8 @@ class Uplink {
     StatusView::Counters view;  // last given to the StatusView
     uint64_t lost() const;
     uint64_t uploaded() const;
+    // Acknowledged bytes of generations no longer on disk.
+    uint64_t uploaded_gone() const;
   };
 
   void Run();
@@ -196,6 +205,9 @@ class Uplink {
   // Counts the ring reuses of every file into its ledger.
   void SettleAll();
   void PublishView();
+  // Loads / saves a capture's uplink-counters (see above).
+  void LoadCounters(const std::string& id, CaptureState* capture);
+  void SaveCounters(const std::string& id, CaptureState* capture);
   // Ends the drains that are complete or out of time: the capture's last
   // status (STOPPED, files gone) replaces it.
   void FinishDrains(absl::Time now);

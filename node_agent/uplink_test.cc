@@ -756,6 +756,69 @@ TEST_F(UplinkTest, LossesAreCountedWhileAFrozenAggregatorReadsNothing) {
   uplink.Stop();
 }
 
+// Defect 7 across an agent restart: a new agent process must not start the
+// capture's bytes_lost (or bytes_uploaded) from zero.
+TEST_F(UplinkTest, CountersOfGoneGenerationsSurviveAnAgentRestart) {
+  constexpr uint64_t kRotate = 20000;
+  ScriptedAggregator fake;
+  std::filesystem::create_directories(capture_dir_ + "/" + id_ + "/run-1-w1");
+  auto last_status = [&] {
+    packetcapture::v1::Capture last;
+    for (const auto& r : fake.received())
+      if (r.message.has_status() && r.message.status().id() == id_)
+        last = r.message.status();
+    return last;
+  };
+  uint64_t lost = 0, uploaded = 0;
+  {
+    TcpdumpRing ring(capture_dir_ + "/" + id_ + "/run-1-w1", 1, kRotate);
+    ring.Packets(10);
+    PutStatus({"run-1-w1/ring"});
+    UplinkOptions options = Options(fake.port());
+    options.ring_file_bytes = kRotate;
+    Uplink uplink(options, &registry_);
+    uplink.MarkInventorySynced();
+    uplink.Start();
+    ASSERT_TRUE(WaitFor([&] { return last_status().bytes_uploaded() > 0; }));
+    ring.RotateTo(10);
+    // Every generation overwritten counts (lost, or uploaded before that).
+    ASSERT_TRUE(WaitFor([&] {
+      auto s = last_status();
+      return s.bytes_lost() > 0 &&
+             s.bytes_lost() + s.bytes_uploaded() >= 10 * kRotate;
+    }));
+    absl::SleepFor(absl::Milliseconds(300));
+    uplink.Stop();
+    lost = uplink.stats().bytes_lost;
+    uploaded = last_status().bytes_uploaded();
+    ASSERT_EQ(last_status().bytes_lost(), lost);
+  }  // the agent process ends (tcpdump with it)
+
+  // A new agent process: a new registry, a new uplink, the same disk.
+  CaptureRegistry registry;
+  auto status = atu::Status(id_, "node-a", packetcapture::v1::Capture::RUNNING);
+  status.add_files()->set_name("run-1-w1/ring");
+  registry.Put(status);
+  CaptureRegistry served;
+  UplinkOptions options = Options(fake.port());
+  options.ring_file_bytes = kRotate;
+  Uplink again(options, &registry, &served);
+  again.MarkInventorySynced();
+  again.Start();
+  ASSERT_TRUE(WaitFor([&] {
+    auto mine = served.Get(id_);
+    return mine && mine->bytes_lost() == lost;
+  })) << (served.Get(id_) ? served.Get(id_)->bytes_lost() : 0)
+      << " want " << lost;
+  ASSERT_TRUE(WaitFor([&] {
+    return fake.connections() >= 2 && last_status().bytes_lost() == lost &&
+           last_status().bytes_uploaded() >= uploaded;
+  })) << last_status().bytes_lost()
+      << " want " << lost << ", uploaded " << last_status().bytes_uploaded()
+      << " want >= " << uploaded;
+  again.Stop();
+}
+
 // Defect 9: tcpdump reuses the slot between the uplink's read of the
 // generation and its read of the data: those bytes must not be sent under
 // the old generation.
