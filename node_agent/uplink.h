@@ -39,9 +39,10 @@
 // connection (logged once); the node's other captures go on, and the next
 // connection tries it again.
 //
-// Threads: the uplink runs on its own thread (blocking file reads and gRPC
-// writes happen there, never on the agent's control loop); the stream adds
-// a reader and a deadline thread per connection, the RingWatch one thread.
+// Threads: the uplink runs on its own thread (file reads happen there, never
+// on the agent's control loop); the stream adds a reader, a writer and a
+// deadline thread per connection (so a peer that stops reading never blocks
+// the uplink's counting), the RingWatch one thread.
 // Start/Stop/MarkInventorySynced from any thread; the registry callback only
 // records and wakes the uplink thread.
 //
