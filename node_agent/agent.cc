@@ -85,6 +85,10 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(
 
 Agent::~Agent() { Stop(); }
 
+void Agent::OnFirstSync(std::function<void()> callback) {
+  on_first_sync_ = std::move(callback);
+}
+
 void Agent::Start() {
   manager_->RecoverFromDisk();
   // tcpdump children are forked from the loop thread, which lives as long as
@@ -187,6 +191,12 @@ void Agent::Loop() {
         desired[uid] = DecideCapture(pod, decide);
       }
       manager_->Reconcile(desired, now);
+      if (on_first_sync_) {
+        LogLine("first_sync_reconciled", {{"node", config_.node_name},
+                                          {"pods", absl::StrCat(pods.size())}});
+        on_first_sync_();
+        on_first_sync_ = nullptr;
+      }
     }
     manager_->Tick(absl::Now());
   }

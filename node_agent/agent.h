@@ -7,6 +7,7 @@
 #ifndef NODE_AGENT_AGENT_H_
 #define NODE_AGENT_AGENT_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -34,6 +35,10 @@ class Agent : public kube::PodWatcher::Handler, public PodEventSink {
       const AgentConfig& config, CaptureRegistry* registry);
   ~Agent() override;
 
+  // Runs `callback` once, on the control loop, right after the first full
+  // list of the node's Pods was reconciled (the registry then holds every
+  // capture the agent has). Call before Start().
+  void OnFirstSync(std::function<void()> callback);
   // Starts the watch and the control loop.
   void Start();
   // Stops both; running tcpdumps are stopped, their files kept for the next
@@ -60,6 +65,7 @@ class Agent : public kube::PodWatcher::Handler, public PodEventSink {
   std::unique_ptr<kube::EventRecorder> recorder_;
   std::unique_ptr<kube::PodWatcher> watcher_;
   std::unique_ptr<CaptureManager> manager_;
+  std::function<void()> on_first_sync_;  // read by the loop thread only
 
   absl::Mutex mu_;
   // The node's pods by uid, as last seen; replaced on every (re)list.

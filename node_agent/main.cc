@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/capture_registry.h"
 #include "common/capture_service.h"
 #include "common/daemon.h"
@@ -34,6 +35,13 @@ ABSL_FLAG(std::string, netns_dir, "",
 ABSL_FLAG(std::string, aggregator, "", "aggregator address (host:port)");
 ABSL_FLAG(std::string, aggregator_token_file, "",
           "token file for the aggregator (projected ServiceAccount token)");
+ABSL_FLAG(absl::Duration, aggregator_ack_timeout, absl::Seconds(15),
+          "abandon the aggregator stream (and reconnect with backoff) when "
+          "bytes are in flight and no acknowledgement came for this long");
+ABSL_FLAG(absl::Duration, aggregator_keepalive_time, absl::Seconds(10),
+          "gRPC keepalive ping interval on the aggregator connection");
+ABSL_FLAG(absl::Duration, aggregator_keepalive_timeout, absl::Seconds(5),
+          "a keepalive ping unanswered for this long closes the connection");
 
 namespace {
 
@@ -89,13 +97,30 @@ int main(int argc, char** argv) {
     config.aggregator_token_file = absl::GetFlag(FLAGS_aggregator_token_file);
   }
 
+  const absl::Duration ack_timeout =
+      absl::GetFlag(FLAGS_aggregator_ack_timeout);
+  const absl::Duration keepalive_time =
+      absl::GetFlag(FLAGS_aggregator_keepalive_time);
+  const absl::Duration keepalive_timeout =
+      absl::GetFlag(FLAGS_aggregator_keepalive_timeout);
+  if (ack_timeout < absl::Seconds(1) || keepalive_time < absl::Seconds(1) ||
+      keepalive_timeout < absl::Seconds(1)) {
+    return Fail(
+        "--aggregator_ack_timeout, --aggregator_keepalive_time and "
+        "--aggregator_keepalive_timeout must be at least 1s");
+  }
+
+  // The capture manager's statuses. With an aggregator, the CaptureService
+  // shows `served`: the same statuses with the uplink's counters.
   pc::CaptureRegistry registry;
+  pc::CaptureRegistry served;
+  const bool uplinked = !config.aggregator.empty();
   auto agent = pc::agent::Agent::Create(config, &registry);
   if (!agent.ok()) return Fail(agent.status().ToString());
 
   const std::string root = config.capture_dir;
   pc::CaptureServiceImpl service(
-      &registry,
+      uplinked ? &served : &registry,
       [&registry, root](const packetcapture::v1::Capture& capture, bool follow)
           -> absl::StatusOr<std::unique_ptr<pc::PcapSource>> {
         (void)follow;
@@ -122,17 +147,24 @@ int main(int argc, char** argv) {
   auto running = pc::StartServer(config.listen, {&service});
   if (!running.ok()) return Fail(running.status().ToString());
   grpc::Server* server = running->server.get();
-  (*agent)->Start();
   std::unique_ptr<pc::agent::Uplink> uplink;
-  if (!config.aggregator.empty()) {
+  if (uplinked) {
     pc::agent::UplinkOptions uplink_options;
     uplink_options.node = config.node_name;
     uplink_options.aggregator = config.aggregator;
     uplink_options.token_file = config.aggregator_token_file;
     uplink_options.capture_dir = config.capture_dir;
-    uplink = std::make_unique<pc::agent::Uplink>(uplink_options, &registry);
-    uplink->Start();
+    uplink_options.ack_timeout = ack_timeout;
+    uplink_options.keepalive_time = keepalive_time;
+    uplink_options.keepalive_timeout = keepalive_timeout;
+    uplink =
+        std::make_unique<pc::agent::Uplink>(uplink_options, &registry, &served);
+    // Until the first full list is reconciled the aggregator hears that the
+    // inventory is pending, so it marks none of this node's captures gone.
+    (*agent)->OnFirstSync([u = uplink.get()] { u->MarkInventorySynced(); });
   }
+  (*agent)->Start();
+  if (uplink) uplink->Start();
   pc::LogLine("agent_started", {{"node", config.node_name},
                                 {"listen", config.listen},
                                 {"port", absl::StrCat(running->port)},

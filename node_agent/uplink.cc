@@ -1,12 +1,13 @@
 #include "node_agent/uplink.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
-#include <optional>
 #include <sstream>
 #include <tuple>
 #include <vector>
@@ -30,11 +31,20 @@ using packetcapture::v1::AgentMessage;
 using packetcapture::v1::AggregatorMessage;
 using CaptureProto = packetcapture::v1::Capture;
 
-// Status updates that only move the upload counters are sent at most this
-// often.
+// Status updates (and served-view updates) that only move the upload
+// counter are sent at most this often.
 constexpr absl::Duration kCounterInterval = absl::Seconds(1);
 // A connection that lasted this long resets the backoff.
 constexpr absl::Duration kHealthyConnection = absl::Seconds(30);
+// The global header and the first record header: what identifies a
+// generation (tcpdump rewrites the same header, the first record differs).
+constexpr size_t kIdentSize = pcap::kGlobalHeaderSize + pcap::kRecordHeaderSize;
+
+// In <capture_dir>/<id>/: "lost <n>\nuploaded <n>\n".
+constexpr char kCountersFile[] = "uplink-counters";
+
+constexpr char kLowerBound[] =
+    "bytes_lost is a lower bound: some ring reuses could not be counted";
 
 // "run-<k>-w<N>/ring<digits>": the only names the uplink opens.
 bool SafeFileName(const std::string& name) {
@@ -74,6 +84,18 @@ size_t PreadAll(int fd, char* buf, size_t n, uint64_t offset) {
   return done;
 }
 
+// The identity bytes at the start of the file (fewer if it is shorter) and
+// its size, read in that order.
+bool ReadIdent(int fd, std::string* ident, uint64_t* size, bool* unlinked) {
+  ident->assign(kIdentSize, '\0');
+  ident->resize(PreadAll(fd, ident->data(), kIdentSize, 0));
+  struct stat st;
+  if (fstat(fd, &st) != 0) return false;
+  *size = static_cast<uint64_t>(st.st_size);
+  *unlinked = st.st_nlink == 0;
+  return true;
+}
+
 std::string RandomInstance() {
   absl::BitGen gen;
   return absl::StrFormat("%016x", absl::Uniform<uint64_t>(gen));
@@ -99,40 +121,68 @@ int Uplink::HeldFd::release() {
   return fd;
 }
 
-struct Uplink::Connection {
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<packetcapture::v1::IngestService::Stub> stub;
-  grpc::ClientContext context;
-  std::unique_ptr<grpc::ClientReaderWriter<AgentMessage, AggregatorMessage>>
-      stream;
-  std::thread reader;
-  absl::Time welcomed_at;
-};
+uint64_t Uplink::CaptureState::lost() const {
+  uint64_t total = prior_lost + retired_lost;
+  for (const auto& [name, f] : files) total += f.ledger.lost();
+  return total;
+}
 
-Uplink::Uplink(UplinkOptions options, CaptureRegistry* registry)
-    : options_(std::move(options)), registry_(registry) {}
+uint64_t Uplink::CaptureState::uploaded() const {
+  uint64_t total = prior_uploaded + retired_uploaded;
+  for (const auto& [name, f] : files) total += f.ledger.uploaded();
+  return total;
+}
+
+uint64_t Uplink::CaptureState::uploaded_gone() const {
+  uint64_t total = prior_uploaded + retired_uploaded;
+  for (const auto& [name, f] : files) total += f.ledger.uploaded_gone();
+  return total;
+}
+
+Uplink::Uplink(UplinkOptions options, CaptureRegistry* registry,
+               CaptureRegistry* served)
+    : options_(std::move(options)), registry_(registry) {
+  if (served != nullptr) view_ = std::make_unique<StatusView>(served);
+}
 
 Uplink::~Uplink() { Stop(); }
 
 void Uplink::Start() {
+  auto wake = [this] {
+    absl::MutexLock lock(&mu_);
+    wake_ = true;
+  };
+  auto ring = RingWatch::Create(options_.capture_dir, wake);
+  if (ring.ok()) {
+    ring_ = std::move(*ring);
+  } else {
+    LogLine("uplink_ring_watch_unavailable",
+            {{"capture_dir", options_.capture_dir},
+             {"error", ring.status().ToString()},
+             {"effect", kLowerBound}});
+  }
   subscription_ = registry_->Subscribe(
       [this](const CaptureRegistry::Event& event) {
-        absl::MutexLock lock(&mu_);
-        const std::string& id = event.capture().id();
-        switch (event.type()) {
-          case packetcapture::v1::CaptureEvent::ADDED:
-          case packetcapture::v1::CaptureEvent::MODIFIED:
-            changed_[id] = event.capture();
-            deleted_.erase(id);
-            break;
-          case packetcapture::v1::CaptureEvent::DELETED:
-            changed_.erase(id);
-            deleted_.insert(id);
-            break;
-          default:
-            return;
+        {
+          absl::MutexLock lock(&mu_);
+          const std::string& id = event.capture().id();
+          switch (event.type()) {
+            case packetcapture::v1::CaptureEvent::ADDED:
+            case packetcapture::v1::CaptureEvent::MODIFIED:
+              changed_[id] = event.capture();
+              deleted_.erase(id);
+              wake_ = true;
+              break;
+            case packetcapture::v1::CaptureEvent::DELETED:
+              changed_.erase(id);
+              deleted_.insert(id);
+              wake_ = true;
+              break;
+            default:
+              break;
+          }
         }
-        wake_ = true;
+        if (view_) view_->OnSourceEvent(event);
       },
       /*initial=*/true);
   thread_ = std::thread([this] { Run(); });
@@ -143,13 +193,26 @@ void Uplink::Stop() {
     absl::MutexLock lock(&mu_);
     if (stop_ && !thread_.joinable()) return;
     stop_ = true;
-    if (live_context_ != nullptr) live_context_->TryCancel();
+    if (live_ != nullptr) live_->Cancel();
   }
-  if (thread_.joinable()) thread_.join();
+  if (thread_.joinable()) {
+    thread_.join();
+    // The uplink thread is gone: its state is this thread's now.
+    for (auto& [id, c] : captures_) {
+      if (!c.draining()) SaveCounters(id, &c);
+    }
+  }
   if (subscription_ != 0) {
     registry_->Unsubscribe(subscription_);
     subscription_ = 0;
   }
+  ring_.reset();
+}
+
+void Uplink::MarkInventorySynced() {
+  absl::MutexLock lock(&mu_);
+  synced_ = true;
+  wake_ = true;
 }
 
 Uplink::Stats Uplink::stats() const {
@@ -157,10 +220,16 @@ Uplink::Stats Uplink::stats() const {
   return stats_;
 }
 
+bool Uplink::stopping() const {
+  absl::MutexLock lock(&mu_);
+  return stop_;
+}
+
 uint64_t Uplink::Inflight() const {
   uint64_t total = 0;
   for (const auto& [id, c] : captures_) {
-    for (const auto& [name, f] : c.files) total += f.sent - f.acked;
+    for (const auto& [name, f] : c.files)
+      total += f.ledger.sent() - f.ledger.acked();
   }
   return total;
 }
@@ -180,34 +249,34 @@ void Uplink::Run() {
   kube::Backoff backoff(options_.initial_backoff, options_.max_backoff, 0.2,
                         absl::Uniform<uint64_t>(absl::BitGen()));
   for (;;) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (stop_) return;
-    }
-    TakeRegistryChanges();
-    std::unique_ptr<Connection> conn = Connect();
+    if (stopping()) return;
+    Housekeep();
+    std::unique_ptr<IngestStream> stream = Connect();
     absl::Status why = connect_error_;
     bool healthy = false;
-    if (conn != nullptr) {
-      why = Serve(conn.get());
-      healthy = absl::Now() - conn->welcomed_at >= kHealthyConnection;
-    }
-    if (conn != nullptr) {
-      conn->context.TryCancel();
-      if (conn->reader.joinable()) conn->reader.join();
-      grpc::Status finished = conn->stream->Finish();
-      if (!finished.ok() &&
+    if (stream != nullptr) {
+      const absl::Time welcomed = absl::Now();
+      why = Serve(stream.get());
+      healthy = absl::Now() - welcomed >= kHealthyConnection;
+      // The stream's own verdict (the ack deadline) says most.
+      if (!stream->why().ok()) why = stream->why();
+      const grpc::Status finished = stream->Finish();
+      if (stream->why().ok() && !finished.ok() &&
           finished.error_code() != grpc::StatusCode::CANCELLED) {
         why = absl::Status(static_cast<absl::StatusCode>(finished.error_code()),
                            finished.error_message());
       }
       absl::MutexLock lock(&mu_);
-      live_context_ = nullptr;
-      inbox_.clear();
+      live_ = nullptr;
+      ++stats_.disconnects;
+      if (absl::IsDeadlineExceeded(stream->why())) ++stats_.ack_timeouts;
     }
-    // Whatever was sent and not acknowledged is sent again next time.
+    stream.reset();
+    // Whatever was sent and not acknowledged is sent again next time; a
+    // rejection holds for one connection.
     for (auto& [id, c] : captures_) {
-      for (auto& [name, f] : c.files) f.sent = f.acked;
+      c.rejected = false;
+      for (auto& [name, f] : c.files) f.ledger.Rewind();
     }
     {
       absl::MutexLock lock(&mu_);
@@ -219,14 +288,35 @@ void Uplink::Run() {
     LogLine("uplink_disconnected", {{"aggregator", options_.aggregator},
                                     {"reason", why.ToString()},
                                     {"retry_in", absl::FormatDuration(delay)}});
-    absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&stop_), delay);
+    // Counting goes on while the aggregator is away.
+    const absl::Time retry_at = absl::Now() + delay;
+    while (absl::Now() < retry_at) {
+      if (!WaitForWork(std::min(retry_at - absl::Now(), kCounterInterval)))
+        return;
+      Housekeep();
+    }
   }
 }
 
-std::unique_ptr<Uplink::Connection> Uplink::Connect() {
+std::set<std::string> Uplink::CaptureIds(bool with_disk) {
+  std::set<std::string> ids;
+  for (const auto& [id, c] : captures_) ids.insert(id);
+  if (with_disk) {
+    // Captures a previous agent process left, which the agent has not
+    // adopted yet: what it has so far.
+    if (DIR* d = opendir(options_.capture_dir.c_str())) {
+      while (struct dirent* e = readdir(d)) {
+        if (IsValidCaptureId(e->d_name)) ids.insert(e->d_name);
+      }
+      closedir(d);
+    }
+  }
+  return ids;
+}
+
+std::unique_ptr<IngestStream> Uplink::Connect() {
   auto fail =
-      [this](const absl::Status& status) -> std::unique_ptr<Connection> {
+      [this](const absl::Status& status) -> std::unique_ptr<IngestStream> {
     connect_error_ = status;
     return nullptr;
   };
@@ -234,25 +324,13 @@ std::unique_ptr<Uplink::Connection> Uplink::Connect() {
   auto token = ReadToken(options_.token_file);
   if (!token.ok()) return fail(token.status());
 
-  auto conn = std::make_unique<Connection>();
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(8 << 20);
-  conn->channel = grpc::CreateCustomChannel(
-      options_.aggregator, grpc::InsecureChannelCredentials(), args);
-  conn->stub = packetcapture::v1::IngestService::NewStub(conn->channel);
+  TakeRegistryChanges();
+  bool synced;
   {
     absl::MutexLock lock(&mu_);
     if (stop_) return nullptr;
-    live_context_ = &conn->context;
-    reader_done_ = false;
-    inbox_.clear();
+    synced = synced_;
   }
-  auto clear_context = [this] {
-    absl::MutexLock lock(&mu_);
-    live_context_ = nullptr;
-  };
-  conn->stream = conn->stub->Report(&conn->context);
-
   AgentMessage hello;
   auto* h = hello.mutable_hello();
   h->set_node(options_.node);
@@ -260,99 +338,55 @@ std::unique_ptr<Uplink::Connection> Uplink::Connect() {
   h->set_agent_instance(*instance);
   h->set_token(*token);
   h->set_agent_version(options_.agent_version);
-  std::set<std::string> ids;
-  for (const auto& c : registry_->List()) {
-    if (IsValidCaptureId(c.id())) ids.insert(c.id());
-  }
-  for (const auto& [id, c] : captures_) {
-    if (c.draining()) ids.insert(id);  // still uploading: resume points wanted
-  }
-  for (const auto& id : ids) h->add_capture_ids(id);
-  if (!conn->stream->Write(hello)) {
-    conn->context.TryCancel();
-    grpc::Status s = conn->stream->Finish();
-    clear_context();
-    return fail(absl::UnavailableError(
-        absl::StrCat("hello not sent: ", s.error_message())));
-  }
-  Connection* raw = conn.get();
-  conn->reader = std::thread([this, raw] {
-    AggregatorMessage message;
-    while (raw->stream->Read(&message)) {
-      absl::MutexLock lock(&mu_);
-      inbox_.push_back(std::move(message));
-      wake_ = true;
-    }
-    absl::MutexLock lock(&mu_);
-    reader_done_ = true;
-    wake_ = true;
-  });
+  for (const auto& id : CaptureIds(/*with_disk=*/!synced))
+    h->add_capture_ids(id);
+  h->set_inventory_pending(!synced);
 
-  // The welcome, or the reason there is none.
-  absl::Status why =
-      absl::DeadlineExceededError("no welcome from the aggregator");
-  const absl::Time deadline = absl::Now() + options_.welcome_timeout;
-  std::optional<packetcapture::v1::Welcome> welcome;
+  IngestStreamOptions stream_options;
+  stream_options.aggregator = options_.aggregator;
+  stream_options.connect_timeout = options_.welcome_timeout;
+  stream_options.keepalive_time = options_.keepalive_time;
+  stream_options.keepalive_timeout = options_.keepalive_timeout;
+  stream_options.ack_timeout = options_.ack_timeout;
+  IngestStream::Welcome welcome;
+  auto stream = IngestStream::Open(
+      stream_options, hello,
+      [this] {
+        absl::MutexLock lock(&mu_);
+        wake_ = true;
+      },
+      [this] {
+        if (stopping()) return false;
+        Housekeep();
+        return true;
+      },
+      &welcome);
+  if (!stream.ok()) return fail(stream.status());
   {
     absl::MutexLock lock(&mu_);
-    while (!welcome && !stop_ && absl::Now() < deadline) {
-      mu_.AwaitWithDeadline(
-          absl::Condition(
-              +[](Uplink* u) ABSL_EXCLUSIVE_LOCKS_REQUIRED(u->mu_) {
-                return !u->inbox_.empty() || u->reader_done_ || u->stop_;
-              },
-              this),
-          deadline);
-      if (!inbox_.empty()) {
-        AggregatorMessage m = std::move(inbox_.front());
-        inbox_.pop_front();
-        if (m.has_welcome()) {
-          welcome = m.welcome();
-        } else if (m.has_error()) {
-          why = absl::Status(static_cast<absl::StatusCode>(m.error().code()),
-                             m.error().message());
-          break;
-        }
-      } else if (reader_done_) {
-        why = absl::UnavailableError("stream ended before the welcome");
-        break;
-      }
-    }
+    if (stop_) return nullptr;
+    live_ = stream->get();
   }
-  if (!welcome) {
-    conn->context.TryCancel();
-    conn->reader.join();
-    grpc::Status s = conn->stream->Finish();
-    clear_context();
-    if (why.code() == absl::StatusCode::kDeadlineExceeded && !s.ok() &&
-        s.error_code() != grpc::StatusCode::CANCELLED) {
-      why = absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                         s.error_message());
-    }
-    return fail(why);
-  }
+  inventory_due_ = !synced;
 
   resume_.clear();
-  for (const auto& p : welcome->resume()) {
+  for (const auto& p : welcome.resume) {
     resume_[{p.capture_id(), p.file(), p.file_generation()}] = p.offset();
   }
   inflight_limit_ =
-      std::max<uint64_t>(welcome->max_inflight_bytes(), 64 * 1024);
-  chunk_limit_ =
-      std::min(options_.max_chunk_bytes, welcome->max_chunk_bytes() > 0
-                                             ? welcome->max_chunk_bytes()
-                                             : options_.max_chunk_bytes);
+      std::max<uint64_t>(welcome.welcome.max_inflight_bytes(), 64 * 1024);
+  const uint32_t offered = welcome.welcome.max_chunk_bytes();
+  chunk_limit_ = std::min(options_.max_chunk_bytes,
+                          offered > 0 ? offered : options_.max_chunk_bytes);
   // The aggregator's resume points are authoritative.
   for (auto& [id, c] : captures_) {
     for (auto& [name, f] : c.files) {
-      if (f.generation == 0) continue;
+      if (!f.ledger.tracking()) continue;
       auto it = resume_.find({id, name, f.generation});
-      f.acked = f.sent = it == resume_.end() ? 0 : it->second;
+      f.ledger.Start(it == resume_.end() ? 0 : it->second);
     }
     c.status_dirty = true;
   }
-  tombstones_.clear();  // the hello's capture list tells the aggregator
-  conn->welcomed_at = absl::Now();
   {
     absl::MutexLock lock(&mu_);
     ++stats_.connects;
@@ -360,9 +394,16 @@ std::unique_ptr<Uplink::Connection> Uplink::Connect() {
   }
   LogLine("uplink_connected",
           {{"aggregator", options_.aggregator},
-           {"aggregator_instance", welcome->aggregator_instance()},
-           {"resume_points", absl::StrCat(welcome->resume_size())}});
-  return conn;
+           {"aggregator_instance", welcome.welcome.aggregator_instance()},
+           {"resume_points", absl::StrCat(welcome.resume.size())},
+           {"inventory_pending", synced ? "false" : "true"}});
+  return std::move(*stream);
+}
+
+void Uplink::Housekeep() {
+  TakeRegistryChanges();
+  SettleAll();
+  PublishView();
 }
 
 void Uplink::TakeRegistryChanges() {
@@ -375,25 +416,31 @@ void Uplink::TakeRegistryChanges() {
   }
   for (auto& [id, status] : changed) {
     if (!IsValidCaptureId(id)) continue;
+    const bool known = captures_.count(id) > 0;
     CaptureState& c = captures_[id];
+    if (!known) LoadCounters(id, &c);
     c.drain_until = absl::InfiniteFuture();  // back (a relist): not stopped
     c.status = status;
     c.status_dirty = true;
     std::set<std::string> listed;
     for (const auto& file : status.files()) {
-      if (!SafeFileName(file.name())) continue;
+      if (!SafeFileName(file.name()) || c.retired.count(file.name())) continue;
       listed.insert(file.name());
-      FileState& f = c.files[file.name()];
-      if (f.path.empty()) {
-        f.path = absl::StrCat(options_.capture_dir, "/", id, "/", file.name());
+      auto it = c.files.find(file.name());
+      if (it == c.files.end()) {
+        it = c.files.emplace(file.name(), FileState(options_.ring_file_bytes))
+                 .first;
+        it->second.path =
+            absl::StrCat(options_.capture_dir, "/", id, "/", file.name());
       }
+      it->second.listed_size = file.size();
     }
     for (auto it = c.files.begin(); it != c.files.end();) {
       if (listed.count(it->first)) {
         ++it;
         continue;
       }
-      Retire(&c, it->second);
+      Retire(id, &c, it->first, &it->second);
       it = c.files.erase(it);
     }
   }
@@ -407,13 +454,133 @@ void Uplink::TakeRegistryChanges() {
   FinishDrains(now);
 }
 
-void Uplink::Retire(CaptureState* c, const FileState& f) {
-  if (f.seen > f.acked) {
-    c->lost += f.seen - f.acked;
-    absl::MutexLock lock(&mu_);
-    stats_.bytes_lost += f.seen - f.acked;
+uint64_t Uplink::Reuses(const std::string& id, const std::string& name) {
+  if (ring_ == nullptr) return 0;
+  ring_->Sync();
+  return ring_->Reuses(id, name);
+}
+
+void Uplink::SettleAll() {
+  if (ring_ == nullptr) {
+    for (auto& [id, c] : captures_) c.lower_bound = true;
+    return;
   }
-  c->uploaded_before += f.acked;
+  ring_->Sync();
+  const uint64_t overflows = ring_->overflows();
+  if (overflows != overflows_seen_) {
+    // Reuses went uncounted somewhere: every capture may miss some.
+    for (auto& [id, c] : captures_) c.lower_bound = true;
+    overflows_seen_ = overflows;
+    absl::MutexLock lock(&mu_);
+    stats_.ring_overflows = overflows;
+  }
+  for (auto& [id, c] : captures_) {
+    for (auto& [name, f] : c.files) {
+      const uint64_t unseen = f.ledger.unseen();
+      const uint64_t lost = f.ledger.Settle(ring_->Reuses(id, name));
+      if (lost == 0) continue;
+      LogLine(
+          "uplink_ring_overwrote",
+          {{"capture", id},
+           {"file", name},
+           {"generation", absl::StrCat(f.ledger.generation())},
+           {"generations_never_read", absl::StrCat(f.ledger.unseen() - unseen)},
+           {"bytes_lost", absl::StrCat(lost)}});
+    }
+  }
+}
+
+void Uplink::PublishView() {
+  uint64_t lost = lost_gone_, unseen = unseen_gone_;
+  const absl::Time now = absl::Now();
+  for (auto& [id, c] : captures_) {
+    unseen += c.retired_unseen;
+    for (const auto& [name, f] : c.files) {
+      unseen += f.ledger.unseen();
+      if (f.ledger.unwatched() > 0) c.lower_bound = true;
+    }
+    lost += c.lost();
+    if (!c.draining() &&
+        (c.lost() != c.saved_lost || c.uploaded_gone() != c.saved_uploaded)) {
+      if (now - c.saved_at >= kCounterInterval) SaveCounters(id, &c);
+    }
+    if (view_ == nullptr || c.draining()) continue;
+    StatusView::Counters counters;
+    counters.uploaded = c.uploaded();
+    counters.lost = c.lost();
+    for (const auto& [name, f] : c.files)
+      counters.generations[name] = f.ledger.generation();
+    if (c.lower_bound) counters.note = kLowerBound;
+    if (counters == c.view) continue;
+    StatusView::Counters only_uploaded = c.view;
+    only_uploaded.uploaded = counters.uploaded;
+    if (only_uploaded == counters && now - c.view_sent < kCounterInterval) {
+      continue;  // upload progress: at most once a second
+    }
+    view_->SetCounters(id, counters);
+    c.view = counters;
+    c.view_sent = now;
+  }
+  absl::MutexLock lock(&mu_);
+  stats_.bytes_lost = lost;
+  stats_.generations_lost = unseen;
+}
+
+void Uplink::LoadCounters(const std::string& id, CaptureState* c) {
+  const std::string path =
+      absl::StrCat(options_.capture_dir, "/", id, "/", kCountersFile);
+  std::ifstream in(path);
+  if (!in) return;  // a new capture
+  std::string lost_key, uploaded_key;
+  uint64_t lost = 0, uploaded = 0;
+  if (!(in >> lost_key >> lost >> uploaded_key >> uploaded) ||
+      lost_key != "lost" || uploaded_key != "uploaded") {
+    LogLine("uplink_counters_unreadable",
+            {{"capture", id}, {"file", path}, {"effect", "counted from 0"}});
+    return;
+  }
+  c->prior_lost = c->saved_lost = lost;
+  c->prior_uploaded = c->saved_uploaded = uploaded;
+}
+
+void Uplink::SaveCounters(const std::string& id, CaptureState* c) {
+  const std::string dir = absl::StrCat(options_.capture_dir, "/", id);
+  const std::string tmp = absl::StrCat(dir, "/.", kCountersFile, ".tmp");
+  const uint64_t lost = c->lost(), uploaded = c->uploaded_gone();
+  c->saved_at = absl::Now();
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << "lost " << lost << "\nuploaded " << uploaded << "\n";
+    out.flush();
+    if (!out) return;  // the capture's directory is gone: nothing to keep
+  }
+  if (rename(tmp.c_str(), absl::StrCat(dir, "/", kCountersFile).c_str()) != 0)
+    return;
+  c->saved_lost = lost;
+  c->saved_uploaded = uploaded;
+}
+
+void Uplink::Retire(const std::string& id, CaptureState* c,
+                    const std::string& name, FileState* f) {
+  const uint64_t before = f->ledger.lost();
+  f->ledger.Settle(Reuses(id, name));
+  f->ledger.Retire();
+  uint64_t lost = f->ledger.lost() - before;
+  if (!f->read_any) {
+    // Never read (could not be opened, or pruned first): what the capture
+    // said it held is gone.
+    lost += f->listed_size;
+    c->retired_lost += f->listed_size;
+  }
+  c->retired_lost += f->ledger.lost();
+  c->retired_uploaded += f->ledger.uploaded();
+  c->retired_unseen += f->ledger.unseen();
+  c->retired.insert(name);
+  if (lost > 0) {
+    LogLine(
+        "uplink_file_retired",
+        {{"capture", id}, {"file", name}, {"bytes_lost", absl::StrCat(lost)}});
+  }
 }
 
 void Uplink::FinishDrains(absl::Time now) {
@@ -427,20 +594,31 @@ void Uplink::FinishDrains(absl::Time now) {
     // exited), every file was read to its end and all of it acknowledged.
     bool complete = true;
     for (const auto& [name, f] : c.files) {
-      if (f.fd.get() >= 0 && !(f.unlinked && f.idle && f.acked >= f.sent))
+      if (f.fd.get() >= 0 &&
+          !(f.unlinked && f.idle && f.ledger.acked() >= f.ledger.sent()))
         complete = false;
     }
     if (!complete && now < c.drain_until) {
       ++it;
       continue;
     }
-    const std::string& id = it->first;
-    for (const auto& [name, f] : c.files) Retire(&c, f);
-    LogLine("uplink_drained",
-            {{"capture", id},
-             {"complete", complete ? "true" : "false"},
-             {"bytes_uploaded", absl::StrCat(c.uploaded_before)},
-             {"bytes_lost", absl::StrCat(c.lost)}});
+    const std::string id = it->first;
+    for (auto& [name, f] : c.files) Retire(id, &c, name, &f);
+    c.files.clear();
+    // Ring slots the status never listed: every reuse lost a generation.
+    if (ring_ != nullptr) {
+      for (const auto& [name, reuses] : ring_->ReusedSlots(id)) {
+        if (c.retired.count(name)) continue;
+        c.retired_lost += reuses * options_.ring_file_bytes;
+        c.retired_unseen += reuses;
+      }
+      ring_->Forget(id);
+    }
+    if (view_) view_->Forget(id);
+    LogLine("uplink_drained", {{"capture", id},
+                               {"complete", complete ? "true" : "false"},
+                               {"bytes_uploaded", absl::StrCat(c.uploaded())},
+                               {"bytes_lost", absl::StrCat(c.lost())}});
     if (complete) {
       absl::MutexLock lock(&mu_);
       ++stats_.captures_drained;
@@ -452,10 +630,15 @@ void Uplink::FinishDrains(absl::Time now) {
         "stopped: annotation removed or pod gone; node files deleted");
     if (!tomb.has_stop_time()) *tomb.mutable_stop_time() = ToProto(absl::Now());
     *tomb.mutable_update_time() = ToProto(absl::Now());
-    tomb.set_bytes_uploaded(c.uploaded_before);
-    tomb.set_bytes_lost(tomb.bytes_lost() + c.lost);
+    StatusView::Counters counters;
+    counters.uploaded = c.uploaded();
+    counters.lost = c.lost();
+    if (c.lower_bound) counters.note = kLowerBound;
+    StatusView::Merge(counters, false, &tomb);
     tomb.clear_files();
     tombstones_[id] = std::move(tomb);
+    lost_gone_ += c.lost();
+    unseen_gone_ += c.retired_unseen;
     it = captures_.erase(it);
   }
 }
@@ -464,34 +647,51 @@ void Uplink::HandleAck(const packetcapture::v1::Ack& ack) {
   auto c = captures_.find(ack.capture_id());
   if (c == captures_.end()) return;
   auto f = c->second.files.find(ack.file());
-  if (f == c->second.files.end() ||
+  if (f == c->second.files.end() || !f->second.ledger.tracking() ||
       f->second.generation != ack.file_generation()) {
     return;  // a generation the ring has overwritten since
   }
   FileState& file = f->second;
-  if (ack.offset() > file.acked) {
+  if (ack.offset() > file.ledger.acked()) {
     absl::MutexLock lock(&mu_);
-    stats_.bytes_acked += ack.offset() - file.acked;
-    file.acked = ack.offset();
+    stats_.bytes_acked += ack.offset() - file.ledger.acked();
   }
-  if (file.acked > file.sent) file.sent = file.acked;
+  file.ledger.Ack(ack.offset());
 }
 
-absl::Status Uplink::SendStatuses(Connection* conn, bool force) {
-  for (auto& [id, tomb] : tombstones_) {
+void Uplink::HandleRejection(
+    const packetcapture::v1::CaptureRejected& rejected) {
+  auto it = captures_.find(rejected.capture_id());
+  if (it == captures_.end() || it->second.rejected) return;
+  CaptureState& c = it->second;
+  c.rejected = true;
+  // Nothing of it is in flight any more: it is sent again next connection.
+  for (auto& [name, f] : c.files) f.ledger.Rewind();
+  LogLine("uplink_capture_rejected",
+          {{"capture", rejected.capture_id()},
+           {"code", absl::StatusCodeToString(
+                        static_cast<absl::StatusCode>(rejected.code()))},
+           {"reason", rejected.message()},
+           {"effect", "not uploaded until the next connection"}});
+  absl::MutexLock lock(&mu_);
+  ++stats_.captures_rejected;
+}
+
+absl::Status Uplink::SendStatuses(IngestStream* stream, bool force) {
+  for (auto it = tombstones_.begin(); it != tombstones_.end();) {
     AgentMessage m;
-    *m.mutable_status() = tomb;
-    if (!conn->stream->Write(m))
-      return absl::UnavailableError("status not sent");
+    *m.mutable_status() = it->second;
+    if (!stream->Write(m)) return absl::UnavailableError("status not sent");
+    it = tombstones_.erase(it);
   }
-  tombstones_.clear();
   const absl::Time now = absl::Now();
   for (auto& [id, c] : captures_) {
-    if (c.draining()) continue;  // its final status follows the drain
-    uint64_t uploaded = c.uploaded_before;
-    for (const auto& [name, f] : c.files) uploaded += f.acked;
+    if (c.draining() || c.rejected) continue;
+    const uint64_t uploaded = c.uploaded();
+    const uint64_t lost = c.lost();
     const bool counters =
-        uploaded != c.reported_uploaded || c.lost != c.reported_lost;
+        uploaded != c.reported_uploaded || lost != c.reported_lost;
+    // Counter changes (progress, losses) go out at most once a second.
     if (!force && !c.status_dirty &&
         !(counters && now - c.status_sent >= kCounterInterval)) {
       continue;
@@ -499,89 +699,120 @@ absl::Status Uplink::SendStatuses(Connection* conn, bool force) {
     AgentMessage m;
     CaptureProto* s = m.mutable_status();
     *s = c.status;
-    s->set_bytes_uploaded(uploaded);
-    s->set_bytes_lost(c.status.bytes_lost() + c.lost);
+    StatusView::Counters merged;
+    merged.uploaded = uploaded;
+    merged.lost = lost;
+    if (c.lower_bound) merged.note = kLowerBound;
+    StatusView::Merge(merged, false, s);
+    // Files as the chunks name them.
     for (auto& file : *s->mutable_files()) {
       auto f = c.files.find(file.name());
       if (f != c.files.end() && f->second.generation != 0) {
         file.set_generation(f->second.generation);
       }
     }
-    if (!conn->stream->Write(m))
-      return absl::UnavailableError("status not sent");
+    if (!stream->Write(m)) return absl::UnavailableError("status not sent");
     c.status_dirty = false;
     c.status_sent = now;
     c.reported_uploaded = uploaded;
-    c.reported_lost = c.lost;
+    c.reported_lost = lost;
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> Uplink::PumpFile(Connection* conn, const std::string& id,
+absl::StatusOr<bool> Uplink::PumpFile(IngestStream* stream,
+                                      const std::string& id,
                                       CaptureState* capture,
                                       const std::string& name,
                                       FileState* file) {
   file->idle = true;
   if (file->fd.get() < 0) {
-    const int opened = open(file->path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (opened < 0)
-      return false;  // not there yet, or pruned: the status will say
+    const int opened =
+        open(file->path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (opened < 0) {
+      // Not there yet, or pruned (counted when the status drops it).
+      if (errno != ENOENT && !file->open_failed) {
+        file->open_failed = true;
+        LogLine("uplink_open_failed",
+                {{"capture", id},
+                 {"file", name},
+                 {"error", strerror(errno)},
+                 {"effect", "not uploaded; counted as lost when it goes"}});
+      }
+      return false;
+    }
     file->fd.reset(opened);
   }
   const int fd = file->fd.get();
-  struct stat st;
-  if (fstat(fd, &st) != 0) return false;
-  file->unlinked = st.st_nlink == 0;
-  char head[pcap::kGlobalHeaderSize + pcap::kRecordHeaderSize];
-  if (PreadAll(fd, head, sizeof(head), 0) < sizeof(head)) return false;
-  auto header = pcap::ParseGlobalHeader(absl::string_view(head, sizeof(head)));
+
+  // Which generation is in the slot: the ring watch's count before and after
+  // reading the identity must agree, or the slot was reused meanwhile.
+  const uint64_t reuses = Reuses(id, name);
+  std::string ident;
+  uint64_t size = 0;
+  if (!ReadIdent(fd, &ident, &size, &file->unlinked)) return false;
+  if (Reuses(id, name) != reuses) {
+    file->idle = false;  // look again at once
+    return false;
+  }
+  if (ident.size() < kIdentSize) {
+    file->ledger.Settle(reuses);
+    return false;  // no first record yet
+  }
+  auto header = pcap::ParseGlobalHeader(ident);
   if (!header.ok()) return false;
   auto first = pcap::DecodeRecordHeader(
-      *header, absl::string_view(head + pcap::kGlobalHeaderSize,
-                                 pcap::kRecordHeaderSize));
+      *header, absl::string_view(ident).substr(pcap::kGlobalHeaderSize));
   if (!first.ok()) return false;
   const uint64_t generation = static_cast<uint64_t>(
       absl::ToUnixNanos(first->Timestamp(header->precision)));
   if (generation == 0) return false;
-  if (file->generation != generation) {
-    if (file->generation != 0) {
-      // tcpdump reused the slot: what was not acknowledged is gone.
-      const uint64_t lost =
-          file->seen > file->acked ? file->seen - file->acked : 0;
-      capture->lost += lost;
-      capture->uploaded_before += file->acked;
-      capture->status_dirty = true;
-      {
-        absl::MutexLock lock(&mu_);
-        stats_.bytes_lost += lost;
-      }
-      if (lost > 0) {
-        LogLine("uplink_ring_overwrote", {{"capture", id},
-                                          {"file", name},
-                                          {"bytes_lost", absl::StrCat(lost)}});
-      }
-    }
+
+  const uint64_t lost_before = file->ledger.lost();
+  const uint64_t unwatched = file->ledger.unwatched();
+  if (file->ledger.Observe(ident, reuses, size)) {
+    file->read_any = true;
     file->generation = generation;
     file->header = *header;
     auto it = resume_.find({id, name, generation});
-    file->acked = file->sent = it == resume_.end() ? 0 : it->second;
-    file->seen = 0;
+    file->ledger.Start(it == resume_.end() ? 0 : it->second);
+    capture->status_dirty = true;
   }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  file->seen = std::max(file->seen, size);
-  if (size <= file->sent) return false;
+  if (file->ledger.lost() > lost_before) {
+    LogLine("uplink_ring_overwrote",
+            {{"capture", id},
+             {"file", name},
+             {"generation", absl::StrCat(file->ledger.generation())},
+             {"seen_by", file->ledger.unwatched() > unwatched ? "read only"
+                                                              : "ring watch"},
+             {"bytes_lost", absl::StrCat(file->ledger.lost() - lost_before)}});
+  }
+
+  const uint64_t sent = file->ledger.sent();
+  if (size <= sent) return false;
   const uint64_t inflight = Inflight();
   if (inflight >= inflight_limit_) {
     file->idle = false;  // more to send once acks come
     return false;
   }
   const uint64_t want = std::min<uint64_t>(
-      {chunk_limit_, inflight_limit_ - inflight, size - file->sent});
+      {chunk_limit_, inflight_limit_ - inflight, size - sent});
+  if (options_.before_data_read) options_.before_data_read(file->path);
   std::string data(static_cast<size_t>(want), '\0');
-  data.resize(PreadAll(fd, data.data(), data.size(), file->sent));
+  data.resize(PreadAll(fd, data.data(), data.size(), sent));
+  // tcpdump may have reused the slot while we read: then these bytes (some
+  // or all) belong to the new generation and must not go out as the old.
+  std::string again;
+  uint64_t ignored;
+  bool unlinked;
+  if (!ReadIdent(fd, &again, &ignored, &unlinked) || again != ident ||
+      Reuses(id, name) != reuses) {
+    file->idle = false;
+    return false;
+  }
   size_t cut;
   uint32_t packets;
-  if (file->sent == 0) {
+  if (sent == 0) {
     if (data.size() < pcap::kGlobalHeaderSize) return false;
     const pcap::ScanResult scan = pcap::ScanRecords(
         file->header, absl::string_view(data).substr(pcap::kGlobalHeaderSize));
@@ -600,12 +831,14 @@ absl::StatusOr<bool> Uplink::PumpFile(Connection* conn, const std::string& id,
   chunk->set_capture_id(id);
   chunk->set_file(name);
   chunk->set_file_generation(generation);
-  chunk->set_offset(file->sent);
+  chunk->set_offset(sent);
   chunk->set_crc32c(Crc32c(data));
   chunk->set_packets(packets);
   chunk->set_data(std::move(data));
-  if (!conn->stream->Write(m)) return absl::UnavailableError("chunk not sent");
-  file->sent += cut;
+  // In flight from now: a Write blocked by a dead peer is on the clock.
+  stream->SetInflight(inflight + cut);
+  if (!stream->Write(m)) return absl::UnavailableError("chunk not sent");
+  file->ledger.Sent(sent + cut);
   file->idle = false;
   absl::MutexLock lock(&mu_);
   ++stats_.chunks_sent;
@@ -614,42 +847,67 @@ absl::StatusOr<bool> Uplink::PumpFile(Connection* conn, const std::string& id,
   return true;
 }
 
-absl::Status Uplink::Serve(Connection* conn) {
+absl::Status Uplink::Serve(IngestStream* stream) {
   bool force = true;
   for (;;) {
-    std::deque<AggregatorMessage> inbox;
-    bool reader_done;
-    {
-      absl::MutexLock lock(&mu_);
-      if (stop_) return absl::CancelledError("uplink stopping");
-      inbox.swap(inbox_);
-      reader_done = reader_done_;
-    }
-    for (const auto& m : inbox) {
-      if (m.has_ack()) {
-        HandleAck(m.ack());
-      } else if (m.has_error()) {
-        return absl::Status(static_cast<absl::StatusCode>(m.error().code()),
-                            m.error().message());
+    if (stopping()) return absl::CancelledError("uplink stopping");
+    for (const auto& m : stream->Take()) {
+      switch (m.kind_case()) {
+        case AggregatorMessage::kAck:
+          HandleAck(m.ack());
+          break;
+        case AggregatorMessage::kError:
+          return absl::Status(static_cast<absl::StatusCode>(m.error().code()),
+                              m.error().message());
+        case AggregatorMessage::kCaptureRejected:
+          HandleRejection(m.capture_rejected());
+          break;
+        default:
+          // A welcome or resume batch out of turn: nothing to act on.
+          LogLine("uplink_unexpected_message",
+                  {{"aggregator", options_.aggregator},
+                   {"kind", absl::StrCat(m.kind_case())}});
+          break;
       }
     }
-    if (reader_done)
+    stream->SetInflight(Inflight());
+    if (stream->done()) {
+      if (!stream->why().ok()) return stream->why();
       return absl::UnavailableError("aggregator closed the stream");
+    }
     TakeRegistryChanges();
-    absl::Status sent = SendStatuses(conn, force);
+    bool synced;
+    {
+      absl::MutexLock lock(&mu_);
+      synced = synced_;
+    }
+    if (inventory_due_ && synced) {
+      AgentMessage m;
+      for (const auto& id : CaptureIds(false))
+        m.mutable_inventory()->add_capture_ids(id);
+      if (!stream->Write(m))
+        return absl::UnavailableError("inventory not sent");
+      inventory_due_ = false;
+      LogLine("uplink_inventory_sent",
+              {{"captures", absl::StrCat(m.inventory().capture_ids_size())}});
+    }
+    SettleAll();
+    absl::Status sent = SendStatuses(stream, force);
     if (!sent.ok()) return sent;
     force = false;
     bool progress = false;
     for (auto& [id, c] : captures_) {
+      if (c.rejected) continue;
       // Ring order (the status lists files oldest first).
       for (const auto& listed : c.status.files()) {
         auto f = c.files.find(listed.name());
         if (f == c.files.end()) continue;
-        auto pumped = PumpFile(conn, id, &c, f->first, &f->second);
+        auto pumped = PumpFile(stream, id, &c, f->first, &f->second);
         if (!pumped.ok()) return pumped.status();
         progress |= *pumped;
       }
     }
+    PublishView();
     FinishDrains(absl::Now());
     if (!progress && !WaitForWork(options_.poll_interval)) {
       return absl::CancelledError("uplink stopping");
