@@ -36,8 +36,12 @@ class AcceptToken : public aggregator::Authenticator {
  public:
   absl::StatusOr<aggregator::AgentIdentity> Authenticate(
       const std::string& token) override {
-    if (token == "agent-token")
-      return aggregator::AgentIdentity{"agent", "node-a"};
+    if (token == "agent-token") {
+      aggregator::AgentIdentity identity;
+      identity.username = "agent";
+      identity.node = "node-a";
+      return identity;
+    }
     return absl::UnauthenticatedError("bad token");
   }
 };
