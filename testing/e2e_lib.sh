@@ -49,6 +49,30 @@ check_eventually() {
   if eventually "$seconds" "$@"; then pass "$name"; else fail "$name" "not true within ${seconds}s: $*"; fi
 }
 
+# kill_tree PID: PID and every process below it (a background pipeline of a
+# function: killing the subshell alone would leave grpcurl running).
+kill_tree() {
+  local child
+  for child in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$child"; done
+  kill "$1" 2>/dev/null || true
+}
+
+# stream_until SECONDS OUT PRODUCER CHECK...: runs PRODUCER (a command or
+# function writing a stream, e.g. a follow download) into OUT in the
+# background until CHECK... succeeds or SECONDS pass, then stops it. So a
+# check of a live stream ends when what it waits for has arrived, not after a
+# fixed time that a slow machine may need more of. Returns CHECK's status.
+stream_until() {
+  local seconds=$1 out=$2 producer=$3
+  shift 3
+  "$producer" > "$out" 2>/dev/null &
+  local pid=$! rc=0
+  eventually "$seconds" "$@" || rc=1
+  kill_tree "$pid"
+  wait "$pid" 2>/dev/null
+  return "$rc"
+}
+
 e2e_finish() {
   if [ -n "${XML_OUTPUT_FILE:-}" ]; then
     {
