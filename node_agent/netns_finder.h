@@ -30,9 +30,11 @@ class NetnsFinder {
  public:
   explicit NetnsFinder(NetnsFinderOptions options)
       : options_(std::move(options)) {}
+  virtual ~NetnsFinder() = default;
 
   // NotFound names the places searched; InvalidArgument for a bad IP.
-  absl::StatusOr<NetnsMatch> FindByIp(const std::string& ip) const;
+  // Virtual so tests can change the world between the scan and its use.
+  virtual absl::StatusOr<NetnsMatch> FindByIp(const std::string& ip) const;
 
   // The interfaces and addresses seen in one namespace (for tests and logs).
   static absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
