@@ -128,7 +128,8 @@ follow_capture() {
     packetcapture.v1.CaptureService/DownloadCapture | jq --unbuffered -r .data |
     while read -r c; do printf %s "$c" | base64 -d; done
 }
-followed_a_packet() { tcpdump -r "$out/follow.pcap" -n 2>/dev/null | grep -q .; }
+# Output first, then the test: `tcpdump | grep -q` fails under pipefail when grep exits early.
+followed_a_packet() { [ -n "$(tcpdump -r "$out/follow.pcap" -n -c 1 2>/dev/null)" ]; }
 check "follow streams live packets" stream_until 30 "$out/follow.pcap" follow_capture followed_a_packet
 check "capturectl download through the port-forward" bash -c \
   "'$CAPTURECTL' --server $agg download '$id' -o '$out/capturectl.pcap' && tcpdump -r '$out/capturectl.pcap' -n 2>/dev/null | grep -q ."
