@@ -231,7 +231,13 @@ void Capture::TryStartRun(absl::Time now) {
   if (spec_.host_network) {
     // The agent runs with hostNetwork: its own namespace is the node's.
     where.path = "/proc/self/ns/net";
-    auto addrs = NetnsFinder::ListAddresses(where.path);
+    auto own = NetnsHandle::Open(where.path);
+    if (!own.ok()) {
+      record_failure(std::string(own.status().message()));
+      return;
+    }
+    where.netns = std::move(*own);
+    auto addrs = NetnsFinder::ListAddresses(where.netns);
     if (addrs.ok()) {
       for (const auto& [ifname, addr] : *addrs) {
         if (addr == spec_.ip) where.interface = ifname;
@@ -244,11 +250,18 @@ void Capture::TryStartRun(absl::Time now) {
   } else {
     auto found = env_->netns->FindByIp(spec_.ip);
     if (!found.ok()) {
-      record_failure(std::string(found.status().message()));
+      // More than one namespace holds the IP: no retry would pick the right
+      // one, and a guess could record another pod's traffic here.
+      if (found.status().code() == absl::StatusCode::kFailedPrecondition) {
+        Fail(std::string(found.status().message()), now);
+      } else {
+        record_failure(std::string(found.status().message()));
+      }
       return;
     }
-    where = *found;
+    where = std::move(*found);
   }
+  const std::string netns_id = where.netns.id().ToString();
 
   ++run_;
   const std::string run_dir =
@@ -267,7 +280,11 @@ void Capture::TryStartRun(absl::Time now) {
     return;
   }
   auto process = std::make_unique<Subprocess>();
-  auto started = process->Start(*argv, where.path);
+  // Through the descriptor the namespace was examined by, checked again in
+  // the child: a path reopened now could name another pod's namespace.
+  auto started = process->Start(
+      *argv,
+      ChildNetns{where.netns.fd(), where.netns.id().dev, where.netns.id().ino});
   if (!started.ok()) {
     record_failure(std::string(started.message()));
     return;
@@ -278,15 +295,16 @@ void Capture::TryStartRun(absl::Time now) {
   run_started_ = now;
   next_stats_ = now + env_->stats_interval;
   next_scan_ = now;
-  const std::string message =
-      absl::StrCat("tcpdump capturing on ", interface_, " in ", where.path,
-                   ", keeping at most ", spec_.max_files, " files of 1 MB");
+  const std::string message = absl::StrCat(
+      "tcpdump capturing on ", interface_, " in ", where.path, " (", netns_id,
+      "), keeping at most ", spec_.max_files, " files of 1 MB");
   SetState(CaptureProto::RUNNING, message, now);
   Note(false, run_ == 1 ? "CaptureStarted" : "CaptureRestarted", message);
   LogLine("capture_started", {{"capture", id_},
                               {"pod", absl::StrCat(spec_.ns, "/", spec_.pod)},
                               {"interface", interface_},
                               {"netns", where.path},
+                              {"netns_id", netns_id},
                               {"run", absl::StrCat(run_)},
                               {"pid", absl::StrCat(process_->pid())}});
 }

@@ -76,8 +76,11 @@ class Capture {
   const CaptureSpec& spec() const { return spec_; }
   std::string dir() const;
 
-  // Starts a new run (resolves the netns, execs tcpdump). On failure the
-  // capture retries with backoff and turns FAILED after env.max_failures.
+  // Starts a new run: finds the pod's netns by IP and execs tcpdump in that
+  // very namespace (entered through the descriptor it was examined by, its
+  // identity checked in the child). On failure the capture retries with
+  // backoff and turns FAILED after env.max_failures; an IP held by more than
+  // one namespace turns it FAILED at once (retrying would not say which).
   void Start(absl::Time now);
   // New spec for the same pod: stop the current run, start a new one.
   void Restart(const CaptureSpec& spec, absl::Time now);

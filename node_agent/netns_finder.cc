@@ -5,10 +5,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
+#include <linux/nsfs.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,26 +43,17 @@ absl::StatusOr<std::string> Canonical(const std::string& ip) {
 
 // Runs on its own thread so the setns() dies with the thread.
 void ListInNamespace(
-    const std::string& path,
+    int fd,
     absl::StatusOr<std::vector<std::pair<std::string, std::string>>>* result) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    *result =
-        absl::NotFoundError(absl::StrCat("open ", path, ": ", strerror(errno)));
-    return;
-  }
   if (setns(fd, CLONE_NEWNET) != 0) {
-    int err = errno;
-    close(fd);
-    *result = absl::PermissionDeniedError(
-        absl::StrCat("setns ", path, ": ", strerror(err)));
+    *result =
+        absl::PermissionDeniedError(absl::StrCat("setns: ", strerror(errno)));
     return;
   }
-  close(fd);
   struct ifaddrs* addrs = nullptr;
   if (getifaddrs(&addrs) != 0) {
-    *result = absl::InternalError(
-        absl::StrCat("getifaddrs in ", path, ": ", strerror(errno)));
+    *result =
+        absl::InternalError(absl::StrCat("getifaddrs: ", strerror(errno)));
     return;
   }
   std::vector<std::pair<std::string, std::string>> out;
@@ -85,18 +78,77 @@ void ListInNamespace(
 
 }  // namespace
 
+std::string NetnsId::ToString() const {
+  return absl::StrCat("net:[", ino, "]");
+}
+
+absl::StatusOr<NetnsHandle> NetnsHandle::Open(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return absl::NotFoundError(
+        absl::StrCat("open ", path, ": ", strerror(errno)));
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    return absl::InternalError(
+        absl::StrCat("fstat ", path, ": ", strerror(err)));
+  }
+  // Asks nsfs itself: a plain file (left after a netns was deleted) or
+  // another kind of namespace is refused here, not at setns time.
+  if (ioctl(fd, NS_GET_NSTYPE) != CLONE_NEWNET) {
+    close(fd);
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, " is not a network namespace"));
+  }
+  return NetnsHandle(fd, NetnsId{static_cast<uint64_t>(st.st_dev),
+                                 static_cast<uint64_t>(st.st_ino)});
+}
+
+NetnsHandle::~NetnsHandle() {
+  if (fd_ >= 0) close(fd_);
+}
+
+NetnsHandle::NetnsHandle(NetnsHandle&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), id_(other.id_) {}
+
+NetnsHandle& NetnsHandle::operator=(NetnsHandle&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+    id_ = other.id_;
+  }
+  return *this;
+}
+
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
-NetnsFinder::ListAddresses(const std::string& netns_path) {
+NetnsFinder::ListAddresses(const NetnsHandle& netns) {
+  if (!netns.valid()) return absl::InvalidArgumentError("no namespace open");
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> result =
       absl::UnknownError("not run");
-  std::thread worker(ListInNamespace, netns_path, &result);
+  std::thread worker(ListInNamespace, netns.fd(), &result);
   worker.join();
+  return result;
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>>
+NetnsFinder::ListAddresses(const std::string& netns_path) {
+  auto netns = NetnsHandle::Open(netns_path);
+  if (!netns.ok()) return netns.status();
+  auto result = ListAddresses(*netns);
+  if (!result.ok()) {
+    return absl::Status(
+        result.status().code(),
+        absl::StrCat(netns_path, ": ", result.status().message()));
+  }
   return result;
 }
 
 std::vector<std::string> NetnsFinder::Candidates() const {
   std::vector<std::string> paths;
-  // The same namespace shows up under many pids: visit each (dev, inode) once.
+  // The same namespace shows up under many pids: visit each (dev, inode)
+  // once (FindByIp checks again what it actually opened).
   std::set<std::pair<dev_t, ino_t>> seen;
   auto add = [&](const std::string& path) {
     struct stat st;
@@ -135,12 +187,33 @@ std::vector<std::string> NetnsFinder::Candidates() const {
 absl::StatusOr<NetnsMatch> NetnsFinder::FindByIp(const std::string& ip) const {
   auto want = Canonical(ip);
   if (!want.ok()) return want.status();
+  std::vector<NetnsMatch> matches;
+  // Identities of what was opened: the path's stat() in Candidates() may be
+  // stale by the time it is opened.
+  std::set<NetnsId> examined;
   for (const auto& path : Candidates()) {
-    auto addrs = ListAddresses(path);
-    if (!addrs.ok()) continue;  // gone meanwhile, or not a namespace
+    auto netns = NetnsHandle::Open(path);
+    if (!netns.ok()) continue;  // gone meanwhile, or not a namespace
+    if (!examined.insert(netns->id()).second) continue;
+    auto addrs = ListAddresses(*netns);
+    if (!addrs.ok()) continue;
     for (const auto& [ifname, addr] : *addrs) {
-      if (addr == *want) return NetnsMatch{path, ifname};
+      if (addr == *want) {
+        matches.push_back(NetnsMatch{path, ifname, std::move(*netns)});
+        break;
+      }
     }
+  }
+  if (matches.size() == 1) return std::move(matches.front());
+  if (matches.size() > 1) {
+    std::vector<std::string> where;
+    for (const auto& m : matches) {
+      where.push_back(absl::StrCat(m.path, " (", m.netns.id().ToString(), ", ",
+                                   m.interface, ")"));
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "ambiguous: ", matches.size(), " network namespaces hold ", *want, ": ",
+        absl::StrJoin(where, ", "), "; not capturing any of them"));
   }
   std::vector<std::string> places = options_.dirs;
   if (options_.scan_proc) places.push_back(options_.proc_root + "/*/ns/net");

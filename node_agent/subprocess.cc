@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,24 +17,34 @@
 namespace pc::agent {
 namespace {
 
-// Writes "<step>:<errno>" to the error pipe and exits; async-signal-safe.
-[[noreturn]] void ChildFail(int error_fd, char step) {
-  int err = errno;
-  char msg[2 + sizeof(int)];
-  msg[0] = step;
-  msg[1] = ':';
-  memcpy(msg + 2, &err, sizeof(int));
-  ssize_t ignored = write(error_fd, msg, sizeof(msg));
+// What a child that could not exec reports through the error pipe.
+struct ChildError {
+  char step;
+  int err;
+  uint64_t dev;  // for 'm': the namespace the child found itself in
+  uint64_t ino;
+};
+
+// Writes the failed step to the error pipe and exits; async-signal-safe.
+[[noreturn]] void ChildFail(int error_fd, char step, uint64_t dev = 0,
+                            uint64_t ino = 0) {
+  ChildError e;
+  memset(&e, 0, sizeof(e));
+  e.step = step;
+  e.err = errno;
+  e.dev = dev;
+  e.ino = ino;
+  ssize_t ignored = write(error_fd, &e, sizeof(e));
   (void)ignored;
   _exit(127);
 }
 
 const char* StepName(char step) {
   switch (step) {
-    case 'n':
-      return "open network namespace";
     case 's':
       return "enter network namespace";
+    case 'v':
+      return "verify network namespace";
     case 'e':
       return "exec";
     default:
@@ -53,10 +64,13 @@ Subprocess::~Subprocess() {
 }
 
 absl::Status Subprocess::Start(const std::vector<std::string>& argv,
-                               const std::string& netns_path) {
+                               std::optional<ChildNetns> netns) {
   if (pid_ > 0) return absl::FailedPreconditionError("already started");
   if (argv.empty() || argv[0].empty() || argv[0][0] != '/') {
     return absl::InvalidArgumentError("argv[0] must be an absolute path");
+  }
+  if (netns && netns->fd < 0) {
+    return absl::InvalidArgumentError("no network namespace descriptor");
   }
   // Everything the child needs is prepared before fork: after fork in a
   // multi-threaded process only async-signal-safe calls are allowed.
@@ -95,11 +109,16 @@ absl::Status Subprocess::Start(const std::vector<std::string>& argv,
     sigset_t all;
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, nullptr);
-    if (!netns_path.empty()) {
-      int ns = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (ns < 0) ChildFail(err_pipe[1], 'n');
-      if (setns(ns, CLONE_NEWNET) != 0) ChildFail(err_pipe[1], 's');
-      close(ns);
+    if (netns) {
+      if (setns(netns->fd, CLONE_NEWNET) != 0) ChildFail(err_pipe[1], 's');
+      // What was entered, as anyone looking at this process will see it.
+      struct stat st;
+      if (stat("/proc/self/ns/net", &st) != 0) ChildFail(err_pipe[1], 'v');
+      if (static_cast<uint64_t>(st.st_dev) != netns->dev ||
+          static_cast<uint64_t>(st.st_ino) != netns->ino) {
+        errno = 0;
+        ChildFail(err_pipe[1], 'm', st.st_dev, st.st_ino);
+      }
     }
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0) dup2(devnull, STDIN_FILENO);
@@ -114,20 +133,24 @@ absl::Status Subprocess::Start(const std::vector<std::string>& argv,
   close(out_pipe[1]);
   close(err_pipe[1]);
   // The error pipe closes on a successful exec; otherwise it carries the step.
-  char msg[2 + sizeof(int)];
+  ChildError e;
   ssize_t n;
   do {
-    n = read(err_pipe[0], msg, sizeof(msg));
+    n = read(err_pipe[0], &e, sizeof(e));
   } while (n < 0 && errno == EINTR);
   close(err_pipe[0]);
-  if (n == static_cast<ssize_t>(sizeof(msg))) {
-    int err;
-    memcpy(&err, msg + 2, sizeof(int));
+  if (n == static_cast<ssize_t>(sizeof(e))) {
     int status;
     waitpid(pid, &status, 0);
     close(out_pipe[0]);
+    if (e.step == 'm') {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "network namespace changed: ", argv[0], " would have run in net:[",
+          e.ino, "] (device ", e.dev, "), not in net:[", netns->ino,
+          "] (device ", netns->dev, ") where the pod was found"));
+    }
     return absl::FailedPreconditionError(absl::StrCat(
-        StepName(msg[0]), " for ", argv[0], " failed: ", strerror(err)));
+        StepName(e.step), " for ", argv[0], " failed: ", strerror(e.err)));
   }
   fcntl(out_pipe[0], F_SETFL, fcntl(out_pipe[0], F_GETFL) | O_NONBLOCK);
   pid_ = pid;

@@ -10,6 +10,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,6 +20,15 @@
 
 namespace pc::agent {
 
+// A network namespace for the child to join: an open namespace file and the
+// identity (st_dev, st_ino) the child must see in /proc/self/ns/net once it
+// joined, checked before exec.
+struct ChildNetns {
+  int fd = -1;
+  uint64_t dev = 0;
+  uint64_t ino = 0;
+};
+
 class Subprocess {
  public:
   Subprocess() = default;
@@ -26,13 +36,14 @@ class Subprocess {
   Subprocess(const Subprocess&) = delete;
   Subprocess& operator=(const Subprocess&) = delete;
 
-  // argv[0] must be an absolute path. netns_path, when not empty, is a network
-  // namespace file (/run/netns/x, /proc/<pid>/ns/net) the child joins before
-  // exec. Fails if already started or the exec fails (the exec error is
-  // reported through a close-on-exec pipe, so "no such file" is an error here,
-  // not a mysterious exit later).
+  // argv[0] must be an absolute path. With netns, the child joins that
+  // namespace through the open descriptor (never by a path, which could name
+  // another namespace by then) and checks its identity before exec: a
+  // mismatch is FailedPrecondition and nothing runs. Fails if already started
+  // or the exec fails (errors are reported through a close-on-exec pipe, so
+  // "no such file" is an error here, not a mysterious exit later).
   absl::Status Start(const std::vector<std::string>& argv,
-                     const std::string& netns_path);
+                     std::optional<ChildNetns> netns = std::nullopt);
 
   absl::Status Signal(int signo);
 

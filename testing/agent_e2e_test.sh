@@ -59,15 +59,19 @@ check_eventually "CaptureStarted Event on the pod" 10 bash -c \
   "kubectl get events -n $ns --field-selector involvedObject.name=web-1,reason=CaptureStarted -o name | grep -q ."
 
 "$CLUSTER" traffic $ns client-1 3 >/dev/null
-sleep 5  # traffic runs 3 s; tcpdump flushes its buffer within ~1 s
-download "$agent_a" "$id_web" "$work/web-1.pcap"
-tcpdump -r "$work/web-1.pcap" -n 2>/dev/null > "$work/web-1.txt"
-check "downloaded pcap holds the pings from client-1 to web-1" \
-  grep -q "IP $ip_client > $ip_web: ICMP echo request" "$work/web-1.txt"
+# Waits for the packets, not for the traffic: tcpdump writes up to ~1 s late,
+# and later on a busy machine.
+pings_downloaded() {
+  download "$agent_a" "$id_web" "$work/web-1.pcap" &&
+    tcpdump -r "$work/web-1.pcap" -n 2>/dev/null > "$work/web-1.txt" &&
+    grep -q "IP $ip_client > $ip_web: ICMP echo request" "$work/web-1.txt" &&
+    grep -q "IP $ip_web > $ip_client: ICMP echo reply" "$work/web-1.txt"
+}
+check_eventually "downloaded pcap holds the pings from client-1 to web-1" 15 pings_downloaded
 check "downloaded pcap holds web-1's replies" \
   grep -q "IP $ip_web > $ip_client: ICMP echo reply" "$work/web-1.txt"
-packets_listed=$(capture_field "$agent_a" web-1 packets)
-check "ListCaptures counts packets" test "${packets_listed:-0}" -gt 0
+packets_counted() { [ "$(capture_field "$agent_a" web-1 packets)" -gt 0 ] 2>/dev/null; }
+check_eventually "ListCaptures counts packets" 5 packets_counted
 
 # --- the README's grpcurl one-liners ---
 check "grpcurl list shows CaptureService and health" bash -c \
@@ -87,16 +91,28 @@ check "WatchCaptures streams the current captures then SYNCED" bash -c \
   "grpcurl -plaintext -max-time 2 $agent_a packetcapture.v1.CaptureService/WatchCaptures 2>/dev/null > $work/watch.json;
    jq -s -e '(map(select(.type == \"ADDED\" and .capture.pod == \"web-1\")) | length) == 1 and (map(select(.type == \"SYNCED\")) | length) == 1' $work/watch.json >/dev/null"
 # follow: a download that stays open receives packets sent after it started.
-grpcurl -plaintext -max-time 6 -d "{\"id\":\"$id_web\",\"follow\":true}" "$agent_a" \
-  packetcapture.v1.CaptureService/DownloadCapture 2>/dev/null |
-  jq -r .data | while read -r chunk; do printf %s "$chunk" | base64 -d; done > "$work/follow.pcap" &
-follow=$!
-sleep 1
-follow_start=$(date +%s)
-"$CLUSTER" traffic $ns client-1 2 >/dev/null
-wait $follow
-check "follow download receives packets sent after it started" bash -c \
-  "tcpdump -r $work/follow.pcap -n --time-stamp-precision=micro -tt 2>/dev/null | awk -v t=$follow_start '\$1 >= t' | grep -q 'ICMP echo request'"
+# It ends when such a packet has arrived (or after 30 s), not at a fixed time.
+follow_web() {
+  grpcurl -plaintext -max-time 40 -d "{\"id\":\"$id_web\",\"follow\":true}" "$agent_a" \
+    packetcapture.v1.CaptureService/DownloadCapture 2>/dev/null |
+    jq --unbuffered -r .data | while read -r chunk; do printf %s "$chunk" | base64 -d; done
+}
+follow_start=
+new_request_followed() {
+  # The stream is open (the capture so far arrived): now start the traffic.
+  if [ -z "$follow_start" ]; then
+    [ -s "$work/follow.pcap" ] || return 1
+    follow_start=$(date +%s)
+    "$CLUSTER" traffic $ns client-1 2 >/dev/null
+  fi
+  tcpdump -r "$work/follow.pcap" -n --time-stamp-precision=micro -tt 2>/dev/null |
+    awk -v t="$follow_start" '$1 >= t && /ICMP echo request/ {n++} END {exit !(n > 0)}'
+}
+if stream_until 30 "$work/follow.pcap" follow_web new_request_followed; then
+  pass "follow download receives packets sent after it started"
+else
+  fail "follow download receives packets sent after it started" "none within 30 s (traffic from ${follow_start:-never})"
+fi
 
 # --- more than N MB of traffic: never more than N files of about 1 MB ---
 ip_bulk=$("$CLUSTER" pod add node-a $ns bulk-1)
@@ -104,16 +120,33 @@ kubectl annotate pod -n $ns bulk-1 tcpdump.antrea.io=2 >/dev/null
 check_eventually "second capture RUNNING" 3 state_is "$agent_a" bulk-1 RUNNING
 id_bulk=$(capture_field "$agent_a" bulk-1 id)
 max_files_seen=0
+# tcpdump has opened the interface once it wrote the file header: only then
+# does the flood go through the ring.
+check_eventually "bulk-1's tcpdump wrote the pcap header" 5 ring_header_written "$id_bulk"
 # ~4000 x 1442-byte requests + replies = ~11 MB through the 2-file ring.
-client_ns=$(ls /run/netns | grep -E "\\.$ns\\.client-1\$" | head -1)
+client_ns=$("$CLUSTER" pod netns $ns client-1)
 ip netns exec "$client_ns" ping -q -f -s 1400 -c 4000 -w 30 "$ip_bulk" >/dev/null 2>&1 &
 flood=$!
-while kill -0 $flood 2>/dev/null; do
+sample_ring() {
+  local n
   n=$(compgen -G "$caps_a/$id_bulk/run-*/ring*" | wc -l)
   [ "$n" -gt "$max_files_seen" ] && max_files_seen=$n
+  return 0
+}
+# Sampled until the ring has held N=2 files (tcpdump writes up to ~1 s after
+# the packets, so the second file may appear after the flood ended), and for
+# as long as the flood runs and 2 s after: never a third file.
+deadline=$((SECONDS + 60))
+while { kill -0 $flood 2>/dev/null || [ "$max_files_seen" -lt 2 ]; } && [ "$SECONDS" -lt "$deadline" ]; do
+  sample_ring
   sleep 0.05
 done
-sleep 2
+settle=$((SECONDS + 2))
+while [ "$SECONDS" -lt "$settle" ]; do
+  sample_ring
+  sleep 0.05
+done
+kill $flood 2>/dev/null
 sizes=$(stat -c %s "$caps_a/$id_bulk"/run-*/ring* 2>/dev/null)
 check "ring never held more than N=2 files (max seen $max_files_seen)" test "$max_files_seen" -le 2 -a "$max_files_seen" -ge 2
 check "every file at most ~1 MB: $(echo $sizes)" bash -c \
@@ -163,8 +196,11 @@ id_gone=$(capture_field "$agent_a" gone-1 id)
 
 # --- agent SIGKILLed and restarted: no orphan tcpdump, capture continues ---
 "$CLUSTER" traffic $ns client-1 2 >/dev/null
-sleep 3
-before=$(cat "$caps_a/$id_late"/run-1-w2/ring* 2>/dev/null | wc -c)
+late_bytes() { cat "$caps_a/$id_late"/run-1-w2/ring* 2>/dev/null | wc -c; }
+# Packets in the file (more than its 24-byte header), not a fixed wait.
+late_has_packets() { [ "$(late_bytes)" -gt 24 ]; }
+eventually 15 late_has_packets
+before=$(late_bytes)
 agent_pid=$(cat "$CLUSTER_STATE/pids/agent-node-a.pid")
 kill -9 "$agent_pid"
 check_eventually "agent killed: its tcpdumps die with it" 2 no_tcpdump_under "$caps_a"

@@ -130,7 +130,11 @@ check "p2 on node-b pings p1 on node-a" \
 before=$(rx_packets "$netns2")
 "$cluster" traffic ns1 p1 2
 check "traffic records its pid" eval 'ls "$CLUSTER_STATE"/pids/traffic-ns1.p1.*.pid > /dev/null 2>&1'
-sleep 3
+# Until the packets arrived (or 15 s), not for as long as the traffic runs.
+deadline=$((SECONDS + 15))
+while [ "$(rx_packets "$netns2")" -lt $((before + 5)) ] && [ "$SECONDS" -lt "$deadline" ]; do
+  sleep 0.2
+done
 check "traffic reached p2 (rx packets $before -> $(rx_packets "$netns2"))" \
   test "$(rx_packets "$netns2")" -ge $((before + 5))
 deadline=$((SECONDS + 5))

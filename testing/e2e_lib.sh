@@ -49,6 +49,32 @@ check_eventually() {
   if eventually "$seconds" "$@"; then pass "$name"; else fail "$name" "not true within ${seconds}s: $*"; fi
 }
 
+# kill_tree PID: PID and every process below it (a background pipeline of a
+# function: killing the subshell alone would leave grpcurl running).
+kill_tree() {
+  local _kt_child
+  for _kt_child in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$_kt_child"; done
+  kill "$1" 2>/dev/null || true
+}
+
+# stream_until SECONDS OUT PRODUCER CHECK...: runs PRODUCER (a command or
+# function writing a stream, e.g. a follow download) into OUT in the
+# background until CHECK... succeeds or SECONDS pass, then stops it. So a
+# check of a live stream ends when what it waits for has arrived, not after a
+# fixed time that a slow machine may need more of. Returns CHECK's status.
+# (Locals are prefixed: CHECK runs inside this function and sees its locals
+# in place of the caller's variables of the same name.)
+stream_until() {
+  local _su_seconds=$1 _su_file=$2 _su_producer=$3
+  shift 3
+  "$_su_producer" > "$_su_file" 2>/dev/null &
+  local _su_pid=$! _su_rc=0
+  eventually "$_su_seconds" "$@" || _su_rc=1
+  kill_tree "$_su_pid"
+  wait "$_su_pid" 2>/dev/null
+  return "$_su_rc"
+}
+
 e2e_finish() {
   if [ -n "${XML_OUTPUT_FILE:-}" ]; then
     {

@@ -122,10 +122,15 @@ has_dns_and_ping() {
 }
 check_eventually "downloaded pcap (tcpdump -r) holds DNS queries, CoreDNS's answers, echo replies" 30 \
   has_dns_and_ping
-check "follow streams live packets" bash -c \
-  "grpcurl -plaintext -max-time 4 -d '{\"id\":\"$id\",\"follow\":true}' $agg \
-     packetcapture.v1.CaptureService/DownloadCapture | jq -r .data |
-   while read -r c; do printf %s \"\$c\" | base64 -d; done | tcpdump -r - -n 2>/dev/null | grep -q ."
+# Until a packet arrived (or 30 s), not for a fixed 4 s.
+follow_capture() {
+  grpcurl -plaintext -max-time 40 -d "{\"id\":\"$id\",\"follow\":true}" "$agg" \
+    packetcapture.v1.CaptureService/DownloadCapture | jq --unbuffered -r .data |
+    while read -r c; do printf %s "$c" | base64 -d; done
+}
+# Output first, then the test: `tcpdump | grep -q` fails under pipefail when grep exits early.
+followed_a_packet() { [ -n "$(tcpdump -r "$out/follow.pcap" -n -c 1 2>/dev/null)" ]; }
+check "follow streams live packets" stream_until 30 "$out/follow.pcap" follow_capture followed_a_packet
 check "capturectl download through the port-forward" bash -c \
   "'$CAPTURECTL' --server $agg download '$id' -o '$out/capturectl.pcap' && tcpdump -r '$out/capturectl.pcap' -n 2>/dev/null | grep -q ."
 

@@ -97,9 +97,11 @@ real_node_healthy() {
 # ---------------------------------------------------------------------------------------
 
 real_pod_manifest() {  # NS NAME
-  jq -n --arg ns "$1" --arg name "$2" --arg node "$REAL_NODE_NAME" '{
+  # A label value has at most 63 chars; a pod name up to 253 (short_name: sim_nodes.sh).
+  jq -n --arg ns "$1" --arg name "$2" --arg node "$REAL_NODE_NAME" \
+    --arg app "$(short_name 63 "$2")" '{
     apiVersion: "v1", kind: "Pod",
-    metadata: {name: $name, namespace: $ns, labels: {app: $name}},
+    metadata: {name: $name, namespace: $ns, labels: {app: $app}},
     spec: {nodeSelector: {"kubernetes.io/hostname": $node}, terminationGracePeriodSeconds: 1,
            containers: [{name: "app", image: "busybox:1.36", imagePullPolicy: "IfNotPresent",
                          command: ["sleep", "86400"]}]}}'

@@ -19,10 +19,36 @@ validate_node() {
     die "unknown node '$1' (this cluster has: $(all_nodes | tr '\n' ' ')$([ "$REAL_NODE" = 0 ] || echo "$REAL_NODE_NAME"))"
 }
 
-# The netns name keeps node, namespace and pod readable. Dots cannot occur in DNS labels, so
-# the name is unambiguous; at most 3+1+6+1+63+1+63 = 138 chars, well inside NAME_MAX.
-pod_netns() { printf 'pc-%s.%s.%s' "$1" "$2" "$3"; }   # NODE NS NAME
-pod_record() { printf '%s/pods/%s.%s' "$STATE" "$1" "$2"; }
+# Pod names are DNS-1123 subdomains: up to 253 chars, dots allowed (namespaces are labels).
+is_dns_subdomain() {
+  [ "${#1}" -le 253 ] && [[ "$1" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$ ]]
+}
+validate_pod_name() {  # VALUE
+  is_dns_subdomain "$1" ||
+    die "invalid pod name '$1': must be a DNS-1123 subdomain (lowercase a-z, 0-9, '-', '.', at most 253 chars, alphanumeric around each dot and at both ends)"
+}
+
+# short_name MAX TEXT: TEXT itself when it has at most MAX chars; otherwise its start, '-'
+# and 10 hex digits of its SHA-256, MAX chars in all (no '.' or '-' before the '-'), so
+# names made from Kubernetes names fit NAME_MAX (255) and label values (63) and stay unique.
+short_name() {
+  local max=$1 text=$2 prefix
+  if [ "${#text}" -le "$max" ]; then
+    printf '%s' "$text"
+    return
+  fi
+  prefix=${text:0:$((max - 11))}
+  while [[ "$prefix" == *[.-] ]]; do prefix=${prefix%?}; done
+  printf '%s-%s' "$prefix" "$(printf '%s' "$text" | sha256sum | cut -c1-10)"
+}
+
+# A pod's key in file and netns names: "<ns>.<name>", readable (a namespace has no dot, so
+# the first dot ends it), shortened past 200 chars: a 63-char namespace and a 253-char pod
+# name would not fit NAME_MAX.
+pod_key() { short_name 200 "$1.$2"; }   # NS NAME
+# The netns name keeps node, namespace and pod readable: at most 3+6+1+200 = 210 chars.
+pod_netns() { printf 'pc-%s.%s' "$1" "$(pod_key "$2" "$3")"; }   # NODE NS NAME
+pod_record() { printf '%s/pods/%s' "$STATE" "$(pod_key "$1" "$2")"; }
 
 # Reads a pod record (key=value lines written by pod_add) into REC_* variables.
 read_pod_record() {  # FILE
@@ -309,9 +335,11 @@ delete_pod_network() {  # NETNS VETH
 }
 
 pod_manifest() {  # NODE NS NAME NETNS
-  jq -n --arg node "$1" --arg ns "$2" --arg name "$3" --arg netns "$4" '{
+  # A label value has at most 63 chars; a pod name up to 253.
+  jq -n --arg node "$1" --arg ns "$2" --arg name "$3" --arg netns "$4" \
+    --arg app "$(short_name 63 "$3")" '{
     apiVersion: "v1", kind: "Pod",
-    metadata: {name: $name, namespace: $ns, labels: {app: $name},
+    metadata: {name: $name, namespace: $ns, labels: {app: $app},
                annotations: {"testing.packet-capture/netns": $netns}},
     spec: {nodeName: $node, terminationGracePeriodSeconds: 0,
            containers: [{name: "app", image: "busybox", command: ["sleep", "infinity"]}]}}'
@@ -333,7 +361,7 @@ cmd_pod_add() {
   local node=$1 ns=$2 name=$3
   validate_label node "$node"
   validate_label namespace "$ns"
-  validate_label "pod name" "$name"
+  validate_pod_name "$name"
   require_root
   take_lock
   require_up
@@ -390,10 +418,16 @@ cmd_pod_add() {
   echo "$ip"
 }
 
+# Traffic runs are named traffic-<pod key>.<clock>: only an all-digit rest is this pod's
+# (pod "web" must not stop the traffic of pod "web.1").
+traffic_name() { printf 'traffic-%s.%s' "$(pod_key "$1" "$2")" "$3"; }   # NS NAME CLOCK
 stop_traffic_of() {  # NS NAME
-  local f
-  for f in "$STATE"/pids/traffic-"$1.$2".*.pid; do
-    [ -e "$f" ] && stop_daemon "$(basename "$f" .pid)"
+  local f run prefix
+  prefix=$(traffic_name "$1" "$2" "")
+  for f in "$STATE"/pids/"$prefix"*.pid; do
+    [ -e "$f" ] || continue
+    run=$(basename "$f" .pid)
+    [[ "${run#"$prefix"}" =~ ^[0-9]+$ ]] && stop_daemon "$run"
   done
   return 0
 }
@@ -402,7 +436,7 @@ cmd_pod_del() {
   [ $# -eq 2 ] || die "usage: pod del NAMESPACE NAME"
   local ns=$1 name=$2
   validate_label namespace "$ns"
-  validate_label "pod name" "$name"
+  validate_pod_name "$name"
   require_root
   take_lock
   require_up
@@ -437,6 +471,8 @@ cmd_pod_del() {
 
 cmd_pod_netns() {
   [ $# -eq 2 ] || die "usage: pod netns NAMESPACE NAME"
+  validate_label namespace "$1"
+  validate_pod_name "$2"
   local record
   record=$(pod_record "$1" "$2")
   [ -f "$record" ] || die "no pod $1/$2"
@@ -470,7 +506,7 @@ cmd_traffic() {
   [ $# -ge 2 ] && [ $# -le 3 ] || die "usage: traffic NAMESPACE NAME [SECONDS]"
   local ns=$1 name=$2 secs=${3:-10}
   validate_label namespace "$ns"
-  validate_label "pod name" "$name"
+  validate_pod_name "$name"
   [[ "$secs" =~ ^[0-9]+$ ]] && [ "$secs" -ge 1 ] && [ "$secs" -le 3600 ] ||
     die "SECONDS must be a whole number from 1 to 3600"
   require_root
@@ -479,8 +515,8 @@ cmd_traffic() {
   local record
   record=$(pod_record "$ns" "$name")
   [ -f "$record" ] || die "no pod $ns/$name (create it with 'pod add')"
-  # Dots never occur in DNS labels: traffic-<ns>.<name>.<ns-clock> names one pod's runs.
-  local id="traffic-$ns.$name.$(date +%s%N)"
+  local id
+  id=$(traffic_name "$ns" "$name" "$(date +%s%N)")
   # The state dir is an argument so pid_is_ours recognises the runner.
   start_daemon "$id" "$STATE/logs/traffic.log" "$self" __traffic "$STATE/" "$ns" "$name" "$secs" "$id"
   log "traffic from $ns/$name for ${secs}s in the background (pid $(cat "$(pid_file "$id")"))"
