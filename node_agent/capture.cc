@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -263,6 +264,14 @@ void Capture::TryStartRun(absl::Time now) {
   }
   const std::string netns_id = where.netns.id().ToString();
 
+  // tcpdump neither fails nor says anything when its volume is full: it goes
+  // on "capturing" into files that stop growing. A ring that cannot fit is
+  // refused here, with the figures, instead of running empty.
+  if (absl::Status room = CheckRoomForRing(); !room.ok()) {
+    Fail(std::string(room.message()), now);
+    return;
+  }
+
   ++run_;
   const std::string run_dir =
       absl::StrCat(dir(), "/", RunDirName(run_, spec_.max_files));
@@ -307,6 +316,23 @@ void Capture::TryStartRun(absl::Time now) {
                               {"netns_id", netns_id},
                               {"run", absl::StrCat(run_)},
                               {"pid", absl::StrCat(process_->pid())}});
+}
+
+absl::Status Capture::CheckRoomForRing() const {
+  struct statvfs fs;
+  if (statvfs(dir().c_str(), &fs) != 0) {
+    return absl::OkStatus();  // cannot tell: tcpdump's own errors will say
+  }
+  const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  // Files of earlier runs give way to the new run's (PruneOldRuns), so what
+  // the capture holds already counts as room.
+  const uint64_t room = free_bytes + bytes_;
+  const uint64_t ring = static_cast<uint64_t>(spec_.max_files) * kRingFileBytes;
+  if (room >= ring) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "only ", free_bytes, " bytes free on the capture volume (", env_->root,
+      "); a ring of ", spec_.max_files, " files needs ", ring,
+      ": free space there or ask for fewer files"));
 }
 
 void Capture::Restart(const CaptureSpec& spec, absl::Time now) {

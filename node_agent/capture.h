@@ -58,6 +58,10 @@ struct RunFile {
   absl::Time mtime;
 };
 
+// Bytes of one ring file: tcpdump -C 1 rotates after 1,000,000 bytes (a
+// file ends at most one record later).
+inline constexpr uint64_t kRingFileBytes = 1000000;
+
 class Capture {
  public:
   // A new capture for spec; creates its directory. id from MakeId().
@@ -113,6 +117,9 @@ class Capture {
 
   bool process_running() const { return process_ && process_->running(); }
   void TryStartRun(absl::Time now);
+  // OK if the volume has room for the whole ring (ResourceExhausted says
+  // how much is free and needed otherwise).
+  absl::Status CheckRoomForRing() const;
   void OnExit(int wait_status, absl::Time now);
   // Counts a failed start or an early exit: retry with backoff, or FAILED
   // after env.max_failures in a row.

@@ -5,6 +5,7 @@
 #include "node_agent/capture.h"
 
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -179,6 +180,54 @@ TEST_F(CaptureTest, AnIpHeldByTwoNamespacesFailsTheCaptureWithTheReason) {
     warned |= note.warning && note.reason == "CaptureFailed";
   }
   EXPECT_TRUE(warned);
+}
+
+// tcpdump writes nothing and says nothing when its volume is full: a ring
+// that cannot fit must be refused before it starts, with the reason.
+class SmallVolumeTest : public CaptureTest {
+ protected:
+  void MountTmpfs(const std::string& size) {
+    ASSERT_EQ(
+        system(absl::StrCat("mount -t tmpfs -o size=", size, " tmpfs ", root_)
+                   .c_str()),
+        0);
+    mounted_ = true;
+  }
+  void TearDown() override {
+    CaptureTest::TearDown();
+    capture_.reset();
+    if (mounted_) umount2(root_.c_str(), MNT_DETACH);
+  }
+  bool mounted_ = false;
+};
+
+TEST_F(SmallVolumeTest, ARingThatCannotFitFailsWithTheReason) {
+  MountTmpfs("1536k");
+  auto pod = TestNetns::Create("pod", ip_);
+  ASSERT_NE(pod, nullptr);
+  proc_.Point(4242, pod->path());
+  NetnsFinder finder({{}, true, proc_.root()});
+  spec_.max_files = 3;
+  StartWith(&finder);
+  const auto status = capture_->Status();
+  EXPECT_EQ(status.state(), packetcapture::v1::Capture::FAILED)
+      << status.message();
+  EXPECT_NE(status.message().find("free on the capture volume"),
+            std::string::npos)
+      << status.message();
+  EXPECT_EQ(NetnsOfRun1(), "") << "tcpdump started anyway";
+}
+
+TEST_F(SmallVolumeTest, ARingThatFitsStarts) {
+  MountTmpfs("8m");
+  auto pod = TestNetns::Create("pod", ip_);
+  ASSERT_NE(pod, nullptr);
+  proc_.Point(4242, pod->path());
+  NetnsFinder finder({{}, true, proc_.root()});
+  spec_.max_files = 3;
+  StartWith(&finder);
+  EXPECT_EQ(capture_->Status().state(), packetcapture::v1::Capture::RUNNING)
+      << capture_->Status().message();
 }
 
 }  // namespace
