@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/capture_layout.h"
 
 namespace pc::cli {
 namespace {
@@ -79,8 +80,9 @@ std::string FormatCaptureTable(const std::vector<Capture>& captures,
       message = absl::StrCat(HumanBytes(c.bytes_lost()), " lost before upload",
                              message.empty() ? "" : "; ", message);
     }
-    rows.push_back({Printable(c.id(), 120), Printable(c.node(), 63), PodOf(c),
-                    state, absl::StrCat(c.files_size(), "/", c.max_files()),
+    rows.push_back({Printable(c.id(), kMaxCaptureIdBytes),
+                    Printable(c.node(), 63), PodOf(c), state,
+                    absl::StrCat(c.files_size(), "/", c.max_files()),
                     HumanBytes(c.bytes()), absl::StrCat(c.packets()),
                     absl::StrCat(c.dropped_packets()),
                     HumanAge(c.has_start_time() ? ToTime(c.start_time())
@@ -118,10 +120,10 @@ std::string FormatEvent(const CaptureEvent& event) {
                         " SYNCED (the captures above are the current ones)");
   }
   const Capture& c = event.capture();
-  return absl::StrJoin(
-      {when, type, Printable(c.id(), 120), Printable(c.node(), 63), PodOf(c),
-       StateName(c.state()), absl::StrCat(c.packets(), " packets")},
-      " ");
+  return absl::StrJoin({when, type, Printable(c.id(), kMaxCaptureIdBytes),
+                        Printable(c.node(), 63), PodOf(c), StateName(c.state()),
+                        absl::StrCat(c.packets(), " packets")},
+                       " ");
 }
 
 }  // namespace pc::cli
