@@ -12,16 +12,30 @@
 #include <string>
 
 // Aborts with the condition and a message when `cond` is false.
-#define FUZZ_CHECK(cond, msg)                                              \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      std::fprintf(stderr, "%s:%d: FUZZ_CHECK(%s) failed: %s\n", __FILE__, \
-                   __LINE__, #cond, std::string(msg).c_str());             \
-      std::abort();                                                        \
-    }                                                                      \
+#define FUZZ_CHECK(cond, msg)                                           \
+  do {                                                                  \
+    if (!(cond)) pc::fuzz::CheckFailed(__FILE__, __LINE__, #cond, msg); \
   } while (0)
 
+// Present when a sanitizer runtime is linked in.
+extern "C" void __sanitizer_report_error_summary(const char* summary)
+    __attribute__((weak));
+
 namespace pc::fuzz {
+
+// Prints the failure and aborts. The message also goes to the sanitizer's
+// report stream, which survives libFuzzer's -close_fd_mask=2 (testing/fuzz.sh
+// silences the code's own stderr logs that way).
+[[noreturn]] inline void CheckFailed(const char* file, int line,
+                                     const char* cond, const std::string& msg) {
+  const std::string text = std::string(file) + ":" + std::to_string(line) +
+                           ": FUZZ_CHECK(" + cond + ") failed: " + msg;
+  std::fprintf(stderr, "%s\n", text.c_str());
+  if (__sanitizer_report_error_summary) {
+    __sanitizer_report_error_summary(text.c_str());
+  }
+  std::abort();
+}
 
 // Reads values from the front of the input; past the end every value is 0 or
 // empty, so a harness never has to check sizes.
