@@ -101,8 +101,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       content = in.Bytes(in.Byte());
     } else {
       const GlobalHeader& h = formats[(how >> 2) & 1];
-      content = pc::pcap::SerializeGlobalHeader(h) +
-                Records(h, ts++, in.Byte() % 5, 20 + in.Byte());
+      // One read per statement: argument order is unspecified.
+      const int n = in.Byte() % 5;
+      const size_t record_size = 20 + in.Byte();
+      content =
+          pc::pcap::SerializeGlobalHeader(h) + Records(h, ts++, n, record_size);
       if (how & 8) content.resize(in.U16() % (content.size() + 1));
     }
     Write(path(i), content, O_TRUNC);
@@ -135,7 +138,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       case 2: {  // tcpdump appends to the current file
         const GlobalHeader& h = formats[0];
-        std::string recs = Records(h, ts++, 1 + in.Byte() % 3, in.Byte());
+        const int n = 1 + in.Byte() % 3;
+        const size_t record_size = in.Byte();
+        std::string recs = Records(h, ts++, n, record_size);
         if (in.Bool()) recs.resize(in.U16() % (recs.size() + 1));
         Write(path(writer), recs, O_APPEND);
         SetMtime(path(writer), clock_ms += 10);
