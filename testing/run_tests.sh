@@ -56,7 +56,8 @@ run asan --config=asan //... --test_tag_filters=-e2e,-no-asan
 # for the uninstrumented system libraries, documented suppressions). The
 # gRPC-facing tests get 3 attempts: gRPC's internals still cause a false
 # report in about one run in ten (see third_party/tsan/tsan.supp).
-run tsan --config=tsan //aggregator:store_test //aggregator:sync_group_test \
+run tsan --config=tsan //third_party:tsan_probe_test \
+  //aggregator:store_test //aggregator:sync_group_test \
   //aggregator:work_queue_test //aggregator:ingest_service_test \
   //node_agent:uplink_test //common/kube:pod_watcher_test //common:capture_service_test \
   --flaky_test_attempts=//aggregator:ingest_service_test,//node_agent:uplink_test,//common:capture_service_test@3
