@@ -31,10 +31,12 @@ TEST(Strand, RunsTasksInOrderOneAtATime) {
 }
 
 TEST(Strand, DifferentStrandsRunInParallel) {
+  // Declared before the pool, so they outlive it: a's task may still be
+  // returning from b_done's wait when the main thread's wait returns.
+  absl::Notification a_started, b_done;
   ThreadPool pool(2);
   auto a = std::make_shared<Strand>(&pool);
   auto b = std::make_shared<Strand>(&pool);
-  absl::Notification a_started, b_done;
   a->Post([&] {
     a_started.Notify();
     // Blocks until b ran: only possible on another pool thread.

@@ -172,7 +172,12 @@ class WatchReactor final : public grpc::ServerWriteReactor<CaptureEvent> {
             grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
       } else {
         queue_.pop_front();
-        if (overflow_) {
+        if (cancelled_) {
+          // OnCancel came while this write was in flight and left the
+          // finishing to us: no later write or reaction will.
+          finish = MarkFinished(
+              grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+        } else if (overflow_) {
           finish = MarkFinished(
               grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                            "watcher fell too far behind; watch again"));

@@ -1,6 +1,12 @@
 #include "common/capture_service.h"
 
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <future>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -126,9 +132,25 @@ class Served {
         grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
                             grpc::InsecureChannelCredentials()));
   }
-  ~Served() { server_->Shutdown(); }
+  ~Served() {
+    if (server_ != nullptr) server_->Shutdown();
+  }
 
   packetcapture::v1::CaptureService::Stub& stub() { return *stub_; }
+  CaptureRegistry& registry() { return registry_; }
+  // Shuts the server down, which waits until every call has finished; true
+  // if that happened within `limit`. On false the server is abandoned.
+  bool ShutdownWithin(std::chrono::seconds limit) {
+    auto done = std::make_shared<std::promise<void>>();
+    std::future<void> finished = done->get_future();
+    std::thread([server = server_.get(), done] {
+      server->Shutdown();
+      done->set_value();
+    }).detach();
+    if (finished.wait_for(limit) != std::future_status::ready) return false;
+    server_.reset();
+    return true;
+  }
 
  private:
   static PcapSourceOpener NoDownloads() {
@@ -198,6 +220,37 @@ TEST(CaptureServicePeers, RefusedPeerGetsPermissionDeniedOnEveryMethod) {
   }
   ASSERT_EQ(asked.size(), 4u);
   EXPECT_TRUE(absl::StartsWith(asked[0], "ipv4:127.0.0.1:")) << asked[0];
+}
+
+// A watch cancelled while one of its events is being written must still
+// finish: that write then completes normally, and nothing else is left to
+// end the call. Until then such a call never ended, its registry
+// subscription stayed, and Server::Shutdown() waited forever (found by
+// aggregator_api_fuzz). Many initial events keep a write in flight when the
+// cancel arrives.
+TEST(CaptureServiceWatch, CancelledWatchFinishesWithAWriteInFlight) {
+  Served served(IsLoopbackPeer);
+  for (int i = 0; i < 2000; ++i) {
+    served.registry().Put(Make("capture-" + std::to_string(i), "node-a", "web",
+                               i, Capture::RUNNING));
+  }
+  for (int round = 0; round < 20; ++round) {
+    grpc::ClientContext context;
+    auto reader = served.stub().WatchCaptures(
+        &context, packetcapture::v1::WatchCapturesRequest());
+    CaptureEvent event;
+    ASSERT_TRUE(reader->Read(&event));
+    context.TryCancel();
+    while (reader->Read(&event)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  if (!served.ShutdownWithin(std::chrono::seconds(20))) {
+    ADD_FAILURE() << "server shutdown still waiting after 20 s: a cancelled "
+                     "WatchCaptures call never finished";
+    std::fflush(stdout);
+    std::_Exit(1);  // the abandoned server cannot be destroyed
+  }
 }
 
 }  // namespace

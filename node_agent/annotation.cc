@@ -1,5 +1,6 @@
 #include "node_agent/annotation.h"
 
+#include <cstdint>
 #include <string>
 
 #include "absl/strings/ascii.h"
@@ -40,18 +41,20 @@ absl::StatusOr<int> ParseMaxFiles(absl::string_view value, int max_files) {
     return absl::InvalidArgumentError(absl::StrCat(
         kCaptureAnnotation, "=", Quote(value), " is not valid: ", expected));
   }
-  // More digits than max_files has cannot be in range (and cannot overflow).
+  // More digits than max_files has cannot be in range.
   if (value.size() > std::to_string(max_files).size()) {
     return absl::InvalidArgumentError(absl::StrCat(
         kCaptureAnnotation, "=", Quote(value), " is too large: ", expected));
   }
-  int n = 0;
+  // At most ten digits here: int64_t holds them even when max_files is near
+  // INT_MAX.
+  int64_t n = 0;
   for (char c : value) n = n * 10 + (c - '0');
   if (n > max_files) {
     return absl::InvalidArgumentError(absl::StrCat(
         kCaptureAnnotation, "=", Quote(value), " is too large: ", expected));
   }
-  return n;
+  return static_cast<int>(n);
 }
 
 }  // namespace pc::agent

@@ -1,5 +1,7 @@
 #include "node_agent/annotation.h"
 
+#include <limits>
+
 #include "gtest/gtest.h"
 
 namespace pc::agent {
@@ -23,6 +25,16 @@ TEST(ParseMaxFiles, RejectsEverythingElseWithTheValueInTheMessage) {
               absl::string_view::npos)
         << parsed.status();
   }
+}
+
+// The digit-count check bounds the value by 10^digits(max_files), not by
+// INT_MAX: with the largest max_files, ten nines must not wrap around.
+TEST(ParseMaxFiles, LargestMaxFilesDoesNotOverflow) {
+  constexpr int kMax = std::numeric_limits<int>::max();
+  EXPECT_EQ(ParseMaxFiles("2147483647", kMax).value(), kMax);
+  auto parsed = ParseMaxFiles("9999999999", kMax);
+  ASSERT_FALSE(parsed.ok()) << "accepted as " << *parsed;
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ParseMaxFiles, QuotesHostileValuesSafely) {

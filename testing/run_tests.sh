@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need, runs every test (the format
-# check, unit tests, the same unit tests under AddressSanitizer + UBSan, and the
-# end-to-end tests on the local cluster, a real kubelet node among them), and ends
-# with one line "N passed, N failed".
+# check, unit tests, the same unit tests under AddressSanitizer + UBSan, the
+# concurrent parts' tests under ThreadSanitizer, the end-to-end tests on the
+# local cluster, a real kubelet node among them, and every fuzz target for
+# PC_FUZZ_SECONDS, default 40, each), and ends with one line "N passed, N failed".
 # Needs root (network namespaces, tcpdump, containerd). Exit status 0 only if all passed.
 set -uo pipefail
 
@@ -51,7 +52,27 @@ fi
 
 run unit //... --test_tag_filters=-e2e
 run asan --config=asan //... --test_tag_filters=-e2e,-no-asan
+# ThreadSanitizer on the concurrent parts (third_party/tsan: lock annotations
+# for the uninstrumented system libraries, documented suppressions). The
+# gRPC-facing tests get 3 attempts: gRPC's internals still cause a false
+# report in about one run in ten (see third_party/tsan/tsan.supp).
+run tsan --config=tsan //third_party:tsan_probe_test \
+  //aggregator:store_test //aggregator:sync_group_test \
+  //aggregator:work_queue_test //aggregator:ingest_service_test \
+  //node_agent:uplink_test //common/kube:pod_watcher_test //common:capture_service_test \
+  --flaky_test_attempts=//aggregator:ingest_service_test,//node_agent:uplink_test,//common:capture_service_test@3
 run e2e //... --test_tag_filters=e2e
+
+# Every fuzz target for a bounded time (testing/fuzz.sh; one test case each).
+# Last: its clang build re-configures the C++ toolchain, which the gcc builds
+# above would otherwise have to undo.
+echo "== fuzz: testing/fuzz.sh ${PC_FUZZ_SECONDS:-40}" >&2
+fuzz_line=$(testing/fuzz.sh "${PC_FUZZ_SECONDS:-40}" 2>&1 | tee "$logs/fuzz.log" >&2; tail -1 "$logs/fuzz.log")
+fp=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p' <<< "$fuzz_line")
+ff=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p' <<< "$fuzz_line")
+echo "fuzz: ${fuzz_line}" >&2
+total_passed=$((total_passed + ${fp:-0}))
+total_failed=$((total_failed + ${ff:-1}))
 
 bazel shutdown >/dev/null 2>&1
 echo "$total_passed passed, $total_failed failed"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the build, the demo and the tests need on a fresh Debian
 # bookworm machine, idempotently: Debian packages (Bazel, gRPC, Protobuf, Abseil,
-# libcurl, yaml-cpp, GoogleTest, tcpdump, iproute2) and the pinned Go-built tools
-# (etcd, kube-apiserver, kubectl, grpcurl; see testing/tools/versions.env).
+# libcurl, yaml-cpp, GoogleTest, tcpdump, iproute2, clang for the fuzzers) and
+# the pinned Go-built tools (etcd, kube-apiserver, kubectl, grpcurl; see
+# testing/tools/versions.env).
 #
 #   testing/setup.sh              # what the local cluster needs
 #   testing/setup.sh --real-node  # also what a real node needs: containerd, runc, the
@@ -37,6 +38,9 @@ APT_PACKAGES=(
   procps
   debootstrap
   clang-format
+  # The fuzz targets (testing/fuzz.sh): clang and its libFuzzer runtime.
+  clang-14
+  libclang-rt-14-dev
 )
 # A real node (testing/cluster.sh up --real-node).
 REAL_NODE_PACKAGES=(

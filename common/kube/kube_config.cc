@@ -106,7 +106,8 @@ absl::StatusOr<KubeConfig> ParseImpl(absl::string_view yaml,
   }
 
   KubeConfig config;
-  config.server = std::string(absl::StripSuffix(Str(cluster, "server"), "/"));
+  config.server = Str(cluster, "server");
+  while (absl::EndsWith(config.server, "/")) config.server.pop_back();
   if (config.server.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "kubeconfig: cluster \"", cluster_name, "\" has no server"));
