@@ -46,13 +46,21 @@ namespace {
 namespace v1 = packetcapture::v1;
 using pc::aggregator::AgentIdentity;
 
-// Tokens the fake accepts, with the node each is bound to ("" = none).
+AgentIdentity Identity(const std::string& node) {
+  AgentIdentity identity;
+  identity.username = "agent";
+  identity.node = node;
+  return identity;
+}
+
+// Tokens the fake accepts, with the node each is bound to ("" = none, which
+// the ingest service refuses).
 class FakeAuthenticator : public pc::aggregator::Authenticator {
  public:
   absl::StatusOr<AgentIdentity> Authenticate(
       const std::string& token) override {
-    if (token == "agent-token") return AgentIdentity{"agent", ""};
-    if (token == "node-a-token") return AgentIdentity{"agent", "node-a"};
+    if (token == "agent-token") return Identity("");
+    if (token == "node-a-token") return Identity("node-a");
     if (token == "stranger") return absl::PermissionDeniedError("not agent");
     if (token == "flaky") return absl::UnavailableError("API unreachable");
     return absl::UnauthenticatedError("bad token");

@@ -42,10 +42,6 @@ absl::StatusOr<std::unique_ptr<IngestStream>> IngestStream::Open(
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, Millis(options.keepalive_time));
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, Millis(options.keepalive_timeout));
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  // Keep pinging an idle stream too (gRPC stops after two pings without data
-  // by default): the aggregator accepts a ping every 5 s
-  // (--min_agent_ping_interval), so a partition is noticed on a quiet node.
-  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   // A subchannel of this channel's own: a new stream must never ride on the
   // TCP connection a half-open previous one is stuck on.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
