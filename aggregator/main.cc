@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "aggregator/authenticator.h"
 #include "aggregator/ingest_service.h"
+#include "aggregator/read_authorizer.h"
 #include "aggregator/store.h"
 #include "common/capture_registry.h"
 #include "common/capture_service.h"
@@ -26,7 +27,8 @@
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:9090",
           "gRPC address for IngestService and CaptureService (host:port); "
-          "CaptureService answers loopback peers only (kubectl port-forward)");
+          "CaptureService serves callers with a bearer token (per namespace, "
+          "by RBAC) and loopback peers (kubectl port-forward)");
 ABSL_FLAG(std::string, data_dir, "/data", "where captures are stored");
 ABSL_FLAG(std::string, kubeconfig, "",
           "kubeconfig for TokenReview; default: in-cluster config");
@@ -48,6 +50,13 @@ ABSL_FLAG(absl::Duration, sync_delay, absl::Milliseconds(5),
           "(0 = never); adds at most this to an acknowledgement");
 ABSL_FLAG(absl::Duration, token_cache_ttl, absl::Seconds(60),
           "how long a TokenReview answer is reused");
+ABSL_FLAG(absl::Duration, read_cache_ttl, absl::Seconds(10),
+          "how long a reader's TokenReview and SubjectAccessReview answers "
+          "are reused");
+ABSL_FLAG(std::string, read_audience, "",
+          "an audience readers' tokens may be minted for besides the API "
+          "server's own (kubectl create token SA --audience=...); empty: the "
+          "API server's only");
 
 namespace {
 
@@ -85,6 +94,9 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_token_cache_ttl) < absl::ZeroDuration()) {
     return Fail("--token_cache_ttl must not be negative");
   }
+  if (absl::GetFlag(FLAGS_read_cache_ttl) < absl::ZeroDuration()) {
+    return Fail("--read_cache_ttl must not be negative");
+  }
   if (absl::GetFlag(FLAGS_audience).empty() ||
       absl::GetFlag(FLAGS_agent_identity).empty()) {
     return Fail("--audience and --agent_identity must not be empty");
@@ -104,6 +116,15 @@ int main(int argc, char** argv) {
   pc::aggregator::TokenReviewAuthenticator authenticator(std::move(*http),
                                                          auth_options);
 
+  // Readers: TokenReview + SubjectAccessReview per namespace.
+  auto read_http = pc::kube::HttpClient::Create(*kube_config);
+  if (!read_http.ok()) return Fail(read_http.status().ToString());
+  pc::aggregator::ApiReadAuthorizer::Options read_options;
+  read_options.extra_audience = absl::GetFlag(FLAGS_read_audience);
+  read_options.cache_ttl = absl::GetFlag(FLAGS_read_cache_ttl);
+  pc::aggregator::ApiReadAuthorizer read_authorizer(std::move(*read_http),
+                                                    read_options);
+
   pc::CaptureRegistry registry;
   pc::aggregator::StoreOptions store_options;
   store_options.data_dir = absl::GetFlag(FLAGS_data_dir);
@@ -121,15 +142,16 @@ int main(int argc, char** argv) {
   pc::aggregator::IngestServiceImpl ingest(store->get(), &authenticator,
                                            ingest_options);
   pc::aggregator::Store* store_ptr = store->get();
-  // Agents reach IngestService over the network (token-authenticated);
-  // CaptureService serves pcap data and has no authentication of its own, so
-  // it answers loopback peers only: users come through kubectl port-forward.
+  // Agents reach IngestService over the network (token-authenticated).
+  // CaptureService serves pcap data: to callers with a bearer token, the
+  // namespaces RBAC lets them read; without a token, to loopback peers only
+  // (kubectl port-forward, which the API server authorizes).
   pc::CaptureServiceImpl query(
       &registry,
       [store_ptr](const packetcapture::v1::Capture& capture, bool follow) {
         return store_ptr->OpenReader(capture.id(), follow);
       },
-      pc::IsLoopbackPeer);
+      pc::IsLoopbackPeer, &read_authorizer);
 
   auto running = pc::StartServer(absl::GetFlag(FLAGS_listen), {&ingest, &query},
                                  /*max_receive_message_bytes=*/8 << 20);
