@@ -101,6 +101,7 @@ agent_config() {
 }
 plain_objects="ClusterRole//packet-capture-agent
 ClusterRole//packet-capture-aggregator
+ClusterRole//packet-capture-reader
 ClusterRoleBinding//packet-capture-agent
 ClusterRoleBinding//packet-capture-aggregator
 ConfigMap/kube-system/capture-agent-config
@@ -222,6 +223,16 @@ agent_not_restricted() {
   return 0
 }
 check "the agent's pod is refused by the same restricted namespace" agent_not_restricted
+runtime_default_seccomp() {
+  local kind=$1 name=$2
+  obj $W "$kind" "$name" | jq -e '.spec.template.spec as $p |
+    [$p.containers[] | (.securityContext.seccompProfile.type // $p.securityContext.seccompProfile.type)] |
+    all(. == "RuntimeDefault")' > /dev/null
+}
+check "the agent's containers run under the RuntimeDefault seccomp profile" \
+  runtime_default_seccomp DaemonSet capture-agent
+check "the aggregator's containers run under the RuntimeDefault seccomp profile" \
+  runtime_default_seccomp Deployment capture-aggregator
 
 # Switching variants for real: the agent ConfigMap follows the variant
 # applied last (no controllers run here, so no pods start).
@@ -278,8 +289,12 @@ check "capture-aggregator can create tokenreviews" \
 check "capture-aggregator cannot get pods" can_i capture-aggregator no get pods -A
 check "capture-aggregator cannot list pods" can_i capture-aggregator no list pods -A
 check "capture-aggregator cannot get secrets" can_i capture-aggregator no get secrets -A
-check "capture-aggregator cannot create subjectaccessreviews" \
-  can_i capture-aggregator no create subjectaccessreviews.authorization.k8s.io
+check "capture-aggregator can create subjectaccessreviews" \
+  can_i capture-aggregator yes create subjectaccessreviews.authorization.k8s.io
+check "capture-aggregator cannot create localsubjectaccessreviews" \
+  can_i capture-aggregator no create localsubjectaccessreviews.authorization.k8s.io -n default
+check "capture-aggregator cannot read captures itself" \
+  can_i capture-aggregator no get captures.packetcapture.antrea.io -n default
 check "capture-aggregator cannot mint ServiceAccount tokens" \
   can_i capture-aggregator no create serviceaccounts/token -n kube-system
 
