@@ -293,8 +293,20 @@ check "capture-aggregator can create subjectaccessreviews" \
   can_i capture-aggregator yes create subjectaccessreviews.authorization.k8s.io
 check "capture-aggregator cannot create localsubjectaccessreviews" \
   can_i capture-aggregator no create localsubjectaccessreviews.authorization.k8s.io -n default
-check "capture-aggregator cannot read captures itself" \
-  can_i capture-aggregator no get captures.packetcapture.antrea.io -n default
+# kubectl auth can-i cannot name a resource that discovery does not know.
+may_read_captures() {  # USER NS -> the API server's "allowed"
+  jq -n --arg user "$1" --arg ns "$2" '{apiVersion: "authorization.k8s.io/v1",
+    kind: "SubjectAccessReview", spec: {user: $user, groups: ["system:authenticated"],
+    resourceAttributes: {namespace: $ns, verb: "get",
+      group: "packetcapture.antrea.io", resource: "captures"}}}' |
+    kubectl create -f - -o jsonpath='{.status.allowed}'
+}
+check "capture-aggregator cannot read captures itself" bash -c \
+  "$(declare -f may_read_captures); [ \"\$(may_read_captures system:serviceaccount:kube-system:capture-aggregator default)\" != true ]"
+check "  ... while a RoleBinding to packet-capture-reader grants it in its namespace only" bash -c \
+  "kubectl -n default create rolebinding pc-reader-check --clusterrole=packet-capture-reader --user=reader-check >&2 &&
+   $(declare -f may_read_captures); ok=\$(may_read_captures reader-check default); other=\$(may_read_captures reader-check kube-system);
+   kubectl -n default delete rolebinding pc-reader-check >&2; [ \"\$ok\" = true ] && [ \"\$other\" != true ]"
 check "capture-aggregator cannot mint ServiceAccount tokens" \
   can_i capture-aggregator no create serviceaccounts/token -n kube-system
 
