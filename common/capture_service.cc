@@ -342,6 +342,27 @@ CaptureServiceImpl::DownloadCapture(grpc::CallbackServerContext* context,
   }
   std::vector<std::string> namespaces;
   if (capture) namespaces.push_back(capture->namespace_());
+  if (capture && follow) {
+    // A follow may last hours: the token and the binding are asked again.
+    reactor->SetRecheck(
+        [authorizer = authorizer_, token = admission.token,
+         ns = capture->namespace_()](
+            std::function<void(const grpc::Status&)> answer) {
+          authorizer->CanRead(
+              token, {ns},
+              [answer = std::move(answer),
+               ns](absl::StatusOr<std::vector<bool>> allowed) {
+                if (!allowed.ok()) {
+                  answer(ToGrpcStatus(allowed.status()));
+                } else if (allowed->empty() || !allowed->front()) {
+                  answer(MayNotRead(ns));
+                } else {
+                  answer(grpc::Status::OK);
+                }
+              });
+        },
+        follow_recheck_);
+  }
   reactor->Hold();
   authorizer_->CanRead(
       admission.token, namespaces,

@@ -17,6 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "common/capture_registry.h"
 #include "common/capture_streams.h"
 #include "common/peer.h"
@@ -68,6 +69,13 @@ class CaptureServiceImpl final
       grpc::CallbackServerContext* context,
       const packetcapture::v1::WatchCapturesRequest* request) override;
 
+  // How often a follow-mode download by token asks the authorizer again
+  // (default 10 s); an answer other than "may read" ends it. Call before
+  // serving.
+  void SetFollowRecheckInterval(absl::Duration interval) {
+    follow_recheck_ = interval;
+  }
+
   // Pure listing logic, exposed for tests: filter, newest first, keyset
   // paging with an opaque token.
   static absl::StatusOr<packetcapture::v1::ListCapturesResponse> ListPage(
@@ -87,6 +95,7 @@ class CaptureServiceImpl final
   PcapSourceOpener opener_;
   PeerFilter allow_peer_;
   ReadAuthorizer* authorizer_;
+  absl::Duration follow_recheck_ = absl::Seconds(10);
 };
 
 }  // namespace pc

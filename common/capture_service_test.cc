@@ -120,17 +120,20 @@ TEST(CaptureRegistry, EventsForAddModifyDeleteAndInitialSync) {
 // A pcap stream of fixed bytes, for downloads.
 class FixedSource : public PcapSource {
  public:
-  explicit FixedSource(std::string data) : data_(std::move(data)) {}
+  // `endless`: never Done, as a running capture being followed.
+  FixedSource(std::string data, bool endless)
+      : data_(std::move(data)), endless_(endless) {}
   absl::StatusOr<size_t> Read(std::string* out, size_t max_bytes) override {
     size_t n = std::min(max_bytes, data_.size() - offset_);
     out->append(data_, offset_, n);
     offset_ += n;
     return n;
   }
-  bool Done() override { return offset_ == data_.size(); }
+  bool Done() override { return !endless_ && offset_ == data_.size(); }
 
  private:
   const std::string data_;
+  const bool endless_;
   size_t offset_ = 0;
 };
 
@@ -155,12 +158,13 @@ class Served {
 
   packetcapture::v1::CaptureService::Stub& stub() { return *stub_; }
   CaptureRegistry& registry() { return registry_; }
+  CaptureServiceImpl& service() { return service_; }
 
  private:
   static PcapSourceOpener Opener() {
     return [](const Capture& capture,
-              bool) -> absl::StatusOr<std::unique_ptr<PcapSource>> {
-      return std::make_unique<FixedSource>("pcap of " + capture.id());
+              bool follow) -> absl::StatusOr<std::unique_ptr<PcapSource>> {
+      return std::make_unique<FixedSource>("pcap of " + capture.id(), follow);
     };
   }
 
@@ -534,6 +538,32 @@ TEST_F(ReadAccess, WatchOfAnUnreadableNamespaceIsPermissionDenied) {
   EXPECT_EQ(nothing->Initial(), std::vector<std::string>{"SYNCED"});
   nothing->context.TryCancel();
   nothing->reader->Finish();
+}
+
+TEST_F(ReadAccess, FollowEndsOnceTheTokenMayNoLongerRead) {
+  served_.service().SetFollowRecheckInterval(absl::Milliseconds(200));
+  grpc::ClientContext context;
+  Bearer(&context, "web-reader");
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(10));
+  packetcapture::v1::DownloadCaptureRequest request;
+  request.set_id("a");
+  request.set_follow(true);
+  auto reader = served_.stub().DownloadCapture(&context, request);
+  packetcapture::v1::DownloadCaptureResponse chunk;
+  ASSERT_TRUE(reader->Read(&chunk));
+  EXPECT_EQ(chunk.data(), "pcap of a");
+  // Still following after a few rechecks that say yes.
+  absl::SleepFor(absl::Milliseconds(700));
+  const size_t asked = authorizer_.asked().size();
+  EXPECT_GE(asked, 3u);
+  authorizer_.Allow("web-reader", {"db"});  // the binding in "web" is gone
+  const absl::Time revoked = absl::Now();
+  EXPECT_FALSE(reader->Read(&chunk));
+  grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED)
+      << status.error_message();
+  EXPECT_LT(absl::Now() - revoked, absl::Seconds(2));
 }
 
 TEST(ReadAccessPeers, LoopbackWithoutTokenReadsEverythingWithATokenAsItSays) {

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/grpc_status.h"
 
 namespace pc {
@@ -34,6 +35,7 @@ void DownloadReactor::Begin(
     absl::MutexLock lock(&mu_);
     if (finished_) return;  // cancelled while waiting
     begun_ = true;
+    next_recheck_ = absl::Now() + recheck_interval_;
     if (source.ok()) {
       source_ = std::move(*source);
     } else {
@@ -60,8 +62,8 @@ void DownloadReactor::OnCancel() {
   {
     absl::MutexLock lock(&mu_);
     cancelled_ = true;
-    if (!begun_ && !finished_) {
-      // Still waiting for Begin: nothing in flight, finish at once.
+    if ((!begun_ || recheck_pending_) && !finished_) {
+      // Waiting for Begin or a recheck: nothing in flight, finish at once.
       finished_ = true;
       finish_now = true;
     }
@@ -79,6 +81,8 @@ void DownloadReactor::Step() {
     if (finished_) return;
     if (cancelled_) {
       finish = grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    } else if (end_) {
+      finish = *end_;
     } else {
       response_.Clear();
       auto n = source_->Read(response_.mutable_data(), kDownloadChunk);
@@ -92,19 +96,40 @@ void DownloadReactor::Step() {
       } else if (follow_ && !source_->Done()) {
         alarm_pending_ = true;
         alarm_.Set(std::chrono::system_clock::now() + kFollowPoll,
-                   [this](bool) {
-                     {
-                       absl::MutexLock lock(&mu_);
-                       alarm_pending_ = false;
-                     }
-                     Step();
-                   });
+                   [this](bool ok) { OnPoll(ok); });
         return;
       }
     }
     finished_ = true;
   }
   Finish(finish);
+}
+
+void DownloadReactor::OnPoll(bool ok) {
+  bool recheck = false;
+  {
+    absl::MutexLock lock(&mu_);
+    alarm_pending_ = false;
+    if (ok && recheck_ && !cancelled_ && absl::Now() >= next_recheck_) {
+      recheck = true;
+      recheck_pending_ = true;
+      next_recheck_ = absl::Now() + recheck_interval_;
+    }
+  }
+  if (!recheck) {
+    Step();
+    return;
+  }
+  Hold();  // for the answer
+  recheck_([this](const grpc::Status& status) {
+    {
+      absl::MutexLock lock(&mu_);
+      recheck_pending_ = false;
+      if (!status.ok() && !end_) end_ = status;
+    }
+    Step();
+    Release();
+  });
 }
 
 // ---- WatchReactor ----

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -20,6 +21,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/capture_registry.h"
 #include "common/read_access.h"
 #include "grpcpp/alarm.h"
@@ -59,7 +61,20 @@ class DownloadReactor final : public grpc::ServerWriteReactor<
                                   packetcapture::v1::DownloadCaptureResponse>,
                               public RefCounted {
  public:
+  // Asks whether the caller may still read; calls its argument once, on any
+  // thread, with OK or the status to end the download with.
+  using Recheck =
+      std::function<void(std::function<void(const grpc::Status&)> answer)>;
+
   explicit DownloadReactor(bool follow) : follow_(follow) {}
+
+  // Follow mode: while waiting for new data, ask `recheck` every `interval`
+  // and end the download with its answer when that is not OK. Call before
+  // Begin.
+  void SetRecheck(Recheck recheck, absl::Duration interval) {
+    recheck_ = std::move(recheck);
+    recheck_interval_ = interval;
+  }
 
   // Streams `source`, or finishes with its error; does nothing once the call
   // was cancelled. Call once.
@@ -72,8 +87,12 @@ class DownloadReactor final : public grpc::ServerWriteReactor<
  private:
   // Writes the next chunk, or waits for more (follow), or finishes.
   void Step();
+  // The follow poll's alarm fired: recheck if due, then Step.
+  void OnPoll(bool ok);
 
   const bool follow_;
+  Recheck recheck_;
+  absl::Duration recheck_interval_;
   absl::Mutex mu_;
   std::unique_ptr<PcapSource> source_ ABSL_GUARDED_BY(mu_);
   packetcapture::v1::DownloadCaptureResponse response_ ABSL_GUARDED_BY(mu_);
@@ -82,6 +101,9 @@ class DownloadReactor final : public grpc::ServerWriteReactor<
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   bool alarm_pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool recheck_pending_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time next_recheck_ ABSL_GUARDED_BY(mu_);
+  std::optional<grpc::Status> end_ ABSL_GUARDED_BY(mu_);
   grpc::Alarm alarm_;
 };
 
