@@ -238,11 +238,20 @@ check "capturectl without a token: UNAUTHENTICATED, exit 1" bash -c \
 check "loopback without a token still lists both namespaces" bash -c \
   "grpcurl -plaintext $agg packetcapture.v1.CaptureService/ListCaptures |
    jq -e '[.captures[].namespace] | unique == [\"team-a\",\"team-b\"]' > /dev/null"
+check "loopback, the README's capturectl --token-file list: team-a only, no warning" bash -c \
+  "'$CAPTURECTL' --server $agg --token-file '$work/reader.token' list > '$work/lo-list.txt' 2> '$work/lo-list.err' &&
+   grep -q ' team-a/web-a ' '$work/lo-list.txt' && ! grep -q team-b '$work/lo-list.txt' &&
+   ! grep -q warning '$work/lo-list.err'"
 check "loopback with the reader's token: the token decides (team-a only)" bash -c \
   "grpcurl -plaintext -H \"authorization: Bearer \$TOKEN\" $agg packetcapture.v1.CaptureService/ListCaptures |
    jq -e '[.captures[].namespace] | unique == [\"team-a\"]' > /dev/null"
 
 # --- revoking the RoleBinding takes effect once the cached answer expires ---
+# A follow that runs across the revocation ends with it (it asks again every 10 s).
+in_client "$CAPTURECTL" --server "$remote" --token-file "$work/reader.token" follow "$id_a" \
+  > "$work/follow.pcap" 2> "$work/follow.err" &
+follow_pid=$!
+sleep 2
 kubectl -n team-a delete rolebinding capture-readers > /dev/null
 revoked=$(date +%s)
 revoked_now() {
@@ -250,6 +259,12 @@ revoked_now() {
 }
 check_eventually "after the RoleBinding is deleted the reader is refused within the 10 s cache" 15 revoked_now
 e2e_log "refused $(( $(date +%s) - revoked )) s after the RoleBinding was deleted"
+follow_ended() { ! kill -0 "$follow_pid" 2> /dev/null; }
+check_eventually "a follow download running across the revocation ends within 25 s" 25 follow_ended
+kill "$follow_pid" 2> /dev/null
+wait "$follow_pid" 2> /dev/null
+check "  ... with PERMISSION_DENIED, after streaming team-a's pcap until then" bash -c \
+  "grep -q PERMISSION_DENIED '$work/follow.err' && tcpdump -r '$work/follow.pcap' -n 2>/dev/null | grep -q ICMP"
 
 # --- what the aggregator logged ---
 check "the aggregator logged read decisions" \
