@@ -16,6 +16,7 @@
 #include "aggregator/authenticator.h"
 #include "aggregator/ingest_service.h"
 #include "aggregator/node_monitor.h"
+#include "aggregator/read_authorizer.h"
 #include "aggregator/store.h"
 #include "common/capture_registry.h"
 #include "common/capture_service.h"
@@ -27,7 +28,8 @@
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:9090",
           "gRPC address for IngestService and CaptureService (host:port); "
-          "CaptureService answers loopback peers only (kubectl port-forward)");
+          "CaptureService serves callers with a bearer token (per namespace, "
+          "by RBAC) and loopback peers (kubectl port-forward)");
 ABSL_FLAG(std::string, data_dir, "/data", "where captures are stored");
 ABSL_FLAG(std::string, kubeconfig, "",
           "kubeconfig for TokenReview; default: in-cluster config");
@@ -73,6 +75,13 @@ ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(10),
 ABSL_FLAG(absl::Duration, min_agent_ping_interval, absl::Seconds(5),
           "accept agents' keepalive pings this often (agents ping every "
           "10 s); more frequent pings get GOAWAY too_many_pings");
+ABSL_FLAG(absl::Duration, read_cache_ttl, absl::Seconds(10),
+          "how long a reader's TokenReview and SubjectAccessReview answers "
+          "are reused");
+ABSL_FLAG(std::string, read_audience, "",
+          "an audience readers' tokens may be minted for besides the API "
+          "server's own (kubectl create token SA --audience=...); empty: the "
+          "API server's only");
 
 namespace {
 
@@ -142,6 +151,8 @@ int main(int argc, char** argv) {
     return Fail(
         "--keepalive_time and --keepalive_timeout must be at least 1s, "
         "--min_agent_ping_interval not negative");
+  if (absl::GetFlag(FLAGS_read_cache_ttl) < absl::ZeroDuration()) {
+    return Fail("--read_cache_ttl must not be negative");
   }
   if (absl::GetFlag(FLAGS_audience).empty() ||
       absl::GetFlag(FLAGS_agent_identity).empty()) {
@@ -170,6 +181,15 @@ int main(int argc, char** argv) {
   auth_options.cache_ttl = absl::GetFlag(FLAGS_token_cache_ttl);
   pc::aggregator::TokenReviewAuthenticator authenticator(std::move(*http),
                                                          auth_options);
+
+  // Readers: TokenReview + SubjectAccessReview per namespace.
+  auto read_http = pc::kube::HttpClient::Create(*kube_config);
+  if (!read_http.ok()) return Fail(read_http.status().ToString());
+  pc::aggregator::ApiReadAuthorizer::Options read_options;
+  read_options.extra_audience = absl::GetFlag(FLAGS_read_audience);
+  read_options.cache_ttl = absl::GetFlag(FLAGS_read_cache_ttl);
+  pc::aggregator::ApiReadAuthorizer read_authorizer(std::move(*read_http),
+                                                    read_options);
 
   pc::CaptureRegistry registry;
   pc::aggregator::StoreOptions store_options;
@@ -216,15 +236,16 @@ int main(int argc, char** argv) {
   pc::aggregator::IngestServiceImpl ingest(store->get(), &authenticator,
                                            ingest_options);
   pc::aggregator::Store* store_ptr = store->get();
-  // Agents reach IngestService over the network (token-authenticated);
-  // CaptureService serves pcap data and has no authentication of its own, so
-  // it answers loopback peers only: users come through kubectl port-forward.
+  // Agents reach IngestService over the network (token-authenticated).
+  // CaptureService serves pcap data: to callers with a bearer token, the
+  // namespaces RBAC lets them read; without a token, to loopback peers only
+  // (kubectl port-forward, which the API server authorizes).
   pc::CaptureServiceImpl query(
       &registry,
       [store_ptr](const packetcapture::v1::Capture& capture, bool follow) {
         return store_ptr->OpenReader(capture.id(), follow);
       },
-      pc::IsLoopbackPeer);
+      pc::IsLoopbackPeer, &read_authorizer);
 
   // The ingest server's receive limit (a chunk and its fields; what a
   // stranger's hello can cost) and keepalive apply to CaptureService's

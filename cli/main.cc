@@ -70,11 +70,59 @@ bool WriteAll(int fd, const std::string& data) {
   return true;
 }
 
-std::unique_ptr<grpc::ClientContext> UnaryContext() {
+// Every call carries the bearer token, when there is one.
+void AddToken(const Options& options, grpc::ClientContext* context) {
+  if (!options.token.empty()) {
+    context->AddMetadata("authorization", "Bearer " + options.token);
+  }
+}
+
+std::unique_ptr<grpc::ClientContext> UnaryContext(const Options& options) {
   auto context = std::make_unique<grpc::ClientContext>();
   context->set_deadline(std::chrono::system_clock::now() +
                         std::chrono::seconds(20));
+  AddToken(options, context.get());
   return context;
+}
+
+// Reads --token-file into options->token (at most 64 KiB: tokens are a few
+// KiB, and /dev/zero must not hang us).
+bool ReadTokenFile(Options* options) {
+  int fd = open(options->token_file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    Fail(absl::StrCat("cannot read --token-file ", options->token_file, ": ",
+                      std::strerror(errno)));
+    return false;
+  }
+  std::string contents(64 * 1024 + 1, '\0');
+  size_t size = 0;
+  while (size < contents.size()) {
+    ssize_t n = read(fd, contents.data() + size, contents.size() - size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int error = errno;
+      close(fd);
+      Fail(absl::StrCat("cannot read --token-file ", options->token_file, ": ",
+                        std::strerror(error)));
+      return false;
+    }
+    if (n == 0) break;
+    size += static_cast<size_t>(n);
+  }
+  close(fd);
+  if (size == contents.size()) {
+    Fail(
+        absl::StrCat(options->token_file, ": larger than 64 KiB, not a token"));
+    return false;
+  }
+  contents.resize(size);
+  auto token = pc::cli::TokenFromFileContents(contents);
+  if (!token.ok()) {
+    Fail(absl::StrCat(options->token_file, ": ", token.status().message()));
+    return false;
+  }
+  options->token = *std::move(token);
+  return true;
 }
 
 int List(const Options& options, CaptureService::Stub& stub) {
@@ -87,7 +135,7 @@ int List(const Options& options, CaptureService::Stub& stub) {
   std::vector<Capture> captures;
   // Every page; the bound only guards against a server that never ends.
   for (int page = 0; page < 1000; ++page) {
-    auto context = UnaryContext();
+    auto context = UnaryContext(options);
     packetcapture::v1::ListCapturesResponse response;
     grpc::Status status = stub.ListCaptures(context.get(), request, &response);
     if (!status.ok()) return RpcFailed(options, status);
@@ -104,7 +152,7 @@ int List(const Options& options, CaptureService::Stub& stub) {
 int Get(const Options& options, CaptureService::Stub& stub) {
   packetcapture::v1::GetCaptureRequest request;
   request.set_id(options.id);
-  auto context = UnaryContext();
+  auto context = UnaryContext(options);
   Capture capture;
   grpc::Status status = stub.GetCapture(context.get(), request, &capture);
   if (!status.ok()) return RpcFailed(options, status);
@@ -152,6 +200,7 @@ int Download(const Options& options, CaptureService::Stub& stub, bool follow) {
   request.set_id(options.id);
   request.set_follow(follow);
   grpc::ClientContext context;
+  AddToken(options, &context);
   auto reader = stub.DownloadCapture(&context, request);
   packetcapture::v1::DownloadCaptureResponse message;
   uint64_t bytes = 0;
@@ -197,6 +246,7 @@ int Watch(const Options& options, CaptureService::Stub& stub) {
   request.set_namespace_(options.namespace_);
   request.set_pod(options.pod);
   grpc::ClientContext context;
+  AddToken(options, &context);
   auto reader = stub.WatchCaptures(&context, request);
   packetcapture::v1::CaptureEvent event;
   while (reader->Read(&event)) {
@@ -227,6 +277,15 @@ int main(int argc, char** argv) {
   if (options->command == pc::cli::Command::kHelp) {
     std::cout << pc::cli::kUsage;
     return 0;
+  }
+  if (!options->token_file.empty() && !ReadTokenFile(&*options)) {
+    return kUsageError;
+  }
+  if (!options->token.empty() && !pc::cli::IsLoopbackServer(options->server)) {
+    std::cerr << "capturectl: warning: the token goes to " << options->server
+              << " in plaintext; anyone who can read the traffic can use it "
+                 "until it expires"
+              << std::endl;
   }
   auto stub = CaptureService::NewStub(
       grpc::CreateChannel(options->server, grpc::InsecureChannelCredentials()));

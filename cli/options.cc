@@ -1,16 +1,32 @@
 #include "cli/options.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace pc::cli {
 
-const char kUsage[] = R"(usage: capturectl [--server=HOST:PORT] COMMAND [ARGS]
+const char kUsage[] =
+    R"(usage: capturectl [--server=HOST:PORT] [--token-file=FILE] COMMAND [ARGS]
 
 Talks to a packetcapture.v1.CaptureService: the aggregator (every node) or an
 agent (its node). Default server: $CAPTURECTL_SERVER, else 127.0.0.1:9090
 (e.g. kubectl -n kube-system port-forward svc/capture-aggregator 9090:9090).
+
+Through a port-forward no token is needed. Elsewhere the aggregator wants a
+bearer token and shows the namespaces whose captures its user may read
+(RBAC: get on captures.packetcapture.antrea.io, e.g. ClusterRole
+packet-capture-reader bound in the namespace):
+  --token-file=FILE     a file holding the token, e.g. from
+                        kubectl create token SA -n NS > FILE
+  --token=TOKEN         the token itself (visible to other local users in
+                        the process list: prefer --token-file)
+The connection is plaintext: the token and the pcap data cross the network
+unencrypted (capturectl warns when the server is not on this host).
 
 commands:
   list [--node=N] [--namespace=NS] [--pod=P] [--state=STATE]
@@ -34,6 +50,41 @@ absl::Status Bad(const std::string& message) {
 }
 
 }  // namespace
+
+absl::StatusOr<std::string> TokenFromFileContents(const std::string& contents) {
+  absl::string_view token = absl::StripAsciiWhitespace(contents);
+  if (token.empty()) return Bad("the token file is empty");
+  for (char c : token) {
+    if (c < 0x21 || c > 0x7e) {
+      return Bad(
+          "the token file holds more than one word or non-printable bytes");
+    }
+  }
+  return std::string(token);
+}
+
+bool IsLoopbackServer(const std::string& server) {
+  absl::string_view target = server;
+  if (absl::StartsWith(target, "unix:") ||
+      absl::StartsWith(target, "unix-abstract:")) {
+    return true;
+  }
+  absl::ConsumePrefix(&target, "dns:///");
+  absl::ConsumePrefix(&target, "ipv4:");
+  absl::ConsumePrefix(&target, "ipv6:");
+  absl::string_view host = target;
+  if (absl::ConsumePrefix(&host, "[")) {
+    host = host.substr(0, host.find(']'));
+  } else {
+    size_t colon = host.rfind(':');
+    if (colon != absl::string_view::npos) host = host.substr(0, colon);
+  }
+  if (absl::EqualsIgnoreCase(host, "localhost") || host == "::1") return true;
+  in_addr addr;
+  std::string host_string(host);
+  return inet_pton(AF_INET, host_string.c_str(), &addr) == 1 &&
+         (ntohl(addr.s_addr) >> 24) == 127;
+}
 
 bool IsPlainId(const std::string& id) {
   if (id.empty() || id.size() > 200 || id[0] == '.') return false;
@@ -102,6 +153,12 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
       if (value.empty()) return Bad("-o must not be empty");
       options.output = value;
       have_output = true;
+    } else if (name == "--token") {
+      if (value.empty()) return Bad("--token must not be empty");
+      options.token = value;
+    } else if (name == "--token-file") {
+      if (value.empty()) return Bad("--token-file must not be empty");
+      options.token_file = value;
     } else if (name == "--node") {
       options.node = value;
     } else if (name == "--namespace" || name == "-n") {
@@ -122,6 +179,9 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
     }
   }
   if (!have_command) return Bad("no command given");
+  if (!options.token.empty() && !options.token_file.empty()) {
+    return Bad("give --token or --token-file, not both");
+  }
 
   const bool wants_id = options.command == Command::kGet ||
                         options.command == Command::kDownload ||

@@ -29,6 +29,10 @@ struct Options {
   std::string pod;
   packetcapture::v1::Capture::State state =
       packetcapture::v1::Capture::STATE_UNSPECIFIED;
+  // A bearer token for the aggregator (--token), or the file holding one
+  // (--token-file; read by main). At most one of them is set.
+  std::string token;
+  std::string token_file;
 };
 
 // Parses argv[1..]. `env_server` is $CAPTURECTL_SERVER (may be empty); an
@@ -36,6 +40,16 @@ struct Options {
 // the current directory, which requires an id that is a plain file name.
 absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
                                      const std::string& env_server);
+
+// The token in a token file's contents: surrounding whitespace (a trailing
+// newline) removed; an error if nothing or more than one word is left, or it
+// holds bytes outside printable ASCII.
+absl::StatusOr<std::string> TokenFromFileContents(const std::string& contents);
+
+// True when `server` (a gRPC target) is on this host: localhost, 127.0.0.0/8,
+// ::1, or a unix socket. capturectl warns before sending a token elsewhere,
+// because its channel is plaintext.
+bool IsLoopbackServer(const std::string& server);
 
 // True for ids usable as a file name: [A-Za-z0-9._-], not starting with '.',
 // at most 200 characters. Capture ids are always of this form.

@@ -101,5 +101,42 @@ TEST(IsPlainId, OnlyFileNameCharacters) {
   EXPECT_FALSE(IsPlainId(std::string(201, 'a')));
 }
 
+TEST(ParseOptions, TokenOrTokenFileNotBoth) {
+  auto o = Parse({"--token-file=/tmp/t", "list"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->token_file, "/tmp/t");
+  EXPECT_EQ(o->token, "");
+  o = Parse({"list", "--token", "abc.def"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->token, "abc.def");
+  EXPECT_FALSE(Parse({"list", "--token=a", "--token-file=/tmp/t"}).ok());
+  EXPECT_FALSE(Parse({"list", "--token="}).ok());
+  EXPECT_FALSE(Parse({"list", "--token-file="}).ok());
+  EXPECT_FALSE(Parse({"list", "--token"}).ok());  // needs a value
+}
+
+TEST(TokenFromFileContents, TrimsAndRefusesWhatIsNoToken) {
+  EXPECT_EQ(*TokenFromFileContents("eyJhbGciOi.x.y\n"), "eyJhbGciOi.x.y");
+  EXPECT_EQ(*TokenFromFileContents("  tok\r\n"), "tok");
+  EXPECT_FALSE(TokenFromFileContents("").ok());
+  EXPECT_FALSE(TokenFromFileContents(" \n").ok());
+  EXPECT_FALSE(TokenFromFileContents("two words\n").ok());
+  EXPECT_FALSE(TokenFromFileContents(std::string("a\0b", 3)).ok());
+}
+
+TEST(IsLoopbackServer, OnlyThisHost) {
+  for (const char* local : {"127.0.0.1:9090", "localhost:9090", "LOCALHOST:1",
+                            "[::1]:9090", "127.1.2.3:5", "unix:/run/x.sock",
+                            "dns:///localhost:9090", "ipv4:127.0.0.1:9090"}) {
+    EXPECT_TRUE(IsLoopbackServer(local)) << local;
+  }
+  for (const char* remote :
+       {"10.0.0.1:9090", "capture-aggregator.kube-system.svc:9090",
+        "[fe80::1]:9090", "128.0.0.1:1", "dns:///agg:9090", "198.18.0.1:9090",
+        "localhost.example:9090"}) {
+    EXPECT_FALSE(IsLoopbackServer(remote)) << remote;
+  }
+}
+
 }  // namespace
 }  // namespace pc::cli

@@ -1,10 +1,11 @@
 #include "common/capture_service.h"
 
 #include <algorithm>
-#include <chrono>
-#include <deque>
+#include <functional>
 #include <optional>
+#include <set>
 #include <tuple>
+#include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
@@ -13,7 +14,6 @@
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
 #include "common/log.h"
-#include "grpcpp/alarm.h"
 
 namespace pc {
 namespace {
@@ -27,10 +27,6 @@ using packetcapture::v1::ListCapturesResponse;
 
 constexpr int kDefaultPageSize = 100;
 constexpr int kMaxPageSize = 1000;
-constexpr size_t kDownloadChunk = 64 * 1024;
-constexpr auto kFollowPoll = std::chrono::milliseconds(100);
-// A watcher this far behind is cut off rather than buffered without bound.
-constexpr size_t kMaxQueuedEvents = 4096;
 
 // Newest first, then by id: a total order, so paging is stable.
 using SortKey = std::tuple<int64_t, int32_t, std::string>;
@@ -66,212 +62,101 @@ absl::StatusOr<SortKey> DecodeToken(const std::string& token) {
   return SortKey{seconds, nanos, parts[3]};
 }
 
-bool Matches(const Capture& c, const std::string& node, const std::string& ns,
-             const std::string& pod) {
-  return (node.empty() || c.node() == node) &&
-         (ns.empty() || c.namespace_() == ns) &&
-         (pod.empty() || c.pod() == pod);
+// A unary call that may wait for the authorizer: gRPC holds it until OnDone,
+// a pending authorizer callback holds it too (RefCounted). Complete() fills
+// the response and finishes unless the call already finished (cancelled).
+class UnaryCall final : public grpc::ServerUnaryReactor, public RefCounted {
+ public:
+  void Complete(const std::function<grpc::Status()>& produce) {
+    grpc::Status status;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      finished_ = true;
+      status = produce();
+    }
+    Finish(status);
+  }
+  void OnCancel() override {
+    Complete(
+        [] { return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"); });
+  }
+  void OnDone() override { Release(); }
+
+ private:
+  absl::Mutex mu_;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+grpc::Status NotFound(const std::string& id) {
+  return grpc::Status(
+      grpc::StatusCode::NOT_FOUND,
+      absl::StrCat("no capture with id \"", id.substr(0, 256), "\""));
 }
 
-// ---- DownloadCapture ----
-
-// Finish() is always called with mu_ released: OnDone (which deletes the
-// reactor) may run on another thread as soon as Finish is called.
-class DownloadReactor final
-    : public grpc::ServerWriteReactor<DownloadCaptureResponse> {
- public:
-  DownloadReactor(std::unique_ptr<PcapSource> source, bool follow)
-      : source_(std::move(source)), follow_(follow) {
-    Step();
-  }
-
-  void OnWriteDone(bool ok) override {
-    {
-      absl::MutexLock lock(&mu_);
-      if (!ok) cancelled_ = true;
-    }
-    Step();
-  }
-
-  void OnCancel() override {
-    absl::MutexLock lock(&mu_);
-    cancelled_ = true;
-    // The pending alarm then fires at once (ok=false) and finishes the call.
-    if (alarm_pending_) alarm_.Cancel();
-  }
-
-  void OnDone() override { delete this; }
-
- private:
-  // Writes the next chunk, or waits for more (follow), or finishes.
-  void Step() {
-    grpc::Status finish;
-    {
-      absl::MutexLock lock(&mu_);
-      if (cancelled_) {
-        finish = grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
-      } else {
-        response_.Clear();
-        auto n = source_->Read(response_.mutable_data(), kDownloadChunk);
-        if (!n.ok()) {
-          finish = ToGrpcStatus(n.status());
-        } else if (*n > 0) {
-          response_.set_offset(offset_);
-          offset_ += *n;
-          StartWrite(&response_);
-          return;
-        } else if (follow_ && !source_->Done()) {
-          alarm_pending_ = true;
-          alarm_.Set(std::chrono::system_clock::now() + kFollowPoll,
-                     [this](bool) {
-                       {
-                         absl::MutexLock lock(&mu_);
-                         alarm_pending_ = false;
-                       }
-                       Step();
-                     });
-          return;
-        }
-      }
-    }
-    Finish(finish);
-  }
-
-  absl::Mutex mu_;
-  std::unique_ptr<PcapSource> source_ ABSL_GUARDED_BY(mu_);
-  const bool follow_;
-  DownloadCaptureResponse response_ ABSL_GUARDED_BY(mu_);
-  uint64_t offset_ ABSL_GUARDED_BY(mu_) = 0;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  bool alarm_pending_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Alarm alarm_;
-};
-
-// ---- WatchCaptures ----
-
-class WatchReactor final : public grpc::ServerWriteReactor<CaptureEvent> {
- public:
-  WatchReactor(CaptureRegistry* registry,
-               const packetcapture::v1::WatchCapturesRequest& request)
-      : registry_(registry),
-        node_(request.node()),
-        ns_(request.namespace_()),
-        pod_(request.pod()) {
-    handle_ = registry_->Subscribe(
-        [this](const CaptureEvent& event) { OnEvent(event); },
-        !request.skip_initial());
-  }
-
-  void OnWriteDone(bool ok) override {
-    std::optional<grpc::Status> finish;
-    {
-      absl::MutexLock lock(&mu_);
-      writing_ = false;
-      if (!ok) {
-        finish = MarkFinished(
-            grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
-      } else {
-        queue_.pop_front();
-        if (cancelled_) {
-          // OnCancel came while this write was in flight and left the
-          // finishing to us: no later write or reaction will.
-          finish = MarkFinished(
-              grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
-        } else if (overflow_) {
-          finish = MarkFinished(
-              grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                           "watcher fell too far behind; watch again"));
-        } else {
-          WriteNext();
-        }
-      }
-    }
-    if (finish) Finish(*finish);
-  }
-
-  void OnCancel() override {
-    std::optional<grpc::Status> finish;
-    {
-      absl::MutexLock lock(&mu_);
-      cancelled_ = true;
-      if (!writing_) {
-        finish = MarkFinished(
-            grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
-      }
-    }
-    if (finish) Finish(*finish);
-  }
-
-  void OnDone() override {
-    registry_->Unsubscribe(handle_);
-    delete this;
-  }
-
- private:
-  void OnEvent(const CaptureEvent& event) {
-    if (event.type() != CaptureEvent::SYNCED &&
-        !Matches(event.capture(), node_, ns_, pod_)) {
-      return;
-    }
-    absl::MutexLock lock(&mu_);
-    if (finished_ || overflow_) return;
-    if (queue_.size() >= kMaxQueuedEvents) {
-      // Finished from OnWriteDone once the write in flight completes.
-      overflow_ = true;
-      return;
-    }
-    queue_.push_back(event);
-    WriteNext();
-  }
-
-  void WriteNext() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || finished_ || cancelled_ || queue_.empty()) return;
-    writing_ = true;
-    StartWrite(&queue_.front());
-  }
-
-  std::optional<grpc::Status> MarkFinished(const grpc::Status& status)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_) return std::nullopt;
-    finished_ = true;
-    return status;
-  }
-
-  CaptureRegistry* registry_;
-  const std::string node_, ns_, pod_;
-  int handle_ = 0;
-  absl::Mutex mu_;
-  std::deque<CaptureEvent> queue_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  bool overflow_ ABSL_GUARDED_BY(mu_) = false;
-};
-
-template <typename Response>
-class FinishedWriter final : public grpc::ServerWriteReactor<Response> {
- public:
-  explicit FinishedWriter(const grpc::Status& status) { this->Finish(status); }
-  void OnDone() override { delete this; }
-};
+grpc::Status MayNotRead(const std::string& ns) {
+  return grpc::Status(
+      grpc::StatusCode::PERMISSION_DENIED,
+      absl::StrCat("this token may not read captures in namespace \"", ns,
+                   "\" (it needs ", kReadVerb, " on ", kCaptureResource, ".",
+                   kCaptureApiGroup, " there)"));
+}
 
 }  // namespace
 
 CaptureServiceImpl::CaptureServiceImpl(CaptureRegistry* registry,
                                        PcapSourceOpener opener,
-                                       PeerFilter allow_peer)
+                                       PeerFilter allow_peer,
+                                       ReadAuthorizer* authorizer)
     : registry_(registry),
       opener_(std::move(opener)),
-      allow_peer_(std::move(allow_peer)) {}
+      allow_peer_(std::move(allow_peer)),
+      authorizer_(authorizer) {}
 
-std::optional<grpc::Status> CaptureServiceImpl::Refuse(
+CaptureServiceImpl::Admission CaptureServiceImpl::Admit(
     const grpc::CallbackServerContext& context) const {
-  std::string peer = context.peer();
-  if (allow_peer_(peer)) return std::nullopt;
+  Admission admission;
+  const std::string peer = context.peer();
+  if (authorizer_ != nullptr) {
+    const auto& metadata = context.client_metadata();
+    auto [first, last] = metadata.equal_range("authorization");
+    if (first != last) {
+      absl::StatusOr<std::string> token =
+          std::next(first) != last
+              ? absl::UnauthenticatedError(
+                    "more than one authorization metadata entry")
+              : ParseBearerToken(absl::string_view(first->second.data(),
+                                                   first->second.size()));
+      if (!token.ok()) {
+        LogLine("query_refused",
+                {{"peer", peer}, {"reason", "malformed authorization"}});
+        admission.refused = ToGrpcStatus(token.status());
+      } else {
+        admission.token = std::move(*token);
+      }
+      return admission;
+    }
+  }
+  if (allow_peer_(peer)) {
+    admission.everything = true;
+    return admission;
+  }
+  if (authorizer_ != nullptr) {
+    LogLine("query_refused", {{"peer", peer}, {"reason", "no token"}});
+    admission.refused = grpc::Status(
+        grpc::StatusCode::UNAUTHENTICATED,
+        "CaptureService needs a bearer token from this address: send "
+        "metadata \"authorization: Bearer <token>\" with a token from "
+        "\"kubectl create token <serviceaccount>\" (capturectl --token-file), "
+        "or connect through kubectl port-forward");
+    return admission;
+  }
   LogLine("query_refused", {{"peer", peer}, {"reason", "not a loopback peer"}});
-  return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                      "CaptureService answers loopback peers only; "
-                      "reach it with kubectl port-forward");
+  admission.refused =
+      grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                   "CaptureService answers loopback peers only; "
+                   "reach it with kubectl port-forward");
+  return admission;
 }
 
 absl::StatusOr<ListCapturesResponse> CaptureServiceImpl::ListPage(
@@ -294,7 +179,8 @@ absl::StatusOr<ListCapturesResponse> CaptureServiceImpl::ListPage(
   }
   std::vector<Capture> matching;
   for (auto& c : captures) {
-    if (!Matches(c, request.node(), request.namespace_(), request.pod())) {
+    if (!MatchesFilter(c, request.node(), request.namespace_(),
+                       request.pod())) {
       continue;
     }
     if (request.state() != Capture::STATE_UNSPECIFIED &&
@@ -324,79 +210,209 @@ absl::StatusOr<ListCapturesResponse> CaptureServiceImpl::ListPage(
 grpc::ServerUnaryReactor* CaptureServiceImpl::ListCaptures(
     grpc::CallbackServerContext* context, const ListCapturesRequest* request,
     ListCapturesResponse* response) {
-  auto* reactor = context->DefaultReactor();
-  if (auto refused = Refuse(*context)) {
-    reactor->Finish(*refused);
-    return reactor;
+  auto* call = new UnaryCall();
+  Admission admission = Admit(*context);
+  if (!admission.refused.ok()) {
+    call->Complete([&] { return admission.refused; });
+    return call;
   }
-  auto page = ListPage(registry_->List(), *request);
-  if (!page.ok()) {
-    reactor->Finish(ToGrpcStatus(page.status()));
-  } else {
+  std::vector<Capture> captures = registry_->List();
+  auto page = [request, response](std::vector<Capture> visible) {
+    auto page = ListPage(std::move(visible), *request);
+    if (!page.ok()) return ToGrpcStatus(page.status());
     *response = std::move(*page);
-    reactor->Finish(grpc::Status::OK);
+    return grpc::Status::OK;
+  };
+  if (admission.everything) {
+    call->Complete([&] { return page(std::move(captures)); });
+    return call;
   }
-  return reactor;
+  // An explicit namespace is asked even when it holds no capture, so the
+  // answer never depends on what exists there.
+  std::vector<std::string> namespaces;
+  if (!request->namespace_().empty()) {
+    namespaces.push_back(request->namespace_());
+  } else {
+    std::set<std::string> distinct;
+    for (const Capture& c : captures) distinct.insert(c.namespace_());
+    namespaces.assign(distinct.begin(), distinct.end());
+  }
+  call->Hold();
+  authorizer_->CanRead(
+      admission.token, namespaces,
+      [call, request, namespaces, page, captures = std::move(captures)](
+          absl::StatusOr<std::vector<bool>> allowed) mutable {
+        call->Complete([&]() -> grpc::Status {
+          if (!allowed.ok()) return ToGrpcStatus(allowed.status());
+          std::set<std::string> readable;
+          for (size_t i = 0; i < namespaces.size() && i < allowed->size();
+               ++i) {
+            if ((*allowed)[i]) readable.insert(namespaces[i]);
+          }
+          if (!request->namespace_().empty() &&
+              readable.count(request->namespace_()) == 0) {
+            return MayNotRead(request->namespace_());
+          }
+          std::vector<Capture> visible;
+          for (Capture& c : captures) {
+            if (readable.count(c.namespace_()) > 0) {
+              visible.push_back(std::move(c));
+            }
+          }
+          return page(std::move(visible));
+        });
+        call->Release();
+      });
+  return call;
 }
 
 grpc::ServerUnaryReactor* CaptureServiceImpl::GetCapture(
     grpc::CallbackServerContext* context,
     const packetcapture::v1::GetCaptureRequest* request, Capture* response) {
-  auto* reactor = context->DefaultReactor();
-  if (auto refused = Refuse(*context)) {
-    reactor->Finish(*refused);
-    return reactor;
+  auto* call = new UnaryCall();
+  Admission admission = Admit(*context);
+  if (!admission.refused.ok()) {
+    call->Complete([&] { return admission.refused; });
+    return call;
   }
   if (request->id().empty()) {
-    reactor->Finish(
-        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "id is required"));
-    return reactor;
+    call->Complete([] {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "id is required");
+    });
+    return call;
   }
-  auto capture = registry_->Get(request->id());
-  if (!capture) {
-    reactor->Finish(
-        grpc::Status(grpc::StatusCode::NOT_FOUND,
-                     absl::StrCat("no capture with id \"",
-                                  request->id().substr(0, 256), "\"")));
-    return reactor;
+  std::optional<Capture> capture = registry_->Get(request->id());
+  auto answer = [request, response](std::optional<Capture> capture) {
+    if (!capture) return NotFound(request->id());
+    *response = std::move(*capture);
+    return grpc::Status::OK;
+  };
+  if (admission.everything) {
+    call->Complete([&] { return answer(std::move(capture)); });
+    return call;
   }
-  *response = std::move(*capture);
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  // Unknown ids still need a valid token (authenticate only).
+  std::vector<std::string> namespaces;
+  if (capture) namespaces.push_back(capture->namespace_());
+  call->Hold();
+  authorizer_->CanRead(
+      admission.token, namespaces,
+      [call, answer, capture = std::move(capture)](
+          absl::StatusOr<std::vector<bool>> allowed) mutable {
+        call->Complete([&]() -> grpc::Status {
+          if (!allowed.ok()) return ToGrpcStatus(allowed.status());
+          if (capture && (allowed->empty() || !allowed->front())) {
+            return MayNotRead(capture->namespace_());
+          }
+          return answer(std::move(capture));
+        });
+        call->Release();
+      });
+  return call;
 }
 
 grpc::ServerWriteReactor<DownloadCaptureResponse>*
 CaptureServiceImpl::DownloadCapture(grpc::CallbackServerContext* context,
                                     const DownloadCaptureRequest* request) {
-  if (auto refused = Refuse(*context)) {
-    return new FinishedWriter<DownloadCaptureResponse>(*refused);
+  auto* reactor = new DownloadReactor(request->follow());
+  Admission admission = Admit(*context);
+  if (!admission.refused.ok()) {
+    reactor->Begin(absl::Status(
+        static_cast<absl::StatusCode>(admission.refused.error_code()),
+        admission.refused.error_message()));
+    return reactor;
   }
   if (request->id().empty()) {
-    return new FinishedWriter<DownloadCaptureResponse>(
-        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "id is required"));
+    reactor->Begin(absl::InvalidArgumentError("id is required"));
+    return reactor;
   }
-  auto capture = registry_->Get(request->id());
-  if (!capture) {
-    return new FinishedWriter<DownloadCaptureResponse>(
-        grpc::Status(grpc::StatusCode::NOT_FOUND,
-                     absl::StrCat("no capture with id \"",
-                                  request->id().substr(0, 256), "\"")));
+  std::optional<Capture> capture = registry_->Get(request->id());
+  const std::string id = request->id();
+  const bool follow = request->follow();
+  auto open = [this, id, follow](const std::optional<Capture>& capture)
+      -> absl::StatusOr<std::unique_ptr<PcapSource>> {
+    if (!capture) {
+      return absl::NotFoundError(NotFound(id).error_message());
+    }
+    return opener_(*capture, follow);
+  };
+  if (admission.everything) {
+    reactor->Begin(open(capture));
+    return reactor;
   }
-  auto source = opener_(*capture, request->follow());
-  if (!source.ok()) {
-    return new FinishedWriter<DownloadCaptureResponse>(
-        ToGrpcStatus(source.status()));
+  std::vector<std::string> namespaces;
+  if (capture) namespaces.push_back(capture->namespace_());
+  if (capture && follow) {
+    // A follow may last hours: the token and the binding are asked again.
+    reactor->SetRecheck(
+        [authorizer = authorizer_, token = admission.token,
+         ns = capture->namespace_()](
+            std::function<void(const grpc::Status&)> answer) {
+          authorizer->CanRead(
+              token, {ns},
+              [answer = std::move(answer),
+               ns](absl::StatusOr<std::vector<bool>> allowed) {
+                if (!allowed.ok()) {
+                  answer(ToGrpcStatus(allowed.status()));
+                } else if (allowed->empty() || !allowed->front()) {
+                  answer(MayNotRead(ns));
+                } else {
+                  answer(grpc::Status::OK);
+                }
+              });
+        },
+        follow_recheck_);
   }
-  return new DownloadReactor(std::move(*source), request->follow());
+  reactor->Hold();
+  authorizer_->CanRead(
+      admission.token, namespaces,
+      [reactor, open, capture = std::move(capture)](
+          absl::StatusOr<std::vector<bool>> allowed) {
+        if (!allowed.ok()) {
+          reactor->Begin(allowed.status());
+        } else if (capture && (allowed->empty() || !allowed->front())) {
+          reactor->Begin(absl::PermissionDeniedError(
+              MayNotRead(capture->namespace_()).error_message()));
+        } else {
+          reactor->Begin(open(capture));
+        }
+        reactor->Release();
+      });
+  return reactor;
 }
 
 grpc::ServerWriteReactor<CaptureEvent>* CaptureServiceImpl::WatchCaptures(
     grpc::CallbackServerContext* context,
     const packetcapture::v1::WatchCapturesRequest* request) {
-  if (auto refused = Refuse(*context)) {
-    return new FinishedWriter<CaptureEvent>(*refused);
+  Admission admission = Admit(*context);
+  auto* reactor = new WatchReactor(registry_, *request,
+                                   admission.everything ? nullptr : authorizer_,
+                                   admission.token);
+  if (!admission.refused.ok() || admission.everything) {
+    reactor->Begin(admission.refused);
+    return reactor;
   }
-  return new WatchReactor(registry_, *request);
+  // The token is checked before anything is sent, and so is an explicit
+  // namespace filter; each event's namespace is then asked as it comes.
+  std::vector<std::string> namespaces;
+  if (!request->namespace_().empty()) {
+    namespaces.push_back(request->namespace_());
+  }
+  reactor->Hold();
+  authorizer_->CanRead(
+      admission.token, namespaces,
+      [reactor, namespaces](absl::StatusOr<std::vector<bool>> allowed) {
+        if (!allowed.ok()) {
+          reactor->Begin(ToGrpcStatus(allowed.status()));
+        } else if (!namespaces.empty() &&
+                   (allowed->empty() || !allowed->front())) {
+          reactor->Begin(MayNotRead(namespaces.front()));
+        } else {
+          reactor->Begin(grpc::Status::OK);
+        }
+        reactor->Release();
+      });
+  return reactor;
 }
 
 }  // namespace pc

@@ -1,7 +1,10 @@
 // packetcapture.v1.CaptureService over a CaptureRegistry, shared by the agent
 // (its node) and the aggregator (the cluster). Downloads read through a
-// PcapSource that each server opens its own way. Callback API: no thread per
-// stream; follow-mode downloads poll their source on a grpc::Alarm.
+// PcapSource that each server opens its own way; who may read what is decided
+// per call from the peer address and, on the aggregator, a bearer token
+// checked by a ReadAuthorizer. Callback API: no thread per stream, and no
+// reaction ever waits for the authorizer (its answers arrive as callbacks);
+// follow-mode downloads poll their source on a grpc::Alarm.
 //
 // Thread-safe.
 #ifndef COMMON_CAPTURE_SERVICE_H_
@@ -9,42 +12,46 @@
 
 #include <functional>
 #include <memory>
-#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "common/capture_registry.h"
+#include "common/capture_streams.h"
 #include "common/peer.h"
+#include "common/read_access.h"
 #include "proto/packetcapture.grpc.pb.h"
 
 namespace pc {
-
-// One download: a pcap stream made of complete records.
-class PcapSource {
- public:
-  virtual ~PcapSource() = default;
-  // Appends at most max_bytes to *out (complete records only; the global
-  // header first). Returns the bytes appended; 0 means nothing new right now.
-  virtual absl::StatusOr<size_t> Read(std::string* out, size_t max_bytes) = 0;
-  // True once no more data will come (the capture stopped and was drained).
-  virtual bool Done() = 0;
-};
 
 using PcapSourceOpener =
     std::function<absl::StatusOr<std::unique_ptr<PcapSource>>(
         const packetcapture::v1::Capture& capture, bool follow)>;
 
-// Decides from ServerContext::peer() whether a caller may use the service.
+// Decides from ServerContext::peer() whether a caller may read everything
+// without a token.
 using PeerFilter = std::function<bool(absl::string_view peer)>;
 
 class CaptureServiceImpl final
     : public packetcapture::v1::CaptureService::CallbackService {
  public:
-  // Callers that `allow_peer` refuses get PERMISSION_DENIED on every method;
-  // the default admits loopback only (see common/peer.h).
+  // Who may read, per call:
+  //  - with an `authorizer`, a caller that sends "authorization: Bearer
+  //    <token>" metadata, from any address: the captures of the namespaces
+  //    the authorizer allows (ListCaptures and WatchCaptures leave the others
+  //    out, GetCapture and DownloadCapture of them are PERMISSION_DENIED, and
+  //    so is an explicit namespace filter the token may not read);
+  //  - otherwise a peer `allow_peer` admits (default: loopback, see
+  //    common/peer.h): every capture; without an authorizer tokens are
+  //    ignored;
+  //  - anyone else: UNAUTHENTICATED (with an authorizer: it says how to get a
+  //    token) or PERMISSION_DENIED (without) on every method.
+  // `authorizer`, if set, must outlive the server's last call.
   CaptureServiceImpl(CaptureRegistry* registry, PcapSourceOpener opener,
-                     PeerFilter allow_peer = IsLoopbackPeer);
+                     PeerFilter allow_peer = IsLoopbackPeer,
+                     ReadAuthorizer* authorizer = nullptr);
 
   grpc::ServerUnaryReactor* ListCaptures(
       grpc::CallbackServerContext* context,
@@ -62,6 +69,13 @@ class CaptureServiceImpl final
       grpc::CallbackServerContext* context,
       const packetcapture::v1::WatchCapturesRequest* request) override;
 
+  // How often a follow-mode download by token asks the authorizer again
+  // (default 10 s); an answer other than "may read" ends it. Call before
+  // serving.
+  void SetFollowRecheckInterval(absl::Duration interval) {
+    follow_recheck_ = interval;
+  }
+
   // Pure listing logic, exposed for tests: filter, newest first, keyset
   // paging with an opaque token.
   static absl::StatusOr<packetcapture::v1::ListCapturesResponse> ListPage(
@@ -69,13 +83,19 @@ class CaptureServiceImpl final
       const packetcapture::v1::ListCapturesRequest& request);
 
  private:
-  // The refusal for a peer `allow_peer_` rejects, or nullopt.
-  std::optional<grpc::Status> Refuse(
-      const grpc::CallbackServerContext& context) const;
+  // How a call was admitted: refused, everything, or by token.
+  struct Admission {
+    grpc::Status refused;  // not OK: answer this and stop
+    bool everything = false;
+    std::string token;  // when !everything: ask authorizer_
+  };
+  Admission Admit(const grpc::CallbackServerContext& context) const;
 
   CaptureRegistry* registry_;
   PcapSourceOpener opener_;
   PeerFilter allow_peer_;
+  ReadAuthorizer* authorizer_;
+  absl::Duration follow_recheck_ = absl::Seconds(10);
 };
 
 }  // namespace pc

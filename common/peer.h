@@ -1,10 +1,11 @@
 // Who is calling: the loopback check that keeps pcap data off the network.
 //
-// CaptureService has no authentication of its own, so both binaries answer it
-// only for peers on this host's loopback. Users reach it with
+// CaptureService serves loopback peers without a token: users reach it with
 // `kubectl port-forward`, which connects from the pod's (or, for the
-// hostNetwork agent, the node's) loopback; Kubernetes RBAC on
-// pods/portforward is what authorizes them.
+// hostNetwork agent, the node's) loopback, and Kubernetes RBAC on
+// pods/portforward is what authorizes them. The agent answers nobody else;
+// the aggregator answers other peers only with a bearer token it checks
+// (common/read_access.h).
 #ifndef COMMON_PEER_H_
 #define COMMON_PEER_H_
 

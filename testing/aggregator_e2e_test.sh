@@ -231,14 +231,14 @@ far_pid=$!
 far_grpcurl() { ip netns exec pc-e2e-far grpcurl -plaintext -max-time 10 "$@" 2>&1; }
 check_eventually "a second aggregator on $far answers health from $far_peer" 20 \
   far_grpcurl "$far" grpc.health.v1.Health/Check
-check "ListCaptures from a non-loopback peer is PERMISSION_DENIED" bash -c \
-  "$(declare -f far_grpcurl); far_grpcurl -d '{}' $far packetcapture.v1.CaptureService/ListCaptures | grep -q 'Code: PermissionDenied'"
-check "DownloadCapture from a non-loopback peer is PERMISSION_DENIED" bash -c \
-  "$(declare -f far_grpcurl); far_grpcurl -d '{\"id\":\"$id_a\"}' $far packetcapture.v1.CaptureService/DownloadCapture | grep -q 'Code: PermissionDenied'"
+check "ListCaptures from a non-loopback peer without a token is UNAUTHENTICATED" bash -c \
+  "$(declare -f far_grpcurl); far_grpcurl -d '{}' $far packetcapture.v1.CaptureService/ListCaptures | grep -q 'Code: Unauthenticated'"
+check "DownloadCapture from a non-loopback peer without a token is UNAUTHENTICATED" bash -c \
+  "$(declare -f far_grpcurl); far_grpcurl -d '{\"id\":\"$id_a\"}' $far packetcapture.v1.CaptureService/DownloadCapture | grep -q 'Code: Unauthenticated'"
 check "Report with the agent's token from a non-loopback peer is welcomed" bash -c \
   "$(declare -f far_grpcurl); far_grpcurl -d '{\"hello\":{\"node\":\"node-c\",\"token\":\"$good\"}}' $far packetcapture.v1.IngestService/Report | grep -q welcome"
-check "capturectl from a non-loopback peer fails with PERMISSION_DENIED" bash -c \
-  "ip netns exec pc-e2e-far $CAPTURECTL --server $far list 2>&1 >/dev/null | grep -q PERMISSION_DENIED"
+check "capturectl from a non-loopback peer without a token fails with UNAUTHENTICATED" bash -c \
+  "ip netns exec pc-e2e-far $CAPTURECTL --server $far list 2>&1 >/dev/null | grep -q UNAUTHENTICATED"
 kill "$far_pid"; wait "$far_pid" 2>/dev/null
 [ "$E2E_FAILED" -eq 0 ] || { e2e_log "second aggregator's log:"; tail -5 "$work/far.log" >&2; }
 ip netns del pc-e2e-far

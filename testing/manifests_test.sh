@@ -101,6 +101,7 @@ agent_config() {
 }
 plain_objects="ClusterRole//packet-capture-agent
 ClusterRole//packet-capture-aggregator
+ClusterRole//packet-capture-reader
 ClusterRoleBinding//packet-capture-agent
 ClusterRoleBinding//packet-capture-aggregator
 ConfigMap/kube-system/capture-agent-config
@@ -224,6 +225,16 @@ agent_not_restricted() {
   return 0
 }
 check "the agent's pod is refused by the same restricted namespace" agent_not_restricted
+runtime_default_seccomp() {
+  local kind=$1 name=$2
+  obj $W "$kind" "$name" | jq -e '.spec.template.spec as $p |
+    [$p.containers[] | (.securityContext.seccompProfile.type // $p.securityContext.seccompProfile.type)] |
+    all(. == "RuntimeDefault")' > /dev/null
+}
+check "the agent's containers run under the RuntimeDefault seccomp profile" \
+  runtime_default_seccomp DaemonSet capture-agent
+check "the aggregator's containers run under the RuntimeDefault seccomp profile" \
+  runtime_default_seccomp Deployment capture-aggregator
 
 # Switching variants for real: the agent ConfigMap follows the variant
 # applied last (no controllers run here, so no pods start).
@@ -286,8 +297,24 @@ check "capture-aggregator cannot get pods cluster-wide" can_i capture-aggregator
 check "capture-aggregator cannot list pods" can_i capture-aggregator no list pods -n kube-system
 check "capture-aggregator cannot watch pods" can_i capture-aggregator no watch pods -n kube-system
 check "capture-aggregator cannot get secrets" can_i capture-aggregator no get secrets -A
-check "capture-aggregator cannot create subjectaccessreviews" \
-  can_i capture-aggregator no create subjectaccessreviews.authorization.k8s.io
+check "capture-aggregator can create subjectaccessreviews" \
+  can_i capture-aggregator yes create subjectaccessreviews.authorization.k8s.io
+check "capture-aggregator cannot create localsubjectaccessreviews" \
+  can_i capture-aggregator no create localsubjectaccessreviews.authorization.k8s.io -n default
+# kubectl auth can-i cannot name a resource that discovery does not know.
+may_read_captures() {  # USER NS -> the API server's "allowed"
+  jq -n --arg user "$1" --arg ns "$2" '{apiVersion: "authorization.k8s.io/v1",
+    kind: "SubjectAccessReview", spec: {user: $user, groups: ["system:authenticated"],
+    resourceAttributes: {namespace: $ns, verb: "get",
+      group: "packetcapture.antrea.io", resource: "captures"}}}' |
+    kubectl create -f - -o jsonpath='{.status.allowed}'
+}
+check "capture-aggregator cannot read captures itself" bash -c \
+  "$(declare -f may_read_captures); [ \"\$(may_read_captures system:serviceaccount:kube-system:capture-aggregator default)\" != true ]"
+check "  ... while a RoleBinding to packet-capture-reader grants it in its namespace only" bash -c \
+  "kubectl -n default create rolebinding pc-reader-check --clusterrole=packet-capture-reader --user=reader-check >&2 &&
+   $(declare -f may_read_captures); ok=\$(may_read_captures reader-check default); other=\$(may_read_captures reader-check kube-system);
+   kubectl -n default delete rolebinding pc-reader-check >&2; [ \"\$ok\" = true ] && [ \"\$other\" != true ]"
 check "capture-aggregator cannot mint ServiceAccount tokens" \
   can_i capture-aggregator no create serviceaccounts/token -n kube-system
 
