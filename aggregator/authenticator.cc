@@ -10,6 +10,7 @@
 #include "common/kube/kube_json.h"
 #include "common/kube/pod_lookup.h"
 #include "common/kube/token_review.h"
+#include "common/sha256.h"
 
 namespace pc::aggregator {
 namespace {
@@ -55,7 +56,7 @@ absl::StatusOr<AgentIdentity> TokenReviewAuthenticator::Authenticate(
         "token of ", token.size(), " bytes is longer than ",
         options_.max_token_bytes, " bytes: not a ServiceAccount token"));
   }
-  const Sha256Digest key = Sha256(token);
+  const std::string key = Sha256(token);
   const absl::Time now = Now();
   {
     absl::MutexLock lock(&mu_);
@@ -165,7 +166,7 @@ absl::StatusOr<AgentIdentity> TokenReviewAuthenticator::NodeOfPod(
 }
 
 void TokenReviewAuthenticator::Insert(
-    Cache* cache, const Sha256Digest& key,
+    Cache* cache, const std::string& key,
     const absl::StatusOr<AgentIdentity>& result, absl::Time now,
     absl::Time expires) {
   if (cache->capacity == 0) return;

@@ -20,7 +20,6 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "aggregator/sha256.h"
 #include "common/kube/http_client.h"
 
 namespace pc::aggregator {
@@ -87,8 +86,8 @@ class TokenReviewAuthenticator : public Authenticator {
   // entries replaced since, which are skipped.
   struct Cache {
     size_t capacity = 0;
-    std::map<Sha256Digest, Cached> entries;
-    std::deque<std::pair<absl::Time, Sha256Digest>> order;
+    std::map<std::string, Cached> entries;  // by the token's SHA-256
+    std::deque<std::pair<absl::Time, std::string>> order;
   };
 
   absl::Time Now() const;
@@ -98,7 +97,7 @@ class TokenReviewAuthenticator : public Authenticator {
                                       bool* cacheable);
   absl::StatusOr<AgentIdentity> NodeOfPod(AgentIdentity identity,
                                           bool* cacheable);
-  static void Insert(Cache* cache, const Sha256Digest& key,
+  static void Insert(Cache* cache, const std::string& key,
                      const absl::StatusOr<AgentIdentity>& result,
                      absl::Time now, absl::Time expires);
 

@@ -151,6 +151,7 @@ int main(int argc, char** argv) {
     return Fail(
         "--keepalive_time and --keepalive_timeout must be at least 1s, "
         "--min_agent_ping_interval not negative");
+  }
   if (absl::GetFlag(FLAGS_read_cache_ttl) < absl::ZeroDuration()) {
     return Fail("--read_cache_ttl must not be negative");
   }

@@ -875,12 +875,15 @@ absl::Status Uplink::Serve(IngestStream* stream) {
       if (!stream->why().ok()) return stream->why();
       return absl::UnavailableError("aggregator closed the stream");
     }
-    TakeRegistryChanges();
+    // synced_ first, then the registry's changes: every capture the agent
+    // registered before it called MarkInventorySynced() is then taken in and
+    // listed in the inventory.
     bool synced;
     {
       absl::MutexLock lock(&mu_);
       synced = synced_;
     }
+    TakeRegistryChanges();
     if (inventory_due_ && synced) {
       AgentMessage m;
       for (const auto& id : CaptureIds(false))
