@@ -16,8 +16,9 @@
 //       unacked. The node of stream i is NODE_PREFIX + i, or NODE_PREFIX
 //       itself when STREAMS is 1. A hello refused with RESOURCE_EXHAUSTED
 //       (too many streams waiting for their token check) is sent again on a
-//       new stream after a backoff, as the agent does: 50 ms doubling to at
-//       most 2 s, +-20 % jitter. KIB_PER_SEC = 0: as fast as acks allow.
+//       new stream after a backoff like the agent's, only shorter: 50 ms
+//       doubling to at most 2 s, +-20 % jitter. KIB_PER_SEC = 0: as fast as
+//       acks allow.
 //       Prints acked bytes, MB/s (over the whole run, retries included),
 //       the refused hellos ("retries", and the most of one stream) and when
 //       the last stream was welcomed.
