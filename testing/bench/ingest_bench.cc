@@ -5,13 +5,23 @@
 //       IngestService that acks every chunk at once without storing it, and
 //       CaptureService.DownloadCapture that streams DOWNLOAD_FILE in
 //       MESSAGE_BYTES messages: the "raw gRPC stream" peers.
-//   ingest_bench ingest TARGET TOKEN NODE_PREFIX STREAMS MIB_PER_STREAM
+//   ingest_bench ingest TARGET TOKEN_DIR NODE_PREFIX STREAMS MIB_PER_STREAM
 //                KIB_PER_SEC CHUNK_BYTES WINDOW_BYTES
 //       STREAMS agents, each on its own connection, speaking IngestService
-//       like node_agent/uplink.cc: hello with TOKEN, a RUNNING status, then
-//       valid pcap chunks of 1 MB ring files (CRC32C, offsets, packets),
-//       keeping at most min(WINDOW_BYTES, welcome's max_inflight) unacked.
-//       KIB_PER_SEC = 0: as fast as acks allow. Prints acked bytes and MB/s.
+//       like node_agent/uplink.cc: hello with the token in
+//       TOKEN_DIR/<node>.token (one bound to a Pod on that node: the
+//       aggregator lets a token report for its Pod's node only), a RUNNING
+//       status, then valid pcap chunks of 1 MB ring files (CRC32C, offsets,
+//       packets), keeping at most min(WINDOW_BYTES, welcome's max_inflight)
+//       unacked. The node of stream i is NODE_PREFIX + i, or NODE_PREFIX
+//       itself when STREAMS is 1. A hello refused with RESOURCE_EXHAUSTED
+//       (too many streams waiting for their token check) is sent again on a
+//       new stream after a backoff like the agent's, only shorter: 50 ms
+//       doubling to at most 2 s, +-20 % jitter. KIB_PER_SEC = 0: as fast as
+//       acks allow.
+//       Prints acked bytes, MB/s (over the whole run, retries included),
+//       the refused hellos ("retries", and the most of one stream) and when
+//       the last stream was welcomed.
 //   ingest_bench download TARGET ID
 //       DownloadCapture(ID); prints bytes and MB/s.
 //   ingest_bench follow TARGET ID
@@ -30,8 +40,10 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -222,6 +234,8 @@ std::string MakeRingFile(uint32_t salt) {
 struct StreamResult {
   uint64_t acked = 0;
   uint64_t chunks = 0;
+  int retries = 0;             // hellos refused with RESOURCE_EXHAUSTED
+  double welcomed_after = -1;  // seconds from the start of the run
   std::string error;
   std::string capture_id;
 };
@@ -233,8 +247,14 @@ struct IngestParams {
   uint32_t chunk_bytes = 0;
   uint64_t window = 0;
   int index = 0;
+  Clock::time_point start;
   Clock::time_point deadline;
 };
+
+// The agent's retry delays (node_agent/uplink.cc uses kube::Backoff), shorter:
+// a refused hello only waits for others' token checks.
+constexpr auto kFirstRetry = std::chrono::milliseconds(50);
+constexpr auto kLongestRetry = std::chrono::milliseconds(2000);
 
 void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
   grpc::ChannelArguments args;
@@ -243,8 +263,6 @@ void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
   auto channel = grpc::CreateCustomChannel(
       p.target, grpc::InsecureChannelCredentials(), args);
   auto stub = v1::IngestService::NewStub(channel);
-  grpc::ClientContext ctx;
-  auto stream = stub->Report(&ctx);
   v1::AgentMessage hello;
   hello.mutable_hello()->set_node(p.node);
   hello.mutable_hello()->set_agent_instance("bench" + std::to_string(p.index));
@@ -262,17 +280,45 @@ void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
       "bench_" + pod + "_" + uid + "_" + std::to_string(start_ms);
   r->capture_id = id;
   hello.mutable_hello()->add_capture_ids(id);
-  if (!stream->Write(hello)) {
-    r->error = "hello not sent";
-    return;
-  }
+
+  std::mt19937 rng(static_cast<uint32_t>(p.index) * 2654435761u + 1);
+  std::uniform_real_distribution<double> jitter(0.8, 1.2);
+  auto delay = std::chrono::duration<double>(kFirstRetry);
+  std::unique_ptr<grpc::ClientContext> ctx;
+  std::unique_ptr<
+      grpc::ClientReaderWriter<v1::AgentMessage, v1::AggregatorMessage>>
+      stream;
   v1::AggregatorMessage in;
-  if (!stream->Read(&in) || !in.has_welcome()) {
+  for (;;) {
+    ctx = std::make_unique<grpc::ClientContext>();
+    stream = stub->Report(ctx.get());
+    in.Clear();
+    // A stream refused at once may fail the write of the hello; the
+    // aggregator's error is read all the same.
+    stream->Write(hello);
+    const bool got = stream->Read(&in);
+    if (got && in.has_welcome()) break;
+    // Refused: the aggregator sent an error and ends the stream with its
+    // code. With a message read, cancel before Finish, as the agent's uplink
+    // does: after WritesDone, Finish sometimes never returned here although
+    // the server's trailers and RST_STREAM had arrived (gRPC 1.51, streams
+    // refused at once). Without one the stream is over and Finish has its
+    // status.
+    if (got) ctx->TryCancel();
+    const grpc::Status st = stream->Finish();
+    const int code = in.has_error() ? in.error().code() : st.error_code();
+    if (code == grpc::StatusCode::RESOURCE_EXHAUSTED &&
+        Clock::now() + delay < p.deadline) {
+      ++r->retries;
+      std::this_thread::sleep_for(delay * jitter(rng));
+      delay = std::min<std::chrono::duration<double>>(delay * 2, kLongestRetry);
+      continue;
+    }
     r->error = in.has_error() ? in.error().message() : "no welcome";
-    stream->WritesDone();
-    r->error += " / " + stream->Finish().error_message();
+    r->error += " / " + st.error_message();
     return;
   }
+  r->welcomed_after = Seconds(p.start, Clock::now());
   uint64_t window = p.window;
   if (in.welcome().max_inflight_bytes() > 0) {
     window = std::min<uint64_t>(window, in.welcome().max_inflight_bytes());
@@ -413,43 +459,64 @@ void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
 int Ingest(int argc, char** argv) {
   if (argc != 10) return 2;
   const int streams = std::atoi(argv[5]);
+  const std::string token_dir = argv[3];
   IngestParams base;
   base.target = argv[2];
-  base.token = argv[3];
   base.total_bytes = std::strtoull(argv[6], nullptr, 10) << 20;
   base.bytes_per_sec = std::strtoull(argv[7], nullptr, 10) * 1024;
   base.chunk_bytes = static_cast<uint32_t>(std::strtoul(argv[8], nullptr, 10));
   base.window = std::strtoull(argv[9], nullptr, 10);
-  base.deadline = Clock::now() + std::chrono::seconds(600);
   const std::string ring = MakeRingFile(7);
+  std::vector<IngestParams> params(streams, base);
+  for (int i = 0; i < streams; ++i) {
+    IngestParams& p = params[i];
+    p.index = i;
+    p.node = streams == 1 ? std::string(argv[4])
+                          : std::string(argv[4]) + std::to_string(i);
+    const std::string path = token_dir + "/" + p.node + ".token";
+    std::ifstream f(path);
+    p.token.assign(std::istreambuf_iterator<char>(f),
+                   std::istreambuf_iterator<char>());
+    while (!p.token.empty() &&
+           (p.token.back() == '\n' || p.token.back() == '\r')) {
+      p.token.pop_back();
+    }
+    if (!f || p.token.empty()) {
+      std::fprintf(stderr, "ingest_bench: no token in %s\n", path.c_str());
+      return 1;
+    }
+  }
   std::vector<StreamResult> results(streams);
   std::vector<std::thread> threads;
   const Clock::time_point t0 = Clock::now();
-  for (int i = 0; i < streams; ++i) {
-    IngestParams p = base;
-    p.index = i;
-    p.node = streams == 1 && std::string(argv[4]).find('%') == std::string::npos
-                 ? std::string(argv[4])
-                 : std::string(argv[4]) + std::to_string(i);
-    threads.emplace_back(RunAgent, p, std::cref(ring), &results[i]);
+  for (IngestParams& p : params) {
+    p.start = t0;
+    p.deadline = t0 + std::chrono::seconds(600);
+    threads.emplace_back(RunAgent, p, std::cref(ring), &results[p.index]);
   }
   for (auto& t : threads) t.join();
   const double secs = Seconds(t0, Clock::now());
   uint64_t acked = 0, chunks = 0;
-  int failed = 0;
+  int failed = 0, retries = 0, max_retries = 0;
+  double last_welcome = 0;
   for (const auto& r : results) {
     acked += r.acked;
     chunks += r.chunks;
+    retries += r.retries;
+    max_retries = std::max(max_retries, r.retries);
+    last_welcome = std::max(last_welcome, r.welcomed_after);
     if (!r.error.empty()) {
       ++failed;
       if (failed <= 3)
         std::fprintf(stderr, "stream error: %s\n", r.error.c_str());
     }
   }
-  std::printf("acked_bytes %llu chunks %llu seconds %.3f mbps %.1f failed %d\n",
-              static_cast<unsigned long long>(acked),
-              static_cast<unsigned long long>(chunks), secs, acked / secs / 1e6,
-              failed);
+  std::printf(
+      "acked_bytes %llu chunks %llu seconds %.3f mbps %.1f failed %d retries "
+      "%d max_retries %d last_welcome %.3f\n",
+      static_cast<unsigned long long>(acked),
+      static_cast<unsigned long long>(chunks), secs, acked / secs / 1e6, failed,
+      retries, max_retries, last_welcome);
   for (const auto& r : results)
     std::printf("capture %s\n", r.capture_id.c_str());
   return failed == 0 ? 0 : 1;
