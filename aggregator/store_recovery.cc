@@ -74,7 +74,7 @@ std::unique_ptr<Store::StoredCapture> Store::RecoverCapture(
       std::vector<std::string> parts = absl::StrSplit(entry, '.');
       if (parts.size() == 3 && parts[2] == "log") continue;
       std::string run_name, ring;
-      uint64_t generation;
+      uint64_t generation = 0;
       if (parts.size() != 3 || parts[2] != "pcap" ||
           !ParseStoredFileName(absl::StrCat(run_dir, "/", parts[0]), &run_name,
                                &ring) ||

@@ -886,8 +886,9 @@ absl::Status Uplink::Serve(IngestStream* stream) {
     TakeRegistryChanges();
     if (inventory_due_ && synced) {
       AgentMessage m;
-      for (const auto& id : CaptureIds(false))
-        m.mutable_inventory()->add_capture_ids(id);
+      // Set even when empty: "no captures" is an answer too.
+      auto* inventory = m.mutable_inventory();
+      for (const auto& id : CaptureIds(false)) inventory->add_capture_ids(id);
       if (!stream->Write(m))
         return absl::UnavailableError("inventory not sent");
       inventory_due_ = false;

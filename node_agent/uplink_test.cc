@@ -598,6 +598,20 @@ TEST_F(UplinkTest, AStreamWithoutAcksIsAbandonedAfterTheAckTimeout) {
 
 // Keepalive must not make a server with gRPC's default ping policy drop an
 // idle stream ("too_many_pings"): the connection stays up.
+// An agent with no capture at all still owes the aggregator its inventory:
+// an empty one, which must reach the real ingest service as an Inventory, not
+// as an empty message that ends the stream.
+TEST_F(UplinkTest, AnEmptyInventoryKeepsTheStream) {
+  Aggregator aggregator(root_ + "/aggregator", 0);
+  Uplink uplink(Options(aggregator.port()), &registry_);
+  uplink.Start();
+  ASSERT_TRUE(WaitFor([&] { return uplink.stats().connects == 1; }));
+  uplink.MarkInventorySynced();
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(uplink.stats().connects, 1u) << uplink.stats().last_error;
+  uplink.Stop();
+}
+
 TEST_F(UplinkTest, AnIdleStreamSurvivesKeepalivePings) {
   Aggregator aggregator(root_ + "/aggregator", 0);
   UplinkOptions options = Options(aggregator.port());
