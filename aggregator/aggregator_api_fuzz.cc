@@ -25,6 +25,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -185,13 +186,20 @@ void Report(Aggregator& a, pc::fuzz::FuzzInput& in) {
   }
   grpc::ClientContext context;
   auto stream = a.ingest().Report(&context);
-  for (const auto& m : messages) {
-    if (!stream->Write(m)) break;
-  }
-  stream->WritesDone();
+  // Written on a thread of their own while replies are read, as an agent
+  // does: the in-process transport buffers nothing, and the server reads
+  // one message before a hello is accepted, so writing everything first
+  // would wait forever on a server that rejects the hello.
+  std::thread writer([&stream, &messages] {
+    for (const auto& m : messages) {
+      if (!stream->Write(m)) return;
+    }
+    stream->WritesDone();
+  });
   std::vector<v1::AggregatorMessage> replies;
   v1::AggregatorMessage reply;
   while (stream->Read(&reply)) replies.push_back(reply);
+  writer.join();
   const grpc::Status status = stream->Finish();
 
   std::map<std::tuple<std::string, std::string, uint64_t>, uint64_t> acked;
