@@ -232,7 +232,15 @@ log_tail() {  # LOGFILE
 
 port_in_use() { [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; }
 
+# A daemon just stopped may hold its port a moment longer than its pid looks alive: its
+# memory (and so /proc/PID/cmdline, which pid_is_ours reads) goes before its descriptors.
+# So a port in use is looked at again for up to 5 s before it counts as taken.
 require_port_free() {  # PORT WHAT ENVVAR
+  local tries=50
+  while port_in_use "$1" && [ "$tries" -gt 0 ]; do
+    sleep 0.1
+    tries=$((tries - 1))
+  done
   if port_in_use "$1"; then
     ss -Hltnp "sport = :$1" >&2 || true
     die "port $1 for $2 is already in use (another cluster? set $3 to another port, or run 'testing/cluster.sh down')"
