@@ -54,8 +54,8 @@ run unit //... --test_tag_filters=-e2e
 run asan --config=asan //... --test_tag_filters=-e2e,-no-asan
 # ThreadSanitizer on the concurrent parts (third_party/tsan: lock annotations
 # for the uninstrumented system libraries, documented suppressions). The
-# gRPC-facing tests get 3 attempts: gRPC's internals still cause a false
-# report in about one run in ten (see third_party/tsan/tsan.supp).
+# gRPC-facing tests get 5 attempts: gRPC's internals still cause false
+# reports in some attempts under load (see third_party/tsan/tsan.supp).
 run tsan --config=tsan //third_party:tsan_probe_test \
   //aggregator:store_test //aggregator:sync_group_test \
   //aggregator:work_queue_test //aggregator:ingest_service_test \
