@@ -38,6 +38,14 @@ APT_PACKAGES=(
   procps
   debootstrap
   clang-format
+  # Capture filters (pcap_compile), metrics, capturectl's parser.
+  libpcap-dev
+  prometheus-cpp-dev
+  libcli11-dev
+  # Checks of pcapng output and the merge benchmark's peer (capinfos,
+  # tshark, mergecap), and a real Prometheus scraping the daemons.
+  tshark
+  prometheus
   # The fuzz targets (testing/fuzz.sh): clang and its libFuzzer runtime.
   clang-14
   libclang-rt-14-dev
