@@ -41,19 +41,6 @@ ip_b=$("$CLUSTER" pod add node-b $ns web-b)
 ip_c=$("$CLUSTER" pod add node-c $ns client-c)
 e2e_log "pods: web-a=$ip_a web-b=$ip_b client-c=$ip_c"
 
-# field ADDR POD FIELD: a field of the pod's capture in ListCaptures.
-field() {
-  grpc "$1" ListCaptures "{\"pod\":\"$2\"}" 2>/dev/null | jq -r ".captures[0].$3 // empty"
-}
-# packets of a pcap file, one line each, as tcpdump prints them.
-packets() { tcpdump -r "$1" -n -tt 2>/dev/null; }
-# caught_up POD: the aggregator holds every packet the node's agent counts.
-caught_up() {
-  local node_packets agg_packets
-  node_packets=$(field "$agent_of" "$1" packets)
-  agg_packets=$(field "$agg" "$1" packets)
-  [ -n "$node_packets" ] && [ "$node_packets" = "$agg_packets" ]
-}
 # same_pcap POD ID ADDR: the aggregator's download equals the agent's.
 # The two downloads are not one snapshot: a late packet (an ARP refresh) can
 # land between them, so callers retry for a few seconds; a real divergence
@@ -88,12 +75,12 @@ sleep 10  # traffic ends; tcpdump flushes within ~1 s
 
 # --- the README's grpcurl download equals the node's files ---
 agent_of=$agent_a
-check_eventually "aggregator caught up with node-a" 20 caught_up web-a
+check_eventually "aggregator caught up with node-a" 20 caught_up web-a "$agent_of"
 check_eventually "download from the aggregator has the same packets as node-a's files" 10 same_packets web-a "$id_a"
 check "the downloaded pcap holds pings from client-c to web-a" \
   grep -q "IP $ip_c > $ip_a: ICMP echo request" "$work/web-a.agg.txt"
 agent_of=$agent_b
-check_eventually "aggregator caught up with node-b" 20 caught_up web-b
+check_eventually "aggregator caught up with node-b" 20 caught_up web-b "$agent_of"
 check_eventually "download from the aggregator has the same packets as node-b's files" 10 same_packets web-b "$id_b"
 
 # --- aggregator SIGKILLed while agents stream, then restarted ---
@@ -122,12 +109,12 @@ prefix_kept() {
 }
 sleep 12
 agent_of=$agent_a
-check_eventually "streaming resumed: aggregator caught up with node-a after the kill" 30 caught_up web-a
+check_eventually "streaming resumed: aggregator caught up with node-a after the kill" 30 caught_up web-a "$agent_of"
 check "stored bytes before the kill are unchanged after it (sha256)" prefix_kept
 check_eventually "after the kill, the aggregator's pcap equals node-a's" 10 same_packets web-a "$id_a"
 check "no duplicate packets after the aggregator restart" no_duplicates "$work/web-a.agg.txt"
 agent_of=$agent_b
-check_eventually "aggregator caught up with node-b after the kill" 30 caught_up web-b
+check_eventually "aggregator caught up with node-b after the kill" 30 caught_up web-b "$agent_of"
 check_eventually "after the kill, the aggregator's pcap equals node-b's" 10 same_packets web-b "$id_b"
 
 # --- agent restarted: resumes without duplicates ---
@@ -135,7 +122,7 @@ check_eventually "after the kill, the aggregator's pcap equals node-b's" 10 same
 "$CLUSTER" traffic $ns client-c 5 >/dev/null
 sleep 8
 agent_of=$agent_a
-check_eventually "aggregator caught up with node-a after the agent restart" 30 caught_up web-a
+check_eventually "aggregator caught up with node-a after the agent restart" 30 caught_up web-a "$agent_of"
 check_eventually "after the agent restart, the aggregator's pcap equals node-a's" 10 same_packets web-a "$id_a"
 check "no duplicate packets after the agent restart" no_duplicates "$work/web-a.agg.txt"
 check "the capture reports bytes uploaded" \

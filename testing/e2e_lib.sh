@@ -94,6 +94,23 @@ grpc() {
   grpcurl -plaintext -max-time 20 -d "$data" "$addr" "packetcapture.v1.CaptureService/$method"
 }
 
+# field ADDR POD FIELD: a field of the pod's newest capture in ListCaptures.
+field() {
+  grpc "$1" ListCaptures "{\"pod\":\"$2\"}" 2> /dev/null | jq -r ".captures[0].$3 // empty"
+}
+
+# packets PCAP: its packets, one line each, as tcpdump prints them.
+packets() { tcpdump -r "$1" -n -tt 2> /dev/null; }
+
+# caught_up POD AGENT [AGG]: the aggregator (default $agg) holds every packet
+# the node's agent counts.
+caught_up() {
+  local node_n agg_n
+  node_n=$(field "$2" "$1" packets)
+  agg_n=$(field "${3:-$agg}" "$1" packets)
+  [ -n "$node_n" ] && [ "$node_n" = "$agg_n" ]
+}
+
 # download ADDR ID OUT [follow-seconds]: the README's grpcurl download.
 download() {
   local addr=$1 id=$2 out=$3

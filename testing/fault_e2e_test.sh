@@ -57,17 +57,6 @@ e2e_log "pods: web-a=$ip_a client-b=$ip_b"
 
 # ---- helpers ------------------------------------------------------------------------
 
-field() {  # ADDR POD FIELD: a field of the pod's newest capture in ListCaptures
-  grpc "$1" ListCaptures "{\"pod\":\"$2\"}" 2> /dev/null | jq -r ".captures[0].$3 // empty"
-}
-packets() { tcpdump -r "$1" -n -tt 2> /dev/null; }
-# caught_up POD AGENT: the aggregator holds every packet the node's agent counts.
-caught_up() {
-  local node agg_n
-  node=$(field "$2" "$1" packets)
-  agg_n=$(field "$agg" "$1" packets)
-  [ -n "$node" ] && [ "$node" = "$agg_n" ]
-}
 # snapshot NAME ID: the aggregator's pcap of ID, as packet lines, in $work/NAME.txt.
 snapshot() {
   download "$agg" "$2" "$work/$1.pcap"

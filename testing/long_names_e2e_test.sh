@@ -36,15 +36,15 @@ long=$(repeat a 63).$(repeat b 63).$(repeat c 63).web-$(repeat d 25)
 e2e_log "namespace (${#ns} chars) $ns"
 e2e_log "pod (${#long} chars) $long"
 
-# field ADDR NS POD FIELD: a field of the pod's capture in ListCaptures.
-field() {
+# ns_field ADDR NS POD FIELD: a field of the pod's capture in ListCaptures.
+ns_field() {
   grpc "$1" ListCaptures "{\"namespace\":\"$2\",\"pod\":\"$3\"}" 2>/dev/null |
     jq -r ".captures[0].$4 // empty"
 }
-running_on_agent() { [ "$(field "$agent" "$1" "$2" state)" = RUNNING ]; }
+running_on_agent() { [ "$(ns_field "$agent" "$1" "$2" state)" = RUNNING ]; }
 uploaded_more_than() {  # NS POD BYTES: the aggregator holds more than BYTES of it
   local got
-  got=$(field "$agg" "$1" "$2" bytes_uploaded)
+  got=$(ns_field "$agg" "$1" "$2" bytes_uploaded)
   [ "${got:-0}" -gt "$3" ]
 }
 
@@ -64,7 +64,7 @@ kubectl annotate pod -n other web-1 tcpdump.antrea.io=2 >/dev/null
 check_eventually "web-1's capture reaches the aggregator" 30 uploaded_more_than other web-1 0
 kubectl annotate pod -n "$ns" "$long" tcpdump.antrea.io=2 >/dev/null
 check_eventually "the long-named pod's capture is RUNNING on its node" 15 running_on_agent "$ns" "$long"
-id=$(field "$agent" "$ns" "$long" id)
+id=$(ns_field "$agent" "$ns" "$long" id)
 e2e_log "capture id (${#id} bytes) $id"
 check "its id is at most 200 bytes and starts with the namespace and the pod name" \
   bash -c "[ ${#id} -le 200 ] && [[ '$id' == '${ns}_${long:0:100}'* ]]"
@@ -76,7 +76,7 @@ pings_in_download() {
     grep -q "IP $ip_client > $ip_long: ICMP echo request" "$work/long.txt"
 }
 check_eventually "the aggregator's download holds the pings to the long-named pod" 20 pings_in_download
-web_bytes=$(field "$agg" other web-1 bytes_uploaded)
+web_bytes=$(ns_field "$agg" other web-1 bytes_uploaded)
 check_eventually "web-1 keeps uploading ($web_bytes bytes so far)" 20 \
   uploaded_more_than other web-1 "${web_bytes:-0}"
 check "capturectl download names the file after the id" bash -c \
