@@ -31,6 +31,7 @@
 #include "common/pcap/pcap_test_util.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "node_agent/test_aggregator.h"
 #include "node_agent/uplink.h"
 
 namespace pc::agent {
@@ -38,20 +39,6 @@ namespace {
 
 namespace atu = aggregator::testutil;
 namespace ptu = pcap::testutil;
-
-class AcceptToken : public aggregator::Authenticator {
- public:
-  absl::StatusOr<aggregator::AgentIdentity> Authenticate(
-      const std::string& token) override {
-    if (token == "agent-token") {
-      aggregator::AgentIdentity identity;
-      identity.username = "agent";
-      identity.node = "node-a";
-      return identity;
-    }
-    return absl::UnauthenticatedError("bad token");
-  }
-};
 
 std::string Iptables() {
   for (const char* path :
@@ -80,19 +67,9 @@ class UplinkPartitionTest : public ::testing::Test {
     capture_dir_ = root_ + "/captures";
     std::filesystem::create_directories(capture_dir_ + "/" + id_ + "/run-1-w3");
     ptu::WriteFile(root_ + "/token", "agent-token\n");
-    aggregator::StoreOptions store_options;
-    store_options.data_dir = root_ + "/aggregator";
-    store_ = std::move(*aggregator::Store::Open(store_options, &stored_));
-    service_ = std::make_unique<aggregator::IngestServiceImpl>(
-        store_.get(), &auth_, aggregator::IngestOptions());
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                             &port_);
-    builder.RegisterService(service_.get());
-    server_ = builder.BuildAndStart();
-  }
-  void TearDown() override {
-    server_->Shutdown(std::chrono::system_clock::now());
+    aggregator_ =
+        std::make_unique<testutil::TestAggregator>(root_ + "/aggregator", 0);
+    port_ = aggregator_->port();
   }
 
   UplinkOptions Options() {
@@ -114,7 +91,7 @@ class UplinkPartitionTest : public ::testing::Test {
     registry_.Put(status);
   }
   uint64_t Stored() {
-    auto c = stored_.Get(id_);
+    auto c = aggregator_->registry().Get(id_);
     return c ? c->bytes() : 0;
   }
   template <typename F>
@@ -129,11 +106,8 @@ class UplinkPartitionTest : public ::testing::Test {
 
   std::string root_, capture_dir_;
   const std::string id_ = atu::CaptureId("web-1");
-  CaptureRegistry registry_, stored_;
-  AcceptToken auth_;
-  std::unique_ptr<aggregator::Store> store_;
-  std::unique_ptr<aggregator::IngestServiceImpl> service_;
-  std::unique_ptr<grpc::Server> server_;
+  CaptureRegistry registry_;
+  std::unique_ptr<testutil::TestAggregator> aggregator_;
   int port_ = 0;
 };
 
@@ -172,7 +146,7 @@ TEST_F(UplinkPartitionTest,
   std::cout << "reconnected and uploaded the rest " << absl::Now() - lifted
             << " after the path came back" << std::endl;
   auto seqs = ptu::SequenceNumbers([&] {
-    auto reader = store_->OpenReader(id_, false);
+    auto reader = aggregator_->store().OpenReader(id_, false);
     std::string out;
     for (int i = 0; reader.ok() && i < 1000; ++i) {
       auto n = (*reader)->Read(&out, 65536);

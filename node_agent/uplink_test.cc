@@ -22,6 +22,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "node_agent/ring_writer_test_util.h"
+#include "node_agent/test_aggregator.h"
 
 namespace pc::agent {
 namespace {
@@ -32,53 +33,20 @@ using packetcapture::v1::AgentMessage;
 using packetcapture::v1::AggregatorMessage;
 using testutil::TcpdumpRing;
 
-class AcceptToken : public aggregator::Authenticator {
+// The real aggregator with small flow-control windows, so that the uplink
+// waits for acks within a test's few hundred KiB.
+aggregator::IngestOptions SmallWindows() {
+  aggregator::IngestOptions ingest;
+  ingest.max_inflight_bytes = 256 * 1024;
+  ingest.max_chunk_bytes = 64 * 1024;
+  return ingest;
+}
+class Aggregator : public testutil::TestAggregator {
  public:
-  absl::StatusOr<aggregator::AgentIdentity> Authenticate(
-      const std::string& token) override {
-    if (token == "agent-token") {
-      aggregator::AgentIdentity identity;
-      identity.username = "agent";
-      identity.node = "node-a";
-      return identity;
-    }
-    return absl::UnauthenticatedError("bad token");
-  }
+  Aggregator(const std::string& dir, int port)
+      : TestAggregator(dir, port, SmallWindows()) {}
 };
 
-// The real store and ingest service on a fixed port.
-class Aggregator {
- public:
-  Aggregator(const std::string& dir, int port) {
-    aggregator::StoreOptions options;
-    options.data_dir = dir;
-    store_ = std::move(*aggregator::Store::Open(options, &registry_));
-    aggregator::IngestOptions ingest;
-    ingest.max_inflight_bytes = 256 * 1024;
-    ingest.max_chunk_bytes = 64 * 1024;
-    service_ = std::make_unique<aggregator::IngestServiceImpl>(store_.get(),
-                                                               &auth_, ingest);
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort(absl::StrCat("127.0.0.1:", port),
-                             grpc::InsecureServerCredentials(), &port_);
-    builder.RegisterService(service_.get());
-    server_ = builder.BuildAndStart();
-  }
-  ~Aggregator() { server_->Shutdown(std::chrono::system_clock::now()); }
-  int port() const { return port_; }
-  CaptureRegistry& registry() { return registry_; }
-  aggregator::Store& store() { return *store_; }
-
- private:
-  CaptureRegistry registry_;
-  AcceptToken auth_;
-  std::unique_ptr<aggregator::Store> store_;
-  std::unique_ptr<aggregator::IngestServiceImpl> service_;
-  std::unique_ptr<grpc::Server> server_;
-  int port_ = 0;
-};
-
-// Welcomes with a small in-flight limit and never acknowledges anything.
 class SilentAggregator final
     : public packetcapture::v1::IngestService::Service {
  public:
