@@ -20,6 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/pcap/file_scanner.h"
+#include "common/pcap/fuzz_files.h"
 #include "common/pcap/pcap_format.h"
 #include "testing/fuzz/fuzz_util.h"
 
@@ -27,33 +28,8 @@ namespace {
 
 using pc::pcap::GlobalHeader;
 using pc::pcap::kGlobalHeaderSize;
-
-std::string TempDir() {
-  const char* base = std::getenv("TEST_TMPDIR");
-  std::string tmpl = absl::StrCat(base ? base : "/tmp", "/fsfuzz.XXXXXX");
-  FUZZ_CHECK(mkdtemp(&tmpl[0]) != nullptr, "mkdtemp");
-  return tmpl;
-}
-
-void WriteAll(const std::string& path, const std::string& data, int flags) {
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | flags, 0600);
-  FUZZ_CHECK(fd >= 0, path);
-  FUZZ_CHECK(
-      write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()),
-      "write");
-  close(fd);
-}
-
-// n records of `size` bytes each, stamped from `ts`.
-std::string Records(const GlobalHeader& h, uint32_t ts, int n, size_t size) {
-  std::string out;
-  for (int i = 0; i < n; ++i) {
-    const absl::Time t = absl::FromUnixSeconds(ts) + absl::Microseconds(i);
-    (void)pc::pcap::AppendRecord(h, t, std::string(size, static_cast<char>(i)),
-                                 0, &out);
-  }
-  return out;
-}
+using pc::pcap::fuzz::Records;
+using pc::pcap::fuzz::WriteAll;
 
 }  // namespace
 
@@ -68,7 +44,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   pc::pcap::FileScanner::Options options;
   options.max_read_bytes = 16 + in.U16() % 4096;
 
-  const std::string dir = TempDir();
+  const std::string dir = pc::pcap::fuzz::MakeTempDir("fsfuzz");
   const std::string path = dir + "/ring0";
   std::string content = pc::pcap::SerializeGlobalHeader(h);
   WriteAll(path, content, O_TRUNC);

@@ -21,6 +21,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/pcap/fuzz_files.h"
 #include "common/pcap/pcap_format.h"
 #include "common/pcap/ring_reader.h"
 #include "testing/fuzz/fuzz_util.h"
@@ -29,38 +30,14 @@ namespace {
 
 using pc::pcap::GlobalHeader;
 using pc::pcap::kGlobalHeaderSize;
-
-std::string TempDir() {
-  const char* base = std::getenv("TEST_TMPDIR");
-  std::string tmpl = absl::StrCat(base ? base : "/tmp", "/rrfuzz.XXXXXX");
-  FUZZ_CHECK(mkdtemp(&tmpl[0]) != nullptr, "mkdtemp");
-  return tmpl;
-}
-
-void Write(const std::string& path, const std::string& data, int flags) {
-  int fd = open(path.c_str(), O_WRONLY | O_CREAT | flags, 0600);
-  FUZZ_CHECK(fd >= 0, path);
-  FUZZ_CHECK(
-      write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size()),
-      "write");
-  close(fd);
-}
+using pc::pcap::fuzz::Records;
+using pc::pcap::fuzz::WriteAll;
 
 void SetMtime(const std::string& path, int64_t ms) {
   struct timespec times[2];
   times[0].tv_sec = times[1].tv_sec = 1700000000 + ms / 1000;
   times[0].tv_nsec = times[1].tv_nsec = (ms % 1000) * 1000000;
   utimensat(AT_FDCWD, path.c_str(), times, 0);
-}
-
-std::string Records(const GlobalHeader& h, uint32_t ts, int n, size_t size) {
-  std::string out;
-  for (int i = 0; i < n; ++i) {
-    (void)pc::pcap::AppendRecord(
-        h, absl::FromUnixSeconds(ts) + absl::Microseconds(i),
-        std::string(size, static_cast<char>('a' + i)), 0, &out);
-  }
-  return out;
 }
 
 // The stream so far must be a header and whole records.
@@ -87,7 +64,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   GlobalHeader formats[2];
   formats[1].big_endian = true;
   formats[1].precision = pc::pcap::TimestampPrecision::kNano;
-  const std::string dir = TempDir();
+  const std::string dir = pc::pcap::fuzz::MakeTempDir("rrfuzz");
   auto path = [&](int i) {
     return absl::StrCat(dir, "/", pc::pcap::RingFileName("ring", i, max_files));
   };
@@ -108,7 +85,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           pc::pcap::SerializeGlobalHeader(h) + Records(h, ts++, n, record_size);
       if (how & 8) content.resize(in.U16() % (content.size() + 1));
     }
-    Write(path(i), content, O_TRUNC);
+    WriteAll(path(i), content, O_TRUNC);
     SetMtime(path(i), in.U16());
   }
 
@@ -142,7 +119,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const size_t record_size = in.Byte();
         std::string recs = Records(h, ts++, n, record_size);
         if (in.Bool()) recs.resize(in.U16() % (recs.size() + 1));
-        Write(path(writer), recs, O_APPEND);
+        WriteAll(path(writer), recs, O_APPEND);
         SetMtime(path(writer), clock_ms += 10);
         break;
       }
@@ -154,10 +131,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
         writer = (writer + 1) % max_files;
         const GlobalHeader& h = formats[0];
-        Write(path(writer),
-              pc::pcap::SerializeGlobalHeader(h) +
-                  Records(h, ts++, in.Byte() % 3, 30),
-              O_TRUNC);
+        WriteAll(path(writer),
+                 pc::pcap::SerializeGlobalHeader(h) +
+                     Records(h, ts++, in.Byte() % 3, 30),
+                 O_TRUNC);
         SetMtime(path(writer), clock_ms += 10);
         break;
       }
