@@ -235,8 +235,13 @@ sync
 acked_full=$(acked web-a)
 flood 5
 sleep 8
-check "with its disk full the aggregator acknowledged nothing more" \
-  test "$(acked web-a)" = "$acked_full"
+# "Nothing more" up to what still fits in the pages its files already hold (tmpfs
+# allocates by page: an 86-byte record appended to a file's last page was stored and
+# acknowledged in one CI run) and what was in flight when the filler landed; the
+# flood sends megabytes.
+acked_during_full() { echo $(($(acked web-a) - acked_full)); }
+check "with its disk full the aggregator acknowledged almost nothing more (< 64 KiB)" \
+  test "$(acked_during_full)" -lt 65536
 check "with its disk full the aggregator lags the node" bash -c \
   "$(declare -f field grpc caught_up); agg=$agg; ! caught_up web-a $agent_a"
 check "the disk-full condition is logged" grep -qiE "no space|ResourceExhausted|RESOURCE_EXHAUSTED" \
