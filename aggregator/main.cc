@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "aggregator/aggregator_metrics.h"
 #include "aggregator/authenticator.h"
 #include "aggregator/ingest_service.h"
 #include "aggregator/node_monitor.h"
@@ -24,6 +25,7 @@
 #include "common/kube/http_client.h"
 #include "common/kube/kube_config.h"
 #include "common/log.h"
+#include "common/metrics/metrics_server.h"
 #include "grpcpp/grpcpp.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:9090",
@@ -82,6 +84,10 @@ ABSL_FLAG(std::string, read_audience, "",
           "an audience readers' tokens may be minted for besides the API "
           "server's own (kubectl create token SA --audience=...); empty: the "
           "API server's only");
+
+ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9103",
+          "Prometheus /metrics address (host:port; counts and latencies, no "
+          "pcap data); empty disables");
 
 namespace {
 
@@ -266,6 +272,11 @@ int main(int argc, char** argv) {
                {"captures", absl::StrCat(registry.List().size())},
                {"bytes", absl::StrCat((*store)->total_bytes())}});
 
+  auto metrics = std::make_shared<pc::aggregator::AggregatorMetrics>(
+      &registry, store_ptr, &ingest, &authenticator);
+  auto metrics_server = pc::metrics::StartMetricsOrLog(
+      absl::GetFlag(FLAGS_metrics_address), {metrics});
+
   // Gone nodes, retention and the byte budget, every few seconds.
   absl::Notification stop;
   std::thread maintenance([&] {
@@ -278,8 +289,11 @@ int main(int argc, char** argv) {
   const int signo = stop_signals.Wait();
   pc::LogLine("aggregator_stopping", {{"signal", absl::StrCat(signo)}});
   server->GetHealthCheckService()->Shutdown();
+  // civetweb takes about 2 s to stop: meanwhile the rest stops too.
+  std::thread metrics_stop([&metrics_server] { metrics_server.reset(); });
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   stop.Notify();
   maintenance.join();
+  metrics_stop.join();
   return 0;
 }
