@@ -289,11 +289,8 @@ int main(int argc, char** argv) {
   const int signo = stop_signals.Wait();
   pc::LogLine("aggregator_stopping", {{"signal", absl::StrCat(signo)}});
   server->GetHealthCheckService()->Shutdown();
-  // civetweb takes about 2 s to stop: meanwhile the rest stops too.
-  std::thread metrics_stop([&metrics_server] { metrics_server.reset(); });
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   stop.Notify();
   maintenance.join();
-  metrics_stop.join();
   return 0;
 }

@@ -4,7 +4,6 @@
 #include <iostream>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -185,11 +184,8 @@ int main(int argc, char** argv) {
   const int signo = stop_signals.Wait();
   pc::LogLine("agent_stopping", {{"signal", absl::StrCat(signo)}});
   server->GetHealthCheckService()->Shutdown();
-  // civetweb takes about 2 s to stop: meanwhile the rest stops too.
-  std::thread metrics_stop([&metrics_server] { metrics_server.reset(); });
   if (uplink) uplink->Stop();
   (*agent)->Stop();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  metrics_stop.join();
   return 0;
 }

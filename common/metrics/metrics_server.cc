@@ -1,6 +1,13 @@
 #include "common/metrics/metrics_server.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
 #include <exception>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/numbers.h"
@@ -47,12 +54,53 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   }
   const std::vector<int> ports = server->exposer_->GetListeningPorts();
   server->port_ = ports.empty() ? 0 : ports.front();
+  // Where a connection reaches it: loopback for a wildcard address.
+  std::string host = address.substr(0, address.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (host == "0.0.0.0") host = "127.0.0.1";
+  if (host == "::") host = "::1";
+  server->wake_host_ = host;
   return server;
 }
 
+namespace {
+
+// Opens and closes a TCP connection to host:port (numeric host).
+void Poke(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), absl::StrCat(port).c_str(), &hints, &found) !=
+      0) {
+    return;
+  }
+  const int fd = socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, 0);
+  if (fd >= 0) {
+    connect(fd, found->ai_addr, found->ai_addrlen);
+    close(fd);
+  }
+  freeaddrinfo(found);
+}
+
+}  // namespace
+
 MetricsServer::~MetricsServer() {
-  // The exposer's threads stop before the collectors go.
-  exposer_.reset();
+  // The exposer's threads stop before the collectors go. civetweb's accept
+  // loop notices a stop only between polls of 2 s, or at a connection: poke
+  // it until it is done, so a daemon stops at once.
+  std::atomic<bool> done{false};
+  std::thread stop([this, &done] {
+    exposer_.reset();
+    done = true;
+  });
+  for (int i = 0; i < 100 && !done; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (!done) Poke(wake_host_, port_);
+  }
+  stop.join();
 }
 
 std::unique_ptr<MetricsServer> StartMetricsOrLog(

@@ -4,7 +4,8 @@
 //
 // Thread-safe: civetweb's threads call the collectors' Collect() at each
 // scrape; the collectors must outlive the server (they are held by
-// shared_ptr).
+// shared_ptr). Destruction stops the HTTP server first, within a few tens
+// of milliseconds.
 #ifndef COMMON_METRICS_METRICS_SERVER_H_
 #define COMMON_METRICS_METRICS_SERVER_H_
 
@@ -39,6 +40,7 @@ class MetricsServer {
   std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;
+  std::string wake_host_;  // numeric address that reaches the listener
 };
 
 // For a daemon's main(): starts the server unless `address` is empty, and

@@ -114,5 +114,18 @@ TEST(MetricsServerTest, StartMetricsOrLogSkipsEmptyAndSurvivesFailure) {
   EXPECT_GT(running->port(), 0);
 }
 
+TEST(MetricsServerTest, StopsWithinASecond) {
+  // civetweb alone notices a stop only between 2-second polls.
+  for (const char* address : {"127.0.0.1:0", "0.0.0.0:0"}) {
+    auto server = MetricsServer::Start(address, {});
+    ASSERT_TRUE(server.ok()) << server.status();
+    const int port = (*server)->port();
+    const absl::Time start = absl::Now();
+    server->reset();
+    EXPECT_LT(absl::Now() - start, absl::Seconds(1)) << address;
+    EXPECT_EQ(HttpGet(port, "/metrics"), "") << address;
+  }
+}
+
 }  // namespace
 }  // namespace pc::metrics
