@@ -102,9 +102,9 @@ check_eventually "the aggregator ingested bytes and chunks" 30 \
   holds 'packetcapture_aggregator_ingest_bytes_total > 0 and on() packetcapture_aggregator_ingest_chunks_total > 0'
 check_eventually "the aggregator stores bytes within its budget" 10 \
   holds 'packetcapture_aggregator_stored_bytes > 0 and on() packetcapture_aggregator_stored_bytes < packetcapture_aggregator_budget_bytes'
-check "the aggregator has two open agent streams" equals 'packetcapture_aggregator_agent_streams' 2
-check "both agents are connected to it" equals 'sum(packetcapture_agent_uplink_connected)' 2
-check "its TokenReviews accepted the agents" holds 'packetcapture_aggregator_token_reviews_total{result="authenticated"} >= 2'
+check_eventually "the aggregator has two open agent streams" 10 equals 'packetcapture_aggregator_agent_streams' 2
+check_eventually "both agents are connected to it" 10 equals 'sum(packetcapture_agent_uplink_connected)' 2
+check_eventually "its TokenReviews accepted the agents" 10 holds 'packetcapture_aggregator_token_reviews_total{result="authenticated"} >= 2'
 check_eventually "flush latency has a p99 (histogram_quantile over 30s)" 20 \
   holds 'histogram_quantile(0.99, rate(packetcapture_aggregator_flush_duration_seconds_bucket[30s])) >= 0'
 check_eventually "node-a's acknowledged upload grows and its lag comes back under 64 KiB" 30 \
