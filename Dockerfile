@@ -25,8 +25,10 @@ RUN bazel build -c opt //node_agent:capture-agent //aggregator:capture-aggregato
 # --- runtime: tcpdump and exactly the packages that provide the shared
 # libraries both binaries link (their `readelf -d` NEEDED entries mapped to
 # packages with `dpkg -S`): libc6 (libc, libm, the loader), libgcc-s1,
-# libstdc++6, libcurl4, libyaml-cpp0.7 and zlib1g; gRPC, Protobuf and Abseil
-# are linked in statically. No ca-certificates: the only TLS peer is the API
+# libstdc++6, libcurl4, libyaml-cpp0.7, zlib1g and prometheus-cpp's
+# libprometheus-cpp-core1.0 and libprometheus-cpp-pull1.0 (/metrics; the
+# latter brings civetweb's libcivetweb1 as its own dependency); gRPC,
+# Protobuf and Abseil are linked in statically. No ca-certificates: the only TLS peer is the API
 # server, verified with the ServiceAccount's ca.crt (CAINFO only, no system CA
 # path).
 # testing/runtime_image_test.sh reads the list below (one package per line,
@@ -42,5 +44,7 @@ RUN apt-get update \
       libcurl4 \
       libyaml-cpp0.7 \
       zlib1g \
+      libprometheus-cpp-core1.0 \
+      libprometheus-cpp-pull1.0 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/capture-agent /out/capture-aggregator /usr/local/bin/

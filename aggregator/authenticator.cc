@@ -78,7 +78,12 @@ absl::StatusOr<AgentIdentity> TokenReviewAuthenticator::Authenticate(
 
 absl::StatusOr<AgentIdentity> TokenReviewAuthenticator::Check(
     const std::string& token, bool* cacheable) {
+  const absl::Time asked = absl::Now();
   auto review = kube::ReviewToken(*http_, token, {options_.audience});
+  review_latency_.Observe(absl::Now() - asked);
+  ++(!review.ok()            ? reviews_failed_
+     : review->authenticated ? reviews_authenticated_
+                             : reviews_rejected_);
   if (!review.ok()) {
     *cacheable = false;  // the next hello tries again
     return absl::UnavailableError(
@@ -195,6 +200,16 @@ size_t TokenReviewAuthenticator::cache_bytes() const {
     }
   }
   return bytes;
+}
+
+TokenReviewAuthenticator::ReviewStats TokenReviewAuthenticator::review_stats()
+    const {
+  ReviewStats stats;
+  stats.authenticated = reviews_authenticated_.load();
+  stats.rejected = reviews_rejected_.load();
+  stats.failed = reviews_failed_.load();
+  stats.latency = review_latency_.Take();
+  return stats;
 }
 
 }  // namespace pc::aggregator

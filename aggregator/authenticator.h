@@ -9,6 +9,7 @@
 #ifndef AGGREGATOR_AUTHENTICATOR_H_
 #define AGGREGATOR_AUTHENTICATOR_H_
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <map>
@@ -21,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/kube/http_client.h"
+#include "common/metrics/latency_histogram.h"
 
 namespace pc::aggregator {
 
@@ -76,6 +78,16 @@ class TokenReviewAuthenticator : public Authenticator {
   // logs).
   size_t cache_bytes() const;
 
+  // The TokenReview calls made (cache hits make none): answers by kind, and
+  // how long each call took.
+  struct ReviewStats {
+    uint64_t authenticated = 0;  // the API server accepted the token
+    uint64_t rejected = 0;       // ... refused it
+    uint64_t failed = 0;         // no answer: transport error, non-2xx
+    metrics::LatencyHistogram::Snapshot latency;
+  };
+  ReviewStats review_stats() const;
+
  private:
   struct Cached {
     absl::StatusOr<AgentIdentity> result;
@@ -107,6 +119,12 @@ class TokenReviewAuthenticator : public Authenticator {
   mutable absl::Mutex mu_;
   Cache accepted_ ABSL_GUARDED_BY(mu_);
   Cache rejected_ ABSL_GUARDED_BY(mu_);
+
+  std::atomic<uint64_t> reviews_authenticated_{0};
+  std::atomic<uint64_t> reviews_rejected_{0};
+  std::atomic<uint64_t> reviews_failed_{0};
+  metrics::LatencyHistogram review_latency_{
+      metrics::LatencyHistogram::ApiCallBounds()};
 };
 
 }  // namespace pc::aggregator

@@ -13,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "aggregator/aggregator_metrics.h"
 #include "aggregator/authenticator.h"
 #include "aggregator/ingest_service.h"
 #include "aggregator/node_monitor.h"
@@ -24,6 +25,7 @@
 #include "common/kube/http_client.h"
 #include "common/kube/kube_config.h"
 #include "common/log.h"
+#include "common/metrics/metrics_server.h"
 #include "grpcpp/grpcpp.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:9090",
@@ -82,6 +84,10 @@ ABSL_FLAG(std::string, read_audience, "",
           "an audience readers' tokens may be minted for besides the API "
           "server's own (kubectl create token SA --audience=...); empty: the "
           "API server's only");
+
+ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9103",
+          "Prometheus /metrics address (host:port; counts and latencies, no "
+          "pcap data); empty disables");
 
 namespace {
 
@@ -265,6 +271,11 @@ int main(int argc, char** argv) {
                {"data_dir", store_options.data_dir},
                {"captures", absl::StrCat(registry.List().size())},
                {"bytes", absl::StrCat((*store)->total_bytes())}});
+
+  auto metrics = std::make_shared<pc::aggregator::AggregatorMetrics>(
+      &registry, store_ptr, &ingest, &authenticator);
+  auto metrics_server = pc::metrics::StartMetricsOrLog(
+      absl::GetFlag(FLAGS_metrics_address), {metrics});
 
   // Gone nodes, retention and the byte budget, every few seconds.
   absl::Notification stop;

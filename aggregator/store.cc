@@ -271,6 +271,8 @@ absl::Status Store::AppendBatchTo(const std::string& node,
           ++file_set_version_;
         }
         total_bytes_ += after.physical_len - before.physical_len;
+        stats_.chunks += after.commits - before.commits;
+        stats_.bytes += after.physical_len - before.physical_len;
         before = after;
         if (was_empty) MirrorRing(c, &removal);
         Publish(*c);
@@ -311,6 +313,15 @@ uint64_t Store::total_bytes() const {
 }
 
 size_t Store::open_files() const { return open_files_->open_files(); }
+
+Store::Stats Store::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+metrics::LatencyHistogram::Snapshot Store::flush_latency() const {
+  return sync_->latency();
+}
 
 std::vector<std::shared_ptr<Store::FileEntry>> Store::OrderedFiles(
     const std::string& id, bool* running, uint64_t* version) const {

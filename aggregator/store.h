@@ -68,6 +68,7 @@
 #include "aggregator/sync_group.h"
 #include "common/capture_registry.h"
 #include "common/capture_service.h"
+#include "common/metrics/latency_histogram.h"
 #include "common/pcap/pcap_format.h"
 #include "proto/packetcapture.pb.h"
 
@@ -160,6 +161,20 @@ class Store {
   // outlive the store.
   absl::StatusOr<std::unique_ptr<PcapSource>> OpenReader(const std::string& id,
                                                          bool follow);
+
+  // Counters since the store opened, for metrics.
+  struct Stats {
+    uint64_t chunks = 0;  // chunks stored (their commit log entries)
+    uint64_t bytes = 0;   // pcap bytes those chunks added
+    // Captures deleted because the byte budget was exceeded, and because
+    // their retention ended.
+    uint64_t evicted_for_budget = 0;
+    uint64_t expired = 0;
+  };
+  Stats stats() const;
+  // How long appends waited for their data and log flushes.
+  metrics::LatencyHistogram::Snapshot flush_latency() const;
+  uint64_t max_bytes() const { return options_.max_bytes; }
 
   // Total stored pcap bytes.
   uint64_t total_bytes() const;
@@ -265,6 +280,7 @@ class Store {
   // added, dropped, or given its first record), so readers re-sort only then.
   uint64_t file_set_version_ ABSL_GUARDED_BY(mu_) = 0;
   bool over_budget_logged_ ABSL_GUARDED_BY(mu_) = false;
+  Stats stats_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace pc::aggregator

@@ -47,6 +47,7 @@ std::vector<std::string> Store::Maintain() {
       LogLine("capture_expired", {{"capture", stopped[next].second}});
       DeleteCapture(stopped[next].second, &removal);
       deleted.push_back(stopped[next].second);
+      ++stats_.expired;
     }
     while (options_.max_bytes > 0 && total_bytes_ > options_.max_bytes &&
            next < stopped.size()) {
@@ -56,6 +57,7 @@ std::vector<std::string> Store::Maintain() {
                {"max_bytes", absl::StrCat(options_.max_bytes)}});
       DeleteCapture(stopped[next].second, &removal);
       deleted.push_back(stopped[next].second);
+      ++stats_.evicted_for_budget;
       ++next;
     }
     if (options_.max_bytes > 0 && total_bytes_ > options_.max_bytes) {

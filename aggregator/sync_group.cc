@@ -46,6 +46,7 @@ absl::Time SyncGroup::LeadAllowedAt() const {
 
 absl::Status SyncGroup::Sync(int fd, uint64_t writer, const std::string& path) {
   Request request{fd};
+  const absl::Time asked = absl::Now();
   absl::MutexLock lock(&mu_);
   waiting_.push_back(&request);
   recent_[recent_count_++ % recent_.size()] = writer;
@@ -107,6 +108,7 @@ absl::Status SyncGroup::Sync(int fd, uint64_t writer, const std::string& path) {
     ++rounds_ended_;
     for (Request* r : round) r->done = true;
   }
+  latency_.Observe(absl::Now() - asked);
   if (request.error != 0) {
     return IoError(request.error, absl::StrCat("flush ", path));
   }

@@ -32,6 +32,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/metrics/latency_histogram.h"
 
 namespace pc::aggregator {
 
@@ -78,6 +79,11 @@ class SyncGroup {
   Stats stats() const;
   // Requests waiting for a round that has not started yet.
   int queued() const;
+  // How long Sync() calls took, from the request to durable (the wait for
+  // the round included).
+  metrics::LatencyHistogram::Snapshot latency() const {
+    return latency_.Take();
+  }
 
  private:
   struct Request {
@@ -109,6 +115,7 @@ class SyncGroup {
   std::array<uint64_t, 64> recent_ ABSL_GUARDED_BY(mu_) = {};
   size_t recent_count_ ABSL_GUARDED_BY(mu_) = 0;
   Stats stats_ ABSL_GUARDED_BY(mu_);
+  metrics::LatencyHistogram latency_{metrics::LatencyHistogram::FlushBounds()};
 };
 
 }  // namespace pc::aggregator

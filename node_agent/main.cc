@@ -17,8 +17,10 @@
 #include "common/capture_service.h"
 #include "common/daemon.h"
 #include "common/log.h"
+#include "common/metrics/metrics_server.h"
 #include "grpcpp/grpcpp.h"
 #include "node_agent/agent.h"
+#include "node_agent/agent_metrics.h"
 #include "node_agent/capture_reader.h"
 #include "node_agent/config.h"
 #include "node_agent/uplink.h"
@@ -42,6 +44,9 @@ ABSL_FLAG(absl::Duration, aggregator_keepalive_time, absl::Seconds(10),
           "gRPC keepalive ping interval on the aggregator connection");
 ABSL_FLAG(absl::Duration, aggregator_keepalive_timeout, absl::Seconds(5),
           "a keepalive ping unanswered for this long closes the connection");
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9102",
+          "Prometheus /metrics address (host:port), loopback by default: "
+          "the agent shares its node's network; empty disables");
 
 namespace {
 
@@ -163,6 +168,12 @@ int main(int argc, char** argv) {
     // inventory is pending, so it marks none of this node's captures gone.
     (*agent)->OnFirstSync([u = uplink.get()] { u->MarkInventorySynced(); });
   }
+  auto metrics = std::make_shared<pc::agent::AgentMetrics>(
+      &registry, uplink ? std::function<pc::agent::Uplink::Stats()>(
+                              [u = uplink.get()] { return u->stats(); })
+                        : nullptr);
+  auto metrics_server = pc::metrics::StartMetricsOrLog(
+      absl::GetFlag(FLAGS_metrics_address), {metrics});
   (*agent)->Start();
   if (uplink) uplink->Start();
   pc::LogLine("agent_started", {{"node", config.node_name},

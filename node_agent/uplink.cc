@@ -491,13 +491,17 @@ void Uplink::SettleAll() {
 }
 
 void Uplink::PublishView() {
-  uint64_t lost = lost_gone_, unseen = unseen_gone_;
+  uint64_t lost = lost_gone_, unseen = unseen_gone_, lag = 0;
   const absl::Time now = absl::Now();
   for (auto& [id, c] : captures_) {
     unseen += c.retired_unseen;
     for (const auto& [name, f] : c.files) {
       unseen += f.ledger.unseen();
       if (f.ledger.unwatched() > 0) c.lower_bound = true;
+      // The file's current content past what the aggregator acknowledged.
+      const uint64_t acked = f.ledger.tracking() ? f.ledger.acked() : 0;
+      const uint64_t size = std::max(f.listed_size, f.ledger.seen());
+      if (size > acked) lag += size - acked;
     }
     lost += c.lost();
     if (!c.draining() &&
@@ -524,6 +528,7 @@ void Uplink::PublishView() {
   absl::MutexLock lock(&mu_);
   stats_.bytes_lost = lost;
   stats_.generations_lost = unseen;
+  stats_.lag_bytes = lag;
 }
 
 void Uplink::LoadCounters(const std::string& id, CaptureState* c) {

@@ -122,6 +122,9 @@ class Uplink {
     uint64_t ack_timeouts = 0;
     uint64_t ring_overflows = 0;  // inotify events lost
     uint64_t max_inflight = 0;    // highest unacknowledged byte count seen
+    // Bytes in the captures' files not acknowledged yet (sent or not): how
+    // far the aggregator's copy is behind the node's.
+    uint64_t lag_bytes = 0;
     uint64_t inflight_limit = 0;  // from the last welcome
     std::string last_error;
   };

@@ -326,6 +326,9 @@ TEST_F(UplinkTest, UploadsEveryRecordOnceAndResumesAfterTheAggregatorRestarts) {
       << StoredBytes(*first) << " of " << size0 << ": "
       << uplink.stats().last_error;
   EXPECT_EQ(first->registry().Get(id_)->node(), "node-a");
+  // Everything on disk is acknowledged: no lag.
+  EXPECT_TRUE(WaitFor([&] { return uplink.stats().lag_bytes == 0; }))
+      << uplink.stats().lag_bytes;
 
   // The aggregator goes away; tcpdump keeps writing, into a new file too.
   first.reset();
@@ -370,6 +373,9 @@ TEST_F(UplinkTest, InflightBytesStayBoundedAndOverwrittenDataIsCounted) {
   EXPECT_LE(silent.chunk_bytes(), SilentAggregator::kLimit);
   EXPECT_GT(silent.chunk_bytes(), SilentAggregator::kLimit / 2);
   EXPECT_LE(uplink.stats().max_inflight, SilentAggregator::kLimit);
+  // Sent and never acknowledged: all of it is lag.
+  EXPECT_GE(uplink.stats().lag_bytes, silent.chunk_bytes());
+  EXPECT_LE(uplink.stats().lag_bytes, big.size());
 
   // tcpdump reuses the slot before anything was acknowledged: the old
   // generation is lost and the status says so.

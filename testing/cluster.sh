@@ -26,7 +26,10 @@ usage: testing/cluster.sh COMMAND ...
                                      port-forward to its Service
   env                                print export lines: KUBECONFIG, CLUSTER_STATE,
                                      AGGREGATOR (host:port), AGENTS ("node-a=host:port ..."),
-                                     REAL_NODES ("real-a" or empty)
+                                     REAL_NODES ("real-a" or empty), and the Prometheus
+                                     /metrics addresses of the host daemons:
+                                     AGGREGATOR_METRICS (host:port), AGENT_METRICS
+                                     ("node-a=host:port ...")
   pod add NODE NAMESPACE NAME        create a pod on NODE; prints its IP (only that) on stdout
                                      (on real-a: a real BusyBox Pod, once Ready)
   pod del NAMESPACE NAME             delete the pod and its network namespace
@@ -53,6 +56,8 @@ Environment:
   CLUSTER_AGENT_BASE_PORT     first agent port; node-a gets it, node-b the next (default 19101)
   CLUSTER_AGGREGATOR_PORT     aggregator gRPC port (default 19090; with --real-node the
                               local end of the port-forward to svc/capture-aggregator)
+  CLUSTER_METRICS_BASE_PORT   /metrics of the host aggregator; node-a's agent gets the next
+                              port, node-b's the one after (default 19400)
   CLUSTER_REAL_AGENT_PORT     local end of the port-forward to real-a's agent (default 19200)
   CLUSTER_KUBELET_PORT        the real node's kubelet port (default 10250)
   CLUSTER_START_TIMEOUT       seconds to wait for a component to become ready (default 60)
@@ -187,12 +192,17 @@ cmd_up() {
 
 cmd_env() {
   require_up
-  local agents=() node
+  local agents=() agent_metrics=() node
   for node in $(all_nodes); do
-    alive "agent-$node" && agents+=("$node=127.0.0.1:$(agent_port "$node")")
+    alive "agent-$node" || continue
+    agents+=("$node=127.0.0.1:$(agent_port "$node")")
+    agent_metrics+=("$node=127.0.0.1:$(agent_metrics_port "$node")")
   done
-  local aggregator= real_nodes=
-  alive aggregator && aggregator="127.0.0.1:$AGGREGATOR_PORT"
+  local aggregator= real_nodes= aggregator_metrics=
+  if alive aggregator; then
+    aggregator="127.0.0.1:$AGGREGATOR_PORT"
+    aggregator_metrics="127.0.0.1:$(aggregator_metrics_port)"
+  fi
   if [ "$REAL_NODE" = 1 ]; then
     real_nodes=$REAL_NODE_NAME
     alive port-forward-aggregator && aggregator="127.0.0.1:$AGGREGATOR_PORT"
@@ -207,6 +217,8 @@ cmd_env() {
   echo "export AGENTS='${agents[*]:-}'"
   echo "export REAL_NODES='$real_nodes'"
   echo "export CLUSTER_TOOLS='$TOOLS_BIN'"
+  echo "export AGGREGATOR_METRICS='$aggregator_metrics'"
+  echo "export AGENT_METRICS='${agent_metrics[*]:-}'"
 }
 
 cmd_restart_agent() {

@@ -191,6 +191,32 @@ aggregator_storage() {
       "$(jq -r '"\(.spec.replicas) \(.spec.strategy.type) \(.spec.template.spec.serviceAccountName)"' <<< "$dep")"
 }
 check "the aggregator: one replica, Recreate, its claim at --data_dir, --max_bytes below the 10Gi claim" aggregator_storage
+# Metrics: the aggregator's /metrics port is declared, annotated for a Prometheus
+# kubernetes-pods job and on its Service; the hostNetwork agent's stays on the node's
+# loopback and is not annotated (a scrape of the node's address would fail).
+aggregator_metrics_exposed() {
+  local dep svc address port
+  dep=$(obj $W Deployment capture-aggregator)
+  svc=$(obj $W Service capture-aggregator)
+  address=$(flag_value "$dep" metrics_address)
+  port=${address##*:}
+  same 0.0.0.0:9103 "$address" &&
+    same "$port" "$(jq -r '.spec.template.spec.containers[0].ports[] | select(.name == "metrics") | .containerPort' <<< "$dep")" &&
+    same "true $port /metrics" "$(jq -r '.spec.template.metadata.annotations | "\(.["prometheus.io/scrape"]) \(.["prometheus.io/port"]) \(.["prometheus.io/path"])"' <<< "$dep")" &&
+    same "$port metrics" "$(jq -r '.spec.ports[] | select(.name == "metrics") | "\(.port) \(.targetPort)"' <<< "$svc")"
+}
+check "the aggregator's --metrics_address port is its metrics container port, Service port and prometheus.io annotations" \
+  aggregator_metrics_exposed
+agent_metrics_loopback() {
+  local v ds
+  for v in plain $W; do
+    ds=$(obj $v DaemonSet capture-agent)
+    same 127.0.0.1:9102 "$(flag_value "$ds" metrics_address)" &&
+      same null "$(jq -r '.spec.template.metadata.annotations["prometheus.io/scrape"]' <<< "$ds")" || return 1
+  done
+}
+check "the hostNetwork agent's --metrics_address is the node's loopback, not annotated for scraping" \
+  agent_metrics_loopback
 images_and_binaries() {
   local obj bin
   for obj in "$(obj $W DaemonSet capture-agent)" "$(obj $W Deployment capture-aggregator)"; do

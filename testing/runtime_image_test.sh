@@ -298,6 +298,7 @@ started() { [ -n "$(port_of "$1" "$2")" ]; }
 
 chroot --userspec="$AGGREGATOR_UID:$AGGREGATOR_UID" "$ROOTFS" /usr/local/bin/capture-aggregator \
   --listen=127.0.0.1:0 --data_dir="$work/data" --kubeconfig="$work/kubeconfig" \
+  --metrics_address=127.0.0.1:0 \
   > "$ROOTFS$work/aggregator.log" 2>&1 &
 aggregator_pid=$!
 check_eventually "capture-aggregator starts as uid $AGGREGATOR_UID in the runtime root filesystem" 10 \
@@ -305,7 +306,7 @@ check_eventually "capture-aggregator starts as uid $AGGREGATOR_UID in the runtim
 aggregator_port=$(port_of "$ROOTFS$work/aggregator.log" aggregator_started)
 
 chroot "$ROOTFS" /usr/local/bin/capture-agent --node_name=node-a --listen=127.0.0.1:0 \
-  --capture_dir="$work/captures" --kubeconfig="$work/kubeconfig" \
+  --capture_dir="$work/captures" --kubeconfig="$work/kubeconfig" --metrics_address=127.0.0.1:0 \
   > "$ROOTFS$work/agent.log" 2>&1 &
 agent_pid=$!
 check_eventually "capture-agent starts in the runtime root filesystem" 10 \
@@ -316,6 +317,18 @@ agent_port=$(port_of "$ROOTFS$work/agent.log" agent_started)
 probe() { [ -n "$1" ] && chroot "$ROOTFS" /bin/bash -c "exec 3<>/dev/tcp/127.0.0.1/$1"; }
 check "the DaemonSet's bash /dev/tcp probe works in the runtime root filesystem" probe "${agent_port:-}"
 check "the probe fails on a closed port" bash -c "! chroot '$ROOTFS' /bin/bash -c 'exec 3<>/dev/tcp/127.0.0.1/1' 2>/dev/null"
+
+# serves_metrics LOG METRIC: the daemon's /metrics (prometheus-cpp and civetweb loaded from
+# the root filesystem) answers in the text format with METRIC.
+serves_metrics() {
+  local port
+  port=$(port_of "$1" metrics_started)
+  [ -n "$port" ] && curl -sf --max-time 5 "http://127.0.0.1:$port/metrics" | grep -q "^$2"
+}
+check_eventually "capture-aggregator serves /metrics in the runtime root filesystem" 10 \
+  serves_metrics "$ROOTFS$work/aggregator.log" "packetcapture_aggregator_stored_bytes 0"
+check_eventually "capture-agent serves /metrics in the runtime root filesystem" 10 \
+  serves_metrics "$ROOTFS$work/agent.log" 'packetcapture_agent_captures{state="running"} 0'
 
 # stops PID NAME: SIGTERM ends the server cleanly (exit 0).
 stops() {

@@ -7,6 +7,9 @@ node_index() { printf '%d' $(($(printf '%d' "'${1#node-}") - 97)); }            
 node_letter() { printf '%s' "${1#node-}"; }
 node_bridge() { printf 'pcbr-%s' "$1"; }       # pcbr-node-a: 11 chars, limit is 15
 agent_port() { echo $((AGENT_BASE_PORT + $(node_index "$1"))); }
+# Prometheus /metrics: the aggregator's on METRICS_BASE_PORT, node i's agent's on the next ones.
+agent_metrics_port() { echo $((METRICS_BASE_PORT + 1 + $(node_index "$1"))); }
+aggregator_metrics_port() { echo "$METRICS_BASE_PORT"; }
 
 all_nodes() {
   local i
@@ -123,6 +126,7 @@ agent_command() {  # NODE
     --capture_dir="$STATE/nodes/$node/captures"
     --listen="127.0.0.1:$(agent_port "$node")"
     --netns_dir=/run/netns
+    --metrics_address="127.0.0.1:$(agent_metrics_port "$node")"
   )
   local aggregator_addr=
   if [ "$REAL_NODE" = 1 ]; then
@@ -185,6 +189,7 @@ aggregator_command() {
     --listen="127.0.0.1:$AGGREGATOR_PORT"
     --data_dir="$STATE/aggregator"
     --kubeconfig="$STATE/aggregator.kubeconfig"
+    --metrics_address="127.0.0.1:$(aggregator_metrics_port)"
   )
 }
 
@@ -237,6 +242,7 @@ listening() { port_in_use "$1"; }
 
 start_aggregator() {
   require_port_free "$AGGREGATOR_PORT" capture-aggregator CLUSTER_AGGREGATOR_PORT
+  require_port_free "$(aggregator_metrics_port)" "capture-aggregator metrics" CLUSTER_METRICS_BASE_PORT
   mkdir -p "$STATE/aggregator"
   aggregator_command
   start_daemon aggregator "$STATE/logs/aggregator.log" "${AGGREGATOR_CMD[@]}"
@@ -248,6 +254,7 @@ start_agent() {  # NODE
   local node=$1 port
   port=$(agent_port "$node")
   require_port_free "$port" "capture-agent on $node" CLUSTER_AGENT_BASE_PORT
+  require_port_free "$(agent_metrics_port "$node")" "capture-agent metrics on $node" CLUSTER_METRICS_BASE_PORT
   mkdir -p "$STATE/nodes/$node/captures"
   agent_command "$node"
   start_daemon "agent-$node" "$STATE/logs/agent-$node.log" "${AGENT_CMD[@]}"
