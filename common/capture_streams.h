@@ -23,22 +23,16 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/capture_registry.h"
+#include "common/pcap/byte_source.h"
 #include "common/read_access.h"
 #include "grpcpp/alarm.h"
 #include "proto/packetcapture.grpc.pb.h"
 
 namespace pc {
 
-// One download: a pcap stream made of complete records.
-class PcapSource {
- public:
-  virtual ~PcapSource() = default;
-  // Appends at most max_bytes to *out (complete records only; the global
-  // header first). Returns the bytes appended; 0 means nothing new right now.
-  virtual absl::StatusOr<size_t> Read(std::string* out, size_t max_bytes) = 0;
-  // True once no more data will come (the capture stopped and was drained).
-  virtual bool Done() = 0;
-};
+// One download: a pcap stream made of complete records (or a pcapng stream
+// made by pcap::PcapngMerger).
+using PcapSource = pcap::ByteSource;
 
 // True when `c` passes the node, namespace and pod filters (empty = any).
 bool MatchesFilter(const packetcapture::v1::Capture& c, const std::string& node,
