@@ -43,8 +43,7 @@ struct PcapngMerger::Input {
   std::optional<absl::Time> empty_since;
 };
 
-PcapngMerger::PcapngMerger(std::vector<MergeInput> inputs,
-                           MergeOptions options)
+PcapngMerger::PcapngMerger(std::vector<MergeInput> inputs, MergeOptions options)
     : options_(std::move(options)) {
   inputs_.resize(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
@@ -123,7 +122,8 @@ absl::StatusOr<PcapngMerger::Fill> PcapngMerger::FillInput(Input& in) {
 void PcapngMerger::DescribeInput(Input& in, std::string* out) {
   pcapng::InterfaceDescription idb = in.idb;
   if (in.header) {
-    const pcapng::InterfaceDescription format = pcapng::InterfaceFor(*in.header);
+    const pcapng::InterfaceDescription format =
+        pcapng::InterfaceFor(*in.header);
     idb.linktype = format.linktype;
     idb.snaplen = format.snaplen;
     idb.precision = format.precision;
@@ -214,7 +214,8 @@ absl::StatusOr<size_t> PcapngMerger::Read(std::string* out, size_t max_bytes) {
       break;
     }
     pcapng::AppendEnhancedPacket(
-        in.interface_id, pcapng::PcapngTimestamp(in.record, in.header->precision),
+        in.interface_id,
+        pcapng::PcapngTimestamp(in.record, in.header->precision),
         absl::string_view(in.buf.data() + in.pos + kRecordHeaderSize, caplen),
         in.record.len, out);
     ++packets_;

@@ -15,10 +15,10 @@
 // record's timestamp is max_wait older than the clock (a live input delivers
 // packets within that delay, so it cannot have an older one still to come),
 // or that input has had nothing for max_wait (a record no younger than the
-// last one sent from that input is not held: each input is in order). Records that a live input
-// delivers later than that are sent as soon as they arrive, possibly after
-// younger ones: none is dropped, and a silent input delays the others by at
-// most max_wait.
+// last one sent from that input is not held: each input is in order). Records
+// that a live input delivers later than that are sent as soon as they arrive,
+// possibly after younger ones: none is dropped, and a silent input delays the
+// others by at most max_wait.
 //
 // Thread-compatible (one download).
 #ifndef COMMON_PCAP_PCAPNG_MERGER_H_

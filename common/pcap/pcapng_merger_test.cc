@@ -113,8 +113,7 @@ TEST(PcapngMergerTest, MergesInTimestampOrderWithOneInterfaceEach) {
   EXPECT_EQ(parsed->interfaces[1].options.at(9).at(0), std::string(1, 9));
   EXPECT_EQ(parsed->interfaces[1].snaplen, 128u);
   // Ties (10 ms) go to the input listed first.
-  EXPECT_EQ(Seqs(*parsed),
-            (std::vector<uint32_t>{0, 100, 1, 101, 2, 102, 3}));
+  EXPECT_EQ(Seqs(*parsed), (std::vector<uint32_t>{0, 100, 1, 101, 2, 102, 3}));
   EXPECT_EQ(parsed->packets[1].interface_id, 1u);
   EXPECT_EQ(parsed->packets[1].timestamp, 1700000000005000000ull);
   EXPECT_EQ(parsed->packets[0].timestamp, 1700000000000000ull);
@@ -310,9 +309,8 @@ TEST(PcapngMergerTest, WiresharkToolsReadTheMerge) {
   testutil::WriteFile(path, Drain(merger));
 
   std::string info;
-  ASSERT_EQ(pcapng::testutil::RunTool({kCapinfos, "-M", "-c", "-t", path},
-                                      &info),
-            0)
+  ASSERT_EQ(
+      pcapng::testutil::RunTool({kCapinfos, "-M", "-c", "-t", path}, &info), 0)
       << info;
   EXPECT_NE(info.find("pcapng"), std::string::npos) << info;
   EXPECT_NE(info.find("Number of packets:   200"), std::string::npos) << info;

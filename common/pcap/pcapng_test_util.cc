@@ -105,7 +105,8 @@ absl::StatusOr<ParsedPcapng> ParsePcapng(absl::string_view d) {
 uint32_t SequenceOf(absl::string_view packet) {
   constexpr size_t kSeqAt = 14 + 20 + 8;
   if (packet.size() < kSeqAt + 4) return ~0u;
-  const auto* b = reinterpret_cast<const unsigned char*>(packet.data()) + kSeqAt;
+  const auto* b =
+      reinterpret_cast<const unsigned char*>(packet.data()) + kSeqAt;
   return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) |
          (uint32_t{b[2]} << 8) | uint32_t{b[3]};
 }
@@ -114,7 +115,8 @@ int RunTool(const std::vector<std::string>& args, std::string* out) {
   const std::string dir = pcap::testutil::MakeTempDir();
   const std::string out_path = dir + "/stdout";
   std::vector<char*> argv;
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  for (const std::string& a : args)
+    argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);

@@ -75,8 +75,8 @@ InterfaceDescription InterfaceFor(const pcap::GlobalHeader& header) {
 void AppendSectionHeader(const SectionHeader& shb, std::string* out) {
   Block block(kSectionHeaderType, out);
   Put32(kByteOrderMagic, out);
-  Put16(1, out);  // major version
-  Put16(0, out);  // minor version
+  Put16(1, out);           // major version
+  Put16(0, out);           // minor version
   Put32(0xffffffff, out);  // section length: not specified
   Put32(0xffffffff, out);
   const size_t before = out->size();
@@ -96,8 +96,7 @@ void AppendInterfaceDescription(const InterfaceDescription& idb,
   Put32(idb.snaplen, out);
   PutOption(kIfName, idb.name, out);
   PutOption(kIfDescription, idb.description, out);
-  const char tsresol =
-      idb.precision == pcap::TimestampPrecision::kNano ? 9 : 6;
+  const char tsresol = idb.precision == pcap::TimestampPrecision::kNano ? 9 : 6;
   PutOption(kIfTsresol, absl::string_view(&tsresol, 1), out);
   if (!idb.filter.empty()) {
     // First byte 0: the filter is a libpcap filter string.

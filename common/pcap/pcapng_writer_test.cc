@@ -104,8 +104,8 @@ TEST(PcapngWriterTest, TsharkReadsIt) {
   pcap::testutil::WriteFile(path, out);
   std::string text;
   const int status = testutil::RunTool(
-      {kTshark, "-r", path, "-T", "fields", "-e", "frame.interface_name",
-       "-e", "frame.time_epoch", "-e", "udp.dstport"},
+      {kTshark, "-r", path, "-T", "fields", "-e", "frame.interface_name", "-e",
+       "frame.time_epoch", "-e", "udp.dstport"},
       &text);
   ASSERT_EQ(status, 0) << text;
   EXPECT_EQ(text.substr(0, text.find('\n')),
