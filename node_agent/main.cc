@@ -42,6 +42,8 @@ ABSL_FLAG(absl::Duration, aggregator_keepalive_time, absl::Seconds(10),
           "gRPC keepalive ping interval on the aggregator connection");
 ABSL_FLAG(absl::Duration, aggregator_keepalive_timeout, absl::Seconds(5),
           "a keepalive ping unanswered for this long closes the connection");
+ABSL_FLAG(std::string, cluster_name, "",
+          "cluster name written into pcapng downloads (empty: none)");
 
 namespace {
 
@@ -141,6 +143,8 @@ int main(int argc, char** argv) {
       // Even if --listen opens a wider address, pcap data goes to loopback
       // peers only.
       pc::IsLoopbackPeer);
+  service.SetPcapngInfo(
+      pc::PcapngInfo{absl::GetFlag(FLAGS_cluster_name), "capture-agent"});
 
   // Plaintext: pcap data is served to loopback peers only; reach it with
   // kubectl port-forward (see README).
