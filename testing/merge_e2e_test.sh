@@ -43,8 +43,8 @@ m_field() {
     jq -r ".captures[0].$3 // empty"
 }
 running() { [ "$(m_field "$AGG" "$1" state)" = RUNNING ]; }
-check_eventually "the aggregator lists both captures RUNNING" 20 \
-  bash -c "$(declare -f grpc m_field running); ns=$ns AGG=$AGG; running web-1 && running web-2"
+both_running() { running web-1 && running web-2; }
+check_eventually "the aggregator lists both captures RUNNING" 20 both_running
 id_1=$(m_field "$AGG" web-1 id)
 id_2=$(m_field "$AGG" web-2 id)
 e2e_log "captures: web-1=$id_1 web-2=$id_2"
