@@ -53,8 +53,10 @@ struct MergeOptions {
   // Done() is true. Without follow, a read of 0 bytes ends it.
   bool follow = false;
   absl::Duration max_wait = absl::Seconds(1);
-  // Bytes asked of an input per read.
-  size_t read_chunk = 256 * 1024;
+  // Bytes asked of an input per read: with the partial record kept from the
+  // last read, what one input's buffer holds at most (256 inputs × 64 KiB:
+  // about 16 MiB, more only for records longer than that).
+  size_t read_chunk = 64 * 1024;
   std::function<absl::Time()> clock = [] { return absl::Now(); };
 };
 
