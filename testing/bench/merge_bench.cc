@@ -6,7 +6,9 @@
 // rates (input bytes / wall time) and their ratio. capinfos counts the
 // packets of both outputs, which must agree with what was written.
 //
-//   merge_bench [--files 8] [--mb 64] [--runs 3] [--dir DIR] [--keep]
+//   merge_bench [--files 8] [--mb 64] [--runs 3] [--read_kib 1024]
+//               [--dir DIR] [--keep]
+// --read_kib: bytes asked of each input per read (the servers use 64).
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/resource.h>
@@ -125,6 +127,8 @@ double CpuSeconds(const rusage& u) {
 // CPU seconds (user + sys) of the last merge, ours or mergecap's.
 double last_cpu = 0;
 
+size_t read_chunk = 1 << 20;
+
 double MergeOurs(const std::vector<std::string>& inputs,
                  const std::string& out_path, uint64_t* packets) {
   rusage before;
@@ -138,7 +142,7 @@ double MergeOurs(const std::vector<std::string>& inputs,
     merge_inputs.push_back(std::move(in));
   }
   pc::pcap::MergeOptions options;
-  options.read_chunk = 1 << 20;
+  options.read_chunk = read_chunk;
   pc::pcap::PcapngMerger merger(std::move(merge_inputs), options);
   const int fd = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) Die("create " + out_path);
@@ -254,6 +258,8 @@ int main(int argc, char** argv) {
       mb = std::atoi(next().c_str());
     } else if (a == "--runs") {
       runs = std::atoi(next().c_str());
+    } else if (a == "--read_kib") {
+      read_chunk = static_cast<size_t>(std::atoi(next().c_str())) * 1024;
     } else if (a == "--dir") {
       dir = next();
     } else if (a == "--keep") {
@@ -261,11 +267,11 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: merge_bench [--files N] [--mb M] [--runs R] "
-                   "[--dir DIR] [--keep]\n");
+                   "[--read_kib K] [--dir DIR] [--keep]\n");
       return 2;
     }
   }
-  if (files < 1 || files > 256 || mb < 1 || runs < 1) {
+  if (files < 1 || files > 256 || mb < 1 || runs < 1 || read_chunk == 0) {
     std::fprintf(stderr, "merge_bench: bad --files/--mb/--runs\n");
     return 2;
   }
