@@ -76,6 +76,7 @@ fields() {
   tshark -r "$1" -T fields -e frame.time_epoch -e frame.interface_name \
     -e frame.len -e ip.src -e ip.dst 2>/dev/null
 }
+as_interface() { awk -F'\t' -v OFS='\t' -v name="$1" '{ $2 = name; print }'; }
 # The merged file holds exactly the packets of the two pcap downloads, and
 # each packet's interface is its pod. (The downloads are not one snapshot: a
 # late ARP refresh can land between them, so this is retried.)
@@ -83,8 +84,9 @@ same_packets_as_singles() {
   (cd "$work" && merged_by_namespace) || return 1
   download "$AGG" "$id_1" "$work/web-1.pcap"
   download "$AGG" "$id_2" "$work/web-2.pcap"
-  fields "$work/demo.pcapng" | cut -f1,3- | sort > "$work/merged.txt"
-  { fields "$work/web-1.pcap"; fields "$work/web-2.pcap"; } | cut -f1,3- | sort > "$work/singles.txt"
+  fields "$work/demo.pcapng" | sort > "$work/merged.txt"
+  { fields "$work/web-1.pcap" | as_interface demo/web-1
+    fields "$work/web-2.pcap" | as_interface demo/web-2; } | sort > "$work/singles.txt"
   [ -s "$work/merged.txt" ] && cmp -s "$work/merged.txt" "$work/singles.txt" && return 0
   e2e_log "merged $(wc -l < "$work/merged.txt") packets, singles $(wc -l < "$work/singles.txt")"
   return 1
