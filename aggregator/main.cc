@@ -84,6 +84,8 @@ ABSL_FLAG(std::string, read_audience, "",
           "an audience readers' tokens may be minted for besides the API "
           "server's own (kubectl create token SA --audience=...); empty: the "
           "API server's only");
+ABSL_FLAG(std::string, cluster_name, "",
+          "cluster name written into pcapng downloads (empty: none)");
 
 ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9103",
           "Prometheus /metrics address (host:port; counts and latencies, no "
@@ -253,6 +255,8 @@ int main(int argc, char** argv) {
         return store_ptr->OpenReader(capture.id(), follow);
       },
       pc::IsLoopbackPeer, &read_authorizer);
+  query.SetPcapngInfo(
+      pc::PcapngInfo{absl::GetFlag(FLAGS_cluster_name), "capture-aggregator"});
 
   // The ingest server's receive limit (a chunk and its fields; what a
   // stranger's hello can cost) and keepalive apply to CaptureService's

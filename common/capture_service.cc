@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "common/grpc_status.h"
+#include "common/label_selector.h"
 #include "common/log.h"
 
 namespace pc {
@@ -177,10 +178,13 @@ absl::StatusOr<ListCapturesResponse> CaptureServiceImpl::ListPage(
     if (!key.ok()) return key.status();
     after = *key;
   }
+  auto selector = LabelSelector::Parse(request.label_selector());
+  if (!selector.ok()) return selector.status();
   std::vector<Capture> matching;
   for (auto& c : captures) {
     if (!MatchesFilter(c, request.node(), request.namespace_(),
-                       request.pod())) {
+                       request.pod()) ||
+        !selector->Matches(c.pod_labels())) {
       continue;
     }
     if (request.state() != Capture::STATE_UNSPECIFIED &&
@@ -326,15 +330,28 @@ CaptureServiceImpl::DownloadCapture(grpc::CallbackServerContext* context,
     reactor->Begin(absl::InvalidArgumentError("id is required"));
     return reactor;
   }
+  if (request->format() != packetcapture::v1::FORMAT_PCAP &&
+      request->format() != packetcapture::v1::FORMAT_PCAPNG) {
+    reactor->Begin(absl::InvalidArgumentError(
+        absl::StrCat("unknown format ", request->format(),
+                     " (FORMAT_PCAP or FORMAT_PCAPNG)")));
+    return reactor;
+  }
   std::optional<Capture> capture = registry_->Get(request->id());
   const std::string id = request->id();
   const bool follow = request->follow();
-  auto open = [this, id, follow](const std::optional<Capture>& capture)
+  const bool pcapng = request->format() == packetcapture::v1::FORMAT_PCAPNG;
+  auto open = [this, id, follow, pcapng](const std::optional<Capture>& capture)
       -> absl::StatusOr<std::unique_ptr<PcapSource>> {
     if (!capture) {
       return absl::NotFoundError(NotFound(id).error_message());
     }
-    return opener_(*capture, follow);
+    auto source = opener_(*capture, follow);
+    if (!pcapng || !source.ok()) return source;
+    std::vector<absl::StatusOr<std::unique_ptr<PcapSource>>> sources;
+    sources.push_back(std::move(source));
+    return MakePcapngStream({*capture}, std::move(sources), pcapng_info_,
+                            follow);
   };
   if (admission.everything) {
     reactor->Begin(open(capture));
@@ -385,9 +402,13 @@ grpc::ServerWriteReactor<CaptureEvent>* CaptureServiceImpl::WatchCaptures(
     grpc::CallbackServerContext* context,
     const packetcapture::v1::WatchCapturesRequest* request) {
   Admission admission = Admit(*context);
-  auto* reactor = new WatchReactor(registry_, *request,
-                                   admission.everything ? nullptr : authorizer_,
-                                   admission.token);
+  auto selector = LabelSelector::Parse(request->label_selector());
+  auto* reactor = new WatchReactor(
+      registry_, *request, selector.ok() ? *selector : LabelSelector(),
+      admission.everything ? nullptr : authorizer_, admission.token);
+  if (admission.refused.ok() && !selector.ok()) {
+    admission.refused = ToGrpcStatus(selector.status());
+  }
   if (!admission.refused.ok() || admission.everything) {
     reactor->Begin(admission.refused);
     return reactor;

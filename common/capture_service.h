@@ -4,7 +4,9 @@
 // per call from the peer address and, on the aggregator, a bearer token
 // checked by a ReadAuthorizer. Callback API: no thread per stream, and no
 // reaction ever waits for the authorizer (its answers arrive as callbacks);
-// follow-mode downloads poll their source on a grpc::Alarm.
+// follow-mode downloads poll their source on a grpc::Alarm. pcapng downloads
+// (FORMAT_PCAPNG, DownloadCaptures) merge the same sources, see
+// common/pcapng_download.h.
 //
 // Thread-safe.
 #ifndef COMMON_CAPTURE_SERVICE_H_
@@ -20,6 +22,7 @@
 #include "absl/time/time.h"
 #include "common/capture_registry.h"
 #include "common/capture_streams.h"
+#include "common/pcapng_download.h"
 #include "common/peer.h"
 #include "common/read_access.h"
 #include "proto/packetcapture.grpc.pb.h"
@@ -65,6 +68,10 @@ class CaptureServiceImpl final
   DownloadCapture(
       grpc::CallbackServerContext* context,
       const packetcapture::v1::DownloadCaptureRequest* request) override;
+  grpc::ServerWriteReactor<packetcapture::v1::DownloadCaptureResponse>*
+  DownloadCaptures(
+      grpc::CallbackServerContext* context,
+      const packetcapture::v1::DownloadCapturesRequest* request) override;
   grpc::ServerWriteReactor<packetcapture::v1::CaptureEvent>* WatchCaptures(
       grpc::CallbackServerContext* context,
       const packetcapture::v1::WatchCapturesRequest* request) override;
@@ -75,6 +82,10 @@ class CaptureServiceImpl final
   void SetFollowRecheckInterval(absl::Duration interval) {
     follow_recheck_ = interval;
   }
+
+  // What pcapng downloads say about this server (cluster name, program).
+  // Call before serving.
+  void SetPcapngInfo(PcapngInfo info) { pcapng_info_ = std::move(info); }
 
   // Pure listing logic, exposed for tests: filter, newest first, keyset
   // paging with an opaque token.
@@ -96,6 +107,7 @@ class CaptureServiceImpl final
   PeerFilter allow_peer_;
   ReadAuthorizer* authorizer_;
   absl::Duration follow_recheck_ = absl::Seconds(10);
+  PcapngInfo pcapng_info_;
 };
 
 }  // namespace pc

@@ -137,11 +137,12 @@ void DownloadReactor::OnPoll(bool ok) {
 WatchReactor::WatchReactor(
     CaptureRegistry* registry,
     const packetcapture::v1::WatchCapturesRequest& request,
-    ReadAuthorizer* authorizer, std::string token)
+    LabelSelector selector, ReadAuthorizer* authorizer, std::string token)
     : registry_(registry),
       node_(request.node()),
       ns_(request.namespace_()),
       pod_(request.pod()),
+      selector_(std::move(selector)),
       initial_(!request.skip_initial()),
       authorizer_(authorizer),
       token_(std::move(token)) {}
@@ -168,7 +169,8 @@ void WatchReactor::Begin(const grpc::Status& status) {
 
 void WatchReactor::OnEvent(const CaptureEvent& event) {
   if (event.type() != CaptureEvent::SYNCED &&
-      !MatchesFilter(event.capture(), node_, ns_, pod_)) {
+      (!MatchesFilter(event.capture(), node_, ns_, pod_) ||
+       !selector_.Matches(event.capture().pod_labels()))) {
     return;
   }
   uint64_t seq = 0;

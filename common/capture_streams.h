@@ -23,22 +23,17 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/capture_registry.h"
+#include "common/label_selector.h"
+#include "common/pcap/byte_source.h"
 #include "common/read_access.h"
 #include "grpcpp/alarm.h"
 #include "proto/packetcapture.grpc.pb.h"
 
 namespace pc {
 
-// One download: a pcap stream made of complete records.
-class PcapSource {
- public:
-  virtual ~PcapSource() = default;
-  // Appends at most max_bytes to *out (complete records only; the global
-  // header first). Returns the bytes appended; 0 means nothing new right now.
-  virtual absl::StatusOr<size_t> Read(std::string* out, size_t max_bytes) = 0;
-  // True once no more data will come (the capture stopped and was drained).
-  virtual bool Done() = 0;
-};
+// One download: a pcap stream made of complete records (or a pcapng stream
+// made by pcap::PcapngMerger).
+using PcapSource = pcap::ByteSource;
 
 // True when `c` passes the node, namespace and pod filters (empty = any).
 bool MatchesFilter(const packetcapture::v1::Capture& c, const std::string& node,
@@ -107,7 +102,8 @@ class DownloadReactor final : public grpc::ServerWriteReactor<
   grpc::Alarm alarm_;
 };
 
-// Sends the registry's changes that match the request's filters. With an
+// Sends the registry's changes that match the request's filters and label
+// selector. With an
 // authorizer, each capture event is sent only if `token` may read its
 // namespace, asked per event (the authorizer caches), in registry order: an
 // event waits for its answer and every event behind it waits too. A token
@@ -119,7 +115,8 @@ class WatchReactor final
   // `authorizer` null: every event is sent.
   WatchReactor(CaptureRegistry* registry,
                const packetcapture::v1::WatchCapturesRequest& request,
-               ReadAuthorizer* authorizer, std::string token);
+               LabelSelector selector, ReadAuthorizer* authorizer,
+               std::string token);
 
   // OK: subscribes (initial listing unless skip_initial) and starts sending;
   // otherwise finishes with `status`. Does nothing once cancelled. Call once.
@@ -148,6 +145,7 @@ class WatchReactor final
 
   CaptureRegistry* const registry_;
   const std::string node_, ns_, pod_;
+  const LabelSelector selector_;
   const bool initial_;
   ReadAuthorizer* const authorizer_;
   const std::string token_;

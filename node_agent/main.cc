@@ -47,6 +47,8 @@ ABSL_FLAG(absl::Duration, aggregator_keepalive_timeout, absl::Seconds(5),
 ABSL_FLAG(std::string, metrics_address, "127.0.0.1:9102",
           "Prometheus /metrics address (host:port), loopback by default: "
           "the agent shares its node's network; empty disables");
+ABSL_FLAG(std::string, cluster_name, "",
+          "cluster name written into pcapng downloads (empty: none)");
 
 namespace {
 
@@ -146,6 +148,8 @@ int main(int argc, char** argv) {
       // Even if --listen opens a wider address, pcap data goes to loopback
       // peers only.
       pc::IsLoopbackPeer);
+  service.SetPcapngInfo(
+      pc::PcapngInfo{absl::GetFlag(FLAGS_cluster_name), "capture-agent"});
 
   // Plaintext: pcap data is served to loopback peers only; reach it with
   // kubectl port-forward (see README).
