@@ -236,8 +236,8 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
   for (const std::string& arg : args) {
     if (arg == "--") break;
     if (absl::StartsWith(arg, "--") && absl::EndsWith(arg, "=")) {
-      return Bad(absl::StrCat(arg.substr(0, arg.size() - 1),
-                              " must not be empty"));
+      return Bad(
+          absl::StrCat(arg.substr(0, arg.size() - 1), " must not be empty"));
     }
   }
   Raw raw;
@@ -268,8 +268,8 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
   if (!extras.empty()) {
     if (absl::StartsWith(extras[0], "-") && extras[0] != "-") {
       std::string flag = extras[0].substr(0, extras[0].find('='));
-      return Bad(absl::StrCat(flag, " does not go with ", name,
-                              " (capturectl ", name, " --help lists its flags)"));
+      return Bad(absl::StrCat(flag, " does not go with ", name, " (capturectl ",
+                              name, " --help lists its flags)"));
     }
     return Bad(absl::StrCat("unexpected argument \"", extras[0], "\""));
   }
@@ -321,8 +321,9 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
       break;
     case Command::kCompletion:
       if (raw.shell.size() != 1 || raw.shell[0] != "bash") {
-        return Bad("completion: only bash is supported (capturectl completion "
-                   "bash)");
+        return Bad(
+            "completion: only bash is supported (capturectl completion "
+            "bash)");
       }
       o.shell = raw.shell[0];
       break;

@@ -140,10 +140,10 @@ TEST(ParseOptions, DescribeAndDownloadFlags) {
 }
 
 TEST(ParseOptions, CaptureOnePod) {
-  auto o = Parse({"capture", "-n", "demo", "web-1", "--files", "3",
-                  "--filter", "tcp port 80", "--snaplen", "96", "--duration",
-                  "5s", "--max-packets", "1000", "-w", "out.pcap",
-                  "--kubeconfig", "/tmp/kc"});
+  auto o = Parse({"capture", "-n", "demo", "web-1", "--files", "3", "--filter",
+                  "tcp port 80", "--snaplen", "96", "--duration", "5s",
+                  "--max-packets", "1000", "-w", "out.pcap", "--kubeconfig",
+                  "/tmp/kc"});
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->command, Command::kCapture);
   EXPECT_EQ(o->namespace_, "demo");
@@ -176,18 +176,18 @@ TEST(ParseOptions, CaptureBySelector) {
 
 TEST(ParseOptions, CaptureRefusesWhatItCannotMean) {
   const std::vector<std::vector<std::string>> bad = {
-      {"capture"},                                 // no pod, no selector
-      {"capture", "a", "b"},                       // two pods
-      {"capture", "a", "-l", "app=web"},           // both
-      {"capture", "a", "-w", "x", "--follow"},     // file and stdout
-      {"capture", "a", "--files", "0"},            //
-      {"capture", "a", "--files", "abc"},          //
-      {"capture", "a", "--duration", "-5s"},       //
-      {"capture", "a", "--snaplen", "0"},          //
-      {"capture", "a", "--max-packets", "0"},      //
-      {"capture", "a", "--filter="},               //
-      {"capture", "a", "-w", ""},                  //
-      {"capture", "a", "--state", "RUNNING"},      // list's flag
+      {"capture"},                              // no pod, no selector
+      {"capture", "a", "b"},                    // two pods
+      {"capture", "a", "-l", "app=web"},        // both
+      {"capture", "a", "-w", "x", "--follow"},  // file and stdout
+      {"capture", "a", "--files", "0"},         //
+      {"capture", "a", "--files", "abc"},       //
+      {"capture", "a", "--duration", "-5s"},    //
+      {"capture", "a", "--snaplen", "0"},       //
+      {"capture", "a", "--max-packets", "0"},   //
+      {"capture", "a", "--filter="},            //
+      {"capture", "a", "-w", ""},               //
+      {"capture", "a", "--state", "RUNNING"},   // list's flag
   };
   for (const auto& args : bad) {
     auto o = Parse(args);
@@ -224,8 +224,7 @@ TEST(CommandTable, EveryCommandWithItsFlags) {
       saw_capture = true;
       EXPECT_NE(std::find(c.flags.begin(), c.flags.end(), "--duration"),
                 c.flags.end());
-      EXPECT_NE(std::find(c.flags.begin(), c.flags.end(), "-w"),
-                c.flags.end());
+      EXPECT_NE(std::find(c.flags.begin(), c.flags.end(), "-w"), c.flags.end());
       EXPECT_EQ(c.positional, "POD");
     }
   }
