@@ -94,6 +94,10 @@ int main(int argc, char** argv) {
     // Before any thread starts (gRPC's, libcurl's), so every thread inherits
     // the mask and only capture's sigwait thread takes Ctrl-C: the
     // annotations are removed on the way out instead of the process dying.
+    // A shell starts background commands with SIGINT ignored, and an
+    // ignored signal is discarded, never reaching sigwait: take them back.
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
