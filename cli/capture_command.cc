@@ -92,14 +92,15 @@ int CaptureCommand(const Options& options,
     }
   }
 
-  absl::Mutex log_mu;
-  auto log = [&log_mu](const std::string& line) {
+  // Static: the signal thread below outlives this function (until exit).
+  static absl::Mutex log_mu;
+  auto log = [](const std::string& line) {
     absl::MutexLock lock(&log_mu);
     std::cerr << "capturectl: " << line << std::endl;
   };
   // Ctrl-C and SIGTERM (blocked in every thread by main) arrive here.
-  Interrupt interrupt;
-  std::thread([&interrupt, log] {
+  static Interrupt interrupt;
+  std::thread([log] {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
