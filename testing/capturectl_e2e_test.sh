@@ -36,7 +36,7 @@ export work
 "$CLUSTER" pod add node-a demo web-2 > /dev/null
 "$CLUSTER" pod add node-a demo client > /dev/null
 kubectl label pod -n demo web-1 web-2 app=web > /dev/null
-"$CLUSTER" traffic demo client 120 > /dev/null
+"$CLUSTER" traffic demo client 170 > /dev/null
 check_eventually "aggregator serves gRPC health" 20 \
   grpcurl -plaintext -max-time 2 "$AGG" grpc.health.v1.Health/Check
 
