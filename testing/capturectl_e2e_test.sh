@@ -35,7 +35,7 @@ export work
 "$CLUSTER" pod add node-a demo web-1 > /dev/null
 "$CLUSTER" pod add node-a demo web-2 > /dev/null
 "$CLUSTER" pod add node-a demo client > /dev/null
-kubectl label pod -n demo web-1 web-2 app=web > /dev/null
+kubectl label pod -n demo web-1 web-2 tier=web > /dev/null  # the harness sets app=<name>
 "$CLUSTER" traffic demo client 170 > /dev/null
 check_eventually "aggregator serves gRPC health" 20 \
   grpcurl -plaintext -max-time 2 "$AGG" grpc.health.v1.Health/Check
@@ -139,11 +139,11 @@ check "completion bash: list -o <TAB> gives wide json yaml" \
   test "$(complete_line capturectl list -o '')" = "wide json yaml"
 
 # --- every pod of a label selector, merged ---
-(cd "$work" && capturectl --server $AGG capture -n demo -l app=web -w web.pcapng --duration 10s) \
+(cd "$work" && capturectl --server $AGG capture -n demo -l tier=web -w web.pcapng --duration 10s) \
   2> "$work/merged.err"
 rc=$?
 e2e_log "merged capture: rc=$rc; stderr: $(tr '\n' '|' < "$work/merged.err")"
-check "capture -l app=web annotated both pods and removed both annotations" bash -c \
+check "capture -l tier=web annotated both pods and removed both annotations" bash -c \
   "grep -q 'annotated pod demo/web-1' '$work/merged.err' && grep -q 'annotated pod demo/web-2' '$work/merged.err' &&
    [ \"\$(annotations web-1)\" = none ] && [ \"\$(annotations web-2)\" = none ]"
 if [ "$rc" != 0 ] && grep -q UNIMPLEMENTED "$work/merged.err"; then
@@ -152,7 +152,7 @@ if [ "$rc" != 0 ] && grep -q UNIMPLEMENTED "$work/merged.err"; then
   e2e_log "SKIP merged pcapng content: this server has no DownloadCaptures yet"
 else
   n=$(packets_in "$work/web.pcapng")
-  check "capture -l app=web: one pcapng capinfos reads, with packets (${n:-none})" bash -c \
+  check "capture -l tier=web: one pcapng capinfos reads, with packets (${n:-none})" bash -c \
     "[ $rc = 0 ] && [ '${n:-0}' -gt 0 ] && capinfos -t '$work/web.pcapng' | grep -q pcapng"
 fi
 
