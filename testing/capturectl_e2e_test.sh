@@ -47,6 +47,7 @@ annotations() {
             | "\(.key)=\(.value)"] | sort | if length == 0 then "none" else join(",") end'
 }
 # packets_in FILE: capinfos' packet count.
+export -f annotations
 packets_in() { capinfos -Mc "$1" 2>/dev/null | awk -F': *' '/Number of packets/ {print $2}'; }
 
 # --- capture -w FILE --duration 5s ---
