@@ -13,10 +13,6 @@ namespace {
 using packetcapture::v1::Capture;
 using packetcapture::v1::CaptureEvent;
 
-absl::Time ToTime(const google::protobuf::Timestamp& t) {
-  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
-}
-
 std::string StateName(Capture::State state) {
   return state == Capture::STATE_UNSPECIFIED ? "-" : Capture::State_Name(state);
 }
@@ -26,6 +22,40 @@ std::string PodOf(const Capture& c) {
 }
 
 }  // namespace
+
+absl::Time ToTime(const google::protobuf::Timestamp& t) {
+  return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
+}
+
+std::string HumanAgo(absl::Time since, absl::Time now) {
+  std::string age = HumanAge(since, now);
+  return age == "-" ? age : absl::StrCat(age, " ago");
+}
+
+std::string FormatCaptureOptions(const packetcapture::v1::CaptureOptions& o) {
+  std::vector<std::string> parts;
+  if (!o.filter().empty()) {
+    parts.push_back(
+        absl::StrCat("filter=\"", Printable(o.filter(), 200), "\""));
+  }
+  if (o.snaplen() > 0) parts.push_back(absl::StrCat("snaplen=", o.snaplen()));
+  if (o.has_duration()) {
+    parts.push_back(absl::StrCat(
+        "duration=",
+        absl::FormatDuration(absl::Seconds(o.duration().seconds()) +
+                             absl::Nanoseconds(o.duration().nanos()))));
+  }
+  if (o.max_packets() > 0) {
+    parts.push_back(absl::StrCat("max-packets=", o.max_packets()));
+  }
+  return parts.empty() ? "-" : absl::StrJoin(parts, " ");
+}
+
+std::string StopReasonName(packetcapture::v1::StopReason reason) {
+  return reason == packetcapture::v1::STOP_REASON_UNSPECIFIED
+             ? "-"
+             : packetcapture::v1::StopReason_Name(reason);
+}
 
 std::string HumanBytes(uint64_t bytes) {
   if (bytes < 1024) return absl::StrCat(bytes, " B");
@@ -67,10 +97,15 @@ std::string Printable(const std::string& text, size_t max_chars) {
 }
 
 std::string FormatCaptureTable(const std::vector<Capture>& captures,
-                               absl::Time now) {
+                               absl::Time now, bool wide) {
   std::vector<std::vector<std::string>> rows;
   rows.push_back({"ID", "NODE", "NAMESPACE/POD", "STATE", "FILES", "BYTES",
-                  "PACKETS", "DROPPED", "AGE", "MESSAGE"});
+                  "PACKETS", "DROPPED", "AGE"});
+  if (wide) {
+    rows[0].insert(rows[0].end(), {"POD-IP", "STOP-REASON", "UPLOADED",
+                                   "RESTARTS", "OPTIONS"});
+  }
+  rows[0].push_back("MESSAGE");
   for (const Capture& c : captures) {
     std::string state = StateName(c.state());
     // The aggregator's copy of a capture its node no longer has.
@@ -87,8 +122,15 @@ std::string FormatCaptureTable(const std::vector<Capture>& captures,
                     absl::StrCat(c.dropped_packets()),
                     HumanAge(c.has_start_time() ? ToTime(c.start_time())
                                                 : absl::UnixEpoch(),
-                             now),
-                    Printable(message, 60)});
+                             now)});
+    if (wide) {
+      rows.back().insert(
+          rows.back().end(),
+          {c.pod_ip().empty() ? "-" : Printable(c.pod_ip(), 45),
+           StopReasonName(c.stop_reason()), HumanBytes(c.bytes_uploaded()),
+           absl::StrCat(c.restarts()), FormatCaptureOptions(c.options())});
+    }
+    rows.back().push_back(Printable(message, 60));
   }
   std::vector<size_t> width(rows[0].size(), 0);
   for (const auto& row : rows) {

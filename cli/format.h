@@ -23,10 +23,25 @@ std::string HumanAge(absl::Time since, absl::Time now);
 // (then "...").
 std::string Printable(const std::string& text, size_t max_chars);
 
+// "5m ago", "45s ago"; "-" as HumanAge.
+std::string HumanAgo(absl::Time since, absl::Time now);
+
+// The capture's options as flags would say them: `filter="tcp port 80"
+// snaplen=96 duration=1m30s max-packets=1000`; "-" when there are none.
+std::string FormatCaptureOptions(const packetcapture::v1::CaptureOptions& o);
+
+// "DURATION_REACHED" etc.; "-" when unspecified.
+std::string StopReasonName(packetcapture::v1::StopReason reason);
+
+absl::Time ToTime(const google::protobuf::Timestamp& t);
+
 // The table of `capturectl list`, header first, aligned columns:
 // ID NODE NAMESPACE/POD STATE FILES BYTES PACKETS DROPPED AGE MESSAGE.
+// `wide` (list -o wide) adds POD-IP, STOP-REASON, UPLOADED, RESTARTS and
+// OPTIONS before MESSAGE.
 std::string FormatCaptureTable(
-    const std::vector<packetcapture::v1::Capture>& captures, absl::Time now);
+    const std::vector<packetcapture::v1::Capture>& captures, absl::Time now,
+    bool wide = false);
 
 // One line of `capturectl watch`: TIME TYPE ID NODE NAMESPACE/POD STATE
 // PACKETS.

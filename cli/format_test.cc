@@ -80,6 +80,41 @@ TEST(FormatCaptureTable, AlignedColumnsOneRowPerCapture) {
   EXPECT_NE(lines[2].find("4.0 KiB lost before upload"), std::string::npos);
 }
 
+TEST(FormatCaptureTable, WideAddsIpStopReasonAndOptions) {
+  Capture a;
+  a.set_id("web_w1_0a1b2c3d_1");
+  a.set_namespace_("web");
+  a.set_pod("w1");
+  a.set_pod_ip("198.18.0.5");
+  a.set_state(Capture::STOPPED);
+  a.set_stop_reason(packetcapture::v1::DURATION_REACHED);
+  a.mutable_options()->set_filter("tcp port 80");
+  a.mutable_options()->set_snaplen(96);
+  a.mutable_options()->mutable_duration()->set_seconds(90);
+  a.mutable_options()->set_max_packets(1000);
+  std::string table = FormatCaptureTable({a}, absl::FromUnixSeconds(1060),
+                                         /*wide=*/true);
+  std::vector<std::string> lines =
+      absl::StrSplit(table, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u) << table;
+  EXPECT_NE(lines[0].find("POD-IP"), std::string::npos);
+  EXPECT_NE(lines[0].find("OPTIONS"), std::string::npos);
+  EXPECT_EQ(lines[1].find("198.18.0.5"), lines[0].find("POD-IP"));
+  EXPECT_EQ(lines[1].find("DURATION_REACHED"), lines[0].find("STOP-REASON"));
+  EXPECT_NE(lines[1].find("filter=\"tcp port 80\" snaplen=96 duration=1m30s "
+                          "max-packets=1000"),
+            std::string::npos)
+      << lines[1];
+  EXPECT_EQ(FormatCaptureTable({a}, absl::Now()).find("OPTIONS"),
+            std::string::npos);
+}
+
+TEST(HumanAgo, SaysAgo) {
+  absl::Time now = absl::FromUnixSeconds(1'000'000);
+  EXPECT_EQ(HumanAgo(now - absl::Minutes(5), now), "5m ago");
+  EXPECT_EQ(HumanAgo(absl::UnixEpoch(), now), "-");
+}
+
 TEST(FormatCaptureTable, HeaderOnlyWhenEmpty) {
   std::string table = FormatCaptureTable({}, absl::Now());
   EXPECT_EQ(table.rfind("ID", 0), 0u);

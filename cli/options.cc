@@ -3,43 +3,16 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <memory>
+
+#include "CLI/CLI.hpp"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 
 namespace pc::cli {
-
-const char kUsage[] =
-    R"(usage: capturectl [--server=HOST:PORT] [--token-file=FILE] COMMAND [ARGS]
-
-Talks to a packetcapture.v1.CaptureService: the aggregator (every node) or an
-agent (its node). Default server: $CAPTURECTL_SERVER, else 127.0.0.1:9090
-(e.g. kubectl -n kube-system port-forward svc/capture-aggregator 9090:9090).
-
-Through a port-forward no token is needed. Elsewhere the aggregator wants a
-bearer token and shows the namespaces whose captures its user may read
-(RBAC: get on captures.packetcapture.antrea.io, e.g. ClusterRole
-packet-capture-reader bound in the namespace):
-  --token-file=FILE     a file holding the token, e.g. from
-                        kubectl create token SA -n NS > FILE
-  --token=TOKEN         the token itself (visible to other local users in
-                        the process list: prefer --token-file)
-The connection is plaintext: the token and the pcap data cross the network
-unencrypted (capturectl warns when the server is not on this host).
-
-commands:
-  list [--node=N] [--namespace=NS] [--pod=P] [--state=STATE]
-                        a table of captures (STATE: PENDING RUNNING STOPPED FAILED)
-  get ID                one capture as JSON
-  download ID [-o FILE] the capture as one pcap file (default ID.pcap; - for stdout);
-                        written to a temporary name and renamed when complete
-  follow ID [-o FILE]   the capture so far, then new packets as they come, to
-                        stdout by default: capturectl follow ID | wireshark -k -i -
-  watch [--node=N] [--namespace=NS] [--pod=P]
-                        one line per capture change, until interrupted
-  help                  this text
-)";
 
 namespace {
 
@@ -47,6 +20,120 @@ using packetcapture::v1::Capture;
 
 absl::Status Bad(const std::string& message) {
   return absl::InvalidArgumentError(message);
+}
+
+// Raw values before validation: which flags were given at all matters.
+struct Raw {
+  bool help = false;
+  std::vector<std::string> positional;
+  std::string state;
+  std::string format;
+  std::string download_format;
+  std::string duration;
+  std::vector<std::string> shell;
+  bool follow = false;
+};
+
+// Each command: its CLI11 subcommand with exactly the flags it accepts. The
+// global flags (--server, --token, --token-file) may come before or after the
+// command (fallthrough).
+std::unique_ptr<CLI::App> BuildApp(Options* o, Raw* raw) {
+  auto app = std::make_unique<CLI::App>("capturectl", "capturectl");
+  app->set_help_flag();  // ours, so --help is a result, not an exception
+  app->add_flag("-h,--help", raw->help);
+  app->allow_extras();
+  app->fallthrough();
+  app->add_option("-s,--server", o->server, "host:port of the CaptureService");
+  app->add_option("--token", o->token, "bearer token");
+  app->add_option("--token-file", o->token_file, "file holding a token");
+
+  auto command = [&](const char* name, const char* description) {
+    CLI::App* sub = app->add_subcommand(name, description);
+    sub->set_help_flag();
+    sub->add_flag("-h,--help", raw->help);
+    sub->allow_extras();
+    return sub;
+  };
+  auto filters = [&](CLI::App* sub) {
+    sub->add_option("--node", o->node, "only this node");
+    sub->add_option("-n,--namespace", o->namespace_, "only this namespace");
+    sub->add_option("--pod", o->pod, "only this pod");
+  };
+
+  CLI::App* list = command("list", "a table of captures");
+  filters(list);
+  list->add_option("--state", raw->state, "PENDING RUNNING STOPPED FAILED");
+  list->add_option("-o,--output", raw->format, "wide, json or yaml");
+
+  command("get", "one capture as JSON")->add_option("ID", raw->positional);
+  command("describe", "one capture for a person")
+      ->add_option("ID", raw->positional);
+  for (const char* name : {"download", "follow"}) {
+    CLI::App* sub = command(
+        name, name[0] == 'd' ? "the capture as one file"
+                             : "the capture so far, then new packets live");
+    sub->add_option("ID", raw->positional);
+    sub->add_option("-o,--output", o->output, "a file, or - for stdout");
+    sub->add_option("--format", raw->download_format, "pcap or pcapng");
+    if (name[0] == 'd') {
+      sub->add_flag("-q,--quiet", o->quiet, "no progress bar");
+    }
+  }
+  filters(command("watch", "one line per capture change"));
+
+  CLI::App* capture = command("capture", "annotate, stream, clean up");
+  capture->add_option("POD", raw->positional);
+  capture->add_option("-n,--namespace", o->namespace_, "the Pod's namespace");
+  capture->add_option("-l,--selector", o->label_selector,
+                      "every Pod matching this label selector");
+  capture->add_option("--files", o->files, "ring files of 1 MB to keep");
+  capture->add_option("--filter", o->filter, "pcap filter expression");
+  capture->add_option("--snaplen", o->snaplen, "bytes kept per packet");
+  capture->add_option("--duration", raw->duration, "stop after (90s, 10m)");
+  capture->add_option("--max-packets", o->max_packets,
+                      "stop after this many packets");
+  capture->add_option("-w,--write", o->output, "write to FILE");
+  capture->add_flag("-f,--follow", raw->follow, "stream to stdout");
+  capture->add_flag("--force", o->force, "take over an annotated Pod");
+  capture->add_option("--kubeconfig", o->kubeconfig, "kubeconfig file");
+  capture->add_option("--context", o->context, "kubeconfig context");
+
+  command("completion", "a shell completion script")
+      ->add_option("SHELL", raw->shell);
+  command("help", "usage");
+  return app;
+}
+
+// Whether `app` has the flag and it was given.
+bool Given(const CLI::App* app, const std::string& flag) {
+  const CLI::Option* option = app->get_option_no_throw(flag);
+  return option != nullptr && option->count() > 0;
+}
+
+// The one subcommand that was given, or nullptr.
+CLI::App* Chosen(CLI::App& app) {
+  auto chosen = app.get_subcommands();
+  return chosen.empty() ? nullptr : chosen[0];
+}
+
+// CLI11's messages for values ("--files: Value abc could not be converted")
+// are clear; only the wording of a missing value is made ours.
+std::string ParseErrorMessage(const CLI::ParseError& e) {
+  std::string what = e.what();
+  if (e.get_name() == "ArgumentMismatch") {
+    // "--node: 1 required TEXT missing", "Expected exactly 1 argument to
+    // --node, got 0": the flag's name, then ours.
+    size_t colon = what.find(": ");
+    size_t to = what.find(" to ");
+    if (absl::StartsWith(what, "-") && colon != std::string::npos) {
+      return absl::StrCat(what.substr(0, colon), " needs a value");
+    }
+    if (to != std::string::npos) {
+      std::string flag = what.substr(to + 4);
+      return absl::StrCat(flag.substr(0, flag.find(',')), " needs a value");
+    }
+  }
+  return what;
 }
 
 }  // namespace
@@ -99,119 +186,212 @@ bool IsPlainId(const std::string& id) {
 
 absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args,
                                      const std::string& env_server) {
-  Options options;
-  if (!env_server.empty()) options.server = env_server;
-  std::vector<std::string> positional;
-  bool have_command = false;
-  bool have_output = false;
-  bool have_state = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (arg == "-" || !absl::StartsWith(arg, "-")) {
-      if (!have_command) {
-        have_command = true;
-        static const std::pair<const char*, Command> kCommands[] = {
-            {"list", Command::kList},         {"get", Command::kGet},
-            {"download", Command::kDownload}, {"follow", Command::kFollow},
-            {"watch", Command::kWatch},       {"help", Command::kHelp}};
-        bool known = false;
-        for (const auto& [name, command] : kCommands) {
-          if (arg == name) {
-            options.command = command;
-            known = true;
-          }
-        }
-        if (!known) return Bad(absl::StrCat("unknown command \"", arg, "\""));
-      } else {
-        positional.push_back(arg);
-      }
-      continue;
-    }
-    if (arg == "-h" || arg == "--help") {
-      options.command = Command::kHelp;
-      return options;
-    }
-    // --name=value, --name value, or -o value / -s value.
-    std::string name = arg;
-    std::string value;
-    bool has_value = false;
-    size_t eq = arg.find('=');
-    if (absl::StartsWith(arg, "--") && eq != std::string::npos) {
-      name = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-      has_value = true;
-    }
-    if (!has_value) {
-      if (i + 1 >= args.size())
-        return Bad(absl::StrCat(name, " needs a value"));
-      value = args[++i];
-    }
-    if (name == "--server" || name == "-s") {
-      if (value.empty()) return Bad("--server must not be empty");
-      options.server = value;
-    } else if (name == "--output" || name == "-o") {
-      if (value.empty()) return Bad("-o must not be empty");
-      options.output = value;
-      have_output = true;
-    } else if (name == "--token") {
-      if (value.empty()) return Bad("--token must not be empty");
-      options.token = value;
-    } else if (name == "--token-file") {
-      if (value.empty()) return Bad("--token-file must not be empty");
-      options.token_file = value;
-    } else if (name == "--node") {
-      options.node = value;
-    } else if (name == "--namespace" || name == "-n") {
-      options.namespace_ = value;
-    } else if (name == "--pod") {
-      options.pod = value;
-    } else if (name == "--state") {
-      Capture::State state;
-      if (!Capture::State_Parse(absl::AsciiStrToUpper(value), &state) ||
-          state == Capture::STATE_UNSPECIFIED) {
-        return Bad(absl::StrCat("unknown --state \"", value,
-                                "\" (PENDING, RUNNING, STOPPED or FAILED)"));
-      }
-      options.state = state;
-      have_state = true;
-    } else {
-      return Bad(absl::StrCat("unknown flag ", name));
+  Options o;
+  if (!env_server.empty()) o.server = env_server;
+  for (const std::string& arg : args) {
+    if (arg == "--") break;
+    if (absl::StartsWith(arg, "--") && absl::EndsWith(arg, "=")) {
+      return Bad(
+          absl::StrCat(arg.substr(0, arg.size() - 1), " must not be empty"));
     }
   }
-  if (!have_command) return Bad("no command given");
-  if (!options.token.empty() && !options.token_file.empty()) {
+  Raw raw;
+  std::unique_ptr<CLI::App> app = BuildApp(&o, &raw);
+  try {
+    app->parse(std::vector<std::string>(args.rbegin(), args.rend()));
+  } catch (const CLI::ParseError& e) {
+    return Bad(ParseErrorMessage(e));
+  }
+  CLI::App* sub = Chosen(*app);
+  if (raw.help) {
+    o.command = Command::kHelp;
+    o.help_text = sub != nullptr && sub->get_name() != "help"
+                      ? sub->help("capturectl")
+                      : std::string(kUsage);
+    return o;
+  }
+  std::vector<std::string> extras = app->remaining();
+  if (sub == nullptr) {
+    if (extras.empty()) return Bad("no command given");
+    if (absl::StartsWith(extras[0], "-") && extras[0] != "-") {
+      return Bad(absl::StrCat("unknown flag ", extras[0]));
+    }
+    return Bad(absl::StrCat("unknown command \"", extras[0], "\""));
+  }
+  const std::string name = sub->get_name();
+  for (const std::string& extra : sub->remaining()) extras.push_back(extra);
+  if (!extras.empty()) {
+    if (absl::StartsWith(extras[0], "-") && extras[0] != "-") {
+      std::string flag = extras[0].substr(0, extras[0].find('='));
+      return Bad(absl::StrCat(flag, " does not go with ", name, " (capturectl ",
+                              name, " --help lists its flags)"));
+    }
+    return Bad(absl::StrCat("unexpected argument \"", extras[0], "\""));
+  }
+  static const std::pair<const char*, Command> kCommands[] = {
+      {"list", Command::kList},         {"get", Command::kGet},
+      {"describe", Command::kDescribe}, {"download", Command::kDownload},
+      {"follow", Command::kFollow},     {"watch", Command::kWatch},
+      {"capture", Command::kCapture},   {"completion", Command::kCompletion},
+      {"help", Command::kHelp}};
+  for (const auto& [command_name, command] : kCommands) {
+    if (name == command_name) o.command = command;
+  }
+  if (o.command == Command::kHelp) {
+    o.help_text = kUsage;
+    return o;
+  }
+  for (const char* flag : {"--server", "--token", "--token-file"}) {
+    if (Given(app.get(), flag)) {
+      const std::string& value = flag == std::string("--server") ? o.server
+                                 : flag == std::string("--token")
+                                     ? o.token
+                                     : o.token_file;
+      if (value.empty()) return Bad(absl::StrCat(flag, " must not be empty"));
+    }
+  }
+  if (!o.token.empty() && !o.token_file.empty()) {
     return Bad("give --token or --token-file, not both");
   }
 
-  const bool wants_id = options.command == Command::kGet ||
-                        options.command == Command::kDownload ||
-                        options.command == Command::kFollow;
-  const bool filters =
-      options.command == Command::kList || options.command == Command::kWatch;
-  if (wants_id) {
-    if (positional.size() != 1) return Bad("expected exactly one capture ID");
-    options.id = positional[0];
-  } else if (!positional.empty()) {
-    return Bad(absl::StrCat("unexpected argument \"", positional[0], "\""));
+  switch (o.command) {
+    case Command::kGet:
+    case Command::kDescribe:
+    case Command::kDownload:
+    case Command::kFollow:
+      if (raw.positional.size() != 1) {
+        return Bad("expected exactly one capture ID");
+      }
+      o.id = raw.positional[0];
+      break;
+    case Command::kCapture:
+      if (raw.positional.size() > 1) {
+        return Bad(absl::StrCat("unexpected argument \"", raw.positional[1],
+                                "\" (one POD, or -l SELECTOR)"));
+      }
+      if (raw.positional.empty() == o.label_selector.empty()) {
+        return Bad("give one POD or -l SELECTOR (e.g. -l app=web)");
+      }
+      if (!raw.positional.empty()) o.pod = raw.positional[0];
+      break;
+    case Command::kCompletion:
+      if (raw.shell.size() != 1 || raw.shell[0] != "bash") {
+        return Bad(
+            "completion: only bash is supported (capturectl completion "
+            "bash)");
+      }
+      o.shell = raw.shell[0];
+      break;
+    default:
+      break;
   }
-  if (!filters && (!options.node.empty() || !options.namespace_.empty() ||
-                   !options.pod.empty())) {
-    return Bad("--node, --namespace and --pod go with list and watch");
-  }
-  if (have_state && options.command != Command::kList) {
-    return Bad("--state goes with list");
-  }
-  const bool writes = options.command == Command::kDownload ||
-                      options.command == Command::kFollow;
-  if (have_output && !writes) return Bad("-o goes with download and follow");
-  if (options.command == Command::kFollow && !have_output) options.output = "-";
-  if (options.command == Command::kDownload && !have_output) {
-    if (!IsPlainId(options.id)) {
-      return Bad("this ID cannot be a file name; give -o FILE");
+
+  if (!raw.state.empty() || Given(sub, "--state")) {
+    Capture::State state;
+    if (!Capture::State_Parse(absl::AsciiStrToUpper(raw.state), &state) ||
+        state == Capture::STATE_UNSPECIFIED) {
+      return Bad(absl::StrCat("unknown --state \"", raw.state,
+                              "\" (PENDING, RUNNING, STOPPED or FAILED)"));
     }
-    options.output = options.id + ".pcap";
+    o.state = state;
   }
-  return options;
+  if (o.command == Command::kList && Given(sub, "--output")) {
+    if (raw.format == "wide") {
+      o.format = OutputFormat::kWide;
+    } else if (raw.format == "json") {
+      o.format = OutputFormat::kJson;
+    } else if (raw.format == "yaml") {
+      o.format = OutputFormat::kYaml;
+    } else {
+      return Bad(absl::StrCat("unknown output format \"", raw.format,
+                              "\" for list (wide, json or yaml)"));
+    }
+  }
+  const bool writes =
+      o.command == Command::kDownload || o.command == Command::kFollow;
+  if (writes) {
+    if (Given(sub, "--format")) {
+      if (raw.download_format == "pcapng") {
+        o.download_format = packetcapture::v1::FORMAT_PCAPNG;
+      } else if (raw.download_format != "pcap") {
+        return Bad(absl::StrCat("unknown --format \"", raw.download_format,
+                                "\" (pcap or pcapng)"));
+      }
+    }
+    const bool have_output = Given(sub, "--output");
+    if (have_output && o.output.empty()) return Bad("-o must not be empty");
+    if (o.command == Command::kFollow && !have_output) o.output = "-";
+    if (o.command == Command::kDownload && !have_output) {
+      if (!IsPlainId(o.id)) {
+        return Bad("this ID cannot be a file name; give -o FILE");
+      }
+      o.output = absl::StrCat(
+          o.id, o.download_format == packetcapture::v1::FORMAT_PCAPNG
+                    ? ".pcapng"
+                    : ".pcap");
+    }
+  }
+  if (o.command == Command::kCapture) {
+    if (o.namespace_.empty()) o.namespace_ = "default";
+    if (Given(sub, "--write") && o.output.empty()) {
+      return Bad("-w must not be empty");
+    }
+    if (raw.follow && !o.output.empty() && o.output != "-") {
+      return Bad("give -w FILE or --follow (stdout), not both");
+    }
+    if (o.output.empty()) o.output = "-";
+    if (o.files < 1 || o.files > 1000) {
+      return Bad("--files must be from 1 to 1000");
+    }
+    if (Given(sub, "--duration")) {
+      if (!absl::ParseDuration(raw.duration, &o.duration) ||
+          o.duration <= absl::ZeroDuration()) {
+        return Bad(absl::StrCat("--duration \"", raw.duration,
+                                "\" is not a positive duration (90s, 10m)"));
+      }
+      o.duration_text = raw.duration;
+    }
+    if (Given(sub, "--filter") && o.filter.empty()) {
+      return Bad("--filter must not be empty");
+    }
+    if (Given(sub, "--snaplen") && o.snaplen == 0) {
+      return Bad("--snaplen must be at least 1");
+    }
+    if (Given(sub, "--max-packets") && o.max_packets == 0) {
+      return Bad("--max-packets must be at least 1");
+    }
+  }
+  return o;
+}
+
+std::vector<CommandFlags> CommandTable() {
+  Options o;
+  Raw raw;
+  std::unique_ptr<CLI::App> app = BuildApp(&o, &raw);
+  std::vector<CommandFlags> table;
+  CommandFlags global{"", {}, {}};
+  for (const CLI::Option* option : app->get_options()) {
+    for (const std::string& flag : option->get_lnames()) {
+      global.flags.push_back("--" + flag);
+    }
+  }
+  table.push_back(global);
+  for (const CLI::App* sub : app->get_subcommands({})) {
+    CommandFlags command{sub->get_name(), {}, {}};
+    for (const CLI::Option* option : sub->get_options()) {
+      for (const std::string& flag : option->get_snames()) {
+        command.flags.push_back("-" + flag);
+      }
+      for (const std::string& flag : option->get_lnames()) {
+        command.flags.push_back("--" + flag);
+      }
+      if (option->get_positional()) {
+        command.positional = option->get_name(true, false);
+      }
+    }
+    table.push_back(command);
+  }
+  return table;
 }
 
 }  // namespace pc::cli

@@ -1,8 +1,10 @@
 #include "cli/options.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 
 namespace pc::cli {
@@ -88,6 +90,145 @@ TEST(ParseOptions, RefusesWhatItCannotMean) {
     EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument)
         << (args.empty() ? "(none)" : args[0]) << " " << args.size();
   }
+}
+
+// The messages a person reads: as clear as the hand-written parser's were.
+TEST(ParseOptions, ErrorsSayWhatIsWrong) {
+  auto message = [](std::vector<std::string> args) {
+    return std::string(Parse(args).status().message());
+  };
+  EXPECT_EQ(message({}), "no command given");
+  EXPECT_EQ(message({"lsit"}), "unknown command \"lsit\"");
+  EXPECT_EQ(message({"get"}), "expected exactly one capture ID");
+  EXPECT_EQ(message({"get", "a", "b"}), "expected exactly one capture ID");
+  EXPECT_EQ(message({"list", "extra"}), "unexpected argument \"extra\"");
+  EXPECT_EQ(message({"list", "--node"}), "--node needs a value");
+  EXPECT_EQ(message({"list", "--server="}), "--server must not be empty");
+  EXPECT_EQ(message({"list", "--state=sleeping"}),
+            "unknown --state \"sleeping\" (PENDING, RUNNING, STOPPED or "
+            "FAILED)");
+  EXPECT_EQ(message({"get", "a", "--node=n"}),
+            "--node does not go with get (capturectl get --help lists its "
+            "flags)");
+  EXPECT_EQ(message({"list", "-o", "x"}),
+            "unknown output format \"x\" for list (wide, json or yaml)");
+  EXPECT_EQ(message({"capture", "-n", "demo"}),
+            "give one POD or -l SELECTOR (e.g. -l app=web)");
+  EXPECT_EQ(message({"capture", "web-1", "--duration", "soon"}),
+            "--duration \"soon\" is not a positive duration (90s, 10m)");
+}
+
+TEST(ParseOptions, ListOutputFormats) {
+  EXPECT_EQ(Parse({"list"})->format, OutputFormat::kTable);
+  EXPECT_EQ(Parse({"list", "-o", "wide"})->format, OutputFormat::kWide);
+  EXPECT_EQ(Parse({"list", "--output=json"})->format, OutputFormat::kJson);
+  EXPECT_EQ(Parse({"list", "--output", "yaml"})->format, OutputFormat::kYaml);
+}
+
+TEST(ParseOptions, DescribeAndDownloadFlags) {
+  auto o = Parse({"describe", "id1"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->command, Command::kDescribe);
+  EXPECT_EQ(o->id, "id1");
+  o = Parse({"download", "id1", "--quiet", "--format", "pcapng"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_TRUE(o->quiet);
+  EXPECT_EQ(o->download_format, packetcapture::v1::FORMAT_PCAPNG);
+  EXPECT_EQ(o->output, "id1.pcapng");
+  EXPECT_FALSE(Parse({"download", "id1", "--format", "snoop"}).ok());
+  EXPECT_FALSE(Parse({"follow", "id1", "--quiet"}).ok());
+}
+
+TEST(ParseOptions, CaptureOnePod) {
+  auto o = Parse({"capture", "-n", "demo", "web-1", "--files", "3", "--filter",
+                  "tcp port 80", "--snaplen", "96", "--duration", "5s",
+                  "--max-packets", "1000", "-w", "out.pcap", "--kubeconfig",
+                  "/tmp/kc"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->command, Command::kCapture);
+  EXPECT_EQ(o->namespace_, "demo");
+  EXPECT_EQ(o->pod, "web-1");
+  EXPECT_EQ(o->files, 3u);
+  EXPECT_EQ(o->filter, "tcp port 80");
+  EXPECT_EQ(o->snaplen, 96u);
+  EXPECT_EQ(o->duration, absl::Seconds(5));
+  EXPECT_EQ(o->duration_text, "5s");
+  EXPECT_EQ(o->max_packets, 1000u);
+  EXPECT_EQ(o->output, "out.pcap");
+  EXPECT_EQ(o->kubeconfig, "/tmp/kc");
+  EXPECT_FALSE(o->force);
+  // Defaults: namespace "default", 5 files, stdout.
+  o = Parse({"capture", "web-1", "--follow"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->namespace_, "default");
+  EXPECT_EQ(o->files, 5u);
+  EXPECT_EQ(o->output, "-");
+  EXPECT_EQ(o->duration, absl::ZeroDuration());
+}
+
+TEST(ParseOptions, CaptureBySelector) {
+  auto o = Parse({"capture", "-n", "demo", "-l", "app=web", "--force"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->label_selector, "app=web");
+  EXPECT_EQ(o->pod, "");
+  EXPECT_TRUE(o->force);
+}
+
+TEST(ParseOptions, CaptureRefusesWhatItCannotMean) {
+  const std::vector<std::vector<std::string>> bad = {
+      {"capture"},                              // no pod, no selector
+      {"capture", "a", "b"},                    // two pods
+      {"capture", "a", "-l", "app=web"},        // both
+      {"capture", "a", "-w", "x", "--follow"},  // file and stdout
+      {"capture", "a", "--files", "0"},         //
+      {"capture", "a", "--files", "abc"},       //
+      {"capture", "a", "--duration", "-5s"},    //
+      {"capture", "a", "--snaplen", "0"},       //
+      {"capture", "a", "--max-packets", "0"},   //
+      {"capture", "a", "--filter="},            //
+      {"capture", "a", "-w", ""},               //
+      {"capture", "a", "--state", "RUNNING"},   // list's flag
+  };
+  for (const auto& args : bad) {
+    auto o = Parse(args);
+    EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument)
+        << absl::StrJoin(args, " ");
+  }
+}
+
+TEST(ParseOptions, Completion) {
+  auto o = Parse({"completion", "bash"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->command, Command::kCompletion);
+  EXPECT_FALSE(Parse({"completion"}).ok());
+  EXPECT_FALSE(Parse({"completion", "fish"}).ok());
+}
+
+TEST(ParseOptions, CommandHelpListsItsFlags) {
+  auto o = Parse({"capture", "--help"});
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->command, Command::kHelp);
+  EXPECT_NE(o->help_text.find("--max-packets"), std::string::npos)
+      << o->help_text;
+  EXPECT_EQ(Parse({"help"})->help_text, kUsage);
+}
+
+TEST(CommandTable, EveryCommandWithItsFlags) {
+  bool saw_capture = false;
+  for (const CommandFlags& c : CommandTable()) {
+    if (c.name == "") {
+      EXPECT_NE(std::find(c.flags.begin(), c.flags.end(), "--server"),
+                c.flags.end());
+    }
+    if (c.name == "capture") {
+      saw_capture = true;
+      EXPECT_NE(std::find(c.flags.begin(), c.flags.end(), "--duration"),
+                c.flags.end());
+      EXPECT_NE(std::find(c.flags.begin(), c.flags.end(), "-w"), c.flags.end());
+      EXPECT_EQ(c.positional, "POD");
+    }
+  }
+  EXPECT_TRUE(saw_capture);
 }
 
 TEST(IsPlainId, OnlyFileNameCharacters) {
