@@ -84,6 +84,57 @@ TEST(DecideCapture, NamesThatCouldEscapeADirectoryAreRefused) {
   EXPECT_EQ(DecideCapture(bad_uid, {}).decision, Decision::kRefused);
 }
 
+TEST(DecideCapture, OptionsAndLabelsReachTheSpec) {
+  PodView pod = RunningPod("5");
+  pod.option_annotations = {{"tcpdump.antrea.io/filter", "icmp"},
+                            {"tcpdump.antrea.io/duration", "90s"}};
+  pod.labels = {{"app", "web"}};
+  Desired d = DecideCapture(pod, {});
+  ASSERT_EQ(d.decision, Decision::kCapture) << d.reason;
+  EXPECT_EQ(d.spec.options.filter, "icmp");
+  EXPECT_EQ(d.spec.options.duration, absl::Seconds(90));
+  EXPECT_EQ(d.spec.labels.at("app"), "web");
+  // A changed option is a new spec (a restart); changed labels are not.
+  PodView relabelled = pod;
+  relabelled.labels["tier"] = "front";
+  EXPECT_TRUE(DecideCapture(relabelled, {}).spec == d.spec);
+  PodView refiltered = pod;
+  refiltered.option_annotations["tcpdump.antrea.io/filter"] = "udp";
+  EXPECT_FALSE(DecideCapture(refiltered, {}).spec == d.spec);
+}
+
+TEST(DecideCapture, BadOptionOrFilterIsInvalid) {
+  PodView pod = RunningPod("5");
+  pod.option_annotations = {{"tcpdump.antrea.io/snaplen", "0"}};
+  Desired d = DecideCapture(pod, {});
+  EXPECT_EQ(d.decision, Decision::kInvalid);
+  EXPECT_NE(d.reason.find("tcpdump.antrea.io/snaplen"), std::string::npos);
+
+  DecideOptions options;
+  std::string checked;
+  options.check_filter = [&checked](const std::string& filter, int snaplen) {
+    checked = filter + "/" + std::to_string(snaplen);
+    return absl::InvalidArgumentError("tcpdump.antrea.io/filter: syntax error");
+  };
+  PodView filtered = RunningPod("5");
+  filtered.option_annotations = {{"tcpdump.antrea.io/filter", "tcp prot 80"},
+                                 {"tcpdump.antrea.io/snaplen", "96"}};
+  d = DecideCapture(filtered, options);
+  EXPECT_EQ(d.decision, Decision::kInvalid);
+  EXPECT_EQ(d.reason, "tcpdump.antrea.io/filter: syntax error");
+  EXPECT_EQ(checked, "tcp prot 80/96");
+}
+
+TEST(DecideCapture, PodGoneOnlyWhenDeletedOrFinished) {
+  EXPECT_FALSE(DecideCapture(RunningPod(nullptr), {}).pod_gone);
+  PodView deleting = RunningPod("5");
+  deleting.deleting = true;
+  EXPECT_TRUE(DecideCapture(deleting, {}).pod_gone);
+  PodView failed = RunningPod(nullptr);
+  failed.phase = "Failed";
+  EXPECT_TRUE(DecideCapture(failed, {}).pod_gone);
+}
+
 TEST(NameRules, PodUid) {
   EXPECT_TRUE(IsPodUid("0a1b2c3d-0000-4000-8000-00000000abcd"));
   EXPECT_FALSE(IsPodUid("0A1B2C3D-0000-4000-8000-00000000ABCD"));
