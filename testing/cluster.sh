@@ -27,8 +27,10 @@ usage: testing/cluster.sh COMMAND ...
   env                                print export lines: KUBECONFIG, CLUSTER_STATE,
                                      AGGREGATOR (host:port), AGENTS ("node-a=host:port ..."),
                                      REAL_NODES ("real-a" or empty)
-  pod add NODE NAMESPACE NAME        create a pod on NODE; prints its IP (only that) on stdout
-                                     (on real-a: a real BusyBox Pod, once Ready)
+  pod add NODE NAMESPACE NAME [--label KEY=VALUE]...
+                                     create a pod on NODE; prints its IP (only that) on stdout
+                                     (on real-a: a real BusyBox Pod, once Ready); labelled
+                                     app=NAME plus every --label (a later one wins)
   pod del NAMESPACE NAME             delete the pod and its network namespace
   pod netns NAMESPACE NAME           print the pod's network namespace name
   pod list                           print "namespace name node ip netns" per pod
