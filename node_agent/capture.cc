@@ -1,8 +1,6 @@
 #include "node_agent/capture.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -13,15 +11,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "common/capture_layout.h"
 #include "common/log.h"
-#include "common/pcap/ring_reader.h"
 #include "common/time_proto.h"
 #include "node_agent/capture_meta.h"
 #include "node_agent/capture_options.h"
@@ -31,8 +24,6 @@ namespace {
 
 using CaptureProto = packetcapture::v1::Capture;
 namespace fs = std::filesystem;
-
-constexpr char kRingBase[] = "ring";
 
 absl::Duration RetryDelay(int failures) {
   absl::Duration d = absl::Seconds(1);
@@ -47,7 +38,10 @@ std::string Capture::MakeId(const CaptureSpec& spec, absl::Time now) {
 }
 
 Capture::Capture(const CaptureEnv* env, std::string id, CaptureSpec spec)
-    : env_(env), id_(std::move(id)), spec_(std::move(spec)) {}
+    : env_(env),
+      id_(std::move(id)),
+      spec_(std::move(spec)),
+      files_(absl::StrCat(env->root, "/", id_)) {}
 
 Capture::~Capture() = default;
 
@@ -103,7 +97,7 @@ absl::StatusOr<std::unique_ptr<Capture>> Capture::Recover(
   capture->update_time_ = absl::Now();
   capture->restarts_ = meta.restarts();
   capture->message_ = "found after an agent restart";
-  capture->run_ = capture->LastRunNumber();
+  capture->run_ = capture->files_.LastRunNumber();
   capture->limits_start_ = read->limits_start;
   capture->packets_before_run_ = read->packets_before_run;
   capture->counted_through_run_ = read->counted_through_run;
@@ -160,50 +154,6 @@ void Capture::SaveMetaOrLog() const {
     LogLine("capture_meta_error",
             {{"capture", id_}, {"error", saved.ToString()}});
   }
-}
-
-int Capture::LastRunNumber() const {
-  int last = 0;
-  DIR* d = opendir(dir().c_str());
-  if (d == nullptr) return 0;
-  while (struct dirent* e = readdir(d)) {
-    int run, n;
-    if (ParseRunDirName(e->d_name, &run, &n)) last = std::max(last, run);
-  }
-  closedir(d);
-  return last;
-}
-
-std::vector<RunFile> Capture::Files() const {
-  std::vector<std::pair<int, int>> runs;  // (run, max_files)
-  DIR* d = opendir(dir().c_str());
-  if (d != nullptr) {
-    while (struct dirent* e = readdir(d)) {
-      int run, n;
-      if (ParseRunDirName(e->d_name, &run, &n)) runs.emplace_back(run, n);
-    }
-    closedir(d);
-  }
-  std::sort(runs.begin(), runs.end());
-  std::vector<RunFile> files;
-  for (const auto& [run, n] : runs) {
-    const std::string run_dir = RunDirName(run, n);
-    // Oldest first: tcpdump writes slot k, then k+1 mod N.
-    auto ring =
-        pcap::ListRingFiles(absl::StrCat(dir(), "/", run_dir), kRingBase, n);
-    if (!ring.ok()) continue;
-    for (const auto& r : *ring) {
-      RunFile f;
-      f.path = r.path;
-      f.name = absl::StrCat(run_dir, "/", r.name);
-      f.run = run;
-      f.index = r.index;
-      f.size = static_cast<int64_t>(r.size);
-      f.mtime = r.mtime;
-      files.push_back(std::move(f));
-    }
-  }
-  return files;
 }
 
 void Capture::Note(bool warning, const std::string& reason,
@@ -359,7 +309,7 @@ absl::Status Capture::CheckRoomForRing() const {
   const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
   // Files of earlier runs give way to the new run's (PruneOldRuns), so what
   // the capture holds already counts as room.
-  const uint64_t room = free_bytes + bytes_;
+  const uint64_t room = free_bytes + files_.bytes();
   const uint64_t ring = static_cast<uint64_t>(spec_.max_files) * kRingFileBytes;
   if (room >= ring) return absl::OkStatus();
   return absl::ResourceExhaustedError(absl::StrCat(
@@ -395,7 +345,17 @@ void Capture::BeginStop(absl::Time now, packetcapture::v1::StopReason reason) {
   stopping_ = true;
   retry_pending_ = false;
   restart_after_exit_ = false;
-  if (reason != packetcapture::v1::STOP_REASON_UNSPECIFIED) {
+  if (limit_reached_ && reason != packetcapture::v1::STOP_REASON_UNSPECIFIED) {
+    // It stopped capturing at its limit: that stays the reason; only its
+    // node files go now.
+    SetState(CaptureProto::STOPPED,
+             absl::StrCat(message_, "; then ",
+                          reason == packetcapture::v1::POD_GONE
+                              ? "pod gone"
+                              : "annotation removed",
+                          ": node files deleted"),
+             now);
+  } else if (reason != packetcapture::v1::STOP_REASON_UNSPECIFIED) {
     stop_reason_ = reason;
     stop_time_ = now;
     SetState(CaptureProto::STOPPED,
@@ -534,69 +494,10 @@ absl::Time Capture::NextDeadline() const {
   return next;
 }
 
-void Capture::PruneOldRuns() {
-  std::vector<RunFile> files = Files();
-  // The current run's ring is bounded by tcpdump itself; earlier runs give
-  // way, oldest file first, until the capture holds at most N files.
-  int excess = static_cast<int>(files.size()) - spec_.max_files;
-  for (const auto& f : files) {
-    if (excess <= 0) break;
-    if (f.run == run_) continue;
-    if (unlink(f.path.c_str()) == 0) --excess;
-  }
-  // Remove run directories that are now empty (rmdir fails on non-empty).
-  for (const auto& f : files) {
-    if (f.run != run_) {
-      rmdir(f.path.substr(0, f.path.rfind('/')).c_str());
-    }
-  }
-}
-
 bool Capture::ScanFiles(absl::Time now) {
   (void)now;
-  PruneOldRuns();
-  std::vector<RunFile> files = Files();
-  std::map<std::string, std::unique_ptr<pcap::FileScanner>> scanners;
-  std::vector<packetcapture::v1::CaptureFile> out;
-  uint64_t bytes = 0;
-  uint64_t packets = 0;
-  for (size_t i = 0; i < files.size(); ++i) {
-    const RunFile& f = files[i];
-    auto it = scanners_.find(f.path);
-    std::unique_ptr<pcap::FileScanner> scanner =
-        it != scanners_.end() ? std::move(it->second)
-                              : std::make_unique<pcap::FileScanner>(f.path);
-    // Count as far as the file has complete records; stop early on errors.
-    for (int rounds = 0; rounds < 8; ++rounds) {
-      auto polled = scanner->Poll();
-      if (!polled.ok() || !polled->more) break;
-    }
-    packetcapture::v1::CaptureFile file;
-    file.set_name(f.name);
-    file.set_index(f.index);
-    file.set_generation(scanner->generation());
-    file.set_size(f.size);
-    file.set_packets(scanner->packets());
-    if (scanner->first_time()) {
-      *file.mutable_first_packet_time() = ToProto(*scanner->first_time());
-    }
-    if (scanner->last_time()) {
-      *file.mutable_last_packet_time() = ToProto(*scanner->last_time());
-    }
-    file.set_active(process_running() && f.run == run_ &&
-                    i + 1 == files.size());
-    bytes += f.size;
-    packets += scanner->packets();
-    scanners[f.path] = std::move(scanner);
-    out.push_back(std::move(file));
-  }
-  scanners_ = std::move(scanners);
-  const bool changed =
-      bytes != bytes_ || packets != packets_ || out.size() != files_.size();
-  files_ = std::move(out);
-  bytes_ = bytes;
-  packets_ = packets;
-  return changed;
+  files_.PruneOldRuns(spec_.max_files, run_);
+  return files_.Scan(process_running() ? run_ : 0);
 }
 
 packetcapture::v1::Capture Capture::Status() const {
@@ -619,9 +520,9 @@ packetcapture::v1::Capture Capture::Status() const {
   }
   *s.mutable_options() = OptionsToProto(spec_.options);
   s.mutable_pod_labels()->insert(spec_.labels.begin(), spec_.labels.end());
-  for (const auto& f : files_) *s.add_files() = f;
-  s.set_bytes(bytes_);
-  s.set_packets(packets_);
+  for (const auto& f : files_.files()) *s.add_files() = f;
+  s.set_bytes(files_.bytes());
+  s.set_packets(files_.packets());
   s.set_dropped_packets(dropped_before_ +
                         (process_ ? output_.dropped_by_kernel() : 0));
   s.set_annotation(spec_.annotation);
@@ -642,20 +543,11 @@ absl::Time Capture::LimitDeadline() const {
   return limits_start_ + spec_.options.duration;
 }
 
-uint64_t Capture::ScannedPackets(int run) const {
-  const std::string prefix = absl::StrCat("run-", run, "-");
-  uint64_t packets = 0;
-  for (const auto& f : files_) {
-    if (f.name().rfind(prefix, 0) == 0) packets += f.packets();
-  }
-  return packets;
-}
-
 void Capture::CountRunPackets(int run, uint64_t reported) {
   if (run <= counted_through_run_) return;
   // tcpdump's own count when it printed one at exit, else what the files
   // still hold (less if the ring wrapped).
-  packets_before_run_ += std::max(reported, ScannedPackets(run));
+  packets_before_run_ += std::max(reported, files_.PacketsOfRun(run));
   counted_through_run_ = run;
   if (spec_.options.max_packets > 0) SaveMetaOrLog();
 }

@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/pcap/file_scanner.h"
+#include "node_agent/capture_files.h"
 #include "node_agent/desired_capture.h"
 #include "node_agent/netns_finder.h"
 #include "node_agent/subprocess.h"
@@ -46,16 +47,6 @@ struct CaptureNote {
   bool warning = false;
   std::string reason;  // CaptureStarted, CaptureStopped, CaptureFailed, ...
   std::string message;
-};
-
-// One file of one run, as the status and downloads see it.
-struct RunFile {
-  std::string path;
-  std::string name;  // "run-2-w5/ring3": unique within the capture
-  int run = 0;
-  int index = 0;
-  int64_t size = 0;
-  absl::Time mtime;
 };
 
 // Bytes of one ring file: tcpdump -C 1 rotates after 1,000,000 bytes (a
@@ -119,7 +110,7 @@ class Capture {
   std::vector<CaptureNote> TakeNotes();
 
   // Files of every run, oldest first (ring order within a run).
-  std::vector<RunFile> Files() const;
+  std::vector<RunFile> Files() const { return files_.List(); }
 
  private:
   Capture(const CaptureEnv* env, std::string id, CaptureSpec spec);
@@ -139,15 +130,12 @@ class Capture {
   void Note(bool warning, const std::string& reason,
             const std::string& message);
   bool ScanFiles(absl::Time now);
-  void PruneOldRuns();
   absl::Status SaveMeta() const;
   void SaveMetaOrLog() const;
-  int LastRunNumber() const;
   // Limits (capture_options.h): when the duration ends (InfiniteFuture if
   // none), adding a finished run's packets, and stopping for good.
   absl::Time LimitDeadline() const;
   void CountRunPackets(int run, uint64_t reported);
-  uint64_t ScannedPackets(int run) const;
   void ReachLimit(packetcapture::v1::StopReason reason, absl::Time now);
 
   const CaptureEnv* env_;
@@ -189,11 +177,7 @@ class Capture {
       packetcapture::v1::STOP_REASON_UNSPECIFIED;
   absl::Time stop_time_;
 
-  // Per-file packet counting, keyed by path; rebuilt when files vanish.
-  std::map<std::string, std::unique_ptr<pcap::FileScanner>> scanners_;
-  std::vector<packetcapture::v1::CaptureFile> files_;
-  uint64_t bytes_ = 0;
-  uint64_t packets_ = 0;
+  CaptureFiles files_;
 
   std::vector<CaptureNote> notes_;
 };
