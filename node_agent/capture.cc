@@ -132,7 +132,9 @@ absl::Status Capture::SaveMeta() const {
   m.set_pod_ip(spec_.ip);
   m.set_max_files(spec_.max_files);
   m.set_annotation(spec_.annotation);
-  *m.mutable_options() = OptionsToProto(spec_.options);
+  if (!spec_.options.empty()) {
+    *m.mutable_options() = OptionsToProto(spec_.options);
+  }
   m.mutable_pod_labels()->insert(spec_.labels.begin(), spec_.labels.end());
   m.set_restarts(restarts_);
   *m.mutable_start_time() = ToProto(start_time_);
@@ -443,7 +445,8 @@ void Capture::RecordFailure(const std::string& why, absl::Time now) {
 
 bool Capture::Tick(absl::Time now) {
   bool changed = false;
-  if (!stopping_ && !limit_reached_ && now >= LimitDeadline()) {
+  // A FAILED capture keeps saying why it failed.
+  if (!stopping_ && !limit_reached_ && !failed() && now >= LimitDeadline()) {
     if (process_running() && !duration_stop_pending_ && !restart_after_exit_) {
       // Stopped like any run; OnExit records the limit.
       duration_stop_pending_ = true;
@@ -484,7 +487,7 @@ bool Capture::Tick(absl::Time now) {
 absl::Time Capture::NextDeadline() const {
   absl::Time next = absl::InfiniteFuture();
   if (retry_pending_ && !stopping_) next = std::min(next, retry_at_);
-  if (!stopping_ && !limit_reached_ && !duration_stop_pending_) {
+  if (!stopping_ && !limit_reached_ && !failed() && !duration_stop_pending_) {
     next = std::min(next, LimitDeadline());
   }
   if (process_running()) {
@@ -518,7 +521,9 @@ packetcapture::v1::Capture Capture::Status() const {
         ToProto(stop_time_ == absl::Time() ? update_time_ : stop_time_);
     s.set_stop_reason(stop_reason_);
   }
-  *s.mutable_options() = OptionsToProto(spec_.options);
+  if (!spec_.options.empty()) {
+    *s.mutable_options() = OptionsToProto(spec_.options);
+  }
   s.mutable_pod_labels()->insert(spec_.labels.begin(), spec_.labels.end());
   for (const auto& f : files_.files()) *s.add_files() = f;
   s.set_bytes(files_.bytes());

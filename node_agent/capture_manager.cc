@@ -256,7 +256,9 @@ void CaptureManager::ShowOnly(const std::string& uid, const Desired& desired,
   s.set_pod_ip(desired.spec.ip);
   s.set_max_files(desired.spec.max_files);
   s.set_annotation(desired.spec.annotation);
-  *s.mutable_options() = OptionsToProto(desired.spec.options);
+  if (!desired.spec.options.empty()) {
+    *s.mutable_options() = OptionsToProto(desired.spec.options);
+  }
   s.mutable_pod_labels()->insert(desired.spec.labels.begin(),
                                  desired.spec.labels.end());
   s.set_state(state);
