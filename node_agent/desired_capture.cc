@@ -32,7 +32,18 @@ Desired DecideCapture(const PodView& pod, const DecideOptions& options) {
   out.spec.ip = pod.ip;
   out.spec.annotation = *pod.annotation;
   out.spec.host_network = pod.host_network;
-  out.spec.labels = pod.labels;
+  // Each label is bounded by the API server, their number is not: the
+  // status (which the aggregator takes up to 64 KiB) keeps the first ones
+  // by key that fit.
+  size_t label_bytes = 0;
+  for (const auto& [key, value] : pod.labels) {
+    label_bytes += key.size() + value.size();
+    if (out.spec.labels.size() >= kMaxRecordedLabels ||
+        label_bytes > kMaxRecordedLabelBytes) {
+      break;
+    }
+    out.spec.labels.emplace(key, value);
+  }
 
   // Names become part of directory names: refuse anything the API server
   // itself would not have accepted rather than trusting it.

@@ -13,6 +13,10 @@
 
 namespace pc::agent {
 
+// Pod labels recorded in a capture: at most this many, this many bytes.
+inline constexpr size_t kMaxRecordedLabels = 64;
+inline constexpr size_t kMaxRecordedLabelBytes = 8192;
+
 struct CaptureSpec {
   std::string ns;
   std::string pod;

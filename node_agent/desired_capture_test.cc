@@ -1,5 +1,6 @@
 #include "node_agent/desired_capture.h"
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace pc::agent {
@@ -133,6 +134,27 @@ TEST(DecideCapture, PodGoneOnlyWhenDeletedOrFinished) {
   PodView failed = RunningPod(nullptr);
   failed.phase = "Failed";
   EXPECT_TRUE(DecideCapture(failed, {}).pod_gone);
+}
+
+TEST(DecideCapture, RecordedLabelsAreBounded) {
+  PodView pod = RunningPod("5");
+  for (int i = 0; i < 100; ++i) {
+    pod.labels[absl::StrCat("key-", 100 + i)] = std::string(63, 'v');
+  }
+  Desired d = DecideCapture(pod, {});
+  ASSERT_EQ(d.decision, Decision::kCapture);
+  EXPECT_EQ(d.spec.labels.size(), kMaxRecordedLabels);
+  EXPECT_EQ(d.spec.labels.begin()->first, "key-100");
+  pod.labels.clear();
+  for (int i = 0; i < 40; ++i) {
+    pod.labels[absl::StrCat("example.com/", std::string(240, 'k'), i)] =
+        std::string(63, 'v');
+  }
+  d = DecideCapture(pod, {});
+  size_t bytes = 0;
+  for (const auto& [k, v] : d.spec.labels) bytes += k.size() + v.size();
+  EXPECT_LE(bytes, kMaxRecordedLabelBytes);
+  EXPECT_GT(d.spec.labels.size(), 0u);
 }
 
 TEST(NameRules, PodUid) {
