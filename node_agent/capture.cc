@@ -393,7 +393,7 @@ void Capture::OnExit(int wait_status, absl::Time now) {
   CountRunPackets(run_, output_.has_counters() ? output_.captured() : 0);
   if (stopping_) {
     if (stop_reason_ == packetcapture::v1::STOP_REASON_UNSPECIFIED) {
-      SetState(CaptureProto::STOPPED, "stopped: agent shutting down", now);
+      SetState(CaptureProto::STOPPED, "stopped", now);
     }
     return;
   }
@@ -536,10 +536,6 @@ packetcapture::v1::Capture Capture::Status() const {
   s.set_on_node(true);
   return s;
 }
-
-}  // namespace pc::agent
-
-namespace pc::agent {
 
 absl::Time Capture::LimitDeadline() const {
   if (spec_.options.duration <= absl::ZeroDuration()) {
