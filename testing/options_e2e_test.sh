@@ -165,17 +165,19 @@ aggregator_says_reached() {
 }
 check_eventually "the aggregator shows it STOPPED, DURATION_REACHED, with its options" 10 aggregator_says_reached
 sleep 2
-check "not restarted: still STOPPED, one run, no tcpdump" bash -c \
-  "state_ok=\$(grpc $agent_a ListCaptures '{\"pod\":\"short-1\"}' | jq -r '.captures[0].state');
-   [ \"\$state_ok\" = STOPPED ] && [ ! -e $caps_a/$id_short/run-2-w2 ] && [ \$(pgrep -f -- '-w $caps_a/$id_short/' | wc -l) -eq 0 ]"
+# In this shell, not in `bash -c`: pgrep -f would find the subshell's own
+# command line, which holds the pattern.
+short_stays_stopped() {
+  [ "$(field "$agent_a" short-1 '.state + " " + .stop_reason')" = "STOPPED DURATION_REACHED" ] &&
+    [ ! -e "$caps_a/$id_short/run-2-w2" ] && [ "$(tcpdumps_under "$caps_a/$id_short")" -eq 0 ] &&
+    [ -n "$(compgen -G "$caps_a/$id_short/run-1-w2/ring*")" ]
+}
+check "not restarted: still STOPPED, one run, no tcpdump, files kept" short_stays_stopped
 "$CLUSTER" restart-agent node-a >/dev/null 2>&1
 check_eventually "agent node-a back after a restart" 20 \
   grpcurl -plaintext -max-time 2 "$agent_a" grpc.health.v1.Health/Check
 check_eventually "web-1 captured again after the agent restart" 10 state_is "$agent_a" web-1 RUNNING
-check "after an agent restart: still STOPPED with its reason, not restarted, files kept" bash -c \
-  "[ \"\$(grpc $agent_a ListCaptures '{\"pod\":\"short-1\"}' | jq -r '.captures[0].state + \" \" + .captures[0].stop_reason')\" = 'STOPPED DURATION_REACHED' ] &&
-   [ ! -e $caps_a/$id_short/run-2-w2 ] && [ \$(pgrep -f -- '-w $caps_a/$id_short/' | wc -l) -eq 0 ] &&
-   [ -n \"\$(compgen -G '$caps_a/$id_short/run-1-w2/ring*')\" ]"
+check "after an agent restart: still STOPPED with its reason, not restarted, files kept" short_stays_stopped
 
 # --- annotation removed (README): the node's files go, as always ---
 kubectl annotate pod -n demo short-1 tcpdump.antrea.io- >/dev/null
