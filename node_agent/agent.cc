@@ -2,11 +2,14 @@
 
 #include <sys/stat.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/kube/kube_config.h"
 #include "common/log.h"
 #include "node_agent/annotation.h"
+#include "node_agent/capture_options.h"
+#include "node_agent/filter_check.h"
 
 namespace pc::agent {
 
@@ -22,6 +25,13 @@ PodView ToPodView(const kube::Pod& pod) {
   v.deleting = !pod.metadata().deletion_timestamp().empty();
   auto it = pod.metadata().annotations().find(kCaptureAnnotation);
   if (it != pod.metadata().annotations().end()) v.annotation = it->second;
+  for (const auto& [name, value] : pod.metadata().annotations()) {
+    if (absl::StartsWith(name, kOptionPrefix)) {
+      v.option_annotations[name] = value;
+    }
+  }
+  v.labels.insert(pod.metadata().labels().begin(),
+                  pod.metadata().labels().end());
   return v;
 }
 
@@ -163,6 +173,10 @@ void Agent::Loop() {
   DecideOptions decide;
   decide.max_files = config_.max_files;
   decide.allow_host_network = config_.allow_host_network;
+  FilterChecker filters;  // this thread's only
+  decide.check_filter = [&filters](const std::string& filter, int snaplen) {
+    return filters.Check(filter, snaplen);
+  };
   while (true) {
     std::map<std::string, PodView> pods;
     bool reconcile = false;

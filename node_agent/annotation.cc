@@ -11,16 +11,19 @@ namespace {
 
 // Long enough to show what the user wrote, short enough for an Event.
 std::string Quote(absl::string_view value) {
-  constexpr size_t kMax = 32;
-  std::string shown(value.substr(0, kMax));
-  for (char& c : shown) {
-    if (!absl::ascii_isprint(static_cast<unsigned char>(c))) c = '?';
-  }
-  if (value.size() > kMax) shown += "...";
-  return absl::StrCat("\"", shown, "\"");
+  return QuoteAnnotationValue(value);
 }
 
 }  // namespace
+
+std::string QuoteAnnotationValue(absl::string_view value, size_t max) {
+  std::string shown(value.substr(0, max));
+  for (char& c : shown) {
+    if (!absl::ascii_isprint(static_cast<unsigned char>(c))) c = '?';
+  }
+  if (value.size() > max) shown += "...";
+  return absl::StrCat("\"", shown, "\"");
+}
 
 absl::StatusOr<int> ParseMaxFiles(absl::string_view value, int max_files) {
   const std::string expected =

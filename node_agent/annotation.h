@@ -3,6 +3,9 @@
 #ifndef NODE_AGENT_ANNOTATION_H_
 #define NODE_AGENT_ANNOTATION_H_
 
+#include <cstddef>
+#include <string>
+
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
@@ -15,6 +18,10 @@ inline constexpr char kCaptureAnnotation[] = "tcpdump.antrea.io";
 // "5.0", "abc", "007", too large) is InvalidArgument with a message a user can
 // act on, quoting the value.
 absl::StatusOr<int> ParseMaxFiles(absl::string_view value, int max_files);
+
+// `value` in double quotes for a message: at most `max` bytes of it, then
+// "...", every unprintable byte shown as '?'.
+std::string QuoteAnnotationValue(absl::string_view value, size_t max = 32);
 
 }  // namespace pc::agent
 

@@ -1,65 +1,29 @@
 #include "node_agent/capture.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "common/capture_layout.h"
 #include "common/log.h"
-#include "common/pcap/ring_reader.h"
 #include "common/time_proto.h"
+#include "node_agent/capture_meta.h"
+#include "node_agent/capture_options.h"
 
 namespace pc::agent {
 namespace {
 
 using CaptureProto = packetcapture::v1::Capture;
 namespace fs = std::filesystem;
-
-constexpr char kMetaFile[] = "capture.pb";
-constexpr char kRingBase[] = "ring";
-
-absl::Status WriteFileAtomically(const std::string& path,
-                                 const std::string& data) {
-  const std::string tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return absl::InternalError(
-        absl::StrCat("open ", tmp, ": ", strerror(errno)));
-  }
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = write(fd, data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int err = errno;
-      close(fd);
-      return absl::InternalError(
-          absl::StrCat("write ", tmp, ": ", strerror(err)));
-    }
-    done += n;
-  }
-  fsync(fd);
-  close(fd);
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(
-        absl::StrCat("rename ", tmp, ": ", strerror(errno)));
-  }
-  return absl::OkStatus();
-}
 
 absl::Duration RetryDelay(int failures) {
   absl::Duration d = absl::Seconds(1);
@@ -74,7 +38,10 @@ std::string Capture::MakeId(const CaptureSpec& spec, absl::Time now) {
 }
 
 Capture::Capture(const CaptureEnv* env, std::string id, CaptureSpec spec)
-    : env_(env), id_(std::move(id)), spec_(std::move(spec)) {}
+    : env_(env),
+      id_(std::move(id)),
+      spec_(std::move(spec)),
+      files_(absl::StrCat(env->root, "/", id_)) {}
 
 Capture::~Capture() = default;
 
@@ -89,6 +56,7 @@ absl::StatusOr<std::unique_ptr<Capture>> Capture::Create(
   std::unique_ptr<Capture> capture(new Capture(env, id, spec));
   capture->start_time_ = now;
   capture->update_time_ = now;
+  capture->limits_start_ = now;
   capture->message_ = "starting";
   if (mkdir(capture->dir().c_str(), 0700) != 0 && errno != EEXIST) {
     return absl::InternalError(
@@ -105,12 +73,11 @@ absl::StatusOr<std::unique_ptr<Capture>> Capture::Recover(
     return absl::InvalidArgumentError(
         absl::StrCat("\"", id, "\" is not a capture directory name"));
   }
-  const std::string path = absl::StrCat(env->root, "/", id, "/", kMetaFile);
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream data;
-  data << in.rdbuf();
-  CaptureProto meta;
-  if (!in || !meta.ParseFromString(data.str()) || meta.id() != id) {
+  auto read = ReadCaptureMeta(absl::StrCat(env->root, "/", id));
+  if (!read.ok()) return read.status();
+  const CaptureProto& meta = read->status;
+  const std::string path = absl::StrCat(env->root, "/", id);
+  if (meta.id() != id) {
     return absl::DataLossError(absl::StrCat("unreadable ", path));
   }
   CaptureSpec spec;
@@ -120,6 +87,8 @@ absl::StatusOr<std::unique_ptr<Capture>> Capture::Recover(
   spec.ip = meta.pod_ip();
   spec.max_files = static_cast<int>(meta.max_files());
   spec.annotation = meta.annotation();
+  spec.options = OptionsFromProto(meta.options());
+  spec.labels.insert(meta.pod_labels().begin(), meta.pod_labels().end());
   if (!IsPodUid(spec.uid) || spec.max_files < 1) {
     return absl::DataLossError(absl::StrCat("inconsistent ", path));
   }
@@ -128,68 +97,65 @@ absl::StatusOr<std::unique_ptr<Capture>> Capture::Recover(
   capture->update_time_ = absl::Now();
   capture->restarts_ = meta.restarts();
   capture->message_ = "found after an agent restart";
-  capture->run_ = capture->LastRunNumber();
+  capture->run_ = capture->files_.LastRunNumber();
+  capture->limits_start_ = read->limits_start;
+  capture->packets_before_run_ = read->packets_before_run;
+  capture->counted_through_run_ = read->counted_through_run;
+  const bool limit =
+      meta.state() == CaptureProto::STOPPED &&
+      (meta.stop_reason() == packetcapture::v1::DURATION_REACHED ||
+       meta.stop_reason() == packetcapture::v1::MAX_PACKETS_REACHED);
+  if (limit) {
+    // Reached its limit before: stays STOPPED with its files.
+    capture->limit_reached_ = true;
+    capture->state_ = CaptureProto::STOPPED;
+    capture->stop_reason_ = meta.stop_reason();
+    capture->message_ = meta.message();
+    capture->stop_time_ = FromProto(meta.stop_time());
+  } else if (capture->run_ > capture->counted_through_run_) {
+    // The previous agent died with this run going: what its files hold is
+    // what it captured (a lower bound if its ring wrapped).
+    capture->ScanFiles(absl::Now());
+    capture->CountRunPackets(capture->run_, 0);
+  }
   return capture;
 }
 
 absl::Status Capture::SaveMeta() const {
-  CaptureProto meta;
-  meta.set_id(id_);
-  meta.set_node(env_->node);
-  meta.set_namespace_(spec_.ns);
-  meta.set_pod(spec_.pod);
-  meta.set_pod_uid(spec_.uid);
-  meta.set_pod_ip(spec_.ip);
-  meta.set_max_files(spec_.max_files);
-  meta.set_annotation(spec_.annotation);
-  meta.set_restarts(restarts_);
-  *meta.mutable_start_time() = ToProto(start_time_);
-  return WriteFileAtomically(absl::StrCat(dir(), "/", kMetaFile),
-                             meta.SerializeAsString());
+  CaptureMeta meta;
+  CaptureProto& m = meta.status;
+  m.set_id(id_);
+  m.set_node(env_->node);
+  m.set_namespace_(spec_.ns);
+  m.set_pod(spec_.pod);
+  m.set_pod_uid(spec_.uid);
+  m.set_pod_ip(spec_.ip);
+  m.set_max_files(spec_.max_files);
+  m.set_annotation(spec_.annotation);
+  if (!spec_.options.empty()) {
+    *m.mutable_options() = OptionsToProto(spec_.options);
+  }
+  m.mutable_pod_labels()->insert(spec_.labels.begin(), spec_.labels.end());
+  m.set_restarts(restarts_);
+  *m.mutable_start_time() = ToProto(start_time_);
+  if (limit_reached_) {
+    m.set_state(CaptureProto::STOPPED);
+    m.set_stop_reason(stop_reason_);
+    m.set_message(message_);
+    *m.mutable_stop_time() = ToProto(stop_time_);
+  }
+  meta.limits_start = limits_start_;
+  meta.packets_before_run = packets_before_run_;
+  meta.counted_through_run = counted_through_run_;
+  return WriteCaptureMeta(dir(), meta);
 }
 
-int Capture::LastRunNumber() const {
-  int last = 0;
-  DIR* d = opendir(dir().c_str());
-  if (d == nullptr) return 0;
-  while (struct dirent* e = readdir(d)) {
-    int run, n;
-    if (ParseRunDirName(e->d_name, &run, &n)) last = std::max(last, run);
+void Capture::SaveMetaOrLog() const {
+  auto saved = SaveMeta();
+  if (!saved.ok()) {
+    LogLine("capture_meta_error",
+            {{"capture", id_}, {"error", saved.ToString()}});
   }
-  closedir(d);
-  return last;
-}
-
-std::vector<RunFile> Capture::Files() const {
-  std::vector<std::pair<int, int>> runs;  // (run, max_files)
-  DIR* d = opendir(dir().c_str());
-  if (d != nullptr) {
-    while (struct dirent* e = readdir(d)) {
-      int run, n;
-      if (ParseRunDirName(e->d_name, &run, &n)) runs.emplace_back(run, n);
-    }
-    closedir(d);
-  }
-  std::sort(runs.begin(), runs.end());
-  std::vector<RunFile> files;
-  for (const auto& [run, n] : runs) {
-    const std::string run_dir = RunDirName(run, n);
-    // Oldest first: tcpdump writes slot k, then k+1 mod N.
-    auto ring =
-        pcap::ListRingFiles(absl::StrCat(dir(), "/", run_dir), kRingBase, n);
-    if (!ring.ok()) continue;
-    for (const auto& r : *ring) {
-      RunFile f;
-      f.path = r.path;
-      f.name = absl::StrCat(run_dir, "/", r.name);
-      f.run = run;
-      f.index = r.index;
-      f.size = static_cast<int64_t>(r.size);
-      f.mtime = r.mtime;
-      files.push_back(std::move(f));
-    }
-  }
-  return files;
 }
 
 void Capture::Note(bool warning, const std::string& reason,
@@ -224,6 +190,16 @@ void Capture::Start(absl::Time now) {
 
 void Capture::TryStartRun(absl::Time now) {
   retry_pending_ = false;
+  if (limit_reached_) return;
+  if (now >= LimitDeadline()) {
+    ReachLimit(packetcapture::v1::DURATION_REACHED, now);
+    return;
+  }
+  const uint64_t max_packets = spec_.options.max_packets;
+  if (max_packets > 0 && packets_before_run_ >= max_packets) {
+    ReachLimit(packetcapture::v1::MAX_PACKETS_REACHED, now);
+    return;
+  }
   auto record_failure = [&](const std::string& why) {
     RecordFailure(why, now);
   };
@@ -283,6 +259,12 @@ void Capture::TryStartRun(absl::Time now) {
   options.interface = where.interface;
   options.output_base = absl::StrCat(run_dir, "/", kRingBase);
   options.max_files = spec_.max_files;
+  if (spec_.options.snaplen > 0) options.snaplen = spec_.options.snaplen;
+  options.filter = spec_.options.filter;
+  if (max_packets > 0) {
+    options.packet_count =
+        static_cast<int64_t>(max_packets - packets_before_run_);
+  }
   auto argv = BuildTcpdumpArgv(options);
   if (!argv.ok()) {
     Fail(std::string(argv.status().message()), now);
@@ -304,9 +286,12 @@ void Capture::TryStartRun(absl::Time now) {
   run_started_ = now;
   next_stats_ = now + env_->stats_interval;
   next_scan_ = now;
-  const std::string message = absl::StrCat(
+  std::string message = absl::StrCat(
       "tcpdump capturing on ", interface_, " in ", where.path, " (", netns_id,
       "), keeping at most ", spec_.max_files, " files of 1 MB");
+  if (!spec_.options.empty()) {
+    absl::StrAppend(&message, "; options: ", DescribeOptions(spec_.options));
+  }
   SetState(CaptureProto::RUNNING, message, now);
   Note(false, run_ == 1 ? "CaptureStarted" : "CaptureRestarted", message);
   LogLine("capture_started", {{"capture", id_},
@@ -326,7 +311,7 @@ absl::Status Capture::CheckRoomForRing() const {
   const uint64_t free_bytes = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
   // Files of earlier runs give way to the new run's (PruneOldRuns), so what
   // the capture holds already counts as room.
-  const uint64_t room = free_bytes + bytes_;
+  const uint64_t room = free_bytes + files_.bytes();
   const uint64_t ring = static_cast<uint64_t>(spec_.max_files) * kRingFileBytes;
   if (room >= ring) return absl::OkStatus();
   return absl::ResourceExhaustedError(absl::StrCat(
@@ -337,10 +322,15 @@ absl::Status Capture::CheckRoomForRing() const {
 
 void Capture::Restart(const CaptureSpec& spec, absl::Time now) {
   spec_ = spec;
-  auto saved = SaveMeta();
-  if (!saved.ok())
-    LogLine("capture_meta_error",
-            {{"capture", id_}, {"error", saved.ToString()}});
+  // New settings: the limits count afresh, from this run on; the run now
+  // ending counts for none (its exit adds nothing).
+  limits_start_ = now;
+  packets_before_run_ = 0;
+  counted_through_run_ = run_;
+  duration_stop_pending_ = false;
+  limit_reached_ = false;
+  stop_reason_ = packetcapture::v1::STOP_REASON_UNSPECIFIED;
+  SaveMetaOrLog();
   failures_in_a_row_ = 0;
   if (process_running()) {
     // Stop this run; Tick starts the next one as soon as tcpdump is gone.
@@ -353,10 +343,29 @@ void Capture::Restart(const CaptureSpec& spec, absl::Time now) {
   TryStartRun(now);
 }
 
-void Capture::BeginStop(absl::Time now) {
+void Capture::BeginStop(absl::Time now, packetcapture::v1::StopReason reason) {
   stopping_ = true;
   retry_pending_ = false;
   restart_after_exit_ = false;
+  if (limit_reached_ && reason != packetcapture::v1::STOP_REASON_UNSPECIFIED) {
+    // It stopped capturing at its limit: that stays the reason; only its
+    // node files go now.
+    SetState(CaptureProto::STOPPED,
+             absl::StrCat(message_, "; then ",
+                          reason == packetcapture::v1::POD_GONE
+                              ? "pod gone"
+                              : "annotation removed",
+                          ": node files deleted"),
+             now);
+  } else if (reason != packetcapture::v1::STOP_REASON_UNSPECIFIED) {
+    stop_reason_ = reason;
+    stop_time_ = now;
+    SetState(CaptureProto::STOPPED,
+             reason == packetcapture::v1::POD_GONE
+                 ? "stopped: pod gone; node files deleted"
+                 : "stopped: annotation removed; node files deleted",
+             now);
+  }
   if (process_running()) {
     process_->Signal(SIGTERM).IgnoreError();
     kill_at_ = now + env_->stop_grace;
@@ -381,13 +390,29 @@ void Capture::OnExit(int wait_status, absl::Time now) {
   kill_at_ = absl::InfiniteFuture();
   process_.reset();
   ScanFiles(now);
+  CountRunPackets(run_, output_.has_counters() ? output_.captured() : 0);
   if (stopping_) {
-    SetState(CaptureProto::STOPPED, "stopped: annotation removed or pod gone",
-             now);
+    if (stop_reason_ == packetcapture::v1::STOP_REASON_UNSPECIFIED) {
+      SetState(CaptureProto::STOPPED, "stopped", now);
+    }
     return;
   }
   if (was_restart) {
     TryStartRun(now);
+    return;
+  }
+  if (duration_stop_pending_) {
+    duration_stop_pending_ = false;
+    ReachLimit(packetcapture::v1::DURATION_REACHED, now);
+    return;
+  }
+  // tcpdump -c exits 0 after its count; nothing else makes it exit 0
+  // unasked.
+  if (spec_.options.max_packets > 0 && WIFEXITED(wait_status) &&
+      WEXITSTATUS(wait_status) == 0) {
+    packets_before_run_ =
+        std::max(packets_before_run_, spec_.options.max_packets);
+    ReachLimit(packetcapture::v1::MAX_PACKETS_REACHED, now);
     return;
   }
   if (now - run_started_ >= env_->healthy_after) failures_in_a_row_ = 0;
@@ -420,6 +445,18 @@ void Capture::RecordFailure(const std::string& why, absl::Time now) {
 
 bool Capture::Tick(absl::Time now) {
   bool changed = false;
+  // A FAILED capture keeps saying why it failed.
+  if (!stopping_ && !limit_reached_ && !failed() && now >= LimitDeadline()) {
+    if (process_running() && !duration_stop_pending_ && !restart_after_exit_) {
+      // Stopped like any run; OnExit records the limit.
+      duration_stop_pending_ = true;
+      process_->Signal(SIGTERM).IgnoreError();
+      kill_at_ = now + env_->stop_grace;
+    } else if (!process_) {
+      ReachLimit(packetcapture::v1::DURATION_REACHED, now);
+      changed = true;
+    }
+  }
   if (process_) {
     output_.Feed(process_->ReadOutput());
     if (auto status = process_->Poll()) {
@@ -450,6 +487,9 @@ bool Capture::Tick(absl::Time now) {
 absl::Time Capture::NextDeadline() const {
   absl::Time next = absl::InfiniteFuture();
   if (retry_pending_ && !stopping_) next = std::min(next, retry_at_);
+  if (!stopping_ && !limit_reached_ && !failed() && !duration_stop_pending_) {
+    next = std::min(next, LimitDeadline());
+  }
   if (process_running()) {
     next = std::min(next, std::min(next_stats_, kill_at_));
     if (!stopping_) next = std::min(next, next_scan_);
@@ -457,69 +497,10 @@ absl::Time Capture::NextDeadline() const {
   return next;
 }
 
-void Capture::PruneOldRuns() {
-  std::vector<RunFile> files = Files();
-  // The current run's ring is bounded by tcpdump itself; earlier runs give
-  // way, oldest file first, until the capture holds at most N files.
-  int excess = static_cast<int>(files.size()) - spec_.max_files;
-  for (const auto& f : files) {
-    if (excess <= 0) break;
-    if (f.run == run_) continue;
-    if (unlink(f.path.c_str()) == 0) --excess;
-  }
-  // Remove run directories that are now empty (rmdir fails on non-empty).
-  for (const auto& f : files) {
-    if (f.run != run_) {
-      rmdir(f.path.substr(0, f.path.rfind('/')).c_str());
-    }
-  }
-}
-
 bool Capture::ScanFiles(absl::Time now) {
   (void)now;
-  PruneOldRuns();
-  std::vector<RunFile> files = Files();
-  std::map<std::string, std::unique_ptr<pcap::FileScanner>> scanners;
-  std::vector<packetcapture::v1::CaptureFile> out;
-  uint64_t bytes = 0;
-  uint64_t packets = 0;
-  for (size_t i = 0; i < files.size(); ++i) {
-    const RunFile& f = files[i];
-    auto it = scanners_.find(f.path);
-    std::unique_ptr<pcap::FileScanner> scanner =
-        it != scanners_.end() ? std::move(it->second)
-                              : std::make_unique<pcap::FileScanner>(f.path);
-    // Count as far as the file has complete records; stop early on errors.
-    for (int rounds = 0; rounds < 8; ++rounds) {
-      auto polled = scanner->Poll();
-      if (!polled.ok() || !polled->more) break;
-    }
-    packetcapture::v1::CaptureFile file;
-    file.set_name(f.name);
-    file.set_index(f.index);
-    file.set_generation(scanner->generation());
-    file.set_size(f.size);
-    file.set_packets(scanner->packets());
-    if (scanner->first_time()) {
-      *file.mutable_first_packet_time() = ToProto(*scanner->first_time());
-    }
-    if (scanner->last_time()) {
-      *file.mutable_last_packet_time() = ToProto(*scanner->last_time());
-    }
-    file.set_active(process_running() && f.run == run_ &&
-                    i + 1 == files.size());
-    bytes += f.size;
-    packets += scanner->packets();
-    scanners[f.path] = std::move(scanner);
-    out.push_back(std::move(file));
-  }
-  scanners_ = std::move(scanners);
-  const bool changed =
-      bytes != bytes_ || packets != packets_ || out.size() != files_.size();
-  files_ = std::move(out);
-  bytes_ = bytes;
-  packets_ = packets;
-  return changed;
+  files_.PruneOldRuns(spec_.max_files, run_);
+  return files_.Scan(process_running() ? run_ : 0);
 }
 
 packetcapture::v1::Capture Capture::Status() const {
@@ -535,11 +516,18 @@ packetcapture::v1::Capture Capture::Status() const {
   s.set_state(state_);
   s.set_message(message_);
   *s.mutable_start_time() = ToProto(start_time_);
-  if (state_ == CaptureProto::STOPPED)
-    *s.mutable_stop_time() = ToProto(update_time_);
-  for (const auto& f : files_) *s.add_files() = f;
-  s.set_bytes(bytes_);
-  s.set_packets(packets_);
+  if (state_ == CaptureProto::STOPPED) {
+    *s.mutable_stop_time() =
+        ToProto(stop_time_ == absl::Time() ? update_time_ : stop_time_);
+    s.set_stop_reason(stop_reason_);
+  }
+  if (!spec_.options.empty()) {
+    *s.mutable_options() = OptionsToProto(spec_.options);
+  }
+  s.mutable_pod_labels()->insert(spec_.labels.begin(), spec_.labels.end());
+  for (const auto& f : files_.files()) *s.add_files() = f;
+  s.set_bytes(files_.bytes());
+  s.set_packets(files_.packets());
   s.set_dropped_packets(dropped_before_ +
                         (process_ ? output_.dropped_by_kernel() : 0));
   s.set_annotation(spec_.annotation);
@@ -547,6 +535,42 @@ packetcapture::v1::Capture Capture::Status() const {
   *s.mutable_update_time() = ToProto(update_time_);
   s.set_on_node(true);
   return s;
+}
+
+absl::Time Capture::LimitDeadline() const {
+  if (spec_.options.duration <= absl::ZeroDuration()) {
+    return absl::InfiniteFuture();
+  }
+  return limits_start_ + spec_.options.duration;
+}
+
+void Capture::CountRunPackets(int run, uint64_t reported) {
+  if (run <= counted_through_run_) return;
+  // tcpdump's own count when it printed one at exit, else what the files
+  // still hold (less if the ring wrapped).
+  packets_before_run_ += std::max(reported, files_.PacketsOfRun(run));
+  counted_through_run_ = run;
+  if (spec_.options.max_packets > 0) SaveMetaOrLog();
+}
+
+void Capture::ReachLimit(packetcapture::v1::StopReason reason, absl::Time now) {
+  retry_pending_ = false;
+  limit_reached_ = true;
+  stop_reason_ = reason;
+  stop_time_ = now;
+  const std::string what =
+      reason == packetcapture::v1::DURATION_REACHED
+          ? absl::StrCat("duration ",
+                         FormatOptionDuration(spec_.options.duration))
+          : absl::StrCat("max-packets ", spec_.options.max_packets);
+  const std::string message = absl::StrCat(
+      what,
+      " reached: capture stopped; its files stay on the node until the "
+      "annotation is removed");
+  SetState(CaptureProto::STOPPED, message, now);
+  Note(false, "CaptureStopped", message);
+  SaveMetaOrLog();
+  LogLine("capture_limit_reached", {{"capture", id_}, {"limit", what}});
 }
 
 }  // namespace pc::agent

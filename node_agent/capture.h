@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/pcap/file_scanner.h"
+#include "node_agent/capture_files.h"
 #include "node_agent/desired_capture.h"
 #include "node_agent/netns_finder.h"
 #include "node_agent/subprocess.h"
@@ -46,16 +47,6 @@ struct CaptureNote {
   bool warning = false;
   std::string reason;  // CaptureStarted, CaptureStopped, CaptureFailed, ...
   std::string message;
-};
-
-// One file of one run, as the status and downloads see it.
-struct RunFile {
-  std::string path;
-  std::string name;  // "run-2-w5/ring3": unique within the capture
-  int run = 0;
-  int index = 0;
-  int64_t size = 0;
-  absl::Time mtime;
 };
 
 // Bytes of one ring file: tcpdump -C 1 rotates after 1,000,000 bytes (a
@@ -89,7 +80,11 @@ class Capture {
   // New spec for the same pod: stop the current run, start a new one.
   void Restart(const CaptureSpec& spec, absl::Time now);
   // SIGTERM now, SIGKILL after stop_grace. finished() once tcpdump is gone.
-  void BeginStop(absl::Time now);
+  // With a reason (annotation removed, pod gone) the status says STOPPED
+  // with it from now on; without (agent shutdown) nothing is shown.
+  void BeginStop(absl::Time now,
+                 packetcapture::v1::StopReason reason =
+                     packetcapture::v1::STOP_REASON_UNSPECIFIED);
   bool stopping() const { return stopping_; }
   bool finished() const { return stopping_ && !process_running(); }
   // Deletes every file of the capture (after finished()).
@@ -104,13 +99,18 @@ class Capture {
   // Not running, not retrying, not stopping: a capture recovered from disk
   // before its first Start() in this process.
   bool idle() const {
-    return !process_ && !retry_pending_ && !stopping_ && !failed();
+    return !process_ && !retry_pending_ && !stopping_ && !failed() &&
+           !limit_reached_;
   }
+  // Stopped by its duration or max-packets option: files kept, no restart
+  // until the spec changes (also after an agent restart).
+  bool limit_reached() const { return limit_reached_; }
+  packetcapture::v1::StopReason stop_reason() const { return stop_reason_; }
   packetcapture::v1::Capture Status() const;
   std::vector<CaptureNote> TakeNotes();
 
   // Files of every run, oldest first (ring order within a run).
-  std::vector<RunFile> Files() const;
+  std::vector<RunFile> Files() const { return files_.List(); }
 
  private:
   Capture(const CaptureEnv* env, std::string id, CaptureSpec spec);
@@ -130,9 +130,13 @@ class Capture {
   void Note(bool warning, const std::string& reason,
             const std::string& message);
   bool ScanFiles(absl::Time now);
-  void PruneOldRuns();
   absl::Status SaveMeta() const;
-  int LastRunNumber() const;
+  void SaveMetaOrLog() const;
+  // Limits (capture_options.h): when the duration ends (InfiniteFuture if
+  // none), adding a finished run's packets, and stopping for good.
+  absl::Time LimitDeadline() const;
+  void CountRunPackets(int run, uint64_t reported);
+  void ReachLimit(packetcapture::v1::StopReason reason, absl::Time now);
 
   const CaptureEnv* env_;
   const std::string id_;
@@ -162,11 +166,18 @@ class Capture {
   // Counters of finished runs, so totals survive restarts.
   uint64_t dropped_before_ = 0;
 
-  // Per-file packet counting, keyed by path; rebuilt when files vanish.
-  std::map<std::string, std::unique_ptr<pcap::FileScanner>> scanners_;
-  std::vector<packetcapture::v1::CaptureFile> files_;
-  uint64_t bytes_ = 0;
-  uint64_t packets_ = 0;
+  // Limits of the options: counted from limits_start_ (persisted).
+  absl::Time limits_start_;
+  uint64_t packets_before_run_ = 0;  // finished runs since limits_start_
+  int counted_through_run_ = 0;      // last run in packets_before_run_
+  // The duration ended while tcpdump ran: it was sent SIGTERM.
+  bool duration_stop_pending_ = false;
+  bool limit_reached_ = false;
+  packetcapture::v1::StopReason stop_reason_ =
+      packetcapture::v1::STOP_REASON_UNSPECIFIED;
+  absl::Time stop_time_;
+
+  CaptureFiles files_;
 
   std::vector<CaptureNote> notes_;
 };

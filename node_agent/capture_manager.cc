@@ -138,10 +138,14 @@ void CaptureManager::Reconcile(const std::map<std::string, Desired>& desired,
 void CaptureManager::Apply(const Action& action, absl::Time now) {
   switch (action.type) {
     case ActionType::kStop:
-      StopEntry(action.uid, now);
+      StopEntry(action.uid, now,
+                action.desired.pod_gone
+                    ? packetcapture::v1::POD_GONE
+                    : packetcapture::v1::ANNOTATION_REMOVED);
       break;
     case ActionType::kStart:
-      StopEntry(action.uid, now);  // a PENDING/FAILED-only entry, if any
+      // A PENDING/FAILED-only entry, if any.
+      StopEntry(action.uid, now, packetcapture::v1::STOP_REASON_UNSPECIFIED);
       StartCapture(action.uid, action.desired, now);
       break;
     case ActionType::kRestart: {
@@ -207,14 +211,20 @@ void CaptureManager::StartCapture(const std::string& uid,
   entries_[uid] = std::move(entry);
 }
 
-void CaptureManager::StopEntry(const std::string& uid, absl::Time now) {
+void CaptureManager::StopEntry(const std::string& uid, absl::Time now,
+                               packetcapture::v1::StopReason reason) {
   auto it = entries_.find(uid);
   if (it == entries_.end()) return;
   if (it->second.capture) {
     Capture* capture = it->second.capture.get();
-    capture->BeginStop(now);
+    capture->BeginStop(now, reason);
+    const char* why = reason == packetcapture::v1::POD_GONE ? " (pod gone)"
+                      : reason == packetcapture::v1::ANNOTATION_REMOVED
+                          ? " (annotation removed)"
+                          : "";
     events_->PodEvent(capture->spec(), false, "CaptureStopped",
-                      "capture stopped; its files on the node are deleted");
+                      absl::StrCat("capture stopped", why,
+                                   "; its files on the node are deleted"));
     stopping_.push_back(std::move(it->second.capture));
   }
   entries_.erase(it);
@@ -226,7 +236,11 @@ void CaptureManager::ShowOnly(const std::string& uid, const Desired& desired,
   const bool same_message = it != entries_.end() && !it->second.capture &&
                             it->second.shown.message() == desired.reason &&
                             it->second.shown.state() == state;
-  if (it != entries_.end() && it->second.capture) StopEntry(uid, now);
+  if (it != entries_.end() && it->second.capture) {
+    // The annotation turned invalid or the pod stopped running: the
+    // capture ends and its files go (no stop reason fits).
+    StopEntry(uid, now, packetcapture::v1::STOP_REASON_UNSPECIFIED);
+  }
   Entry entry;
   entry.current.decision = desired.decision;
   entry.current.reason = desired.reason;
@@ -242,6 +256,11 @@ void CaptureManager::ShowOnly(const std::string& uid, const Desired& desired,
   s.set_pod_ip(desired.spec.ip);
   s.set_max_files(desired.spec.max_files);
   s.set_annotation(desired.spec.annotation);
+  if (!desired.spec.options.empty()) {
+    *s.mutable_options() = OptionsToProto(desired.spec.options);
+  }
+  s.mutable_pod_labels()->insert(desired.spec.labels.begin(),
+                                 desired.spec.labels.end());
   s.set_state(state);
   s.set_message(desired.reason);
   *s.mutable_start_time() = ToProto(now);
@@ -307,6 +326,13 @@ void CaptureManager::Publish() {
   std::vector<CaptureProto> all;
   for (const auto& [uid, entry] : entries_) {
     all.push_back(entry.capture ? entry.capture->Status() : entry.shown);
+  }
+  // Stopping captures stay listed, STOPPED with their reason, until their
+  // files are deleted: the uplink forwards that last status.
+  for (const auto& c : stopping_) {
+    if (c->stop_reason() != packetcapture::v1::STOP_REASON_UNSPECIFIED) {
+      all.push_back(c->Status());
+    }
   }
   registry_->ReplaceAll(all);
 }

@@ -72,7 +72,8 @@ class CaptureManager {
   void Apply(const Action& action, absl::Time now);
   void StartCapture(const std::string& uid, const Desired& desired,
                     absl::Time now);
-  void StopEntry(const std::string& uid, absl::Time now);
+  void StopEntry(const std::string& uid, absl::Time now,
+                 packetcapture::v1::StopReason reason);
   void ShowOnly(const std::string& uid, const Desired& desired,
                 packetcapture::v1::Capture::State state, absl::Time now);
   void Publish();

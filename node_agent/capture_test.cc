@@ -68,9 +68,15 @@ class CaptureTest : public ::testing::Test {
     fake_tcpdump_ = templ + "/tcpdump";
     std::ofstream(fake_tcpdump_)
         << "#!/bin/sh\n"
-           "for a in \"$@\"; do base=$a; done\n"
+           "args=\"$*\"; count=\n"
+           "while [ $# -gt 0 ]; do\n"
+           "  case $1 in -w) base=$2;; -c) count=$2;; esac; shift\n"
+           "done\n"
+           "echo \"$args\" > \"$base.args\"\n"
            "readlink /proc/self/ns/net > \"$base.netns.tmp\"\n"
            "mv \"$base.netns.tmp\" \"$base.netns\"\n"
+           // Like tcpdump -c: exit 0 once the count is captured.
+           "if [ -n \"$count\" ]; then sleep 0.2; exit 0; fi\n"
            "exec sleep 30\n";
     ASSERT_EQ(chmod(fake_tcpdump_.c_str(), 0755), 0);
     ip_ = UniqueTestIp(2);
@@ -180,6 +186,127 @@ TEST_F(CaptureTest, AnIpHeldByTwoNamespacesFailsTheCaptureWithTheReason) {
     warned |= note.warning && note.reason == "CaptureFailed";
   }
   EXPECT_TRUE(warned);
+}
+
+bool HasNote(Capture* capture, const std::string& reason) {
+  bool found = false;
+  for (const auto& note : capture->TakeNotes()) found |= note.reason == reason;
+  return found;
+}
+
+// Ticks until the capture leaves RUNNING/PENDING or 5 s pass.
+void TickUntilStopped(Capture* capture) {
+  for (int i = 0; i < 500; ++i) {
+    capture->Tick(absl::Now());
+    const auto state = capture->Status().state();
+    if (state == packetcapture::v1::Capture::STOPPED ||
+        state == packetcapture::v1::Capture::FAILED) {
+      return;
+    }
+    usleep(10 * 1000);
+  }
+}
+
+TEST_F(CaptureTest, OptionsReachTcpdumpAsArguments) {
+  auto pod = TestNetns::Create("pod", ip_);
+  ASSERT_NE(pod, nullptr);
+  proc_.Point(4242, pod->path());
+  NetnsFinder finder({{}, true, proc_.root()});
+  spec_.options.filter = "icmp or udp port 53";
+  spec_.options.snaplen = 96;
+  spec_.labels = {{"app", "web"}};
+  StartWith(&finder);
+  ASSERT_EQ(NetnsOfRun1(), pod->Link());
+  const std::string args =
+      ReadFile(absl::StrCat(capture_->dir(), "/run-1-w2/ring.args"));
+  EXPECT_NE(args.find(" -s 96 "), std::string::npos) << args;
+  EXPECT_NE(args.find(" -- icmp or udp port 53\n"), std::string::npos) << args;
+  const auto status = capture_->Status();
+  EXPECT_EQ(status.options().filter(), "icmp or udp port 53");
+  EXPECT_EQ(status.options().snaplen(), 96u);
+  EXPECT_EQ(status.pod_labels().at("app"), "web");
+  EXPECT_NE(status.message().find("options: filter \"icmp or udp port 53\", "
+                                  "snaplen 96"),
+            std::string::npos)
+      << status.message();
+}
+
+TEST_F(CaptureTest, DurationReachedStopsForGoodAndKeepsTheFiles) {
+  auto pod = TestNetns::Create("pod", ip_);
+  ASSERT_NE(pod, nullptr);
+  proc_.Point(4242, pod->path());
+  NetnsFinder finder({{}, true, proc_.root()});
+  spec_.options.duration = absl::Seconds(1);
+  StartWith(&finder);
+  ASSERT_EQ(NetnsOfRun1(), pod->Link());
+  EXPECT_LE(capture_->NextDeadline(), absl::Now() + absl::Seconds(1));
+  TickUntilStopped(capture_.get());
+  auto status = capture_->Status();
+  EXPECT_EQ(status.state(), packetcapture::v1::Capture::STOPPED)
+      << status.message();
+  EXPECT_EQ(status.stop_reason(), packetcapture::v1::DURATION_REACHED);
+  EXPECT_NE(status.message().find("duration 1s reached"), std::string::npos)
+      << status.message();
+  EXPECT_TRUE(capture_->limit_reached());
+  EXPECT_FALSE(capture_->idle());
+  EXPECT_TRUE(HasNote(capture_.get(), "CaptureStopped"));
+  struct stat st;
+  EXPECT_EQ(
+      stat(absl::StrCat(capture_->dir(), "/run-1-w2/ring.netns").c_str(), &st),
+      0)
+      << "files deleted";
+  // Still stopped a second later: no restart.
+  for (int i = 0; i < 20; ++i) {
+    capture_->Tick(absl::Now());
+    usleep(50 * 1000);
+  }
+  EXPECT_EQ(capture_->Status().state(), packetcapture::v1::Capture::STOPPED);
+
+  // A restarted agent finds it stopped, with its reason.
+  auto recovered = Capture::Recover(&env_, capture_->id());
+  ASSERT_TRUE(recovered.ok()) << recovered.status();
+  EXPECT_TRUE((*recovered)->limit_reached());
+  EXPECT_FALSE((*recovered)->idle());
+  EXPECT_EQ((*recovered)->Status().state(),
+            packetcapture::v1::Capture::STOPPED);
+  EXPECT_EQ((*recovered)->Status().stop_reason(),
+            packetcapture::v1::DURATION_REACHED);
+  EXPECT_EQ((*recovered)->spec().options.duration, absl::Seconds(1));
+  recovered->reset();
+
+  // A changed option is a new run with fresh limits.
+  CaptureSpec longer = spec_;
+  longer.options.duration = absl::Hours(1);
+  capture_->Restart(longer, absl::Now());
+  status = capture_->Status();
+  EXPECT_EQ(status.state(), packetcapture::v1::Capture::RUNNING)
+      << status.message();
+  EXPECT_EQ(status.stop_reason(), packetcapture::v1::STOP_REASON_UNSPECIFIED);
+  EXPECT_FALSE(capture_->limit_reached());
+}
+
+TEST_F(CaptureTest, MaxPacketsReachedWhenTcpdumpsCountEnds) {
+  auto pod = TestNetns::Create("pod", ip_);
+  ASSERT_NE(pod, nullptr);
+  proc_.Point(4242, pod->path());
+  NetnsFinder finder({{}, true, proc_.root()});
+  spec_.options.max_packets = 10;
+  StartWith(&finder);
+  ASSERT_EQ(NetnsOfRun1(), pod->Link());
+  const std::string args =
+      ReadFile(absl::StrCat(capture_->dir(), "/run-1-w2/ring.args"));
+  EXPECT_NE(args.find(" -c 10 "), std::string::npos) << args;
+  TickUntilStopped(capture_.get());
+  const auto status = capture_->Status();
+  EXPECT_EQ(status.state(), packetcapture::v1::Capture::STOPPED)
+      << status.message();
+  EXPECT_EQ(status.stop_reason(), packetcapture::v1::MAX_PACKETS_REACHED);
+  EXPECT_NE(status.message().find("max-packets 10 reached"), std::string::npos)
+      << status.message();
+  EXPECT_EQ(status.restarts(), 0u);
+  auto recovered = Capture::Recover(&env_, capture_->id());
+  ASSERT_TRUE(recovered.ok()) << recovered.status();
+  EXPECT_TRUE((*recovered)->limit_reached());
 }
 
 // tcpdump writes nothing and says nothing when its volume is full: a ring

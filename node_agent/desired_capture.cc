@@ -22,6 +22,8 @@ Desired DecideCapture(const PodView& pod, const DecideOptions& options) {
   // any capture of theirs stops and its files are deleted.
   if (!pod.annotation.has_value() || pod.deleting || pod.phase == "Succeeded" ||
       pod.phase == "Failed") {
+    out.pod_gone =
+        pod.deleting || pod.phase == "Succeeded" || pod.phase == "Failed";
     return out;
   }
   out.spec.ns = pod.ns;
@@ -30,6 +32,18 @@ Desired DecideCapture(const PodView& pod, const DecideOptions& options) {
   out.spec.ip = pod.ip;
   out.spec.annotation = *pod.annotation;
   out.spec.host_network = pod.host_network;
+  // Each label is bounded by the API server, their number is not: the
+  // status (which the aggregator takes up to 64 KiB) keeps the first ones
+  // by key that fit.
+  size_t label_bytes = 0;
+  for (const auto& [key, value] : pod.labels) {
+    label_bytes += key.size() + value.size();
+    if (out.spec.labels.size() >= kMaxRecordedLabels ||
+        label_bytes > kMaxRecordedLabelBytes) {
+      break;
+    }
+    out.spec.labels.emplace(key, value);
+  }
 
   // Names become part of directory names: refuse anything the API server
   // itself would not have accepted rather than trusting it.
@@ -46,6 +60,22 @@ Desired DecideCapture(const PodView& pod, const DecideOptions& options) {
     return out;
   }
   out.spec.max_files = *n;
+  auto parsed = ParseCaptureOptions(pod.option_annotations);
+  if (!parsed.ok()) {
+    out.decision = Decision::kInvalid;
+    out.reason = std::string(parsed.status().message());
+    return out;
+  }
+  out.spec.options = *parsed;
+  if (!out.spec.options.filter.empty() && options.check_filter) {
+    absl::Status checked =
+        options.check_filter(out.spec.options.filter, out.spec.options.snaplen);
+    if (!checked.ok()) {
+      out.decision = Decision::kInvalid;
+      out.reason = std::string(checked.message());
+      return out;
+    }
+  }
   if (pod.host_network && !options.allow_host_network) {
     out.decision = Decision::kRefused;
     out.reason =

@@ -17,6 +17,7 @@
 #include "common/kube/names.h"
 #include "node_agent/agent.h"
 #include "node_agent/annotation.h"
+#include "node_agent/capture_options.h"
 #include "node_agent/desired_capture.h"
 #include "testing/fuzz/fuzz_util.h"
 
@@ -58,8 +59,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     case Decision::kInvalid:
       CheckNamesValid(view, "invalid");
+      // The count or an option annotation is wrong (no filter checker is
+      // set here, so the filter's syntax is never the reason).
       FUZZ_CHECK(
-          !pc::agent::ParseMaxFiles(*view.annotation, options.max_files).ok(),
+          !pc::agent::ParseMaxFiles(*view.annotation, options.max_files).ok() ||
+              !pc::agent::ParseCaptureOptions(view.option_annotations).ok(),
           *view.annotation);
       break;
     case Decision::kWait:
@@ -82,6 +86,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       FUZZ_CHECK(d.spec.ns == view.ns && d.spec.pod == view.name &&
                      d.spec.uid == view.uid && d.spec.ip == view.ip,
                  "spec differs from the pod");
+      // Options: exactly what the parser makes of the tcpdump.antrea.io/*
+      // annotations, each within its bounds.
+      auto o = pc::agent::ParseCaptureOptions(view.option_annotations);
+      FUZZ_CHECK(o.ok() && *o == d.spec.options, "options differ");
+      const auto& opt = d.spec.options;
+      FUZZ_CHECK(opt.filter.size() <= pc::agent::kMaxFilterBytes, "filter");
+      FUZZ_CHECK(opt.filter.find('\0') == std::string::npos, "NUL in filter");
+      FUZZ_CHECK(opt.snaplen == 0 || (opt.snaplen >= pc::agent::kMinSnaplen &&
+                                      opt.snaplen <= pc::agent::kMaxSnaplen),
+                 absl::StrCat(opt.snaplen));
+      FUZZ_CHECK(opt.duration == absl::ZeroDuration() ||
+                     (opt.duration >= pc::agent::kMinDuration &&
+                      opt.duration <= pc::agent::kMaxDuration),
+                 absl::FormatDuration(opt.duration));
+      FUZZ_CHECK(opt.max_packets <= pc::agent::kMaxMaxPackets, "max-packets");
       break;
     }
   }

@@ -3,6 +3,7 @@
 #ifndef NODE_AGENT_POD_VIEW_H_
 #define NODE_AGENT_POD_VIEW_H_
 
+#include <map>
 #include <optional>
 #include <string>
 
@@ -18,6 +19,9 @@ struct PodView {
   bool host_network = false;
   bool deleting = false;                  // metadata.deletionTimestamp is set
   std::optional<std::string> annotation;  // tcpdump.antrea.io, if present
+  // Annotations named tcpdump.antrea.io/* (the capture options).
+  std::map<std::string, std::string> option_annotations;
+  std::map<std::string, std::string> labels;
 };
 
 }  // namespace pc::agent

@@ -26,8 +26,13 @@ std::vector<Action> PlanReconcile(
 
   for (const auto& [uid, have] : current) {
     auto it = desired.find(uid);
-    if (it == desired.end() || it->second.decision == Decision::kNone) {
-      stops.push_back({ActionType::kStop, uid, {}});
+    if (it == desired.end()) {
+      // No longer in the node's list: deleted or moved away.
+      Desired gone;
+      gone.pod_gone = true;
+      stops.push_back({ActionType::kStop, uid, gone});
+    } else if (it->second.decision == Decision::kNone) {
+      stops.push_back({ActionType::kStop, uid, it->second});
     }
   }
 

@@ -35,7 +35,9 @@ enum class ActionType {
 struct Action {
   ActionType type;
   std::string uid;
-  Desired desired;  // empty for kStop
+  // For kStop: kNone, with pod_gone when the Pod is deleted, finished or
+  // no longer listed (otherwise the annotation was removed).
+  Desired desired;
 };
 
 const char* ActionName(ActionType type);

@@ -45,10 +45,29 @@ TEST(PlanReconcile, StopsWhenAnnotationRemovedOrPodGone) {
   auto gone = PlanReconcile({}, {{"u", Have(d)}});
   ASSERT_EQ(gone.size(), 1u);
   EXPECT_EQ(gone[0].type, ActionType::kStop);
+  EXPECT_TRUE(gone[0].desired.pod_gone);
   auto removed =
       PlanReconcile({{"u", Want(Decision::kNone)}}, {{"u", Have(d)}});
   ASSERT_EQ(removed.size(), 1u);
   EXPECT_EQ(removed[0].type, ActionType::kStop);
+  EXPECT_FALSE(removed[0].desired.pod_gone);
+  Desired deleted = Want(Decision::kNone);
+  deleted.pod_gone = true;
+  auto finished = PlanReconcile({{"u", deleted}}, {{"u", Have(d)}});
+  ASSERT_EQ(finished.size(), 1u);
+  EXPECT_TRUE(finished[0].desired.pod_gone);
+}
+
+TEST(PlanReconcile, RestartsWhenAnOptionChanges) {
+  Desired d = Want(Decision::kCapture);
+  Desired filtered = d;
+  filtered.spec.options.filter = "icmp";
+  auto actions = PlanReconcile({{"u", filtered}}, {{"u", Have(d)}});
+  ASSERT_EQ(actions.size(), 1u);
+  EXPECT_EQ(actions[0].type, ActionType::kRestart);
+  Desired relabelled = d;
+  relabelled.spec.labels["app"] = "web";
+  EXPECT_TRUE(PlanReconcile({{"u", relabelled}}, {{"u", Have(d)}}).empty());
 }
 
 TEST(PlanReconcile, RestartsWhenNOrIpChanges) {

@@ -60,8 +60,22 @@ absl::StatusOr<std::vector<std::string>> BuildTcpdumpArgv(
     argv.push_back(std::to_string(options.buffer_kib));
   }
   if (options.immediate) argv.push_back("--immediate-mode");
+  if (options.packet_count > 0) {
+    argv.push_back("-c");
+    argv.push_back(std::to_string(options.packet_count));
+  }
   argv.push_back("-w");
   argv.push_back(options.output_base);
+  if (!options.filter.empty()) {
+    if (options.filter.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError("filter contains a NUL byte");
+    }
+    // tcpdump joins the arguments after its options into the expression;
+    // "--" ends getopt's option scan (GNU getopt would otherwise pick
+    // options out of the expression).
+    argv.push_back("--");
+    argv.push_back(options.filter);
+  }
   return argv;
 }
 

@@ -64,5 +64,54 @@ TEST(BuildTcpdumpArgv, RejectsInterfaceNamesThatLookLikeOptions) {
   EXPECT_FALSE(BuildTcpdumpArgv(options).ok());
 }
 
+TEST(BuildTcpdumpArgv, FilterIsOneArgumentAfterDoubleDash) {
+  TcpdumpOptions options;
+  options.interface = "eth0";
+  options.output_base = "/c/ring";
+  options.max_files = 2;
+  options.packet_count = 100;
+  options.filter = "-w /etc/passwd or tcp port 80; rm -rf /";
+  auto argv = BuildTcpdumpArgv(options);
+  ASSERT_TRUE(argv.ok()) << argv.status();
+  ASSERT_GE(argv->size(), 4u);
+  const size_t n = argv->size();
+  EXPECT_EQ((*argv)[n - 2], "--");
+  EXPECT_EQ((*argv)[n - 1], options.filter);
+  EXPECT_EQ((*argv)[n - 4], "-w");
+  EXPECT_EQ((*argv)[n - 3], "/c/ring");
+  // -c before "--", once.
+  int dash_c = 0;
+  for (size_t i = 0; i + 2 < n; ++i) {
+    if ((*argv)[i] == "-c") {
+      ++dash_c;
+      EXPECT_EQ((*argv)[i + 1], "100");
+    }
+  }
+  EXPECT_EQ(dash_c, 1);
+}
+
+TEST(BuildTcpdumpArgv, NoFilterNoCountKeepsTodaysArgv) {
+  TcpdumpOptions options;
+  options.interface = "eth0";
+  options.output_base = "/c/ring";
+  options.max_files = 2;
+  auto argv = BuildTcpdumpArgv(options);
+  ASSERT_TRUE(argv.ok());
+  for (const auto& a : *argv) {
+    EXPECT_NE(a, "--");
+    EXPECT_NE(a, "-c");
+  }
+  EXPECT_EQ(argv->back(), "/c/ring");
+}
+
+TEST(BuildTcpdumpArgv, RejectsNulInFilter) {
+  TcpdumpOptions options;
+  options.interface = "eth0";
+  options.output_base = "/c/ring";
+  options.max_files = 2;
+  options.filter = std::string("tcp\0port 80", 12);
+  EXPECT_FALSE(BuildTcpdumpArgv(options).ok());
+}
+
 }  // namespace
 }  // namespace pc::agent

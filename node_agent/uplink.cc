@@ -174,7 +174,9 @@ void Uplink::Start() {
               wake_ = true;
               break;
             case packetcapture::v1::CaptureEvent::DELETED:
-              changed_.erase(id);
+              // A change not yet taken stays: it is the capture's last
+              // status (STOPPED with its stop_reason), taken before the
+              // deletion.
               deleted_.insert(id);
               wake_ = true;
               break;
@@ -631,8 +633,10 @@ void Uplink::FinishDrains(absl::Time now) {
     CaptureProto tomb = c.status;
     tomb.set_state(CaptureProto::STOPPED);
     tomb.set_on_node(false);
-    tomb.set_message(
-        "stopped: annotation removed or pod gone; node files deleted");
+    if (tomb.stop_reason() == packetcapture::v1::STOP_REASON_UNSPECIFIED) {
+      tomb.set_message(
+          "stopped: annotation removed or pod gone; node files deleted");
+    }
     if (!tomb.has_stop_time()) *tomb.mutable_stop_time() = ToProto(absl::Now());
     *tomb.mutable_update_time() = ToProto(absl::Now());
     StatusView::Counters counters;

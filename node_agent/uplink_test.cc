@@ -428,6 +428,54 @@ TEST_F(UplinkTest, AStoppedCapturesLastBytesAreUploadedFromItsDeletedFiles) {
   uplink.Stop();
 }
 
+// The agent shows a stopping capture STOPPED with its reason, then removes
+// it as soon as its files are gone: often before the uplink looked. That
+// last status still reaches the aggregator.
+TEST_F(UplinkTest, TheLastStatusBeforeARemovalReachesTheAggregator) {
+  Aggregator aggregator(root_ + "/aggregator", 0);
+  ptu::WriteFile(Path("run-1-w3/ring0"), atu::PcapFile(0, 100));
+  PutStatus({"run-1-w3/ring0"});
+  // Holds the uplink thread in a file read while both registry changes
+  // happen, so it takes them together.
+  absl::Notification in_read, release;
+  std::atomic<bool> hold{false};
+  UplinkOptions options = Options(aggregator.port());
+  options.before_data_read = [&](const std::string&) {
+    if (hold.exchange(false)) {
+      in_read.Notify();
+      release.WaitForNotification();
+    }
+  };
+  Uplink uplink(options, &registry_);
+  uplink.MarkInventorySynced();
+  uplink.Start();
+  ASSERT_TRUE(WaitFor(
+      [&] { return StoredBytes(aggregator) == atu::PcapFile(0, 100).size(); }));
+  hold = true;
+  ptu::AppendFile(Path("run-1-w3/ring0"), atu::Records(100, 110));
+  ASSERT_TRUE(in_read.WaitForNotificationWithTimeout(absl::Seconds(10)));
+
+  auto stopped =
+      atu::Status(id_, "node-a", packetcapture::v1::Capture::STOPPED, 3);
+  stopped.add_files()->set_name("run-1-w3/ring0");
+  stopped.set_stop_reason(packetcapture::v1::ANNOTATION_REMOVED);
+  stopped.set_message("stopped: annotation removed; node files deleted");
+  registry_.Put(stopped);
+  registry_.Remove(id_);
+  release.Notify();
+  std::filesystem::remove_all(capture_dir_ + "/" + id_);
+
+  ASSERT_TRUE(WaitFor([&] {
+    auto c = aggregator.registry().Get(id_);
+    return c && c->state() == packetcapture::v1::Capture::STOPPED &&
+           !c->on_node();
+  }));
+  auto c = aggregator.registry().Get(id_);
+  EXPECT_EQ(c->stop_reason(), packetcapture::v1::ANNOTATION_REMOVED);
+  EXPECT_EQ(c->message(), "stopped: annotation removed; node files deleted");
+  uplink.Stop();
+}
+
 TEST_F(UplinkTest, ADrainThatRunsOutOfTimeCountsWhatItCouldNotUpload) {
   SilentAggregator silent;  // never acknowledges
   grpc::ServerBuilder builder;

@@ -30,8 +30,10 @@ usage: testing/cluster.sh COMMAND ...
                                      /metrics addresses of the host daemons:
                                      AGGREGATOR_METRICS (host:port), AGENT_METRICS
                                      ("node-a=host:port ...")
-  pod add NODE NAMESPACE NAME        create a pod on NODE; prints its IP (only that) on stdout
-                                     (on real-a: a real BusyBox Pod, once Ready)
+  pod add NODE NAMESPACE NAME [--label KEY=VALUE]...
+                                     create a pod on NODE; prints its IP (only that) on stdout
+                                     (on real-a: a real BusyBox Pod, once Ready); labelled
+                                     app=NAME plus every --label (a later one wins)
   pod del NAMESPACE NAME             delete the pod and its network namespace
   pod netns NAMESPACE NAME           print the pod's network namespace name
   pod list                           print "namespace name node ip netns" per pod

@@ -341,12 +341,12 @@ delete_pod_network() {  # NETNS VETH
   if link_exists "$2"; then ip link del dev "$2" 2>/dev/null || true; fi
 }
 
-pod_manifest() {  # NODE NS NAME NETNS
+pod_manifest() {  # NODE NS NAME NETNS [LABELS_JSON]
   # A label value has at most 63 chars; a pod name up to 253.
   jq -n --arg node "$1" --arg ns "$2" --arg name "$3" --arg netns "$4" \
-    --arg app "$(short_name 63 "$3")" '{
+    --arg app "$(short_name 63 "$3")" --argjson extra "${5:-"{}"}" '{
     apiVersion: "v1", kind: "Pod",
-    metadata: {name: $name, namespace: $ns, labels: {app: $app},
+    metadata: {name: $name, namespace: $ns, labels: ({app: $app} + $extra),
                annotations: {"testing.packet-capture/netns": $netns}},
     spec: {nodeName: $node, terminationGracePeriodSeconds: 0,
            containers: [{name: "app", image: "busybox", command: ["sleep", "infinity"]}]}}'
@@ -363,9 +363,31 @@ pod_running_status() {  # IP NETNS
                          state: {running: {startedAt: $t}}}]}}'
 }
 
+# --label KEY=VALUE arguments of 'pod add' as a JSON object (keys and values
+# checked against Kubernetes' label syntax).
+pod_labels_json() {
+  local json='{}' kv key value
+  while [ $# -gt 0 ]; do
+    [ "$1" = --label ] && [ $# -ge 2 ] || die "usage: pod add NODE NAMESPACE NAME [--label KEY=VALUE]..."
+    kv=$2
+    shift 2
+    key=${kv%%=*}
+    value=${kv#*=}
+    [ "$key" != "$kv" ] || die "--label $kv: expected KEY=VALUE"
+    [[ "$key" =~ ^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$ ]] ||
+      die "--label $kv: invalid label key"
+    [[ "$value" =~ ^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$ ]] ||
+      die "--label $kv: invalid label value"
+    json=$(jq -c --arg k "$key" --arg v "$value" '. + {($k): $v}' <<< "$json")
+  done
+  printf '%s' "$json"
+}
+
 cmd_pod_add() {
-  [ $# -eq 3 ] || die "usage: pod add NODE NAMESPACE NAME"
-  local node=$1 ns=$2 name=$3
+  [ $# -ge 3 ] || die "usage: pod add NODE NAMESPACE NAME [--label KEY=VALUE]..."
+  local node=$1 ns=$2 name=$3 labels
+  shift 3
+  labels=$(pod_labels_json "$@") || exit 2
   validate_label node "$node"
   validate_label namespace "$ns"
   validate_pod_name "$name"
@@ -376,6 +398,12 @@ cmd_pod_add() {
   alive kube-apiserver || die "kube-apiserver is not running; run 'testing/cluster.sh up'"
   if [ "$node" = "$REAL_NODE_NAME" ]; then
     real_pod_add "$ns" "$name"
+    if [ "$labels" != '{}' ]; then
+      local pairs
+      mapfile -t pairs < <(jq -r 'to_entries[] | "\(.key)=\(.value)"' <<< "$labels")
+      kc label pod -n "$ns" "$name" --overwrite "${pairs[@]}" > /dev/null ||
+        die "could not label Pod $ns/$name"
+    fi
     return
   fi
 
@@ -409,7 +437,7 @@ cmd_pod_add() {
   fi
   has_namespace "$ns" || kc create namespace "$ns" > /dev/null 2>&1 || has_namespace "$ns" ||
     { delete_pod_network "$netns" "$veth"; rm -f "$record"; die "could not create namespace $ns"; }
-  if ! pod_manifest "$node" "$ns" "$name" "$netns" | kc create -f - > /dev/null; then
+  if ! pod_manifest "$node" "$ns" "$name" "$netns" "$labels" | kc create -f - > /dev/null; then
     delete_pod_network "$netns" "$veth"
     rm -f "$record"
     die "could not create Pod $ns/$name"
