@@ -46,5 +46,6 @@ RUN apt-get update \
       zlib1g \
       libprometheus-cpp-core1.0 \
       libprometheus-cpp-pull1.0 \
+      libpcap0.8 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/capture-agent /out/capture-aggregator /usr/local/bin/

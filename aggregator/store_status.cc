@@ -177,6 +177,7 @@ void Store::MarkGone(const std::string& node,
       s.set_on_node(false);
       if (s.state() == Capture::RUNNING || s.state() == Capture::PENDING) {
         s.set_state(Capture::STOPPED);
+        s.set_stop_reason(packetcapture::v1::NOT_ON_NODE);
         s.set_message(reason);
       }
       if (!s.has_stop_time()) *s.mutable_stop_time() = ToProto(now);

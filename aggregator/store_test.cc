@@ -954,6 +954,9 @@ TEST_F(StoreTest, MarkGoneStartsRetentionAndARunningStatusEndsIt) {
   EXPECT_EQ(store->NodesWithCaptures(), std::set<std::string>{"node-a"});
   store->MarkGone("node-a", {}, "node node-a gone");
   EXPECT_TRUE(store->NodesWithCaptures().empty());
+  EXPECT_EQ(registry.Get(id)->state(), Capture::STOPPED);
+  EXPECT_EQ(registry.Get(id)->stop_reason(), packetcapture::v1::NOT_ON_NODE);
+  EXPECT_EQ(registry.Get(id)->message(), "node node-a gone");
   EXPECT_EQ(FromProto(registry.Get(id)->expire_time()), now_ + absl::Hours(1));
   now_ += absl::Minutes(30);
   ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
