@@ -80,7 +80,9 @@ absl::StatusOr<absl::Duration> ParseOptionDuration(absl::string_view value) {
       d > kMaxDuration) {
     return Invalid(kDurationAnnotation, value, expected);
   }
-  return d;
+  // Abseil keeps quarter nanoseconds ("1.00000000025s"); the capture shows
+  // and persists whole nanoseconds, so keep only those.
+  return absl::Trunc(d, absl::Nanoseconds(1));
 }
 
 std::string FormatOptionDuration(absl::Duration d) {
