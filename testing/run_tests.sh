@@ -3,7 +3,7 @@
 # check, unit tests, the same unit tests under AddressSanitizer + UBSan, the
 # concurrent parts' tests under ThreadSanitizer, the end-to-end tests on the
 # local cluster, a real kubelet node among them, and every fuzz target for
-# PC_FUZZ_SECONDS, default 40, each), and ends with one line "N passed, N failed".
+# PC_FUZZ_SECONDS, default 30, each), and ends with one line "N passed, N failed".
 # Needs root (network namespaces, tcpdump, containerd). Exit status 0 only if all passed.
 set -uo pipefail
 
@@ -67,8 +67,8 @@ run e2e //... --test_tag_filters=e2e
 # Every fuzz target for a bounded time (testing/fuzz.sh; one test case each).
 # Last: its clang build re-configures the C++ toolchain, which the gcc builds
 # above would otherwise have to undo.
-echo "== fuzz: testing/fuzz.sh ${PC_FUZZ_SECONDS:-40}" >&2
-fuzz_line=$(testing/fuzz.sh "${PC_FUZZ_SECONDS:-40}" 2>&1 | tee "$logs/fuzz.log" >&2; tail -1 "$logs/fuzz.log")
+echo "== fuzz: testing/fuzz.sh ${PC_FUZZ_SECONDS:-30}" >&2
+fuzz_line=$(testing/fuzz.sh "${PC_FUZZ_SECONDS:-30}" 2>&1 | tee "$logs/fuzz.log" >&2; tail -1 "$logs/fuzz.log")
 fp=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p' <<< "$fuzz_line")
 ff=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p' <<< "$fuzz_line")
 echo "fuzz: ${fuzz_line}" >&2
