@@ -152,12 +152,24 @@ int CaptureCommand(const Options& options,
     }
     close(fd);
   }
+  // Not even a pcap header: the pod sent and received nothing tcpdump kept
+  // (tcpdump writes its file's header with the first packet), so there is
+  // no file to give. An empty file would be no pcap at all: say so instead.
+  const bool nothing =
+      counter.bytes() == 0 && (status.ok() || absl::IsCancelled(status));
+  if (nothing) {
+    if (!to_stdout) unlink(options.output.c_str());
+    log(absl::StrCat(
+        "no packet was captured (the pod sent and received "
+        "nothing that was kept)",
+        to_stdout ? "" : absl::StrCat(": ", options.output, " not written")));
+  }
   if (absl::IsCancelled(status)) {
     log(std::string(status.message()));
     return kInterrupted;
   }
   if (!status.ok()) return Fail(std::string(status.message()));
-  if (!to_stdout) {
+  if (!to_stdout && !nothing) {
     log(absl::StrCat("wrote ", counter.bytes(), " bytes (", counter.packets(),
                      " packets) to ", options.output));
   }

@@ -224,6 +224,12 @@ int Download(const Options& options, CaptureService::Stub& stub, bool follow) {
     return cleanup(RpcFailed(options, status));
   }
   bar.Finish(totals.bytes());
+  if (totals.bytes() == 0 && !follow) {
+    // Not even a pcap header (tcpdump writes it with the first packet): an
+    // empty file would be no pcap at all.
+    return cleanup(Fail(absl::StrCat(
+        "capture ", options.id, " holds no packets so far: nothing written")));
+  }
   if (!temp.empty()) {
     if (fsync(fd) != 0 || rename(temp.c_str(), options.output.c_str()) != 0) {
       return cleanup(Fail(absl::StrCat("cannot write ", options.output, ": ",

@@ -91,6 +91,28 @@ check "a pod with tcpdump.antrea.io is refused: exit 1, the value and --force na
 check "and that capture's annotation stays" test "$(annotations web-2)" = tcpdump.antrea.io=2
 kubectl annotate pod -n demo web-2 tcpdump.antrea.io- > /dev/null
 
+# --- a capture that keeps no packet (its filter matches nothing) ---
+# tcpdump writes its file's header with the first packet, or at its exit: the
+# capture holds 0 bytes or a lone header when it stops. Typing the README, a
+# 0-byte "pcap" came out with exit 0 (Wireshark's tools read an empty file as
+# an empty ERF capture; libpcap refuses it). Either outcome must be usable: no
+# file and a line saying why, or a pcap tcpdump reads.
+"$CLUSTER" pod add node-a quiet quiet-1 > /dev/null
+capturectl --server $AGG capture -n quiet quiet-1 --filter "udp port 9" -w "$work/quiet.pcap" \
+  --duration 3s 2> "$work/quiet.err"
+rc=$?
+e2e_log "quiet capture: rc=$rc, $(tr '\n' '|' < "$work/quiet.err")"
+check "capture that keeps no packet: exit 0 and no invalid file (none and a reason, or a pcap)" \
+  bash -c "[ $rc = 0 ] && { { [ ! -e '$work/quiet.pcap' ] && grep -q 'no packet was captured' '$work/quiet.err'; } ||
+                           tcpdump -r '$work/quiet.pcap' > /dev/null 2>&1; }"
+id_quiet=$(grpc "$AGG" ListCaptures '{"namespace":"quiet"}' | jq -r '.captures[0].id // empty')
+capturectl --server $AGG download "$id_quiet" -o "$work/quiet-download.pcap" 2> "$work/quiet-download.err"
+rc=$?
+e2e_log "quiet download: rc=$rc, $(tr '\n' '|' < "$work/quiet-download.err")"
+check "download of it: no invalid file (exit 1 saying it holds no packets, or a pcap)" \
+  bash -c "{ [ $rc = 1 ] && [ ! -e '$work/quiet-download.pcap' ] && grep -q 'holds no packets' '$work/quiet-download.err'; } ||
+           { [ $rc = 0 ] && tcpdump -r '$work/quiet-download.pcap' > /dev/null 2>&1; }"
+
 # --- download: a progress bar on a terminal, none in a pipe ---
 id=$(capturectl --server $AGG list -o json --namespace demo --pod web-1 |
   jq -r '[.captures[] | select(.state == "STOPPED")] | last | .id // empty')
