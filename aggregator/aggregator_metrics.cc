@@ -21,7 +21,7 @@ std::vector<prometheus::MetricFamily> AggregatorMetrics::Collect() const {
   }
   out.push_back(captures.Build());
 
-  const Store::Stats s = store_->stats();
+  const StoreStats s = store_->stats();
   out.push_back(Counter("packetcapture_aggregator_ingest_bytes_total",
                         "pcap bytes stored from agents' chunks.")
                     .Add(s.bytes)

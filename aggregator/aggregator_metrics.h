@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "aggregator/authenticator.h"
+#include "aggregator/capture_store.h"
 #include "aggregator/ingest_service.h"
-#include "aggregator/store.h"
 #include "common/capture_registry.h"
 #include "prometheus/collectable.h"
 #include "prometheus/metric_family.h"
@@ -24,7 +24,7 @@ class AggregatorMetrics : public prometheus::Collectable {
  public:
   // Not owned; each must outlive this. `ingest` and `authenticator` may be
   // null (their families are left out).
-  AggregatorMetrics(const CaptureRegistry* registry, const Store* store,
+  AggregatorMetrics(const CaptureRegistry* registry, const CaptureStore* store,
                     const IngestServiceImpl* ingest,
                     const TokenReviewAuthenticator* authenticator)
       : registry_(registry),
@@ -36,7 +36,7 @@ class AggregatorMetrics : public prometheus::Collectable {
 
  private:
   const CaptureRegistry* const registry_;
-  const Store* const store_;
+  const CaptureStore* const store_;
   const IngestServiceImpl* const ingest_;
   const TokenReviewAuthenticator* const authenticator_;
 };

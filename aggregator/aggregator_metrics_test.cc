@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/strings/match.h"
+#include "aggregator/store.h"
 #include "aggregator/test_util.h"
 #include "common/kube/fake_api_server.h"
 #include "common/metrics/exposition_test_util.h"

@@ -69,10 +69,11 @@ class IngestServiceImpl::Stream final
  public:
   // `ticket`: the stream's slot among unauthenticated streams, or why there
   // is none (the stream is then refused at once).
-  Stream(IngestServiceImpl* service, std::string peer,
+  Stream(IngestServiceImpl* service, grpc::CallbackServerContext* context,
          absl::StatusOr<AdmissionControl::Ticket> ticket)
       : service_(service),
-        peer_(std::move(peer)),
+        context_(context),
+        peer_(context->peer()),
         strand_(std::make_shared<Strand>(&service->pool_)),
         max_queued_(2 * service->options_.max_inflight_bytes +
                     service->options_.max_chunk_bytes) {
@@ -166,6 +167,9 @@ class IngestServiceImpl::Stream final
     if (finish) Finish(*finish);
   }
 
+  // Ends the stream from any thread, e.g. when its node was lost.
+  void End(const absl::Status& why) { Reject(why); }
+
   void OnDone() override {
     --service_->active_streams_;
     hello_alarm_.Cancel();
@@ -180,6 +184,11 @@ class IngestServiceImpl::Stream final
       }
     }
     if (registered != nullptr) registered->Unref();
+    // On the strand: after a Welcome that may be acquiring the node.
+    Post([this] {
+      if (owns_node_) service_->store_->ReleaseNode(node_);
+      owns_node_ = false;
+    });
     if (!node_for_log().empty() && service_->options_.on_agent_disconnected) {
       service_->options_.on_agent_disconnected(node_for_log());
     }
@@ -196,6 +205,7 @@ class IngestServiceImpl::Stream final
   }
 
  private:
+  friend class IngestServiceImpl;  // EndStreamOf holds a reference
   void Ref() { refs_.fetch_add(1); }
   void Unref() {
     if (refs_.fetch_sub(1) == 1) delete this;
@@ -385,7 +395,18 @@ class IngestServiceImpl::Stream final
 
   void Welcome() {
     const IngestOptions& options = service_->options_;
-    Store* store = service_->store_;
+    CaptureStore* store = service_->store_;
+    // Take the node (replicas: its Lease) before reading its resume points;
+    // another replica owning it sends the agent there.
+    absl::Status owned = store->AcquireNode(node_);
+    if (!owned.ok()) {
+      if (auto to = owned.GetPayload(kRedirectPayload); to.has_value()) {
+        context_->AddTrailingMetadata(kRedirectMetadata, std::string(*to));
+      }
+      Reject(owned);
+      return;
+    }
+    owns_node_ = true;
     // With the inventory pending, what the hello lists is not the whole
     // truth yet: nothing is marked gone until the Inventory.
     if (!inventory_pending_) {
@@ -651,6 +672,7 @@ class IngestServiceImpl::Stream final
   }
 
   IngestServiceImpl* const service_;
+  grpc::CallbackServerContext* const context_;
   const std::string peer_;
   std::shared_ptr<Strand> strand_;
   const uint64_t max_queued_;
@@ -670,6 +692,7 @@ class IngestServiceImpl::Stream final
   std::string agent_version_;
   bool waiting_for_predecessor_ = false;
   Stream* successor_ = nullptr;  // referenced; see OnReplaced
+  bool owns_node_ = false;       // AcquireNode() succeeded, not released
   // Captures refused on this stream (CaptureKey).
   std::set<std::string> rejected_;
   // Chunks of one file awaiting their group commit.
@@ -700,7 +723,8 @@ class IngestServiceImpl::Stream final
   grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
 };
 
-IngestServiceImpl::IngestServiceImpl(Store* store, Authenticator* authenticator,
+IngestServiceImpl::IngestServiceImpl(CaptureStore* store,
+                                     Authenticator* authenticator,
                                      IngestOptions options)
     : store_(store),
       authenticator_(authenticator),
@@ -719,8 +743,21 @@ IngestServiceImpl::~IngestServiceImpl() {
 
 grpc::ServerBidiReactor<AgentMessage, AggregatorMessage>*
 IngestServiceImpl::Report(grpc::CallbackServerContext* context) {
-  const std::string peer = context->peer();
-  return new Stream(this, peer, admission_.Admit(peer));
+  return new Stream(this, context, admission_.Admit(context->peer()));
+}
+
+void IngestServiceImpl::EndStreamOf(const std::string& node,
+                                    const absl::Status& why) {
+  Stream* stream = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = by_node_.find(node);
+    if (it == by_node_.end()) return;
+    stream = it->second;
+    stream->Ref();
+  }
+  stream->End(why);
+  stream->Unref();
 }
 
 bool IngestServiceImpl::ShouldLogStranger(uint64_t* suppressed) {

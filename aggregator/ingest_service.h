@@ -45,7 +45,7 @@
 #include "absl/time/time.h"
 #include "aggregator/admission.h"
 #include "aggregator/authenticator.h"
-#include "aggregator/store.h"
+#include "aggregator/capture_store.h"
 #include "aggregator/work_queue.h"
 #include "grpcpp/server_builder.h"
 #include "proto/packetcapture.grpc.pb.h"
@@ -116,7 +116,7 @@ void ConfigureIngestServer(const IngestOptions& options,
 class IngestServiceImpl final
     : public packetcapture::v1::IngestService::CallbackService {
  public:
-  IngestServiceImpl(Store* store, Authenticator* authenticator,
+  IngestServiceImpl(CaptureStore* store, Authenticator* authenticator,
                     IngestOptions options);
   // Waits until every stream object is gone (the server must be shut down).
   ~IngestServiceImpl() override;
@@ -124,6 +124,10 @@ class IngestServiceImpl final
   grpc::ServerBidiReactor<packetcapture::v1::AgentMessage,
                           packetcapture::v1::AggregatorMessage>*
   Report(grpc::CallbackServerContext* context) override;
+
+  // Ends the node's accepted stream, if any, with `why` (e.g. Aborted when
+  // this replica lost the node).
+  void EndStreamOf(const std::string& node, const absl::Status& why);
 
   // Streams currently open (for tests and logs).
   int active_streams() const { return active_streams_.load(); }
@@ -137,7 +141,7 @@ class IngestServiceImpl final
   // whether to log now and how many were not logged since.
   bool ShouldLogStranger(uint64_t* suppressed);
 
-  Store* store_;
+  CaptureStore* store_;
   Authenticator* authenticator_;
   const IngestOptions options_;
   std::string instance_;

@@ -65,7 +65,7 @@ absl::StatusOr<NodeState> LookUpNode(kube::HttpClient& client,
   return ParseNodeState(response->body);
 }
 
-NodeMonitor::NodeMonitor(Store* store, NodeLookup lookup,
+NodeMonitor::NodeMonitor(CaptureStore* store, NodeLookup lookup,
                          NodeMonitorOptions options)
     : store_(store),
       lookup_(std::move(lookup)),

@@ -4,10 +4,10 @@
 //
 // A node counts as gone when no agent stream of it has been open for
 // `gone_after` and its Node object is deleted or not Ready; then its
-// captures are marked gone (Store::MarkGone): STOPPED, retention starting
-// now, follow downloads ending. Nodes with captures on them that no stream
-// has reported since start (the aggregator restarted) count as away since
-// the monitor was created. An API error changes nothing that round.
+// captures are marked gone (CaptureStore::MarkGone): STOPPED, retention
+// starting now, follow downloads ending. Nodes with captures on them that no
+// stream has reported since start (the aggregator restarted) count as away
+// since the monitor was created. An API error changes nothing that round.
 //
 // The ingest service reports streams (Connected/Disconnected); Tick() runs on
 // the aggregator's maintenance loop. Thread-safe; Tick() looks nodes up
@@ -25,7 +25,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "aggregator/store.h"
+#include "aggregator/capture_store.h"
 #include "common/kube/http_client.h"
 
 namespace pc::aggregator {
@@ -59,7 +59,8 @@ struct NodeMonitorOptions {
 class NodeMonitor {
  public:
   // `store` must outlive the monitor.
-  NodeMonitor(Store* store, NodeLookup lookup, NodeMonitorOptions options);
+  NodeMonitor(CaptureStore* store, NodeLookup lookup,
+              NodeMonitorOptions options);
 
   // A stream of `node`'s agent was accepted / has ended. A node may have
   // several streams at once (a reconnect before the old stream's end).
@@ -78,7 +79,7 @@ class NodeMonitor {
   };
   absl::Time Now() const;
 
-  Store* const store_;
+  CaptureStore* const store_;
   const NodeLookup lookup_;
   const NodeMonitorOptions options_;
   const absl::Time started_;

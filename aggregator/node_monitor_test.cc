@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "aggregator/store.h"
 #include "aggregator/test_util.h"
 #include "common/kube/fake_api_server.h"
 #include "common/pcap/pcap_test_util.h"

@@ -62,6 +62,7 @@
 #include "absl/time/time.h"
 #include "absl/types/optional.h"
 #include "aggregator/capture_dir.h"
+#include "aggregator/capture_store.h"
 #include "aggregator/file_io.h"
 #include "aggregator/open_files.h"
 #include "aggregator/stored_file.h"
@@ -101,43 +102,42 @@ struct StoreOptions {
 bool ParseStoredFileName(const std::string& name, std::string* run_dir,
                          std::string* ring);
 
-// What AppendBatch() did: one result per chunk handled, in order, and the
-// error that stopped it (OK if every chunk was handled).
-struct BatchResult {
-  std::vector<AppendResult> results;
-  absl::Status error;
-};
-
-class Store {
+class Store final : public CaptureStore {
  public:
-  using Capture = packetcapture::v1::Capture;
-
   // Creates the directory if needed and rebuilds the index from disk;
   // publishes every capture found to `registry` (which must outlive the
   // store). Unreadable entries are logged and skipped.
   static absl::StatusOr<std::unique_ptr<Store>> Open(StoreOptions options,
                                                      CaptureRegistry* registry);
-  ~Store();
+  ~Store() override;
+
+  // One writer: every node is this store's.
+  absl::Status AcquireNode(const std::string&) override {
+    return absl::OkStatus();
+  }
+  void ReleaseNode(const std::string&) override {}
+  void SetOnNodeLost(std::function<void(const std::string&)>) override {}
 
   // Upserts the status `node` reports for a capture; returns once it is
   // durable. InvalidArgument for an invalid id or a status larger than
   // kMaxStatusBytes (the capture keeps its previous status); PermissionDenied
   // if the status names another node or the capture belongs to another node.
-  absl::Status PutStatus(const std::string& node, const Capture& status);
+  absl::Status PutStatus(const std::string& node,
+                         const Capture& status) override;
 
   // `node` reports exactly `present`: its other captures are no longer on the
   // node (on_node false; running ones become STOPPED with `reason` as their
   // message), and their retention starts now.
   void MarkGone(const std::string& node, const std::set<std::string>& present,
-                const std::string& reason);
+                const std::string& reason) override;
 
   // Nodes with a capture still on the node (on_node): those whose agent the
   // store still expects back.
-  std::set<std::string> NodesWithCaptures() const;
+  std::set<std::string> NodesWithCaptures() const override;
 
   // Every (capture, file, generation) of `node` with its stored length.
   std::vector<packetcapture::v1::ResumePoint> ResumePoints(
-      const std::string& node) const;
+      const std::string& node) const override;
 
   // Checks and durably appends a chunk (see AppendResult). A chunk partly
   // stored already adds the part past the stored end. Errors: see above.
@@ -150,36 +150,28 @@ class Store {
   // and have results.
   BatchResult AppendBatch(
       const std::string& node,
-      const std::vector<const packetcapture::v1::Chunk*>& chunks);
+      const std::vector<const packetcapture::v1::Chunk*>& chunks) override;
 
   // Applies retention and the byte budget; returns the captures deleted.
-  std::vector<std::string> Maintain();
+  std::vector<std::string> Maintain() override;
 
   // Download of one capture: the first file's global header, then the
   // records of each stored file in capture order. With follow, waits for more
   // while the capture runs. NotFound for an unknown id. The reader must not
   // outlive the store.
   absl::StatusOr<std::unique_ptr<PcapSource>> OpenReader(const std::string& id,
-                                                         bool follow);
+                                                         bool follow) override;
 
-  // Counters since the store opened, for metrics.
-  struct Stats {
-    uint64_t chunks = 0;  // chunks stored (their commit log entries)
-    uint64_t bytes = 0;   // pcap bytes those chunks added
-    // Captures deleted because the byte budget was exceeded, and because
-    // their retention ended.
-    uint64_t evicted_for_budget = 0;
-    uint64_t expired = 0;
-  };
-  Stats stats() const;
+  using Stats = StoreStats;
+  Stats stats() const override;
   // How long appends waited for their data and log flushes.
-  metrics::LatencyHistogram::Snapshot flush_latency() const;
-  uint64_t max_bytes() const { return options_.max_bytes; }
+  metrics::LatencyHistogram::Snapshot flush_latency() const override;
+  uint64_t max_bytes() const override { return options_.max_bytes; }
 
   // Total stored pcap bytes.
-  uint64_t total_bytes() const;
+  uint64_t total_bytes() const override;
   // Stored files whose descriptors are open now.
-  size_t open_files() const;
+  size_t open_files() const override;
 
  private:
   // A stored file in the index: its I/O object and what the index shows.

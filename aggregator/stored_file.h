@@ -21,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/optional.h"
+#include "aggregator/append_result.h"
 #include "aggregator/capture_dir.h"
 #include "aggregator/file_io.h"
 #include "aggregator/open_files.h"
@@ -29,17 +30,6 @@
 #include "proto/packetcapture.pb.h"
 
 namespace pc::aggregator {
-
-// What Store::Append() did with a chunk.
-struct AppendResult {
-  // Bytes of (file, generation) now durable: the offset to acknowledge.
-  uint64_t offset = 0;
-  // The chunk lay entirely before the stored length: nothing was written.
-  bool duplicate = false;
-  // Bytes between the stored length and the chunk's offset that the agent
-  // never sent (counted into the capture's bytes_lost).
-  uint64_t gap = 0;
-};
 
 // What the store's index shows of a stored file.
 struct FileSummary {
