@@ -179,6 +179,9 @@ absl::StatusOr<LeaseHolder> NodeLeases::Acquire(const std::string& node,
   if (!kube::IsDns1123Subdomain(node)) {
     return absl::InvalidArgumentError("lease: bad node name");
   }
+  if (!kube::IsDns1123Label(options_.namespace_name)) {
+    return absl::InvalidArgumentError("lease: bad namespace");
+  }
   const std::string name = NodeLeaseName(node);
   absl::MutexLock api_lock(&api_mu_);
   bool ours;

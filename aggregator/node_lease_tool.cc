@@ -65,8 +65,8 @@ int main(int argc, char** argv) {
   absl::StatusOr<pc::aggregator::LeaseHolder> got =
       leases.Acquire(node, &other);
   if (absl::IsFailedPrecondition(got.status())) {
-    Say(absl::StrCat("held holder=", other.identity, " address=",
-                     other.address));
+    Say(absl::StrCat("held holder=", other.identity,
+                     " address=", other.address));
     return 3;
   }
   if (!got.ok()) {
