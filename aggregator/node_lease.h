@@ -28,6 +28,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "aggregator/lease_types.pb.h"
+#include "aggregator/node_ownership.h"
 #include "common/kube/http_client.h"
 
 namespace pc::aggregator {
@@ -41,11 +42,6 @@ struct NodeLeaseOptions {
   std::function<absl::Time()> clock;  // absl::Now when empty
 };
 
-struct LeaseHolder {
-  std::string identity, address;
-  int64_t epoch = 0;
-};
-
 // The Lease's name for `node`: "capture-node-<node>", or, past 253
 // characters, a prefix of it + "-" + 16 hex digits of the node's SHA-256.
 std::string NodeLeaseName(const std::string& node);
@@ -53,10 +49,10 @@ std::string NodeLeaseName(const std::string& node);
 // MicroTime as the API writes it: "2026-12-02T07:30:00.123456Z".
 std::string FormatMicroTime(absl::Time t);
 
-class NodeLeases {
+class NodeLeases final : public NodeOwnership {
  public:
   NodeLeases(kube::HttpClient* http, NodeLeaseOptions options);
-  ~NodeLeases();  // stops renewing; does not release
+  ~NodeLeases() override;  // stops renewing; does not release
   NodeLeases(const NodeLeases&) = delete;
   NodeLeases& operator=(const NodeLeases&) = delete;
 
@@ -65,15 +61,15 @@ class NodeLeases {
   // at ADDR") + *other filled when another identity holds an unexpired lease;
   // Unavailable when the API fails; InvalidArgument for a bad node name.
   absl::StatusOr<LeaseHolder> Acquire(const std::string& node,
-                                      LeaseHolder* other = nullptr);
+                                      LeaseHolder* other = nullptr) override;
   // Stops renewing and clears holderIdentity, so another replica can take
   // the node at once.
-  void Release(const std::string& node);
+  void Release(const std::string& node) override;
   // Held, and renewed within lease_duration.
-  bool Holds(const std::string& node) const;
+  bool Holds(const std::string& node) const override;
   // Called (from the renewal thread, no lock held) when a renewal finds the
   // lease taken or cannot renew it before it expires.
-  void SetOnLost(std::function<void(const std::string& node)> on_lost);
+  void SetOnLost(std::function<void(const std::string& node)> on_lost) override;
 
  private:
   struct Held {
