@@ -17,8 +17,7 @@ namespace {
 constexpr char kAlgorithm[] = "AWS4-HMAC-SHA256";
 
 bool Unreserved(unsigned char c) {
-  return absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' ||
-         c == '~';
+  return absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~';
 }
 
 std::string HmacSha256(absl::string_view key, absl::string_view data) {
@@ -89,8 +88,8 @@ std::string Sha256Hex(absl::string_view data) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(),
          digest);
-  return absl::BytesToHexString(absl::string_view(
-      reinterpret_cast<const char*>(digest), sizeof(digest)));
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest), sizeof(digest)));
 }
 
 std::string CanonicalRequest(const SigV4Request& request,
@@ -99,8 +98,7 @@ std::string CanonicalRequest(const SigV4Request& request,
   std::vector<std::pair<std::string, std::string>> headers;
   headers.reserve(request.headers.size());
   for (const auto& [name, value] : request.headers) {
-    headers.emplace_back(absl::AsciiStrToLower(TrimAll(name)),
-                         TrimAll(value));
+    headers.emplace_back(absl::AsciiStrToLower(TrimAll(name)), TrimAll(value));
   }
   std::stable_sort(
       headers.begin(), headers.end(),
@@ -133,11 +131,10 @@ std::string SigV4Authorization(const SigV4Request& request, absl::Time time,
   std::string signed_headers;
   std::string canonical = CanonicalRequest(request, &signed_headers);
   std::string date = DateStamp(time);
-  std::string scope = absl::StrCat(date, "/", region, "/", service,
-                                   "/aws4_request");
-  std::string string_to_sign = absl::StrCat(kAlgorithm, "\n", AmzDate(time),
-                                            "\n", scope, "\n",
-                                            Sha256Hex(canonical));
+  std::string scope =
+      absl::StrCat(date, "/", region, "/", service, "/aws4_request");
+  std::string string_to_sign = absl::StrCat(
+      kAlgorithm, "\n", AmzDate(time), "\n", scope, "\n", Sha256Hex(canonical));
   std::string key =
       HmacSha256(absl::StrCat("AWS4", credentials.secret_key), date);
   key = HmacSha256(key, region);
