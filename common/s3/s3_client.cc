@@ -1,5 +1,6 @@
 #include "common/s3/s3_client.h"
 
+#include <algorithm>
 #include <random>
 
 #include "absl/strings/ascii.h"
@@ -253,8 +254,10 @@ absl::StatusOr<GetResult> S3Client::Get(absl::string_view key, uint64_t offset,
     spec.headers.emplace_back("Range", range);
   }
   bool uncertain = false;
-  auto r =
-      Execute(what, spec, "", length > 0 ? length : kMaxGetBytes, &uncertain);
+  // Room for an error document even when few bytes are asked for.
+  size_t limit =
+      length > 0 ? std::max<size_t>(length, kMaxSmallBody) : kMaxGetBytes;
+  auto r = Execute(what, spec, "", limit, &uncertain);
   if (!r.ok()) return r.status();
   if (r->status != 200 && r->status != 206) return HttpError(what, *r);
   GetResult out;
