@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/s3/s3_xml.h"
 #include "common/s3/xml_reader.h"
@@ -56,8 +57,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (page.ok()) {
     FUZZ_CHECK(tree.ok() && tree->name == "ListBucketResult", "not a list");
     // A truncated page always says where to continue.
-    bool truncated =
-        tree->ChildText("IsTruncated").find("true") != std::string::npos;
+    bool truncated = absl::AsciiStrToLower(absl::StripAsciiWhitespace(
+                         tree->ChildText("IsTruncated"))) == "true";
     FUZZ_CHECK(!truncated || !page->next_token.empty(), "no token");
     FUZZ_CHECK(truncated || page->next_token.empty(), "token on last page");
   }

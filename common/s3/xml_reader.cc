@@ -94,6 +94,7 @@ class Parser {
     size_t colon = full.rfind(':');
     *name = std::string(
         colon == absl::string_view::npos ? full : full.substr(colon + 1));
+    if (name->empty()) return Error("empty local name");
     return absl::OkStatus();
   }
   // Attributes are not needed (xmlns only); skipped with their quoting.

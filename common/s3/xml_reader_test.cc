@@ -46,6 +46,8 @@ TEST(XmlReaderTest, RejectsMalformedAndDangerousInput) {
            "<A></A><B></B>",
            "<A b=c></A>",
            "<A><![CDATA[x</A>",
+           "<::::/>",
+           "<a:></a:>",
        }) {
     EXPECT_FALSE(ParseXml(bad).ok()) << bad;
   }
