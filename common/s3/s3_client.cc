@@ -1,6 +1,7 @@
 #include "common/s3/s3_client.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <random>
 
 #include "absl/strings/ascii.h"
@@ -243,6 +244,9 @@ absl::StatusOr<GetResult> S3Client::Get(absl::string_view key, uint64_t offset,
   if (length > kMaxGetBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, ": a Get returns at most ", kMaxGetBytes, " bytes"));
+  }
+  if (length > 0 && offset > UINT64_MAX - length) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": range overflows"));
   }
   RequestSpec spec;
   spec.method = "GET";
