@@ -15,11 +15,6 @@ namespace pc::aggregator {
 using packetcapture::v1::Capture;
 using packetcapture::v1::ResumePoint;
 
-namespace {
-// How often the counts of held captures reach the catalog.
-constexpr absl::Duration kCatalogWriteInterval = absl::Seconds(1);
-}  // namespace
-
 ObjectStore::ObjectStore(ObjectStoreOptions options, CaptureRegistry* registry)
     : options_(std::move(options)),
       registry_(registry),
@@ -38,8 +33,10 @@ absl::StatusOr<std::unique_ptr<ObjectStore>> ObjectStore::Open(
       (options.prefix.front() == '/' || options.prefix.back() == '/')) {
     return absl::InvalidArgumentError("prefix must not begin or end with '/'");
   }
-  if (options.catalog_poll_interval <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("catalog_poll_interval must be > 0");
+  if (options.catalog_poll_interval <= absl::ZeroDuration() ||
+      options.catalog_write_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "catalog_poll_interval and catalog_write_interval must be > 0");
   }
   std::unique_ptr<ObjectStore> store(
       new ObjectStore(std::move(options), registry));
@@ -67,6 +64,8 @@ absl::StatusOr<std::unique_ptr<ObjectStore>> ObjectStore::Open(
 ObjectStore::~ObjectStore() {
   stop_.Notify();
   if (flusher_.joinable()) flusher_.join();
+  // The next holder of these nodes starts from fresh counts.
+  FlushCatalog();
   catalog_->Stop();
   options_.ownership->SetOnLost(nullptr);
 }
@@ -278,7 +277,8 @@ void ObjectStore::FlushCatalog() {
 }
 
 void ObjectStore::RunFlusher() {
-  while (!stop_.WaitForNotificationWithTimeout(kCatalogWriteInterval)) {
+  while (
+      !stop_.WaitForNotificationWithTimeout(options_.catalog_write_interval)) {
     FlushCatalog();
   }
 }

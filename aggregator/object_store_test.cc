@@ -104,7 +104,8 @@ class ObjectStoreTest : public ::testing::Test {
  protected:
   std::unique_ptr<Replica> OpenReplica(
       const std::string& name,
-      absl::Duration poll = absl::Hours(1)) {  // tests poll themselves
+      absl::Duration poll = absl::Hours(1),     // tests poll themselves
+      absl::Duration write = absl::Hours(1)) {  // and flush themselves
     auto r = std::make_unique<Replica>();
     r->ownership = std::make_unique<FakeOwnership>(&leases_, name);
     ObjectStoreOptions options;
@@ -115,6 +116,7 @@ class ObjectStoreTest : public ::testing::Test {
     options.retention = absl::Hours(1);
     options.max_bytes = max_bytes_;
     options.catalog_poll_interval = poll;
+    options.catalog_write_interval = write;
     options.clock = [this] {
       absl::MutexLock lock(&clock_mu_);
       return now_;
@@ -332,6 +334,10 @@ TEST_F(ObjectStoreTest, TakeoverResumesAtTheStoredEndsAndFencesTheOldWriter) {
        std::vector<Chunk>(chunks.begin() + 2, chunks.end()), &acks);
   const auto a_points = a->store->ResumePoints("node-a");
   const Capture a_listing = *a->registry.Get(id);
+  auto entry =
+      DecodeCatalogEntry(client_.Objects()["cluster/catalog/" + id + ".pb"]);
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  EXPECT_EQ(entry->files.size(), 1u);  // ring1 is in the objects only
 
   // A's lease expires without A noticing (a long pause); B takes over.
   a->ownership->Expire("node-a", /*tell=*/false);
@@ -566,6 +572,16 @@ TEST_F(ObjectStoreTest, AnUnavailableObjectStoreAcknowledgesNothing) {
       absl::StatusCode::kUnavailable);
   EXPECT_TRUE(a->store->ResumePoints("node-a").empty());
   client_.SetDown(false);
+  // A catalog write that landed although its reply was lost: the next
+  // write finds its own epoch there and goes on.
+  client_.FailNext(1, MemoryObjectClient::Fault::kAfter);
+  Capture changed = tu::Status(id, "node-a");
+  changed.set_message("first");
+  EXPECT_EQ(a->store->PutStatus("node-a", changed).code(),
+            absl::StatusCode::kUnavailable);
+  changed.set_message("second");
+  ASSERT_TRUE(a->store->PutStatus("node-a", changed).ok());
+  EXPECT_EQ(a->registry.Get(id)->message(), "second");
   r = a->store->AppendBatch("node-a", {&c0});
   ASSERT_TRUE(r.error.ok()) << r.error;
   EXPECT_EQ(r.results[0].offset, tu::PcapFile(0, 3).size());
@@ -657,7 +673,7 @@ TEST_F(ObjectStoreTest, AnotherReplicaListsANewCaptureWithinAPollInterval) {
 // a second, without a write per batch.
 TEST_F(ObjectStoreTest, CountsReachTheCatalogAtMostOnceASecond) {
   const std::string id = tu::CaptureId("web-1");
-  auto a = OpenReplica("replica-a");
+  auto a = OpenReplica("replica-a", absl::Hours(1), absl::Seconds(1));
   ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
   ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
   const std::string key = "cluster/catalog/" + id + ".pb";
