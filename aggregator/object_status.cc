@@ -11,6 +11,27 @@ namespace pc::aggregator {
 
 using packetcapture::v1::Capture;
 
+namespace {
+
+// A capture its node no longer reports: off the node, stopped if it ran,
+// retention from now. False if it was off the node already.
+bool MarkMetaGone(const std::string& reason, absl::Time now, CaptureMeta* m) {
+  Capture& s = m->status;
+  if (!s.on_node()) return false;
+  s.set_on_node(false);
+  if (s.state() == Capture::RUNNING || s.state() == Capture::PENDING) {
+    s.set_state(Capture::STOPPED);
+    s.set_stop_reason(packetcapture::v1::NOT_ON_NODE);
+    s.set_message(reason);
+  }
+  if (!s.has_stop_time()) *s.mutable_stop_time() = ToProto(now);
+  *s.mutable_update_time() = ToProto(now);
+  if (!m->retention_start) m->retention_start = now;
+  return true;
+}
+
+}  // namespace
+
 absl::Status ObjectStore::PutStatus(const std::string& node,
                                     const Capture& status) {
   const std::string& id = status.id();
@@ -98,39 +119,26 @@ void ObjectStore::MarkGone(const std::string& node,
                            const std::string& reason) {
   std::vector<std::shared_ptr<HeldCapture>> captures;
   int64_t epoch = 0;
+  bool held = false;
   {
     absl::MutexLock lock(&mu_);
     auto it = nodes_.find(node);
-    if (it == nodes_.end() || it->second.refs == 0 || it->second.lost) {
-      captures.clear();
-    } else {
+    held = it != nodes_.end() && it->second.refs > 0 && !it->second.lost;
+    if (held) {
       epoch = it->second.epoch;
       for (const auto& [id, c] : it->second.captures) {
         if (!present.count(id)) captures.push_back(c);
       }
     }
-    if (it == nodes_.end() || it->second.refs == 0 || it->second.lost) {
-      epoch = -1;
-    }
   }
-  if (epoch < 0) {
+  if (!held) {
     MarkGoneInCatalog(node, present, reason);
     return;
   }
   const absl::Time now = Now();
   for (const auto& c : captures) {
     absl::MutexLock lock(&c->mu);
-    Capture& s = c->entry.meta.status;
-    if (c->deleted || !s.on_node()) continue;
-    s.set_on_node(false);
-    if (s.state() == Capture::RUNNING || s.state() == Capture::PENDING) {
-      s.set_state(Capture::STOPPED);
-      s.set_stop_reason(packetcapture::v1::NOT_ON_NODE);
-      s.set_message(reason);
-    }
-    if (!s.has_stop_time()) *s.mutable_stop_time() = ToProto(now);
-    *s.mutable_update_time() = ToProto(now);
-    if (!c->entry.meta.retention_start) c->entry.meta.retention_start = now;
+    if (c->deleted || !MarkMetaGone(reason, now, &c->entry.meta)) continue;
     LogLine("capture_gone_from_node", {{"capture", c->id}, {"node", node}});
     const absl::Status written = WriteCatalog(node, epoch, c.get());
     if (!written.ok()) {
@@ -149,18 +157,9 @@ void ObjectStore::MarkGoneInCatalog(const std::string& node,
                                     const std::string& reason) {
   const absl::Time now = Now();
   for (auto& [id, record] : catalog_->Snapshot()) {
-    Capture& s = record.entry.meta.status;
-    if (s.node() != node || present.count(id) || !s.on_node()) continue;
-    s.set_on_node(false);
-    if (s.state() == Capture::RUNNING || s.state() == Capture::PENDING) {
-      s.set_state(Capture::STOPPED);
-      s.set_stop_reason(packetcapture::v1::NOT_ON_NODE);
-      s.set_message(reason);
-    }
-    if (!s.has_stop_time()) *s.mutable_stop_time() = ToProto(now);
-    *s.mutable_update_time() = ToProto(now);
-    if (!record.entry.meta.retention_start) {
-      record.entry.meta.retention_start = now;
+    if (record.entry.meta.status.node() != node || present.count(id) ||
+        !MarkMetaGone(reason, now, &record.entry.meta)) {
+      continue;
     }
     s3::PutOptions put;
     put.if_match = record.etag;

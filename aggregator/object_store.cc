@@ -48,7 +48,16 @@ absl::StatusOr<std::unique_ptr<ObjectStore>> ObjectStore::Open(
             s->OnCatalogChanged(id, r);
           },
           [s](const std::string& id) { s->OnCatalogVanished(id); }});
-  RETURN_IF_ERROR(store->catalog_->Refresh());
+  // A store that cannot be reached now is polled again; one that refuses
+  // us (credentials, bucket) is a configuration error.
+  const absl::Status listed = store->catalog_->Refresh();
+  if (absl::IsPermissionDenied(listed) || absl::IsInvalidArgument(listed) ||
+      absl::IsNotFound(listed)) {
+    return listed;
+  }
+  if (!listed.ok()) {
+    LogLine("catalog_poll_error", {{"error", listed.ToString()}});
+  }
   s->options_.ownership->SetOnLost(
       [s](const std::string& node) { s->OnLost(node); });
   store->catalog_->Start(s->options_.catalog_poll_interval);

@@ -590,6 +590,27 @@ TEST_F(ObjectStoreTest, AnUnavailableObjectStoreAcknowledgesNothing) {
   EXPECT_EQ(*seqs, ptu::Range(0, 3));
 }
 
+// A replica starting while the object store is down opens anyway (the
+// aggregator keeps running), refuses to take nodes until it is back, and
+// catches up at its next catalog round.
+TEST_F(ObjectStoreTest, OpensWhileTheObjectStoreIsDownAndCatchesUp) {
+  const std::string id = tu::CaptureId("web-1");
+  auto a = OpenReplica("replica-a");
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  client_.SetDown(true);
+  auto b = OpenReplica("replica-b");
+  ASSERT_NE(b, nullptr);
+  EXPECT_FALSE(b->registry.Get(id).has_value());
+  EXPECT_EQ(b->store->AcquireNode("node-b").code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(b->ownership->Holds("node-b"));  // not kept half-loaded
+  client_.SetDown(false);
+  ASSERT_TRUE(b->store->PollCatalog().ok());
+  EXPECT_TRUE(b->registry.Get(id).has_value());
+  EXPECT_TRUE(b->store->AcquireNode("node-b").ok());
+}
+
 // A followed download on another replica sees new bytes and new files, and
 // ends once the capture stopped and everything was read.
 TEST_F(ObjectStoreTest, FollowSeesNewBytesAndEndsWhenStopped) {
@@ -646,6 +667,45 @@ TEST_F(ObjectStoreTest, FollowSeesNewBytesAndEndsWhenStopped) {
   EXPECT_EQ(*seqs, ptu::Range(0, 8));
 }
 
+// A capture its node no longer reports stops and starts its retention,
+// whether the replica holding the node says so (the agent's inventory) or
+// any replica does for a node whose agent is gone (the node monitor).
+TEST_F(ObjectStoreTest, MarkGoneOnTheHolderOrOnAnyReplica) {
+  const std::string kept = tu::CaptureId("kept");
+  const std::string gone = tu::CaptureId("gone");
+  auto a = OpenReplica("replica-a");
+  auto b = OpenReplica("replica-b");
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  for (const auto& id : {kept, gone}) {
+    ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  }
+  a->store->MarkGone("node-a", {kept}, "no longer reported by node node-a");
+  auto shown = a->registry.Get(gone);
+  EXPECT_EQ(shown->state(), Capture::STOPPED);
+  EXPECT_EQ(shown->stop_reason(), packetcapture::v1::NOT_ON_NODE);
+  EXPECT_EQ(shown->message(), "no longer reported by node node-a");
+  EXPECT_TRUE(shown->has_expire_time());
+  EXPECT_TRUE(a->registry.Get(kept)->on_node());
+  ASSERT_TRUE(b->store->PollCatalog().ok());
+  EXPECT_FALSE(b->registry.Get(gone)->on_node());
+  EXPECT_EQ(b->store->NodesWithCaptures(), std::set<std::string>{"node-a"});
+
+  // The agent goes away; another replica's node monitor marks the rest.
+  a->store->ReleaseNode("node-a");
+  b->store->MarkGone("node-a", {}, "node node-a was deleted");
+  EXPECT_FALSE(b->registry.Get(kept)->on_node());
+  EXPECT_EQ(b->registry.Get(kept)->message(), "node node-a was deleted");
+  EXPECT_TRUE(b->store->NodesWithCaptures().empty());
+  ASSERT_TRUE(a->store->PollCatalog().ok());
+  EXPECT_FALSE(a->registry.Get(kept)->on_node());
+  EXPECT_TRUE(a->store->NodesWithCaptures().empty());
+  // The agent comes back to either replica: its status runs again.
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(kept, "node-a")).ok());
+  EXPECT_TRUE(a->registry.Get(kept)->on_node());
+  EXPECT_FALSE(a->registry.Get(kept)->has_expire_time());
+}
+
 // How soon a capture made through one replica is listed by another that
 // polls the catalog on its own (the listing-freshness bound).
 TEST_F(ObjectStoreTest, AnotherReplicaListsANewCaptureWithinAPollInterval) {
@@ -690,12 +750,15 @@ TEST_F(ObjectStoreTest, CountsReachTheCatalogAtMostOnceASecond) {
   EXPECT_LE(client_.calls("PUT") - puts_before, 22);
   const absl::Time deadline = absl::Now() + absl::Seconds(3);
   absl::StatusOr<CatalogEntry> entry;
+  auto packets = [&] {
+    return entry->files.empty() ? 0 : entry->files.begin()->second.packets;
+  };
   do {
     absl::SleepFor(absl::Milliseconds(50));
     entry = DecodeCatalogEntry(client_.Objects()[key]);
     ASSERT_TRUE(entry.ok()) << entry.status();
-  } while (entry->files.begin()->second.packets < 40 && absl::Now() < deadline);
-  EXPECT_EQ(entry->files.begin()->second.packets, 40u);
+  } while (packets() < 40 && absl::Now() < deadline);
+  EXPECT_EQ(packets(), 40u);
   EXPECT_EQ(entry->replica, "replica-a");
   EXPECT_EQ(entry->epoch, 1);
 }
