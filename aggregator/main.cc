@@ -350,10 +350,10 @@ int main(int argc, char** argv) {
   pc::aggregator::IngestServiceImpl ingest(store_ptr, &authenticator,
                                            ingest_options);
   store_ptr->SetOnNodeLost([&ingest](const std::string& node) {
-    ingest.EndStreamOf(
-        node, absl::AbortedError(absl::StrCat(
-                  "this replica lost node ", node,
-                  "'s Lease; reconnect to the replica holding it")));
+    ingest.EndStreamOf(node,
+                       absl::AbortedError(absl::StrCat(
+                           "this replica lost node ", node,
+                           "'s Lease; reconnect to the replica holding it")));
   });
   // Agents reach IngestService over the network (token-authenticated).
   // CaptureService serves pcap data: to callers with a bearer token, the

@@ -27,44 +27,6 @@ using packetcapture::v1::Capture;
 using packetcapture::v1::Chunk;
 using packetcapture::v1::ResumePoint;
 
-bool Stopped(const Capture& c) {
-  return !c.on_node() || c.state() == Capture::STOPPED ||
-         c.state() == Capture::FAILED;
-}
-
-std::string Significant(const CaptureMeta& meta) {
-  CaptureMeta s = meta;
-  s.status.clear_files();
-  s.status.clear_bytes();
-  s.status.clear_packets();
-  s.status.clear_dropped_packets();
-  s.status.clear_bytes_uploaded();
-  s.status.clear_update_time();
-  return EncodeCaptureMeta(s);
-}
-
-bool ParseStoredFileName(const std::string& name, std::string* run_dir,
-                         std::string* ring) {
-  std::vector<std::string> parts = absl::StrSplit(name, '/');
-  if (parts.size() != 2) return false;
-  int run, max_files;
-  if (!ParseRunDirName(parts[0], &run, &max_files) ||
-      max_files > pcap::kMaxRingFiles) {
-    return false;
-  }
-  const std::string& r = parts[1];
-  if (r.size() < 4 || r.compare(0, 4, "ring") != 0) return false;
-  int index = 0;
-  if (r.size() > 4 && !absl::SimpleAtoi(r.substr(4), &index)) return false;
-  if (index < 0 || index >= max_files ||
-      pcap::RingFileName("ring", index, max_files) != r) {
-    return false;
-  }
-  *run_dir = parts[0];
-  *ring = r;
-  return true;
-}
-
 // ---- Store ----
 
 Store::Store(StoreOptions options, CaptureRegistry* registry)

@@ -65,6 +65,7 @@
 #include "aggregator/capture_store.h"
 #include "aggregator/file_io.h"
 #include "aggregator/open_files.h"
+#include "aggregator/store_rules.h"  // ParseStoredFileName
 #include "aggregator/stored_file.h"
 #include "aggregator/sync_group.h"
 #include "common/capture_registry.h"
@@ -96,11 +97,6 @@ struct StoreOptions {
   // Injected for tests; absl::Now when empty.
   std::function<absl::Time()> clock;
 };
-
-// "run-<k>-w<N>/ring<i>" exactly as the agent names it (ring index below N,
-// zero-padded the way tcpdump does). Sets *run_dir and *ring when valid.
-bool ParseStoredFileName(const std::string& name, std::string* run_dir,
-                         std::string* ring);
 
 class Store final : public CaptureStore {
  public:

@@ -16,9 +16,8 @@ absl::StatusOr<OpenedStore> OpenDirStore(StoreConfig config,
                                          CaptureRegistry* registry) {
   std::string path = config.url.substr(kDirScheme.size());
   if (path.empty() || path[0] != '/') {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--store ", config.url,
-                     ": a directory store is dir:///ABSOLUTE/PATH"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--store ", config.url, ": a directory store is dir:///ABSOLUTE/PATH"));
   }
   config.dir.data_dir = path;
   auto store = Store::Open(config.dir, registry);
@@ -32,7 +31,8 @@ absl::StatusOr<OpenedStore> OpenDirStore(StoreConfig config,
 absl::StatusOr<OpenedStore> OpenObjectStore(StoreConfig config,
                                             CaptureRegistry* registry) {
   std::string prefix;
-  if (absl::Status s = s3::ParseStoreUrl(config.url, &config.s3.bucket, &prefix);
+  if (absl::Status s =
+          s3::ParseStoreUrl(config.url, &config.s3.bucket, &prefix);
       !s.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--store ", config.url, ": ", s.message()));
@@ -60,8 +60,7 @@ absl::StatusOr<OpenedStore> OpenObjectStore(StoreConfig config,
   auto client = s3::S3Client::Create(config.s3);
   if (!client.ok()) return client.status();
   opened.client = std::move(*client);
-  opened.leases =
-      std::make_unique<NodeLeases>(config.lease_http, config.lease);
+  opened.leases = std::make_unique<NodeLeases>(config.lease_http, config.lease);
   ObjectStoreOptions options;
   options.client = opened.client.get();
   options.prefix = prefix;

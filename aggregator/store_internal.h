@@ -6,18 +6,12 @@
 #include <string>
 
 #include "aggregator/capture_dir.h"
+#include "aggregator/store_rules.h"  // Stopped, Significant
 #include "proto/packetcapture.pb.h"
 
 namespace pc::aggregator {
 
 inline constexpr char kCapturesDir[] = "captures";
-
-// Whether retention applies: the capture ended or its node no longer has it.
-bool Stopped(const packetcapture::v1::Capture& c);
-
-// The metadata without the fields that change with every scan: a change in
-// the rest is worth a durable write of capture.pb.
-std::string Significant(const CaptureMeta& meta);
 
 }  // namespace pc::aggregator
 

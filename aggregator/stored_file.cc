@@ -10,6 +10,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "aggregator/chunk_cut.h"
 #include "common/crc32c.h"
 #include "common/log.h"
 
@@ -289,93 +290,24 @@ FileAppend StoredFile::Append(const std::vector<const Chunk*>& chunks,
       out.error = absl::InternalError("a batch must hold chunks of one file");
       break;
     }
-    const absl::string_view chunk_data = c->data();
-    const std::string where = absl::StrCat(
-        c->file(), " generation ", generation_, " offset ", c->offset());
-    if (chunk_data.empty()) {
-      out.error =
-          absl::InvalidArgumentError(absl::StrCat(where, ": empty chunk"));
+    auto cut = CutChunk(*c, last.logical_end, header);
+    if (!cut.ok()) {
+      out.error = cut.status();
       break;
     }
-    if (c->offset() >
-        std::numeric_limits<uint64_t>::max() - chunk_data.size()) {
-      out.error = absl::InvalidArgumentError(
-          absl::StrCat(where, ": offset + size overflows"));
-      break;
-    }
-    const uint64_t stored = last.logical_end;
-    const uint64_t end = c->offset() + chunk_data.size();
-    AppendResult result;
-    if (end <= stored) {
-      result.offset = stored;
-      result.duplicate = true;
-      out.results.push_back(result);
+    if (cut->result.duplicate) {
+      out.results.push_back(cut->result);
       continue;
     }
-    // The chunk's records, from where they are new.
-    absl::string_view data = chunk_data;  // written to the data file
-    absl::string_view records = data;
-    pcap::GlobalHeader chunk_header;
-    if (stored == 0) {
-      if (c->offset() != 0) {
-        out.error = absl::InvalidArgumentError(absl::StrCat(
-            where, ": the first chunk of a file must start at offset 0"));
-        break;
-      }
-      auto parsed = pcap::ParseGlobalHeader(data);
-      if (!parsed.ok()) {
-        out.error = absl::InvalidArgumentError(
-            absl::StrCat(where, ": first chunk must begin with a pcap header: ",
-                         parsed.status().message()));
-        break;
-      }
-      chunk_header = *parsed;
-      records = data.substr(pcap::kGlobalHeaderSize);
-    } else {
-      chunk_header = *header;
-      if (c->offset() < stored) {
-        // Partly stored (re-sent from an older acknowledgement): keep what
-        // lies past the stored end, which must be a record boundary of the
-        // chunk: the part already stored is whole records.
-        const size_t begin = c->offset() == 0 ? pcap::kGlobalHeaderSize : 0;
-        const size_t skip = static_cast<size_t>(stored - c->offset());
-        bool valid = skip >= begin;
-        if (valid && begin > 0) {
-          auto parsed = pcap::ParseGlobalHeader(chunk_data);
-          valid = parsed.ok() && pcap::SameStreamFormat(*parsed, *header);
-        }
-        if (valid) {
-          const absl::string_view old = chunk_data.substr(begin, skip - begin);
-          const pcap::ScanResult scan = pcap::ScanRecords(*header, old);
-          valid = !scan.corrupt() && scan.complete_bytes == old.size();
-        }
-        if (!valid) {
-          out.error = absl::InvalidArgumentError(absl::StrCat(
-              where, ": chunk overlaps the ", stored,
-              " stored bytes, but not at one of its record boundaries"));
-          break;
-        }
-        data = chunk_data.substr(skip);
-        records = data;
-      } else {
-        result.gap = c->offset() - stored;
-      }
-    }
-    const pcap::ScanResult scan = pcap::ScanRecords(chunk_header, records);
-    if (scan.corrupt() || scan.complete_bytes != records.size()) {
-      out.error = absl::InvalidArgumentError(absl::StrCat(
-          where, ": chunk is not a sequence of whole pcap records",
-          scan.corrupt() ? absl::StrCat(" (", scan.status.message(), ")")
-                         : ""));
-      break;
-    }
+    const absl::string_view data = cut->data;
+    const pcap::ScanResult& scan = cut->scan;
     if (const int err = WriteAll(handle.data_fd(), data, last.physical_end);
         err != 0) {
       out.error = IoError(err, absl::StrCat("write ", label_, ".pcap"));
       break;
     }
     LogEntry entry;
-    entry.logical_end = end;
+    entry.logical_end = cut->result.offset;
     entry.physical_end = last.physical_end + data.size();
     entry.packets = last.packets + scan.records;
     entry.last_time_ns =
@@ -383,11 +315,10 @@ FileAppend StoredFile::Append(const std::vector<const Chunk*>& chunks,
     entry.data_crc = Crc32c(data);
     entries += EncodeEntry(entry);
     last = entry;
-    if (stored == 0) header = chunk_header;
+    if (!header) header = cut->header;
     if (!first_time) first_time = scan.first_time;
     bytes += data.size();
-    result.offset = end;
-    out.results.push_back(result);
+    out.results.push_back(cut->result);
   }
   if (entries.empty()) return out;  // nothing written (all duplicates?)
 

@@ -1,0 +1,203 @@
+// ObjectStore's appends: a batch of chunks becomes one data object (one per
+// run of contiguous bytes), acknowledged once it is in the object store;
+// and the ring mirroring that follows a new file.
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "aggregator/chunk_cut.h"
+#include "aggregator/object_store.h"
+#include "aggregator/store_rules.h"
+#include "common/capture_layout.h"
+#include "common/log.h"
+
+namespace pc::aggregator {
+
+using packetcapture::v1::Chunk;
+
+namespace {
+
+// Contiguous bytes of one file to become one object.
+struct Run {
+  uint64_t start = 0;  // file offset of body[0]
+  std::string body;
+  FileSummary after;    // the file's summary once the object is stored
+  uint64_t chunks = 0;  // chunks that added bytes to it
+};
+
+}  // namespace
+
+BatchResult ObjectStore::AppendBatch(const std::string& node,
+                                     const std::vector<const Chunk*>& chunks) {
+  BatchResult out;
+  if (chunks.empty()) return out;
+  const Chunk& first = *chunks.front();
+  const std::string& id = first.capture_id();
+  std::string run_dir, ring;
+  if (!IsValidCaptureId(id)) {
+    out.error = absl::InvalidArgumentError(
+        absl::StrCat("invalid capture id \"", id.substr(0, 256), "\""));
+    return out;
+  }
+  if (!ParseStoredFileName(first.file(), &run_dir, &ring)) {
+    out.error = absl::InvalidArgumentError(
+        absl::StrCat("invalid file name \"", first.file().substr(0, 256),
+                     "\" (expected run-<k>-w<N>/ring<i>)"));
+    return out;
+  }
+  std::shared_ptr<HeldCapture> c;
+  int64_t epoch;
+  out.error = Held(node, id, &c, &epoch);
+  if (!out.error.ok()) return out;
+  if (c == nullptr) {
+    std::optional<packetcapture::v1::Capture> listed = registry_->Get(id);
+    out.error = listed && listed->node() != node
+                    ? absl::PermissionDeniedError(absl::StrCat(
+                          "capture ", id, " belongs to node ", listed->node()))
+                    : absl::FailedPreconditionError(absl::StrCat(
+                          "unknown capture ", id, ": send its status first"));
+    return out;
+  }
+  const FileKey key{first.file(), first.file_generation()};
+  absl::MutexLock lock(&c->mu);
+  if (c->deleted) {
+    out.error = absl::FailedPreconditionError(
+        absl::StrCat("capture ", id, " was deleted meanwhile"));
+    return out;
+  }
+  if (c->fenced.load()) {
+    out.error = absl::AbortedError(
+        absl::StrCat("replica ", options_.replica_id, " lost node ", node));
+    return out;
+  }
+  auto existing = c->entry.files.find(key);
+  const bool is_new = existing == c->entry.files.end();
+  FileSummary summary = is_new ? FileSummary() : existing->second;
+  if (is_new && first.offset() != 0) {
+    out.error = absl::InvalidArgumentError(
+        absl::StrCat("first chunk of ", first.file(), " generation ",
+                     first.file_generation(), " must start at offset 0"));
+    return out;
+  }
+
+  // Cut every chunk as the directory store would; group the new bytes into
+  // runs. A result counts once the runs before it (and its own) are stored.
+  std::vector<Run> runs;
+  std::vector<std::pair<AppendResult, size_t>> pending;  // result, runs
+  absl::Status cut_error;
+  for (const Chunk* chunk : chunks) {
+    if (chunk->capture_id() != id || chunk->file() != key.first ||
+        chunk->file_generation() != key.second) {
+      cut_error = absl::InternalError("a batch must hold chunks of one file");
+      break;
+    }
+    if (chunk->offset() > options_.max_file_bytes ||
+        chunk->data().size() > options_.max_file_bytes - chunk->offset()) {
+      cut_error = absl::InvalidArgumentError(
+          absl::StrCat(chunk->file(), " offset ", chunk->offset(),
+                       ": ends beyond the largest file accepted (",
+                       options_.max_file_bytes, " bytes)"));
+      break;
+    }
+    auto cut = CutChunk(*chunk, summary.logical_len, summary.header);
+    if (!cut.ok()) {
+      cut_error = cut.status();
+      break;
+    }
+    if (!cut->result.duplicate) {
+      const uint64_t start = cut->result.offset - cut->data.size();
+      if (runs.empty() ||
+          runs.back().start + runs.back().body.size() != start) {
+        runs.emplace_back();
+        runs.back().start = start;
+      }
+      Run& run = runs.back();
+      run.body.append(cut->data.data(), cut->data.size());
+      ++run.chunks;
+      summary.logical_len = cut->result.offset;
+      summary.physical_len += cut->data.size();
+      summary.packets += cut->scan.records;
+      if (!summary.header) summary.header = cut->header;
+      if (!summary.first_time) summary.first_time = cut->scan.first_time;
+      if (cut->scan.last_time) summary.last_time = cut->scan.last_time;
+      run.after = summary;
+    }
+    pending.emplace_back(cut->result, runs.size());
+  }
+
+  // Each run is one object; nothing is acknowledged before its PUT.
+  size_t stored = 0;
+  absl::Status put_error;
+  const FileSummary before = is_new ? FileSummary() : existing->second;
+  for (const Run& run : runs) {
+    const std::string object =
+        layout_.DataKey(id, key.first, key.second, run.start);
+    s3::PutOptions put;
+    put.if_none_match_any = true;
+    put.metadata["epoch"] = absl::StrCat(epoch);
+    put.metadata["replica"] = options_.replica_id;
+    const absl::Time start = absl::Now();
+    auto etag = options_.client->Put(object, run.body, put);
+    put_latency_.Observe(absl::Now() - start);
+    if (absl::IsFailedPrecondition(etag.status())) {
+      // The range exists already: a retry of ours whose reply was lost, or
+      // a deposed writer's copy of the same agent bytes.
+      auto info = options_.client->Head(object);
+      if (info.ok() && info->size >= run.body.size()) {
+        etag = info->etag;
+      } else if (info.ok()) {
+        etag = absl::AbortedError(
+            absl::StrCat("object ", id, "/", key.first, ".", key.second, "@",
+                         run.start, " holds ", info->size, " of this batch's ",
+                         run.body.size(), " bytes: another writer"));
+      } else {
+        etag = info.status();
+      }
+    }
+    if (!etag.ok()) {
+      put_error = etag.status();
+      break;
+    }
+    c->entry.files[key] = run.after;
+    ++stored;
+    absl::MutexLock index(&mu_);
+    stats_.chunks += run.chunks;
+    stats_.bytes += run.body.size();
+  }
+  for (const auto& [result, needed] : pending) {
+    if (needed > stored) break;
+    out.results.push_back(result);
+  }
+  out.error = !put_error.ok() ? put_error : cut_error;
+  if (stored == 0) return out;
+  c->dirty = true;
+  if (before.physical_len == 0) MirrorRing(c.get());
+  Publish(*c);
+  return out;
+}
+
+void ObjectStore::MirrorRing(HeldCapture* c) {
+  const uint32_t max_files = c->entry.meta.status.max_files();
+  if (max_files == 0 || c->entry.files.size() <= max_files) return;
+  std::vector<std::pair<FileKey, FileSummary>> files(c->entry.files.begin(),
+                                                     c->entry.files.end());
+  std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) {
+    return DownloadOrderLess(a.first, a.second, b.first, b.second);
+  });
+  for (size_t i = 0; i + max_files < files.size(); ++i) {
+    const FileKey& key = files[i].first;
+    LogLine("store_ring_dropped", {{"capture", c->id},
+                                   {"file", key.first},
+                                   {"generation", absl::StrCat(key.second)}});
+    c->entry.files.erase(key);
+    const absl::Status deleted =
+        DeleteObjects(layout_.FilePrefix(c->id, key.first, key.second));
+    if (!deleted.ok()) {
+      // Left for retention to delete with the capture.
+      LogLine("store_delete_error",
+              {{"capture", c->id}, {"error", deleted.ToString()}});
+    }
+  }
+}
+
+}  // namespace pc::aggregator

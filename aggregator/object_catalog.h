@@ -1,0 +1,114 @@
+// The catalog of the object-store backend: one object per capture
+// (<prefix>/catalog/<id>.pb: its CaptureMeta, per-file summaries, and the
+// writer's replica and epoch), its encoding, the View every replica shows
+// of it, and a cache kept fresh by listing the catalog every poll interval
+// and re-reading entries whose ETag changed.
+//
+// Thread-safe. The listener is called from the polling thread (or the
+// caller of Refresh) with no lock of the catalog held; rounds are
+// serialized.
+#ifndef AGGREGATOR_OBJECT_CATALOG_H_
+#define AGGREGATOR_OBJECT_CATALOG_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "aggregator/capture_dir.h"
+#include "aggregator/object_layout.h"
+#include "aggregator/stored_file.h"
+#include "common/s3/object_client.h"
+#include "proto/packetcapture.pb.h"
+
+namespace pc::aggregator {
+
+struct CatalogEntry {
+  CaptureMeta meta;
+  std::map<FileKey, FileSummary> files;
+  std::string replica;
+  int64_t epoch = 0;
+};
+
+std::string EncodeCatalogEntry(const CatalogEntry& entry);
+// InvalidArgument if it does not parse.
+absl::StatusOr<CatalogEntry> DecodeCatalogEntry(absl::string_view data);
+
+// The capture as listed (what Store::View shows): the node's status with
+// the stored files in download order, their bytes, packets, bytes lost
+// (gaps included) and, once stopped, when it expires.
+packetcapture::v1::Capture CatalogView(
+    const CaptureMeta& meta, const std::map<FileKey, FileSummary>& files,
+    absl::Duration retention);
+
+// Capture order of files: first record's time (files without records
+// last), then name and generation (as Store::DownloadOrder).
+bool DownloadOrderLess(const FileKey& a, const FileSummary& sa,
+                       const FileKey& b, const FileSummary& sb);
+
+struct CatalogRecord {
+  std::string etag;
+  CatalogEntry entry;
+};
+
+class ObjectCatalog {
+ public:
+  struct Listener {
+    std::function<void(const std::string& id, const CatalogRecord&)> changed;
+    std::function<void(const std::string& id)> vanished;
+  };
+
+  // `client` and `layout` must outlive the catalog.
+  ObjectCatalog(s3::ObjectClient* client, const ObjectLayout* layout,
+                Listener listener);
+  ~ObjectCatalog();
+
+  // Polls every `interval` on a thread of its own until Stop().
+  void Start(absl::Duration interval);
+  void Stop();
+
+  // One round: lists the catalog, reads the entries whose ETag changed and
+  // tells the listener of changed and vanished ones. An entry that does
+  // not decode is logged and skipped.
+  absl::Status Refresh() ABSL_LOCKS_EXCLUDED(round_mu_, mu_);
+  // Reads one entry now (and caches it); NotFound if there is none.
+  absl::StatusOr<CatalogRecord> Read(const std::string& id);
+  // This replica wrote `record` (or deleted the entry).
+  void Note(const std::string& id, const CatalogRecord& record);
+  void Forget(const std::string& id);
+
+  std::optional<CatalogRecord> Get(const std::string& id) const;
+  std::map<std::string, CatalogRecord> Snapshot() const;
+  // Completed rounds, for tests.
+  uint64_t rounds() const;
+
+ private:
+  struct Cached {
+    CatalogRecord record;
+    uint64_t noted = 0;  // note_seq_ when this replica wrote it; 0: read
+  };
+  void Run(absl::Duration interval);
+
+  s3::ObjectClient* const client_;
+  const ObjectLayout* const layout_;
+  const Listener listener_;
+  absl::Mutex round_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one round at a time
+  mutable absl::Mutex mu_;
+  std::map<std::string, Cached> cache_ ABSL_GUARDED_BY(mu_);
+  uint64_t note_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t rounds_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Notification stop_;
+  std::thread thread_;
+};
+
+}  // namespace pc::aggregator
+
+#endif  // AGGREGATOR_OBJECT_CATALOG_H_

@@ -1,0 +1,92 @@
+#include "aggregator/object_layout.h"
+
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "aggregator/store_rules.h"
+#include "common/capture_layout.h"
+
+namespace pc::aggregator {
+namespace {
+
+constexpr char kCatalog[] = "catalog/";
+constexpr char kData[] = "data/";
+constexpr char kCatalogSuffix[] = ".pb";
+constexpr size_t kNumberDigits = 20;
+
+std::string Number(uint64_t v) { return absl::StrFormat("%020u", v); }
+
+bool ParseNumber(const std::string& s, uint64_t* v) {
+  if (s.size() != kNumberDigits) return false;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  return absl::SimpleAtoi(s, v);
+}
+
+}  // namespace
+
+ObjectLayout::ObjectLayout(std::string prefix)
+    : root_(prefix.empty() ? "" : absl::StrCat(prefix, "/")) {}
+
+std::string ObjectLayout::CatalogPrefix() const {
+  return absl::StrCat(root_, kCatalog);
+}
+
+std::string ObjectLayout::CatalogKey(const std::string& id) const {
+  return absl::StrCat(root_, kCatalog, id, kCatalogSuffix);
+}
+
+bool ObjectLayout::ParseCatalogKey(const std::string& key,
+                                   std::string* id) const {
+  const std::string prefix = CatalogPrefix();
+  if (!absl::StartsWith(key, prefix) || !absl::EndsWith(key, kCatalogSuffix)) {
+    return false;
+  }
+  std::string candidate = key.substr(
+      prefix.size(), key.size() - prefix.size() - (sizeof(kCatalogSuffix) - 1));
+  if (!IsValidCaptureId(candidate)) return false;
+  *id = std::move(candidate);
+  return true;
+}
+
+std::string ObjectLayout::DataPrefix(const std::string& id) const {
+  return absl::StrCat(root_, kData, id, "/");
+}
+
+std::string ObjectLayout::FilePrefix(const std::string& id,
+                                     const std::string& file,
+                                     uint64_t generation) const {
+  return absl::StrCat(DataPrefix(id), file, "/", Number(generation), "/");
+}
+
+std::string ObjectLayout::DataKey(const std::string& id,
+                                  const std::string& file, uint64_t generation,
+                                  uint64_t offset) const {
+  return absl::StrCat(FilePrefix(id, file, generation), Number(offset));
+}
+
+bool ObjectLayout::ParseDataKey(const std::string& id, const std::string& key,
+                                DataKeyParts* parts) const {
+  const std::string prefix = DataPrefix(id);
+  if (!absl::StartsWith(key, prefix)) return false;
+  std::vector<std::string> p =
+      absl::StrSplit(absl::string_view(key).substr(prefix.size()), '/');
+  if (p.size() != 4) return false;
+  std::string run, ring;
+  const std::string file = absl::StrCat(p[0], "/", p[1]);
+  DataKeyParts out;
+  if (!ParseStoredFileName(file, &run, &ring) ||
+      !ParseNumber(p[2], &out.generation) || !ParseNumber(p[3], &out.offset)) {
+    return false;
+  }
+  out.file = file;
+  *parts = std::move(out);
+  return true;
+}
+
+}  // namespace pc::aggregator

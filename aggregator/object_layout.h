@@ -1,0 +1,57 @@
+// Key names of the object-store backend (ISSUE12 §2), built only from
+// validated capture ids and stored file names, and parsed back strictly:
+//   <prefix>/catalog/<capture id>.pb
+//   <prefix>/data/<capture id>/<run dir>/<ring>/<generation:020>/<offset:020>
+// An empty prefix means none (keys start with "catalog/" and "data/").
+// Pure functions; thread-safe.
+#ifndef AGGREGATOR_OBJECT_LAYOUT_H_
+#define AGGREGATOR_OBJECT_LAYOUT_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+namespace pc::aggregator {
+
+// A stored file: (name "run-<k>-w<N>/ring<i>", generation).
+using FileKey = std::pair<std::string, uint64_t>;
+
+// Where one data object belongs: a stored file ("run-<k>-w<N>/ring<i>"),
+// its generation, and the file offset its bytes start at.
+struct DataKeyParts {
+  std::string file;
+  uint64_t generation = 0;
+  uint64_t offset = 0;
+};
+
+class ObjectLayout {
+ public:
+  // `prefix` without leading or trailing '/'.
+  explicit ObjectLayout(std::string prefix);
+
+  // "<prefix>/catalog/"
+  std::string CatalogPrefix() const;
+  // `id` must be valid (IsValidCaptureId).
+  std::string CatalogKey(const std::string& id) const;
+  // The capture id of a catalog key; false for anything else.
+  bool ParseCatalogKey(const std::string& key, std::string* id) const;
+
+  // "<prefix>/data/<id>/"
+  std::string DataPrefix(const std::string& id) const;
+  // "<prefix>/data/<id>/<file>/<generation:020>/"
+  std::string FilePrefix(const std::string& id, const std::string& file,
+                         uint64_t generation) const;
+  // `file` must be valid (ParseStoredFileName).
+  std::string DataKey(const std::string& id, const std::string& file,
+                      uint64_t generation, uint64_t offset) const;
+  // A key under DataPrefix(id); false for anything else.
+  bool ParseDataKey(const std::string& id, const std::string& key,
+                    DataKeyParts* parts) const;
+
+ private:
+  std::string root_;  // "<prefix>/" or ""
+};
+
+}  // namespace pc::aggregator
+
+#endif  // AGGREGATOR_OBJECT_LAYOUT_H_

@@ -1,0 +1,57 @@
+#include "aggregator/object_layout.h"
+
+#include "gtest/gtest.h"
+
+namespace pc::aggregator {
+namespace {
+
+TEST(ObjectLayout, KeysRoundTrip) {
+  ObjectLayout layout("cluster");
+  const std::string id = "default_web-1_0123abcd_1700000000000";
+  EXPECT_EQ(layout.CatalogKey(id), "cluster/catalog/" + id + ".pb");
+  std::string parsed;
+  ASSERT_TRUE(layout.ParseCatalogKey(layout.CatalogKey(id), &parsed));
+  EXPECT_EQ(parsed, id);
+  const std::string key = layout.DataKey(id, "run-1-w5/ring3", 7, 4096);
+  EXPECT_EQ(key, "cluster/data/" + id +
+                     "/run-1-w5/ring3/00000000000000000007/"
+                     "00000000000000004096");
+  DataKeyParts parts;
+  ASSERT_TRUE(layout.ParseDataKey(id, key, &parts));
+  EXPECT_EQ(parts.file, "run-1-w5/ring3");
+  EXPECT_EQ(parts.generation, 7u);
+  EXPECT_EQ(parts.offset, 4096u);
+  EXPECT_EQ(ObjectLayout("").CatalogKey(id), "catalog/" + id + ".pb");
+  const uint64_t max = UINT64_MAX;
+  ASSERT_TRUE(layout.ParseDataKey(
+      id, layout.DataKey(id, "run-2-w1/ring", max, max), &parts));
+  EXPECT_EQ(parts.offset, max);
+}
+
+TEST(ObjectLayout, ParsesOnlyWhatItWrites) {
+  ObjectLayout layout("p");
+  const std::string id = "default_web-1_0123abcd_1700000000000";
+  std::string parsed;
+  DataKeyParts parts;
+  for (const char* bad :
+       {"p/catalog/../x.pb", "p/catalog/.pb", "p/catalog/a/b.pb",
+        "q/catalog/default_web-1_0123abcd_1700000000000.pb",
+        "p/catalog/default_web-1_0123abcd_1700000000000.pbx"}) {
+    EXPECT_FALSE(layout.ParseCatalogKey(bad, &parsed)) << bad;
+  }
+  const std::string base = "p/data/" + id + "/";
+  for (const std::string& bad :
+       {base + "run-1-w5/ring5/00000000000000000000/00000000000000000000",
+        base + "run-1-w5/ring1/0/00000000000000000000",
+        base + "run-1-w5/ring1/00000000000000000000/0000000000000000000x",
+        base + "run-1-w5/ring1/00000000000000000000",
+        base + "../ring1/00000000000000000000/00000000000000000000",
+        base + "run-1-w5/ring1/99999999999999999999/00000000000000000000",
+        std::string("p/data/other/run-1-w5/ring1/00000000000000000000/"
+                    "00000000000000000000")}) {
+    EXPECT_FALSE(layout.ParseDataKey(id, bad, &parts)) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace pc::aggregator

@@ -1,0 +1,91 @@
+// ObjectStore's view of a node it takes: the node's captures from a fresh
+// listing of the catalog, the stored end of each file from its data
+// objects, and each entry stamped with the new holder's epoch (so a
+// deposed holder's next catalog write fails).
+#include "absl/strings/str_cat.h"
+#include "aggregator/object_files.h"
+#include "aggregator/object_store.h"
+#include "aggregator/store_rules.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+
+namespace pc::aggregator {
+namespace {
+
+bool SameFiles(const std::map<FileKey, FileSummary>& a,
+               const std::map<FileKey, FileSummary>& b) {
+  if (a.size() != b.size()) return false;
+  for (auto i = a.begin(), j = b.begin(); i != a.end(); ++i, ++j) {
+    if (i->first != j->first ||
+        i->second.logical_len != j->second.logical_len ||
+        i->second.physical_len != j->second.physical_len ||
+        i->second.packets != j->second.packets) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+absl::StatusOr<std::map<FileKey, FileSummary>> ObjectStore::LoadFiles(
+    const std::string& id, const std::map<FileKey, FileSummary>& known) {
+  auto objects = ListFileObjects(options_.client, layout_, id);
+  if (!objects.ok()) return objects.status();
+  std::map<FileKey, FileSummary> files;
+  // A file the catalog knows but without objects was dropped (ring,
+  // retention) after the entry was written: it is gone.
+  for (const auto& [key, list] : *objects) {
+    auto it = known.find(key);
+    FileSummary s = it == known.end() ? FileSummary() : it->second;
+    // What was acknowledged after the entry was written (up to about a
+    // second's worth) is read back from the objects.
+    RETURN_IF_ERROR(ScanObjects(options_.client, list, &s));
+    if (s.physical_len > 0) files[key] = s;
+  }
+  return files;
+}
+
+absl::StatusOr<std::map<std::string, std::shared_ptr<ObjectStore::HeldCapture>>>
+ObjectStore::LoadNode(const std::string& node, int64_t epoch) {
+  // Not only the poll's cache: the previous holder may have written since.
+  RETURN_IF_ERROR(catalog_->Refresh());
+  std::map<std::string, std::shared_ptr<HeldCapture>> out;
+  for (const auto& [id, record] : catalog_->Snapshot()) {
+    if (record.entry.meta.status.node() != node) continue;
+    if (record.entry.epoch > epoch) {
+      return absl::AbortedError(absl::StrCat(
+          "capture ", id, " of node ", node, " was written by replica ",
+          record.entry.replica, " at epoch ", record.entry.epoch,
+          ", after this replica's epoch ", epoch));
+    }
+    auto files = LoadFiles(id, record.entry.files);
+    if (!files.ok()) return files.status();
+    auto c = std::make_shared<HeldCapture>();
+    c->id = id;
+    absl::MutexLock lock(&c->mu);
+    c->entry = record.entry;
+    c->etag = record.etag;
+    c->written = Significant(record.entry.meta);
+    const bool changed = !SameFiles(c->entry.files, *files);
+    c->entry.files = std::move(*files);
+    if (changed || record.entry.epoch != epoch ||
+        record.entry.replica != options_.replica_id) {
+      RETURN_IF_ERROR(WriteCatalog(node, epoch, c.get()));
+    }
+    Publish(*c);
+    out[id] = std::move(c);
+  }
+  return out;
+}
+
+absl::Status ObjectStore::DeleteObjects(const std::string& prefix) {
+  auto listed = ListAll(options_.client, prefix);
+  if (!listed.ok()) return listed.status();
+  for (const s3::ObjectInfo& o : *listed) {
+    RETURN_IF_ERROR(options_.client->Delete(o.key));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace pc::aggregator

@@ -1,0 +1,375 @@
+// ObjectStore: opening, node ownership, the catalog writes and the
+// listings built on the registry.
+#include "aggregator/object_store.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "aggregator/store_rules.h"
+#include "common/log.h"
+#include "common/status_macros.h"
+
+namespace pc::aggregator {
+
+using packetcapture::v1::Capture;
+using packetcapture::v1::ResumePoint;
+
+ObjectStore::ObjectStore(ObjectStoreOptions options, CaptureRegistry* registry)
+    : options_(std::move(options)),
+      registry_(registry),
+      layout_(options_.prefix),
+      put_latency_(metrics::LatencyHistogram::FlushBounds()) {}
+
+absl::StatusOr<std::unique_ptr<ObjectStore>> ObjectStore::Open(
+    ObjectStoreOptions options, CaptureRegistry* registry) {
+  if (options.client == nullptr || options.ownership == nullptr) {
+    return absl::InvalidArgumentError("client and ownership are required");
+  }
+  if (options.replica_id.empty()) {
+    return absl::InvalidArgumentError("replica_id is required");
+  }
+  if (!options.prefix.empty() &&
+      (options.prefix.front() == '/' || options.prefix.back() == '/')) {
+    return absl::InvalidArgumentError("prefix must not begin or end with '/'");
+  }
+  if (options.catalog_poll_interval <= absl::ZeroDuration() ||
+      options.catalog_write_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "catalog_poll_interval and catalog_write_interval must be > 0");
+  }
+  std::unique_ptr<ObjectStore> store(
+      new ObjectStore(std::move(options), registry));
+  ObjectStore* s = store.get();
+  store->catalog_ = std::make_unique<ObjectCatalog>(
+      s->options_.client, &s->layout_,
+      ObjectCatalog::Listener{
+          [s](const std::string& id, const CatalogRecord& r) {
+            s->OnCatalogChanged(id, r);
+          },
+          [s](const std::string& id) { s->OnCatalogVanished(id); }});
+  // A store that cannot be reached now is polled again; one that refuses
+  // us (credentials, bucket) is a configuration error.
+  const absl::Status listed = store->catalog_->Refresh();
+  if (absl::IsPermissionDenied(listed) || absl::IsInvalidArgument(listed) ||
+      absl::IsNotFound(listed)) {
+    return listed;
+  }
+  if (!listed.ok()) {
+    LogLine("catalog_poll_error", {{"error", listed.ToString()}});
+  }
+  s->options_.ownership->SetOnLost(
+      [s](const std::string& node) { s->OnLost(node); });
+  store->catalog_->Start(s->options_.catalog_poll_interval);
+  store->flusher_ = std::thread([s] { s->RunFlusher(); });
+  LogLine("store_opened",
+          {{"store", "object"},
+           {"prefix", s->options_.prefix},
+           {"replica", s->options_.replica_id},
+           {"captures", absl::StrCat(registry->List().size())}});
+  return store;
+}
+
+ObjectStore::~ObjectStore() {
+  stop_.Notify();
+  if (flusher_.joinable()) flusher_.join();
+  // The next holder of these nodes starts from fresh counts.
+  FlushCatalog();
+  catalog_->Stop();
+  options_.ownership->SetOnLost(nullptr);
+}
+
+absl::Time ObjectStore::Now() const {
+  return options_.clock ? options_.clock() : absl::Now();
+}
+
+absl::Status ObjectStore::Held(const std::string& node, const std::string& id,
+                               std::shared_ptr<HeldCapture>* capture,
+                               int64_t* epoch) const {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(node);
+  if (it == nodes_.end() || it->second.refs == 0) {
+    return absl::AbortedError(absl::StrCat(
+        "node ", node, " is not held by replica ", options_.replica_id));
+  }
+  if (it->second.lost) {
+    return absl::AbortedError(
+        absl::StrCat("replica ", options_.replica_id, " lost node ", node));
+  }
+  *epoch = it->second.epoch;
+  auto c = it->second.captures.find(id);
+  *capture = c == it->second.captures.end() ? nullptr : c->second;
+  return absl::OkStatus();
+}
+
+void ObjectStore::Publish(const HeldCapture& c) {
+  registry_->Put(CatalogView(c.entry.meta, c.entry.files, options_.retention));
+}
+
+absl::Status ObjectStore::WriteCatalog(const std::string& node, int64_t epoch,
+                                       HeldCapture* c) {
+  if (c->fenced.load()) {
+    return absl::AbortedError(
+        absl::StrCat("replica ", options_.replica_id, " lost node ", node));
+  }
+  CatalogEntry entry = c->entry;
+  entry.replica = options_.replica_id;
+  entry.epoch = epoch;
+  const std::string body = EncodeCatalogEntry(entry);
+  const std::string key = layout_.CatalogKey(c->id);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    s3::PutOptions put;
+    put.if_none_match_any = c->etag.empty();
+    put.if_match = c->etag;
+    auto etag = options_.client->Put(key, body, put);
+    if (etag.ok()) {
+      c->etag = *etag;
+      c->written = Significant(c->entry.meta);
+      c->dirty = false;
+      catalog_->Note(c->id, CatalogRecord{*etag, std::move(entry)});
+      return absl::OkStatus();
+    }
+    if (!absl::IsFailedPrecondition(etag.status())) return etag.status();
+    // Someone else wrote it: a newer holder (we are deposed), or our own
+    // earlier write whose reply was lost, or a replica marking it gone.
+    auto current = catalog_->Read(c->id);
+    if (absl::IsNotFound(current.status())) {
+      if (c->etag.empty()) continue;  // deleted meanwhile: create again
+      c->deleted = true;
+      return absl::FailedPreconditionError(
+          absl::StrCat("capture ", c->id, " was deleted meanwhile"));
+    }
+    if (!current.ok()) return current.status();
+    if (current->entry.epoch > epoch) {
+      LogLine("store_deposed",
+              {{"node", node},
+               {"capture", c->id},
+               {"epoch", absl::StrCat(epoch)},
+               {"holder", current->entry.replica},
+               {"holder_epoch", absl::StrCat(current->entry.epoch)}});
+      OnLost(node);
+      return absl::AbortedError(absl::StrCat(
+          "capture ", c->id, " is written by replica ", current->entry.replica,
+          " (epoch ", current->entry.epoch, " > ", epoch, ")"));
+    }
+    c->etag = current->etag;
+  }
+  return absl::AbortedError(
+      absl::StrCat("catalog entry of ", c->id, " keeps changing"));
+}
+
+void ObjectStore::OnLost(const std::string& node) {
+  std::function<void(const std::string&)> on_lost;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = nodes_.find(node);
+    if (it == nodes_.end() || it->second.lost) return;
+    it->second.lost = true;
+    for (auto& [id, c] : it->second.captures) c->fenced.store(true);
+    on_lost = on_lost_;
+  }
+  LogLine("store_node_lost",
+          {{"node", node}, {"replica", options_.replica_id}});
+  if (on_lost) on_lost(node);
+}
+
+void ObjectStore::SetOnNodeLost(
+    std::function<void(const std::string& node)> on_lost) {
+  absl::MutexLock lock(&mu_);
+  on_lost_ = std::move(on_lost);
+}
+
+absl::Status ObjectStore::AcquireNode(const std::string& node) {
+  LeaseHolder other;
+  auto held = options_.ownership->Acquire(node, &other);
+  if (!held.ok()) {
+    if (!absl::IsFailedPrecondition(held.status())) return held.status();
+    absl::Status redirect = absl::FailedPreconditionError(
+        absl::StrCat("node ", node, " is held by replica ", other.identity,
+                     " at ", other.address));
+    redirect.SetPayload(kRedirectPayload, absl::Cord(other.address));
+    return redirect;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = nodes_.find(node);
+    if (it != nodes_.end() && it->second.refs > 0 && !it->second.lost &&
+        it->second.epoch == held->epoch) {
+      ++it->second.refs;
+      return absl::OkStatus();
+    }
+  }
+  auto captures = LoadNode(node, held->epoch);
+  if (!captures.ok()) {
+    bool release;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = nodes_.find(node);
+      release = it == nodes_.end() || it->second.refs == 0;
+    }
+    if (release) options_.ownership->Release(node);
+    return captures.status();
+  }
+  absl::MutexLock lock(&mu_);
+  HeldNode& n = nodes_[node];
+  for (auto& [id, c] : n.captures) {
+    c->fenced.store(true);  // an earlier tenure's
+    held_ids_.erase(id);
+  }
+  ++n.refs;
+  n.epoch = held->epoch;
+  n.lost = false;
+  n.captures = std::move(*captures);
+  for (auto& [id, c] : n.captures) held_ids_[id] = node;
+  LogLine("store_node_acquired",
+          {{"node", node},
+           {"replica", options_.replica_id},
+           {"epoch", absl::StrCat(n.epoch)},
+           {"captures", absl::StrCat(n.captures.size())}});
+  return absl::OkStatus();
+}
+
+void ObjectStore::ReleaseNode(const std::string& node) {
+  std::map<std::string, std::shared_ptr<HeldCapture>> captures;
+  int64_t epoch = 0;
+  bool lost = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = nodes_.find(node);
+    if (it == nodes_.end() || it->second.refs == 0) return;
+    if (--it->second.refs > 0) return;
+    captures = std::move(it->second.captures);
+    epoch = it->second.epoch;
+    lost = it->second.lost;
+    for (const auto& [id, c] : captures) held_ids_.erase(id);
+    nodes_.erase(it);
+  }
+  // The next holder starts from fresh counts.
+  for (auto& [id, c] : captures) {
+    absl::MutexLock lock(&c->mu);
+    if (!lost && c->dirty && !c->deleted) {
+      const absl::Status written = WriteCatalog(node, epoch, c.get());
+      if (!written.ok()) {
+        LogLine("store_catalog_error",
+                {{"capture", id}, {"error", written.ToString()}});
+      }
+    }
+    c->fenced.store(true);
+  }
+  options_.ownership->Release(node);
+}
+
+void ObjectStore::FlushCatalog() {
+  std::vector<std::pair<std::string, int64_t>> nodes;
+  std::vector<std::shared_ptr<HeldCapture>> captures;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [node, n] : nodes_) {
+      if (n.lost) continue;
+      for (const auto& [id, c] : n.captures) {
+        nodes.emplace_back(node, n.epoch);
+        captures.push_back(c);
+      }
+    }
+  }
+  for (size_t i = 0; i < captures.size(); ++i) {
+    HeldCapture* c = captures[i].get();
+    absl::MutexLock lock(&c->mu);
+    if (!c->dirty || c->deleted || c->fenced.load()) continue;
+    const absl::Status written =
+        WriteCatalog(nodes[i].first, nodes[i].second, c);
+    if (!written.ok()) {
+      LogLine("store_catalog_error",
+              {{"capture", c->id}, {"error", written.ToString()}});
+    }
+  }
+}
+
+void ObjectStore::RunFlusher() {
+  while (
+      !stop_.WaitForNotificationWithTimeout(options_.catalog_write_interval)) {
+    FlushCatalog();
+  }
+}
+
+void ObjectStore::OnCatalogChanged(const std::string& id,
+                                   const CatalogRecord& record) {
+  {
+    absl::MutexLock lock(&mu_);
+    // This replica's own view of a held capture is newer than the catalog.
+    if (held_ids_.count(id)) return;
+  }
+  registry_->Put(
+      CatalogView(record.entry.meta, record.entry.files, options_.retention));
+}
+
+void ObjectStore::OnCatalogVanished(const std::string& id) {
+  std::shared_ptr<HeldCapture> held;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = held_ids_.find(id);
+    if (it != held_ids_.end()) {
+      auto n = nodes_.find(it->second);
+      if (n != nodes_.end()) {
+        auto c = n->second.captures.find(id);
+        if (c != n->second.captures.end()) {
+          held = c->second;
+          n->second.captures.erase(c);
+        }
+      }
+      held_ids_.erase(it);
+    }
+  }
+  if (held != nullptr) {
+    absl::MutexLock lock(&held->mu);
+    held->deleted = true;
+  }
+  registry_->Remove(id);
+}
+
+std::set<std::string> ObjectStore::NodesWithCaptures() const {
+  std::set<std::string> nodes;
+  for (const Capture& c : registry_->List()) {
+    if (c.on_node()) nodes.insert(c.node());
+  }
+  return nodes;
+}
+
+std::vector<ResumePoint> ObjectStore::ResumePoints(
+    const std::string& node) const {
+  std::vector<std::shared_ptr<HeldCapture>> captures;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = nodes_.find(node);
+    if (it != nodes_.end()) {
+      for (const auto& [id, c] : it->second.captures) captures.push_back(c);
+    }
+  }
+  std::vector<ResumePoint> out;
+  for (const auto& c : captures) {
+    absl::MutexLock lock(&c->mu);
+    if (c->deleted) continue;
+    for (const auto& [key, f] : c->entry.files) {
+      ResumePoint p;
+      p.set_capture_id(c->id);
+      p.set_file(key.first);
+      p.set_file_generation(key.second);
+      p.set_offset(f.logical_len);
+      out.push_back(std::move(p));
+    }
+  }
+  return out;
+}
+
+StoreStats ObjectStore::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+uint64_t ObjectStore::total_bytes() const {
+  uint64_t total = 0;
+  for (const Capture& c : registry_->List()) total += c.bytes();
+  return total;
+}
+
+}  // namespace pc::aggregator

@@ -1,0 +1,767 @@
+#include "aggregator/object_store.h"
+
+#include <memory>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "aggregator/store.h"
+#include "aggregator/test_util.h"
+#include "common/pcap/pcap_test_util.h"
+#include "common/s3/memory_object_client.h"
+#include "common/time_proto.h"
+#include "gtest/gtest.h"
+
+namespace pc::aggregator {
+namespace {
+
+namespace tu = testutil;
+namespace ptu = pcap::testutil;
+using packetcapture::v1::Capture;
+using packetcapture::v1::Chunk;
+using s3::MemoryObjectClient;
+
+// Leases as a cluster would hand them out: one holder per node, the epoch
+// growing with every change of holder.
+struct FakeLeases {
+  absl::Mutex mu;
+  std::map<std::string, LeaseHolder> holders ABSL_GUARDED_BY(mu);
+  std::map<std::string, int64_t> epochs ABSL_GUARDED_BY(mu);
+};
+
+class FakeOwnership final : public NodeOwnership {
+ public:
+  FakeOwnership(FakeLeases* leases, std::string identity)
+      : leases_(leases),
+        identity_(std::move(identity)),
+        address_(absl::StrCat(identity_, ".example:9091")) {}
+
+  absl::StatusOr<LeaseHolder> Acquire(const std::string& node,
+                                      LeaseHolder* other) override {
+    absl::MutexLock lock(&leases_->mu);
+    auto it = leases_->holders.find(node);
+    if (it != leases_->holders.end() && it->second.identity != identity_) {
+      if (other != nullptr) *other = it->second;
+      return absl::FailedPreconditionError(
+          absl::StrCat("node ", node, " is held by ", it->second.identity));
+    }
+    if (it == leases_->holders.end()) {
+      it = leases_->holders
+               .emplace(node, LeaseHolder{identity_, address_,
+                                          ++leases_->epochs[node]})
+               .first;
+    }
+    return it->second;
+  }
+  void Release(const std::string& node) override {
+    absl::MutexLock lock(&leases_->mu);
+    auto it = leases_->holders.find(node);
+    if (it != leases_->holders.end() && it->second.identity == identity_) {
+      leases_->holders.erase(it);
+    }
+  }
+  bool Holds(const std::string& node) const override {
+    absl::MutexLock lock(&leases_->mu);
+    auto it = leases_->holders.find(node);
+    return it != leases_->holders.end() && it->second.identity == identity_;
+  }
+  void SetOnLost(std::function<void(const std::string&)> on_lost) override {
+    absl::MutexLock lock(&mu_);
+    on_lost_ = std::move(on_lost);
+  }
+  // The lease expired: free for the next taker. `tell`: the renewal noticed.
+  void Expire(const std::string& node, bool tell) {
+    {
+      absl::MutexLock lock(&leases_->mu);
+      leases_->holders.erase(node);
+    }
+    std::function<void(const std::string&)> on_lost;
+    {
+      absl::MutexLock lock(&mu_);
+      on_lost = on_lost_;
+    }
+    if (tell && on_lost) on_lost(node);
+  }
+  const std::string& address() const { return address_; }
+
+ private:
+  FakeLeases* const leases_;
+  const std::string identity_;
+  const std::string address_;
+  absl::Mutex mu_;
+  std::function<void(const std::string&)> on_lost_ ABSL_GUARDED_BY(mu_);
+};
+
+// One aggregator replica: its registry, ownership and store.
+struct Replica {
+  CaptureRegistry registry;
+  std::unique_ptr<FakeOwnership> ownership;
+  std::unique_ptr<ObjectStore> store;
+};
+
+class ObjectStoreTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Replica> OpenReplica(
+      const std::string& name,
+      absl::Duration poll = absl::Hours(1),     // tests poll themselves
+      absl::Duration write = absl::Hours(1)) {  // and flush themselves
+    auto r = std::make_unique<Replica>();
+    r->ownership = std::make_unique<FakeOwnership>(&leases_, name);
+    ObjectStoreOptions options;
+    options.client = &client_;
+    options.prefix = "cluster";
+    options.replica_id = name;
+    options.ownership = r->ownership.get();
+    options.retention = absl::Hours(1);
+    options.max_bytes = max_bytes_;
+    options.catalog_poll_interval = poll;
+    options.catalog_write_interval = write;
+    options.clock = [this] {
+      absl::MutexLock lock(&clock_mu_);
+      return now_;
+    };
+    auto store = ObjectStore::Open(options, &r->registry);
+    EXPECT_TRUE(store.ok()) << store.status();
+    if (!store.ok()) return nullptr;
+    r->store = std::move(*store);
+    return r;
+  }
+
+  std::unique_ptr<Store> OpenDirectoryStore(CaptureRegistry* registry) {
+    StoreOptions options;
+    options.data_dir = ptu::MakeTempDir();
+    options.retention = absl::Hours(1);
+    options.clock = [this] {
+      absl::MutexLock lock(&clock_mu_);
+      return now_;
+    };
+    options.fsync = [](int) { return 0; };
+    options.sync_ops.sync_file = [](int) { return 0; };
+    options.sync_ops.sync_fs = [](int) { return 0; };
+    auto store = Store::Open(options, registry);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? std::move(*store) : nullptr;
+  }
+
+  static std::string Download(CaptureStore* store, const std::string& id) {
+    auto reader = store->OpenReader(id, false);
+    EXPECT_TRUE(reader.ok()) << reader.status();
+    if (!reader.ok()) return "";
+    std::string out;
+    for (int i = 0; i < 10000; ++i) {
+      auto n = (*reader)->Read(&out, 1000);
+      EXPECT_TRUE(n.ok()) << n.status();
+      if (!n.ok() || *n == 0) break;
+    }
+    EXPECT_TRUE((*reader)->Done());
+    return out;
+  }
+
+  // Keys of data objects under the capture's prefix.
+  std::vector<std::string> DataKeys(const std::string& id) {
+    std::vector<std::string> keys;
+    for (const auto& [key, body] : client_.Objects()) {
+      if (absl::StartsWith(key, absl::StrCat("cluster/data/", id, "/"))) {
+        keys.push_back(key);
+      }
+    }
+    return keys;
+  }
+
+  void Advance(absl::Duration d) {
+    absl::MutexLock lock(&clock_mu_);
+    now_ += d;
+  }
+
+  MemoryObjectClient client_;
+  FakeLeases leases_;
+  uint64_t max_bytes_ = 0;
+  absl::Mutex clock_mu_;
+  absl::Time now_ ABSL_GUARDED_BY(clock_mu_) =
+      absl::FromUnixSeconds(1700000000);
+};
+
+// The chunks of one capture: two files of a ring of 5, with a duplicate, a
+// partly re-sent chunk and a gap of two records.
+std::vector<Chunk> SampleChunks(const std::string& id) {
+  const std::string head = tu::PcapFile(0, 4);
+  const std::string more = tu::Records(4, 3);
+  const uint64_t rec5 = head.size() + tu::Records(4, 1).size();
+  const uint64_t end = tu::PcapFile(0, 9).size();  // after the re-sent part
+  const uint64_t gap = tu::Records(9, 2).size();
+  return {
+      tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, head),
+      tu::MakeChunk(id, "run-1-w5/ring0", 0, head.size(), more),
+      tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, head),  // duplicate
+      // Records 5..8: 5 and 6 are stored, 7 and 8 new.
+      tu::MakeChunk(id, "run-1-w5/ring0", 0, rec5, tu::Records(5, 4)),
+      tu::MakeChunk(id, "run-1-w5/ring0", 0, end + gap, tu::Records(11, 3)),
+      tu::MakeChunk(id, "run-1-w5/ring1", 0, 0, tu::PcapFile(14, 5)),
+      tu::MakeChunk(id, "run-1-w5/ring1", 0, tu::PcapFile(14, 5).size(),
+                    tu::Records(19, 2)),
+  };
+}
+
+// Appends the chunks one batch per file run, as the ingest service cuts
+// them (consecutive chunks of one file).
+void Feed(CaptureStore* store, const std::string& node,
+          const std::vector<Chunk>& chunks, std::vector<uint64_t>* acks) {
+  std::vector<const Chunk*> batch;
+  auto flush = [&] {
+    if (batch.empty()) return;
+    BatchResult r = store->AppendBatch(node, batch);
+    EXPECT_TRUE(r.error.ok()) << r.error;
+    EXPECT_EQ(r.results.size(), batch.size());
+    for (const auto& result : r.results) acks->push_back(result.offset);
+    batch.clear();
+  };
+  for (const Chunk& c : chunks) {
+    if (!batch.empty() && batch.front()->file() != c.file()) flush();
+    batch.push_back(&c);
+  }
+  flush();
+}
+
+void ExpectSameListing(const Capture& a, const Capture& b) {
+  EXPECT_EQ(a.bytes(), b.bytes());
+  EXPECT_EQ(a.packets(), b.packets());
+  EXPECT_EQ(a.bytes_lost(), b.bytes_lost());
+  EXPECT_EQ(a.state(), b.state());
+  ASSERT_EQ(a.files_size(), b.files_size());
+  for (int i = 0; i < a.files_size(); ++i) {
+    EXPECT_EQ(a.files(i).SerializeAsString(), b.files(i).SerializeAsString())
+        << i;
+  }
+}
+
+// Status and chunks through one replica: the same acknowledgements, resume
+// points, listing and download bytes as the directory store fed the same;
+// a second replica over the same bucket lists the capture after a catalog
+// round and downloads the very same bytes.
+TEST_F(ObjectStoreTest,
+       AnotherReplicaListsAndDownloadsWhatTheDirectoryStoreWould) {
+  const std::string id = tu::CaptureId("web-1");
+  const std::vector<Chunk> chunks = SampleChunks(id);
+
+  CaptureRegistry dir_registry;
+  auto dir = OpenDirectoryStore(&dir_registry);
+  ASSERT_TRUE(dir->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  std::vector<uint64_t> dir_acks;
+  Feed(dir.get(), "node-a", chunks, &dir_acks);
+
+  auto a = OpenReplica("replica-a");
+  auto b = OpenReplica("replica-b");
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  std::vector<uint64_t> acks;
+  Feed(a->store.get(), "node-a", chunks, &acks);
+  EXPECT_EQ(acks, dir_acks);
+  // One object per batch (ring0's split where the agent skipped two
+  // records).
+  EXPECT_EQ(DataKeys(id).size(), 3u);
+
+  auto points = a->store->ResumePoints("node-a");
+  auto dir_points = dir->ResumePoints("node-a");
+  ASSERT_EQ(points.size(), dir_points.size());
+  for (size_t i = 0; i < points.size(); ++i) {
+    EXPECT_EQ(points[i].SerializeAsString(), dir_points[i].SerializeAsString());
+  }
+  ExpectSameListing(*a->registry.Get(id), *dir_registry.Get(id));
+  EXPECT_EQ(a->registry.Get(id)->bytes_lost(), tu::Records(9, 2).size());
+
+  const std::string expected = Download(dir.get(), id);
+  auto seqs = ptu::SequenceNumbers(expected);
+  ASSERT_TRUE(seqs.ok()) << seqs.status();
+  EXPECT_EQ(seqs->size(), 19u);
+  EXPECT_EQ(Download(a->store.get(), id), expected);
+
+  // Another replica: a download at once (the catalog entry is read on
+  // demand), the listing after a catalog round.
+  EXPECT_EQ(Download(b->store.get(), id), expected);
+  a->store->FlushCatalog();
+  ASSERT_TRUE(b->store->PollCatalog().ok());
+  ASSERT_TRUE(b->registry.Get(id).has_value());
+  ExpectSameListing(*b->registry.Get(id), *dir_registry.Get(id));
+  EXPECT_EQ(b->store->NodesWithCaptures(), std::set<std::string>{"node-a"});
+  EXPECT_EQ(b->store->total_bytes(), dir->total_bytes());
+}
+
+// The second replica may not write the node while the first holds it: it
+// names the holder for the agent's redirect.
+TEST_F(ObjectStoreTest, AcquiringANodeHeldElsewhereNamesTheHolder) {
+  auto a = OpenReplica("replica-a");
+  auto b = OpenReplica("replica-b");
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  const absl::Status refused = b->store->AcquireNode("node-a");
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
+  EXPECT_TRUE(absl::StrContains(refused.message(), "replica-a")) << refused;
+  auto to = refused.GetPayload(kRedirectPayload);
+  ASSERT_TRUE(to.has_value());
+  EXPECT_EQ(std::string(*to), a->ownership->address());
+  // Writes of a node not held are refused as a lost node's.
+  const std::string id = tu::CaptureId("web-1");
+  EXPECT_EQ(b->store->PutStatus("node-a", tu::Status(id, "node-a")).code(),
+            absl::StatusCode::kAborted);
+  // Calls nest: the node is released with the last release.
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  a->store->ReleaseNode("node-a");
+  EXPECT_TRUE(a->ownership->Holds("node-a"));
+  a->store->ReleaseNode("node-a");
+  EXPECT_FALSE(a->ownership->Holds("node-a"));
+  EXPECT_TRUE(b->store->AcquireNode("node-a").ok());
+}
+
+// A replica taking a node over resumes at the stored ends of every file,
+// including bytes acknowledged after the catalog entry was last written;
+// the deposed replica's late catalog write is refused (Aborted).
+TEST_F(ObjectStoreTest, TakeoverResumesAtTheStoredEndsAndFencesTheOldWriter) {
+  const std::string id = tu::CaptureId("web-1");
+  const std::vector<Chunk> chunks = SampleChunks(id);
+  auto a = OpenReplica("replica-a");
+  auto b = OpenReplica("replica-b");
+  std::vector<std::string> lost;
+  a->store->SetOnNodeLost(
+      [&](const std::string& node) { lost.push_back(node); });
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  std::vector<uint64_t> acks;
+  Feed(a->store.get(), "node-a",
+       std::vector<Chunk>(chunks.begin(), chunks.begin() + 2), &acks);
+  a->store->FlushCatalog();
+  // Acknowledged, but not yet in the catalog entry.
+  Feed(a->store.get(), "node-a",
+       std::vector<Chunk>(chunks.begin() + 2, chunks.end()), &acks);
+  const auto a_points = a->store->ResumePoints("node-a");
+  const Capture a_listing = *a->registry.Get(id);
+  auto entry =
+      DecodeCatalogEntry(client_.Objects()["cluster/catalog/" + id + ".pb"]);
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  EXPECT_EQ(entry->files.size(), 1u);  // ring1 is in the objects only
+
+  // A's lease expires without A noticing (a long pause); B takes over.
+  a->ownership->Expire("node-a", /*tell=*/false);
+  ASSERT_TRUE(b->store->AcquireNode("node-a").ok());
+  auto b_points = b->store->ResumePoints("node-a");
+  ASSERT_EQ(b_points.size(), a_points.size());
+  for (size_t i = 0; i < b_points.size(); ++i) {
+    EXPECT_EQ(b_points[i].SerializeAsString(), a_points[i].SerializeAsString());
+  }
+  ExpectSameListing(*b->registry.Get(id), a_listing);
+
+  // A wakes up: its next catalog write finds B's epoch.
+  Capture stopped = tu::Status(id, "node-a", Capture::STOPPED);
+  const absl::Status late = a->store->PutStatus("node-a", stopped);
+  EXPECT_EQ(late.code(), absl::StatusCode::kAborted) << late;
+  EXPECT_EQ(lost, std::vector<std::string>{"node-a"});
+  // And it writes nothing more for that node.
+  const auto next = tu::MakeChunk(id, "run-1-w5/ring1", 0,
+                                  a_points.back().offset(), tu::Records(21, 1));
+  EXPECT_EQ(a->store->AppendBatch("node-a", {&next}).error.code(),
+            absl::StatusCode::kAborted);
+  ASSERT_TRUE(b->store->PollCatalog().ok());
+  EXPECT_EQ(b->registry.Get(id)->state(), Capture::RUNNING);
+  // B goes on where A stopped.
+  BatchResult r = b->store->AppendBatch("node-a", {&next});
+  ASSERT_TRUE(r.error.ok()) << r.error;
+  EXPECT_EQ(r.results[0].offset,
+            a_points.back().offset() + tu::Records(21, 1).size());
+}
+
+// Losing the lease (the renewal noticed) ends the node's stream and fences
+// every later write of that node.
+TEST_F(ObjectStoreTest, ALostLeaseIsReportedAndFencesWrites) {
+  const std::string id = tu::CaptureId("web-1");
+  auto a = OpenReplica("replica-a");
+  std::vector<std::string> lost;
+  a->store->SetOnNodeLost(
+      [&](const std::string& node) { lost.push_back(node); });
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  a->ownership->Expire("node-a", /*tell=*/true);
+  EXPECT_EQ(lost, std::vector<std::string>{"node-a"});
+  EXPECT_EQ(a->store->PutStatus("node-a", tu::Status(id, "node-a")).code(),
+            absl::StatusCode::kAborted);
+  const auto c = tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, tu::PcapFile(0, 2));
+  EXPECT_EQ(a->store->AppendBatch("node-a", {&c}).error.code(),
+            absl::StatusCode::kAborted);
+  a->store->ReleaseNode("node-a");
+  // Taken again: loaded afresh, writable.
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  EXPECT_TRUE(a->store->AppendBatch("node-a", {&c}).error.ok());
+}
+
+// A batch whose PUT landed but whose reply was lost is retried: the object
+// exists (412), covers the batch, and the bytes are stored once.
+TEST_F(ObjectStoreTest, ARetriedBatchIsStoredOnce) {
+  const std::string id = tu::CaptureId("web-1");
+  auto a = OpenReplica("replica-a");
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  const auto c0 = tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, tu::PcapFile(0, 3));
+  const auto c1 = tu::MakeChunk(id, "run-1-w5/ring0", 0,
+                                tu::PcapFile(0, 3).size(), tu::Records(3, 2));
+  client_.FailNext(1, MemoryObjectClient::Fault::kAfter);
+  BatchResult r = a->store->AppendBatch("node-a", {&c0, &c1});
+  EXPECT_EQ(r.error.code(), absl::StatusCode::kUnavailable) << r.error;
+  EXPECT_TRUE(r.results.empty());  // nothing acknowledged
+  EXPECT_EQ(DataKeys(id).size(), 1u);
+  r = a->store->AppendBatch("node-a", {&c0, &c1});
+  ASSERT_TRUE(r.error.ok()) << r.error;
+  ASSERT_EQ(r.results.size(), 2u);
+  EXPECT_EQ(r.results[1].offset, tu::PcapFile(0, 5).size());
+  EXPECT_EQ(DataKeys(id).size(), 1u);
+  // Known to be stored now: a third copy is a duplicate, no PUT.
+  const int puts = client_.calls("PUT");
+  r = a->store->AppendBatch("node-a", {&c1});
+  ASSERT_TRUE(r.error.ok()) << r.error;
+  EXPECT_TRUE(r.results[0].duplicate);
+  EXPECT_EQ(client_.calls("PUT"), puts);
+  auto seqs = ptu::SequenceNumbers(Download(a->store.get(), id));
+  ASSERT_TRUE(seqs.ok()) << seqs.status();
+  EXPECT_EQ(*seqs, ptu::Range(0, 5));
+  EXPECT_EQ(a->registry.Get(id)->packets(), 5u);
+}
+
+// Objects that overlap (a deposed writer's batches cut differently) are
+// read once: sorted by offset, bytes already sent skipped; a takeover
+// finds the stored end past them.
+TEST_F(ObjectStoreTest, OverlappingObjectsAreReadOnce) {
+  const std::string id = tu::CaptureId("web-1");
+  auto a = OpenReplica("replica-a");
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  const std::string file = tu::PcapFile(0, 10);
+  const uint64_t rec3 = tu::PcapFile(0, 3).size();
+  const uint64_t rec6 = tu::PcapFile(0, 6).size();
+  const auto c0 =
+      tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, file.substr(0, rec6));
+  ASSERT_TRUE(a->store->AppendBatch("node-a", {&c0}).error.ok());
+  // Another writer's object: records 3..9 at the offset of record 3.
+  ObjectLayout layout("cluster");
+  ASSERT_TRUE(client_
+                  .Put(layout.DataKey(id, "run-1-w5/ring0", 0, rec3),
+                       file.substr(rec3), s3::PutOptions())
+                  .ok());
+  auto seqs = ptu::SequenceNumbers(Download(a->store.get(), id));
+  ASSERT_TRUE(seqs.ok()) << seqs.status();
+  EXPECT_EQ(*seqs, ptu::Range(0, 10));
+  a->store->ReleaseNode("node-a");
+  auto b = OpenReplica("replica-b");
+  ASSERT_TRUE(b->store->AcquireNode("node-a").ok());
+  auto points = b->store->ResumePoints("node-a");
+  ASSERT_EQ(points.size(), 1u);
+  EXPECT_EQ(points[0].offset(), file.size());
+  EXPECT_EQ(b->registry.Get(id)->packets(), 10u);
+  EXPECT_EQ(b->registry.Get(id)->bytes(), file.size());
+}
+
+// The ring is mirrored: a file beyond the capture's max_files loses its
+// objects, as the directory store deletes its file.
+TEST_F(ObjectStoreTest, RunningCaptureMirrorsTheRing) {
+  const std::string id = tu::CaptureId("web-1");
+  auto a = OpenReplica("replica-a");
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(
+      a->store
+          ->PutStatus("node-a", tu::Status(id, "node-a", Capture::RUNNING, 2))
+          .ok());
+  const std::vector<Chunk> chunks = {
+      tu::MakeChunk(id, "run-1-w2/ring0", 0, 0, tu::PcapFile(0, 3)),
+      tu::MakeChunk(id, "run-1-w2/ring1", 0, 0, tu::PcapFile(3, 3)),
+      tu::MakeChunk(id, "run-1-w2/ring0", 1, 0, tu::PcapFile(6, 3))};
+  for (const Chunk& c : chunks) {
+    ASSERT_TRUE(a->store->AppendBatch("node-a", {&c}).error.ok());
+  }
+  auto shown = a->registry.Get(id);
+  ASSERT_EQ(shown->files_size(), 2);
+  EXPECT_EQ(shown->files(0).name(), "run-1-w2/ring1");
+  EXPECT_EQ(shown->files(1).generation(), 1u);
+  for (const std::string& key : DataKeys(id)) {
+    EXPECT_FALSE(absl::StrContains(key, "ring0/00000000000000000000/")) << key;
+  }
+  EXPECT_EQ(DataKeys(id).size(), 2u);
+  auto seqs = ptu::SequenceNumbers(Download(a->store.get(), id));
+  ASSERT_TRUE(seqs.ok());
+  EXPECT_EQ(*seqs, ptu::Range(3, 6));
+}
+
+// Retention runs on any replica from the catalog: the data objects, then the
+// entry, go; a second replica doing the same finds nothing left to do.
+TEST_F(ObjectStoreTest, RetentionDeletesObjectsThenTheEntryOnAnyReplica) {
+  const std::string id = tu::CaptureId("web-1");
+  const std::string keep = tu::CaptureId("web-2");
+  auto a = OpenReplica("replica-a");
+  auto b = OpenReplica("replica-b");
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  for (const auto& c : {id, keep}) {
+    ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(c, "node-a")).ok());
+    const auto chunk =
+        tu::MakeChunk(c, "run-1-w5/ring0", 0, 0, tu::PcapFile(0, 3));
+    ASSERT_TRUE(a->store->AppendBatch("node-a", {&chunk}).error.ok());
+  }
+  ASSERT_TRUE(
+      a->store->PutStatus("node-a", tu::Status(id, "node-a", Capture::STOPPED))
+          .ok());
+  a->store->FlushCatalog();
+  ASSERT_TRUE(b->store->PollCatalog().ok());
+  EXPECT_EQ(FromProto(b->registry.Get(id)->expire_time()),
+            FromProto(a->registry.Get(id)->expire_time()));
+  Advance(absl::Minutes(59));
+  EXPECT_TRUE(b->store->Maintain().empty());
+  Advance(absl::Minutes(2));
+  EXPECT_EQ(b->store->Maintain(), std::vector<std::string>{id});
+  EXPECT_TRUE(DataKeys(id).empty());
+  EXPECT_FALSE(client_.Objects().count("cluster/catalog/" + id + ".pb"));
+  EXPECT_FALSE(b->registry.Get(id).has_value());
+  EXPECT_EQ(b->store->stats().expired, 1u);
+  // The holder learns it at its next catalog round; deleting again is
+  // harmless.
+  ASSERT_TRUE(a->store->PollCatalog().ok());
+  EXPECT_FALSE(a->registry.Get(id).has_value());
+  EXPECT_TRUE(a->store->Maintain().empty());
+  EXPECT_TRUE(a->registry.Get(keep).has_value());
+  EXPECT_EQ(DataKeys(keep).size(), 1u);
+  EXPECT_EQ(a->store->OpenReader(id, false).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+// Over the byte budget, the oldest stopped capture goes first; running
+// ones never do.
+TEST_F(ObjectStoreTest, ByteBudgetEvictsTheOldestStoppedCapture) {
+  max_bytes_ = 2 * tu::PcapFile(0, 10).size();
+  auto a = OpenReplica("replica-a");
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  const std::string x = tu::CaptureId("x"), y = tu::CaptureId("y"),
+                    z = tu::CaptureId("z");
+  for (const auto& c : {x, y, z}) {
+    ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(c, "node-a")).ok());
+    const auto chunk =
+        tu::MakeChunk(c, "run-1-w5/ring0", 0, 0, tu::PcapFile(0, 10));
+    ASSERT_TRUE(a->store->AppendBatch("node-a", {&chunk}).error.ok());
+  }
+  ASSERT_TRUE(
+      a->store->PutStatus("node-a", tu::Status(x, "node-a", Capture::STOPPED))
+          .ok());
+  Advance(absl::Minutes(1));
+  ASSERT_TRUE(
+      a->store->PutStatus("node-a", tu::Status(y, "node-a", Capture::STOPPED))
+          .ok());
+  EXPECT_EQ(a->store->Maintain(), std::vector<std::string>{x});
+  EXPECT_EQ(a->store->stats().evicted_for_budget, 1u);
+  EXPECT_TRUE(a->store->Maintain().empty());
+  EXPECT_TRUE(DataKeys(x).empty());
+  EXPECT_EQ(DataKeys(y).size(), 1u);
+}
+
+// An object store that fails: the batch is refused with Unavailable and
+// nothing is acknowledged; once it is back the same batch is stored.
+TEST_F(ObjectStoreTest, AnUnavailableObjectStoreAcknowledgesNothing) {
+  const std::string id = tu::CaptureId("web-1");
+  auto a = OpenReplica("replica-a");
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  const auto c0 = tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, tu::PcapFile(0, 3));
+  client_.SetDown(true);
+  BatchResult r = a->store->AppendBatch("node-a", {&c0});
+  EXPECT_EQ(r.error.code(), absl::StatusCode::kUnavailable) << r.error;
+  EXPECT_TRUE(r.results.empty());
+  EXPECT_EQ(
+      a->store->PutStatus("node-a", tu::Status(id, "node-a", Capture::STOPPED))
+          .code(),
+      absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(a->store->ResumePoints("node-a").empty());
+  client_.SetDown(false);
+  // A catalog write that landed although its reply was lost: the next
+  // write finds its own epoch there and goes on.
+  client_.FailNext(1, MemoryObjectClient::Fault::kAfter);
+  Capture changed = tu::Status(id, "node-a");
+  changed.set_message("first");
+  EXPECT_EQ(a->store->PutStatus("node-a", changed).code(),
+            absl::StatusCode::kUnavailable);
+  changed.set_message("second");
+  ASSERT_TRUE(a->store->PutStatus("node-a", changed).ok());
+  EXPECT_EQ(a->registry.Get(id)->message(), "second");
+  r = a->store->AppendBatch("node-a", {&c0});
+  ASSERT_TRUE(r.error.ok()) << r.error;
+  EXPECT_EQ(r.results[0].offset, tu::PcapFile(0, 3).size());
+  auto seqs = ptu::SequenceNumbers(Download(a->store.get(), id));
+  ASSERT_TRUE(seqs.ok());
+  EXPECT_EQ(*seqs, ptu::Range(0, 3));
+}
+
+// A replica starting while the object store is down opens anyway (the
+// aggregator keeps running), refuses to take nodes until it is back, and
+// catches up at its next catalog round.
+TEST_F(ObjectStoreTest, OpensWhileTheObjectStoreIsDownAndCatchesUp) {
+  const std::string id = tu::CaptureId("web-1");
+  auto a = OpenReplica("replica-a");
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  client_.SetDown(true);
+  auto b = OpenReplica("replica-b");
+  ASSERT_NE(b, nullptr);
+  EXPECT_FALSE(b->registry.Get(id).has_value());
+  EXPECT_EQ(b->store->AcquireNode("node-b").code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_FALSE(b->ownership->Holds("node-b"));  // not kept half-loaded
+  client_.SetDown(false);
+  ASSERT_TRUE(b->store->PollCatalog().ok());
+  EXPECT_TRUE(b->registry.Get(id).has_value());
+  EXPECT_TRUE(b->store->AcquireNode("node-b").ok());
+}
+
+// A followed download on another replica sees new bytes and new files, and
+// ends once the capture stopped and everything was read.
+TEST_F(ObjectStoreTest, FollowSeesNewBytesAndEndsWhenStopped) {
+  const std::string id = tu::CaptureId("web-1");
+  auto a = OpenReplica("replica-a");
+  auto b = OpenReplica("replica-b");
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(
+      a->store
+          ->PutStatus("node-a", tu::Status(id, "node-a", Capture::RUNNING, 3))
+          .ok());
+  const std::string first = tu::PcapFile(0, 2);
+  const auto c0 = tu::MakeChunk(id, "run-1-w3/ring0", 0, 0, first);
+  ASSERT_TRUE(a->store->AppendBatch("node-a", {&c0}).error.ok());
+  ASSERT_TRUE(b->store->PollCatalog().ok());
+  auto reader = b->store->OpenReader(id, /*follow=*/true);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  std::string out;
+  // Reads until `want` bytes arrived (the reader lists again every second).
+  auto read_until = [&](size_t want) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (out.size() < want && absl::Now() < deadline) {
+      auto n = (*reader)->Read(&out, 50);
+      ASSERT_TRUE(n.ok()) << n.status();
+      if (*n == 0) absl::SleepFor(absl::Milliseconds(50));
+    }
+    EXPECT_EQ(out.size(), want);
+  };
+  read_until(first.size());
+  EXPECT_EQ(out, first);
+  EXPECT_FALSE((*reader)->Done());
+  const auto c1 =
+      tu::MakeChunk(id, "run-1-w3/ring0", 0, first.size(), tu::Records(2, 2));
+  ASSERT_TRUE(a->store->AppendBatch("node-a", {&c1}).error.ok());
+  read_until(first.size() + tu::Records(2, 2).size());
+  const auto c2 = tu::MakeChunk(id, "run-1-w3/ring1", 0, 0, tu::PcapFile(4, 3));
+  ASSERT_TRUE(a->store->AppendBatch("node-a", {&c2}).error.ok());
+  read_until(first.size() + tu::Records(2, 5).size());
+  EXPECT_FALSE((*reader)->Done());
+  // Stopped, with a last chunk: Done only once that was read too.
+  const auto c3 = tu::MakeChunk(id, "run-1-w3/ring1", 0,
+                                tu::PcapFile(4, 3).size(), tu::Records(7, 1));
+  ASSERT_TRUE(a->store->AppendBatch("node-a", {&c3}).error.ok());
+  ASSERT_TRUE(
+      a->store
+          ->PutStatus("node-a", tu::Status(id, "node-a", Capture::STOPPED, 3))
+          .ok());
+  ASSERT_TRUE(b->store->PollCatalog().ok());
+  EXPECT_FALSE((*reader)->Done());
+  read_until(first.size() + tu::Records(2, 6).size());
+  EXPECT_TRUE((*reader)->Done());
+  auto seqs = ptu::SequenceNumbers(out);
+  ASSERT_TRUE(seqs.ok()) << seqs.status();
+  EXPECT_EQ(*seqs, ptu::Range(0, 8));
+}
+
+// A capture its node no longer reports stops and starts its retention,
+// whether the replica holding the node says so (the agent's inventory) or
+// any replica does for a node whose agent is gone (the node monitor).
+TEST_F(ObjectStoreTest, MarkGoneOnTheHolderOrOnAnyReplica) {
+  const std::string kept = tu::CaptureId("kept");
+  const std::string gone = tu::CaptureId("gone");
+  auto a = OpenReplica("replica-a");
+  auto b = OpenReplica("replica-b");
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  for (const auto& id : {kept, gone}) {
+    ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  }
+  a->store->MarkGone("node-a", {kept}, "no longer reported by node node-a");
+  auto shown = a->registry.Get(gone);
+  EXPECT_EQ(shown->state(), Capture::STOPPED);
+  EXPECT_EQ(shown->stop_reason(), packetcapture::v1::NOT_ON_NODE);
+  EXPECT_EQ(shown->message(), "no longer reported by node node-a");
+  EXPECT_TRUE(shown->has_expire_time());
+  EXPECT_TRUE(a->registry.Get(kept)->on_node());
+  ASSERT_TRUE(b->store->PollCatalog().ok());
+  EXPECT_FALSE(b->registry.Get(gone)->on_node());
+  EXPECT_EQ(b->store->NodesWithCaptures(), std::set<std::string>{"node-a"});
+
+  // The agent goes away; another replica's node monitor marks the rest.
+  a->store->ReleaseNode("node-a");
+  b->store->MarkGone("node-a", {}, "node node-a was deleted");
+  EXPECT_FALSE(b->registry.Get(kept)->on_node());
+  EXPECT_EQ(b->registry.Get(kept)->message(), "node node-a was deleted");
+  EXPECT_TRUE(b->store->NodesWithCaptures().empty());
+  ASSERT_TRUE(a->store->PollCatalog().ok());
+  EXPECT_FALSE(a->registry.Get(kept)->on_node());
+  EXPECT_TRUE(a->store->NodesWithCaptures().empty());
+  // The agent comes back to either replica: its status runs again.
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(kept, "node-a")).ok());
+  EXPECT_TRUE(a->registry.Get(kept)->on_node());
+  EXPECT_FALSE(a->registry.Get(kept)->has_expire_time());
+}
+
+// How soon a capture made through one replica is listed by another that
+// polls the catalog on its own (the listing-freshness bound).
+TEST_F(ObjectStoreTest, AnotherReplicaListsANewCaptureWithinAPollInterval) {
+  constexpr absl::Duration kPoll = absl::Milliseconds(200);
+  auto a = OpenReplica("replica-a");
+  auto b = OpenReplica("replica-b", kPoll);
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  absl::Duration worst;
+  for (int i = 0; i < 5; ++i) {
+    const std::string id = tu::CaptureId(absl::StrCat("web-", i));
+    const absl::Time put = absl::Now();
+    ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+    while (!b->registry.Get(id) && absl::Now() - put < absl::Seconds(5)) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    ASSERT_TRUE(b->registry.Get(id).has_value());
+    worst = std::max(worst, absl::Now() - put);
+  }
+  std::cout << "listing freshness: poll interval " << kPoll
+            << ", worst of 5: " << worst << std::endl;
+  EXPECT_LT(worst, kPoll + absl::Milliseconds(300));
+}
+
+// The catalog's bytes for a running capture follow its appends within about
+// a second, without a write per batch.
+TEST_F(ObjectStoreTest, CountsReachTheCatalogAtMostOnceASecond) {
+  const std::string id = tu::CaptureId("web-1");
+  auto a = OpenReplica("replica-a", absl::Hours(1), absl::Seconds(1));
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  const std::string key = "cluster/catalog/" + id + ".pb";
+  const int puts_before = client_.calls("PUT");
+  uint64_t offset = 0;
+  for (int i = 0; i < 20; ++i) {
+    const std::string data =
+        i == 0 ? tu::PcapFile(0, 2) : tu::Records(2 * i, 2);
+    const auto c = tu::MakeChunk(id, "run-1-w5/ring0", 0, offset, data);
+    ASSERT_TRUE(a->store->AppendBatch("node-a", {&c}).error.ok());
+    offset += data.size();
+  }
+  // 20 data objects, and at most a couple of catalog writes meanwhile.
+  EXPECT_LE(client_.calls("PUT") - puts_before, 22);
+  const absl::Time deadline = absl::Now() + absl::Seconds(3);
+  absl::StatusOr<CatalogEntry> entry;
+  auto packets = [&] {
+    return entry->files.empty() ? 0 : entry->files.begin()->second.packets;
+  };
+  do {
+    absl::SleepFor(absl::Milliseconds(50));
+    entry = DecodeCatalogEntry(client_.Objects()[key]);
+    ASSERT_TRUE(entry.ok()) << entry.status();
+  } while (packets() < 40 && absl::Now() < deadline);
+  EXPECT_EQ(packets(), 40u);
+  EXPECT_EQ(entry->replica, "replica-a");
+  EXPECT_EQ(entry->epoch, 1);
+}
+
+}  // namespace
+}  // namespace pc::aggregator

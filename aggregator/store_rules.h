@@ -1,0 +1,29 @@
+// What both capture stores (Store, one directory; ObjectStore, an object
+// store) agree on: which file names an agent may upload, when a capture's
+// retention applies, and which status changes are worth a durable write.
+// Pure functions; thread-safe.
+#ifndef AGGREGATOR_STORE_RULES_H_
+#define AGGREGATOR_STORE_RULES_H_
+
+#include <string>
+
+#include "aggregator/capture_dir.h"
+#include "proto/packetcapture.pb.h"
+
+namespace pc::aggregator {
+
+// "run-<k>-w<N>/ring<i>" exactly as the agent names it (ring index below N,
+// zero-padded the way tcpdump does). Sets *run_dir and *ring when valid.
+bool ParseStoredFileName(const std::string& name, std::string* run_dir,
+                         std::string* ring);
+
+// Whether retention applies: the capture ended or its node no longer has it.
+bool Stopped(const packetcapture::v1::Capture& c);
+
+// The metadata without the fields that change with every scan: a change in
+// the rest is worth a durable write of the capture's metadata.
+std::string Significant(const CaptureMeta& meta);
+
+}  // namespace pc::aggregator
+
+#endif  // AGGREGATOR_STORE_RULES_H_
