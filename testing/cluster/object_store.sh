@@ -122,6 +122,7 @@ start_object_store() {
     *) cat "$dir/create-bucket.out" >&2 2>/dev/null; log_tail "$logfile"
        die "could not create bucket $OBJECT_STORE_BUCKET (HTTP $code)" ;;
   esac
+  rm -f "$dir/create-bucket.out"
   wait_until object-store "$logfile" "$START_TIMEOUT" bucket_ready
   log "object store (versitygw) on 127.0.0.1:$OBJECT_STORE_PORT, bucket $OBJECT_STORE_BUCKET, data in $data"
 }
