@@ -171,7 +171,14 @@ check_within "within 10 s node-a's agent connected again" "$t_kill" 10 \
   bash -c "$(declare -f connects); CLUSTER_STATE=$CLUSTER_STATE; [ \"\$(connects)\" -gt $connects_before ]"
 new_holder=$(lease_holder node-a)
 new_holder=${new_holder:-$(((holder + 1) % 3))}
-e2e_log "node-a's Lease now: aggregator-$new_holder; agent: $(grep 'event=uplink_connected' "$CLUSTER_STATE/logs/agent-node-a.log" | tail -1)"
+# The address of the agent's latest connection (uplink_connected aggregator="host:port").
+connected_to() {
+  grep 'event=uplink_connected' "$CLUSTER_STATE/logs/agent-node-a.log" | tail -1 |
+    sed -n 's/.* aggregator="\([^"]*\)".*/\1/p'
+}
+e2e_log "node-a's Lease now: aggregator-$new_holder; the agent's latest connection: $(connected_to)"
+check "node-a's agent is connected to the Lease's new holder aggregator-$new_holder (${replica[$new_holder]}; got $(connected_to))" \
+  test "$(connected_to)" = "${replica[$new_holder]}"
 wait "${floods[@]}" 2> /dev/null
 check_eventually "aggregator-$new_holder caught up with node-a after the SIGKILL" 30 \
   caught_up web-a "$agent_a" "${replica[$new_holder]}"
