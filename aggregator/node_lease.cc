@@ -128,7 +128,8 @@ absl::Status NodeLeases::Write(const std::string& name, bool create,
 absl::StatusOr<LeaseHolder> NodeLeases::TryAcquire(const std::string& node,
                                                    const std::string& name,
                                                    bool ours,
-                                                   LeaseHolder* other) {
+                                                   LeaseHolder* other,
+                                                   std::string* renewed) {
   Lease lease;
   absl::StatusOr<Fetch> fetch = Get(name, &lease);
   if (!fetch.ok()) return fetch.status();
@@ -149,6 +150,7 @@ absl::StatusOr<LeaseHolder> NodeLeases::TryAcquire(const std::string& node,
     if (it != lease.metadata().annotations().end()) holder.address = it->second;
     holder.epoch = spec->lease_transitions();
     if (other != nullptr) *other = holder;
+    *renewed = spec->renew_time();
     return absl::FailedPreconditionError(
         absl::StrCat("node ", node, " is held by ", holder.identity, " at ",
                      holder.address));
@@ -176,6 +178,32 @@ absl::StatusOr<LeaseHolder> NodeLeases::TryAcquire(const std::string& node,
 
 absl::StatusOr<LeaseHolder> NodeLeases::Acquire(const std::string& node,
                                                 LeaseHolder* other) {
+  std::string renewed;
+  absl::StatusOr<LeaseHolder> result = AcquireOnce(node, other, &renewed);
+  if (!options_.wait_for_silent_holder ||
+      !absl::IsFailedPrecondition(result.status())) {
+    return result;
+  }
+  // A holder that stopped renewing (its replica was killed) is waited out:
+  // its lease expires within lease_duration. A live one renews every third
+  // of it, which ends the wait with the holder's address.
+  const absl::Time give_up = Now() + options_.lease_duration + absl::Seconds(1);
+  const int64_t max_polls =
+      (options_.lease_duration + absl::Seconds(1)) / options_.holder_poll + 1;
+  for (int64_t i = 0; i < max_polls && Now() < give_up; ++i) {
+    absl::SleepFor(options_.holder_poll);
+    std::string again;
+    result = AcquireOnce(node, other, &again);
+    if (!absl::IsFailedPrecondition(result.status()) || again != renewed) {
+      break;
+    }
+  }
+  return result;
+}
+
+absl::StatusOr<LeaseHolder> NodeLeases::AcquireOnce(const std::string& node,
+                                                    LeaseHolder* other,
+                                                    std::string* renewed) {
   if (!kube::IsDns1123Subdomain(node)) {
     return absl::InvalidArgumentError("lease: bad node name");
   }
@@ -192,9 +220,10 @@ absl::StatusOr<LeaseHolder> NodeLeases::Acquire(const std::string& node,
     ours = it != held_.end();
     if (ours) old_epoch = it->second.epoch;
   }
-  absl::StatusOr<LeaseHolder> result = TryAcquire(node, name, ours, other);
+  absl::StatusOr<LeaseHolder> result =
+      TryAcquire(node, name, ours, other, renewed);
   if (absl::IsAborted(result.status())) {  // someone wrote in between
-    result = TryAcquire(node, name, ours, other);
+    result = TryAcquire(node, name, ours, other, renewed);
     if (absl::IsAborted(result.status())) {
       result = absl::UnavailableError(
           absl::StrCat("lease of node ", node, ": conflict twice"));

@@ -40,6 +40,14 @@ struct NodeLeaseOptions {
   std::string namespace_name, identity, address;
   absl::Duration lease_duration = absl::Seconds(8);
   std::function<absl::Time()> clock;  // absl::Now when empty
+  // Acquire of a node whose holder does not renew its lease waits (up to
+  // lease_duration) for the lease to expire and takes it, re-reading it
+  // every holder_poll; a renewal seen meanwhile ends the wait with
+  // FailedPrecondition. So an agent whose replica died is taken by the
+  // first other replica it reaches, without a round of redirects to the
+  // dead one. Off: FailedPrecondition at once.
+  bool wait_for_silent_holder = false;
+  absl::Duration holder_poll = absl::Milliseconds(500);
 };
 
 // The Lease's name for `node`: "capture-node-<node>", or, past 253
@@ -86,10 +94,16 @@ class NodeLeases final : public NodeOwnership {
   // PUT (or POST when `create`); 409 -> Aborted. *lease becomes the answer.
   absl::Status Write(const std::string& name, bool create, Lease* lease)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+  // Acquire without waiting for a silent holder; *renewed is the holder's
+  // renewTime when another replica holds the node.
+  absl::StatusOr<LeaseHolder> AcquireOnce(const std::string& node,
+                                          LeaseHolder* other,
+                                          std::string* renewed);
   // One read-decide-write round of Acquire; Aborted on a write conflict.
   absl::StatusOr<LeaseHolder> TryAcquire(const std::string& node,
                                          const std::string& name, bool ours,
-                                         LeaseHolder* other)
+                                         LeaseHolder* other,
+                                         std::string* renewed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
   // Renews one held lease; false when it is lost (taken, or not renewed in
   // time).

@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -217,6 +218,54 @@ TEST(NodeLeases, TakesOverAnExpiredLease) {
   EXPECT_TRUE(
       absl::StrContains(requests.back().body, "\"resourceVersion\":\"101\""))
       << requests.back().body;
+}
+
+// A replica that was killed renews nothing: the first other replica its
+// agent reaches waits for the lease to expire and takes it, instead of
+// sending the agent to the dead one.
+TEST(NodeLeases, WaitsOutASilentHolder) {
+  LeaseApi api;
+  const absl::Time renewed = absl::Now() - absl::Seconds(1);
+  Lease lease = HeldBy("b", renewed, 4);
+  lease.mutable_spec()->set_lease_duration_seconds(2);
+  api.Put("capture-node-n1", lease);
+  NodeLeaseOptions options = Options("a", absl::Seconds(2));
+  options.wait_for_silent_holder = true;
+  options.holder_poll = absl::Milliseconds(100);
+  NodeLeases leases(api.http(), options);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<LeaseHolder> got = leases.Acquire("n1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->epoch, 5);
+  // Expired at renewed + 2 s, about 1 s after the call.
+  EXPECT_GE(absl::Now(), renewed + absl::Seconds(2));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  EXPECT_EQ(api.Stored("capture-node-n1").spec().holder_identity(), "a");
+}
+
+// A live holder renews within a third of its lease: the wait ends then,
+// with the holder's address, long before the lease could expire.
+TEST(NodeLeases, WaitForASilentHolderEndsWhenItRenews) {
+  LeaseApi api;
+  Lease lease = HeldBy("b", absl::Now(), 4);
+  api.Put("capture-node-n1", lease);
+  NodeLeaseOptions options = Options("a");
+  options.wait_for_silent_holder = true;
+  options.holder_poll = absl::Milliseconds(100);
+  NodeLeases leases(api.http(), options);
+  std::thread holder([&] {
+    absl::SleepFor(absl::Milliseconds(500));
+    Lease renewed = HeldBy("b", absl::Now(), 4);
+    api.Put("capture-node-n1", renewed);
+  });
+  const absl::Time start = absl::Now();
+  LeaseHolder other;
+  absl::StatusOr<LeaseHolder> got = leases.Acquire("n1", &other);
+  holder.join();
+  EXPECT_TRUE(absl::IsFailedPrecondition(got.status())) << got.status();
+  EXPECT_EQ(other.address, "198.18.0.9:9000");
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  EXPECT_EQ(api.Stored("capture-node-n1").spec().holder_identity(), "b");
 }
 
 TEST(NodeLeases, ConflictRereadsOnceThenReports) {
