@@ -60,6 +60,9 @@ absl::StatusOr<OpenedStore> OpenObjectStore(StoreConfig config,
   auto client = s3::S3Client::Create(config.s3);
   if (!client.ok()) return client.status();
   opened.client = std::move(*client);
+  // Agents of a killed replica are taken over by the first other replica
+  // they reach, once its lease ran out.
+  config.lease.wait_for_silent_holder = true;
   opened.leases = std::make_unique<NodeLeases>(config.lease_http, config.lease);
   ObjectStoreOptions options;
   options.client = opened.client.get();
