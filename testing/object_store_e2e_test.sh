@@ -17,14 +17,21 @@ source "$here/e2e_lib.sh"
 
 CLUSTER=${CLUSTER:-$here/cluster.sh}
 # /var/tmp: the object store's POSIX backend needs user xattrs (a tmpfs /tmp may lack them).
-export CLUSTER_STATE=${CLUSTER_STATE:-$(mktemp -d /var/tmp/pc-object-store-e2e.XXXXXX)}
+own_state=
+if [ -z "${CLUSTER_STATE:-}" ]; then
+  CLUSTER_STATE=$(mktemp -d /var/tmp/pc-object-store-e2e.XXXXXX)
+  own_state=$CLUSTER_STATE
+fi
+export CLUSTER_STATE
 work=$(mktemp -d /tmp/pc-object-store-e2e-work.XXXXXX)
 floods=()
+# The state dir (its logs) stays only after a failure.
 cleanup() {
   local pid
   for pid in "${floods[@]}"; do kill "$pid" 2>/dev/null; done
   "$CLUSTER" down > /dev/null 2>&1
   rm -rf "$work"
+  if [ -n "$own_state" ] && [ "$E2E_FAILED" -eq 0 ]; then rm -rf "$own_state"; fi
 }
 trap cleanup EXIT
 
