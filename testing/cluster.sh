@@ -178,11 +178,6 @@ cmd_up() {
   done
   [[ "$want_nodes" =~ ^[0-9]+$ ]] && [ "$want_nodes" -ge 1 ] && [ "$want_nodes" -le "$MAX_NODES" ] ||
     die "--nodes must be a number from 1 to $MAX_NODES"
-  if [ -n "$want_replicas" ]; then
-    [[ "$want_replicas" =~ ^[0-9]+$ ]] && [ "$want_replicas" -ge 1 ] &&
-      [ "$want_replicas" -le "$MAX_REPLICAS" ] ||
-      die "--aggregators must be a number from 1 to $MAX_REPLICAS"
-  fi
   require_root
   local started=$SECONDS
   take_lock
@@ -197,15 +192,7 @@ cmd_up() {
     load_config
     NODES=$keep_nodes
   fi
-  # Replicas need the object store; the object store stays until `down`, like a real node.
-  if [ -n "$want_replicas" ] && [ "$want_object_store" = 0 ] && [ "$OBJECT_STORE" = 0 ]; then
-    die "--aggregators needs --object-store (replicas share their captures through it)"
-  fi
-  if [ "$want_object_store" = 1 ] || [ "$OBJECT_STORE" = 1 ]; then
-    [ "$want_aggregator" = 1 ] || die "--object-store runs aggregator replicas: drop --no-aggregator"
-    [ "$want_real_node" = 0 ] && [ "$REAL_NODE" = 0 ] ||
-      die "--object-store and --real-node do not go together (the real node runs k8s/with-aggregator)"
-  fi
+  validate_object_store_options "$want_object_store" "$want_replicas" "$want_aggregator" "$want_real_node"
   if already_up "$want_nodes" "$want_aggregator" "$want_real_node" "$want_object_store" "$want_replicas"; then
     log "already up and healthy ($NODES nodes); nothing to do"
     return
@@ -215,12 +202,7 @@ cmd_up() {
   [ "$want_aggregator" = 0 ] || WITH_AGGREGATOR=1
   # A real node stays until `down`; its aggregator replaces the host process.
   [ "$want_real_node" = 0 ] || REAL_NODE=1
-  if [ "$want_object_store" = 1 ] || [ "$OBJECT_STORE" = 1 ]; then
-    OBJECT_STORE=1
-    [ -n "$want_replicas" ] && REPLICAS=$want_replicas
-    [ "$REPLICAS" -ge 1 ] || REPLICAS=1
-    choose_object_store_port
-  fi
+  [ "$want_object_store" = 0 ] && [ "$OBJECT_STORE" = 0 ] || plan_object_store "$want_replicas"
 
   ensure_packages
   ensure_tools
@@ -254,19 +236,9 @@ cmd_env() {
     aggregator="127.0.0.1:$AGGREGATOR_PORT"
     aggregator_metrics="127.0.0.1:$(aggregator_metrics_port)"
   fi
-  # Object-store mode: every running replica; AGGREGATOR is the first of them.
-  local replicas=() replicas_metrics=() object_store= i
-  if [ "$OBJECT_STORE" = 1 ]; then
-    for i in $(all_replicas); do
-      alive "$(replica_name "$i")" || continue
-      replicas+=("$i=127.0.0.1:$(replica_port "$i")")
-      replicas_metrics+=("$i=127.0.0.1:$(replica_metrics_port "$i")")
-      [ -n "$aggregator" ] && continue
-      aggregator="127.0.0.1:$(replica_port "$i")"
-      aggregator_metrics="127.0.0.1:$(replica_metrics_port "$i")"
-    done
-    alive object-store && object_store="127.0.0.1:$OBJECT_STORE_PORT"
-  fi
+  # Object-store mode: AGGREGATOR is the first running replica.
+  object_store_env
+  [ -n "$aggregator" ] || aggregator=$ENV_FIRST_REPLICA aggregator_metrics=$ENV_FIRST_REPLICA_METRICS
   if [ "$REAL_NODE" = 1 ]; then
     real_nodes=$REAL_NODE_NAME
     alive port-forward-aggregator && aggregator="127.0.0.1:$AGGREGATOR_PORT"
@@ -283,10 +255,7 @@ cmd_env() {
   echo "export CLUSTER_TOOLS='$TOOLS_BIN'"
   echo "export AGGREGATOR_METRICS='$aggregator_metrics'"
   echo "export AGENT_METRICS='${agent_metrics[*]:-}'"
-  echo "export OBJECT_STORE='$object_store'"
-  echo "export OBJECT_STORE_CREDENTIALS='$([ "$OBJECT_STORE" = 0 ] || object_store_credentials)'"
-  echo "export AGGREGATORS='${replicas[*]:-}'"
-  echo "export AGGREGATORS_METRICS='${replicas_metrics[*]:-}'"
+  printf '%s\n' "${ENV_OBJECT_STORE_LINES[@]}"
 }
 
 cmd_restart_agent() {

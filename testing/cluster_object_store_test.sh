@@ -17,8 +17,18 @@ if ip link show dev pcbr-fabric > /dev/null 2>&1; then
   exit 1
 fi
 # /var/tmp: the store's POSIX backend needs user xattrs (a tmpfs /tmp may lack them).
-export CLUSTER_STATE=${CLUSTER_STATE:-$(mktemp -d /var/tmp/cluster-object-store-test.XXXXXX)}
-trap '"$cluster" down > /dev/null 2>&1' EXIT
+own_state=
+if [ -z "${CLUSTER_STATE:-}" ]; then
+  CLUSTER_STATE=$(mktemp -d /var/tmp/cluster-object-store-test.XXXXXX)
+  own_state=$CLUSTER_STATE
+fi
+export CLUSTER_STATE
+# The state dir (its logs) stays only after a failure.
+cleanup() {
+  "$cluster" down > /dev/null 2>&1
+  if [ -n "$own_state" ] && [ "$E2E_FAILED" -eq 0 ]; then rm -rf "$own_state"; fi
+}
+trap cleanup EXIT
 
 if ! "$cluster" up --nodes 1 --object-store --aggregators 2; then
   fail "up --nodes 1 --object-store --aggregators 2" "see $CLUSTER_STATE/logs"

@@ -35,6 +35,55 @@ validate_replica() {  # I
     die "unknown replica '$1' (this cluster has $REPLICAS: 0..$((REPLICAS - 1)))"
 }
 
+# Part of cmd_up: refuses what does not go together. Replicas need the object store; the
+# object store stays until `down`, like a real node.
+validate_object_store_options() {  # WANT_OBJECT_STORE WANT_REPLICAS WANT_AGGREGATOR WANT_REAL_NODE
+  if [ -n "$2" ]; then
+    [[ "$2" =~ ^[0-9]+$ ]] && [ "$2" -ge 1 ] && [ "$2" -le "$MAX_REPLICAS" ] ||
+      die "--aggregators must be a number from 1 to $MAX_REPLICAS"
+    [ "$1" = 1 ] || [ "$OBJECT_STORE" = 1 ] ||
+      die "--aggregators needs --object-store (replicas share their captures through it)"
+  fi
+  [ "$1" = 1 ] || [ "$OBJECT_STORE" = 1 ] || return 0
+  [ "$3" = 1 ] || die "--object-store runs aggregator replicas: drop --no-aggregator"
+  [ "$4" = 0 ] && [ "$REAL_NODE" = 0 ] ||
+    die "--object-store and --real-node do not go together (the real node runs k8s/with-aggregator)"
+}
+
+# Part of cmd_up: object-store mode from now on, with WANT_REPLICAS replicas (empty: as
+# many as before, at least 1).
+plan_object_store() {  # WANT_REPLICAS
+  OBJECT_STORE=1
+  [ -z "$1" ] || REPLICAS=$1
+  [ "$REPLICAS" -ge 1 ] || REPLICAS=1
+  choose_object_store_port
+}
+
+# Part of cmd_env: ENV_OBJECT_STORE_LINES (its export lines), ENV_FIRST_REPLICA and
+# ENV_FIRST_REPLICA_METRICS (the first running replica's addresses).
+object_store_env() {
+  local replicas=() metrics=() store= credentials= i
+  ENV_FIRST_REPLICA= ENV_FIRST_REPLICA_METRICS=
+  if [ "$OBJECT_STORE" = 1 ]; then
+    for i in $(all_replicas); do
+      alive "$(replica_name "$i")" || continue
+      replicas+=("$i=127.0.0.1:$(replica_port "$i")")
+      metrics+=("$i=127.0.0.1:$(replica_metrics_port "$i")")
+      [ -n "$ENV_FIRST_REPLICA" ] && continue
+      ENV_FIRST_REPLICA="127.0.0.1:$(replica_port "$i")"
+      ENV_FIRST_REPLICA_METRICS="127.0.0.1:$(replica_metrics_port "$i")"
+    done
+    alive object-store && store="127.0.0.1:$OBJECT_STORE_PORT"
+    credentials=$(object_store_credentials)
+  fi
+  ENV_OBJECT_STORE_LINES=(
+    "export OBJECT_STORE='$store'"
+    "export OBJECT_STORE_CREDENTIALS='$credentials'"
+    "export AGGREGATORS='${replicas[*]:-}'"
+    "export AGGREGATORS_METRICS='${metrics[*]:-}'"
+  )
+}
+
 # ---------------------------------------------------------------------------------------
 # The object store
 # ---------------------------------------------------------------------------------------
