@@ -250,10 +250,17 @@ TEST_F(ObjectStoreTest,
   std::vector<uint64_t> dir_acks;
   Feed(dir.get(), "node-a", chunks, &dir_acks);
 
+  client_.SetMaxKeysPerPage(2);  // listings take several pages
   auto a = OpenReplica("replica-a");
   auto b = OpenReplica("replica-b");
   ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
   ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  // Other captures in the catalog.
+  for (int i = 0; i < 4; ++i) {
+    const std::string other = tu::CaptureId(absl::StrCat("other-", i));
+    ASSERT_TRUE(
+        a->store->PutStatus("node-a", tu::Status(other, "node-a")).ok());
+  }
   std::vector<uint64_t> acks;
   Feed(a->store.get(), "node-a", chunks, &acks);
   EXPECT_EQ(acks, dir_acks);
@@ -282,6 +289,7 @@ TEST_F(ObjectStoreTest,
   a->store->FlushCatalog();
   ASSERT_TRUE(b->store->PollCatalog().ok());
   ASSERT_TRUE(b->registry.Get(id).has_value());
+  EXPECT_EQ(b->registry.List().size(), 5u);
   ExpectSameListing(*b->registry.Get(id), *dir_registry.Get(id));
   EXPECT_EQ(b->store->NodesWithCaptures(), std::set<std::string>{"node-a"});
   EXPECT_EQ(b->store->total_bytes(), dir->total_bytes());
