@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "aggregator/fake_node_ownership.h"
 #include "aggregator/store.h"
 #include "aggregator/test_util.h"
 #include "common/pcap/pcap_test_util.h"
@@ -17,81 +18,12 @@ namespace pc::aggregator {
 namespace {
 
 namespace tu = testutil;
+using testutil::FakeLeases;
+using testutil::FakeOwnership;
 namespace ptu = pcap::testutil;
 using packetcapture::v1::Capture;
 using packetcapture::v1::Chunk;
 using s3::MemoryObjectClient;
-
-// Leases as a cluster would hand them out: one holder per node, the epoch
-// growing with every change of holder.
-struct FakeLeases {
-  absl::Mutex mu;
-  std::map<std::string, LeaseHolder> holders ABSL_GUARDED_BY(mu);
-  std::map<std::string, int64_t> epochs ABSL_GUARDED_BY(mu);
-};
-
-class FakeOwnership final : public NodeOwnership {
- public:
-  FakeOwnership(FakeLeases* leases, std::string identity)
-      : leases_(leases),
-        identity_(std::move(identity)),
-        address_(absl::StrCat(identity_, ".example:9091")) {}
-
-  absl::StatusOr<LeaseHolder> Acquire(const std::string& node,
-                                      LeaseHolder* other) override {
-    absl::MutexLock lock(&leases_->mu);
-    auto it = leases_->holders.find(node);
-    if (it != leases_->holders.end() && it->second.identity != identity_) {
-      if (other != nullptr) *other = it->second;
-      return absl::FailedPreconditionError(
-          absl::StrCat("node ", node, " is held by ", it->second.identity));
-    }
-    if (it == leases_->holders.end()) {
-      it = leases_->holders
-               .emplace(node, LeaseHolder{identity_, address_,
-                                          ++leases_->epochs[node]})
-               .first;
-    }
-    return it->second;
-  }
-  void Release(const std::string& node) override {
-    absl::MutexLock lock(&leases_->mu);
-    auto it = leases_->holders.find(node);
-    if (it != leases_->holders.end() && it->second.identity == identity_) {
-      leases_->holders.erase(it);
-    }
-  }
-  bool Holds(const std::string& node) const override {
-    absl::MutexLock lock(&leases_->mu);
-    auto it = leases_->holders.find(node);
-    return it != leases_->holders.end() && it->second.identity == identity_;
-  }
-  void SetOnLost(std::function<void(const std::string&)> on_lost) override {
-    absl::MutexLock lock(&mu_);
-    on_lost_ = std::move(on_lost);
-  }
-  // The lease expired: free for the next taker. `tell`: the renewal noticed.
-  void Expire(const std::string& node, bool tell) {
-    {
-      absl::MutexLock lock(&leases_->mu);
-      leases_->holders.erase(node);
-    }
-    std::function<void(const std::string&)> on_lost;
-    {
-      absl::MutexLock lock(&mu_);
-      on_lost = on_lost_;
-    }
-    if (tell && on_lost) on_lost(node);
-  }
-  const std::string& address() const { return address_; }
-
- private:
-  FakeLeases* const leases_;
-  const std::string identity_;
-  const std::string address_;
-  absl::Mutex mu_;
-  std::function<void(const std::string&)> on_lost_ ABSL_GUARDED_BY(mu_);
-};
 
 // One aggregator replica: its registry, ownership and store.
 struct Replica {
