@@ -11,7 +11,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       bazel-bootstrap g++ \
       libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc \
-      libabsl-dev libcurl4-openssl-dev libyaml-cpp-dev libgtest-dev libgmock-dev \
+      libabsl-dev libcurl4-openssl-dev libssl-dev libyaml-cpp-dev libgtest-dev libgmock-dev \
       libpcap-dev prometheus-cpp-dev \
       ca-certificates \
  && rm -rf /var/lib/apt/lists/*

@@ -1,6 +1,10 @@
 // capture-aggregator: agents stream capture status and pcap chunks to it
 // (IngestService); it keeps them durably and serves CaptureService for every
 // node of the cluster.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -18,7 +22,7 @@
 #include "aggregator/ingest_service.h"
 #include "aggregator/node_monitor.h"
 #include "aggregator/read_authorizer.h"
-#include "aggregator/store.h"
+#include "aggregator/store_factory.h"
 #include "common/capture_registry.h"
 #include "common/capture_service.h"
 #include "common/daemon.h"
@@ -32,7 +36,41 @@ ABSL_FLAG(std::string, listen, "0.0.0.0:9090",
           "gRPC address for IngestService and CaptureService (host:port); "
           "CaptureService serves callers with a bearer token (per namespace, "
           "by RBAC) and loopback peers (kubectl port-forward)");
-ABSL_FLAG(std::string, data_dir, "/data", "where captures are stored");
+ABSL_FLAG(std::string, data_dir, "/data",
+          "where captures are stored (the directory store; --store "
+          "dir:///PATH says the same)");
+ABSL_FLAG(std::string, store, "",
+          "where captures are kept: dir:///PATH (one replica, the default: "
+          "--data_dir) or s3://BUCKET/PREFIX (an S3-compatible object store "
+          "shared by replicas; needs --s3_endpoint and a Kubernetes API for "
+          "the node Leases)");
+ABSL_FLAG(std::string, s3_endpoint, "",
+          "the object store's URL: scheme, host and optional port (e.g. "
+          "https://s3.eu-west-1.amazonaws.com, http://minio.storage:9000)");
+ABSL_FLAG(std::string, s3_region, "us-east-1", "the object store's region");
+ABSL_FLAG(bool, s3_path_style, true,
+          "address buckets as ENDPOINT/BUCKET (most S3-compatible servers); "
+          "false: BUCKET.ENDPOINT-HOST (virtual-hosted, AWS)");
+ABSL_FLAG(std::string, s3_credentials, "",
+          "a file of access_key_id=/secret_access_key= lines, or a directory "
+          "with one file per key (a mounted Secret); empty: the "
+          "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY environment");
+ABSL_FLAG(std::string, s3_ca_file, "",
+          "PEM CA bundle for an https endpoint (default: the system's)");
+ABSL_FLAG(std::string, replica_id, "",
+          "this replica's name in the node Leases (default: $POD_NAME, else "
+          "the host name)");
+ABSL_FLAG(std::string, advertise_address, "",
+          "host:port agents and other replicas reach this replica at "
+          "(default: $POD_IP and --listen's port)");
+ABSL_FLAG(std::string, lease_namespace, "",
+          "namespace of the node Leases (default: the service account's)");
+ABSL_FLAG(absl::Duration, lease_duration, absl::Seconds(8),
+          "a node's Lease not renewed for this long may be taken over by "
+          "another replica (renewed every third of it)");
+ABSL_FLAG(absl::Duration, catalog_poll_interval, absl::Seconds(2),
+          "how often a replica reads what the others changed in the object "
+          "store's catalog (bounds how stale its listing is)");
 ABSL_FLAG(std::string, kubeconfig, "",
           "kubeconfig for TokenReview; default: in-cluster config");
 ABSL_FLAG(std::string, audience, "packet-capture-aggregator",
@@ -98,11 +136,36 @@ int Fail(const std::string& message) {
   return 2;
 }
 
+std::string EnvOr(const char* name, const std::string& fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? value : fallback;
+}
+
+std::string HostName() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "";
+  return name;
+}
+
+// The port of a host:port listen address ("" if none).
+std::string PortOf(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  return colon == std::string::npos ? "" : address.substr(colon + 1);
+}
+
+std::string ServiceAccountNamespace() {
+  std::ifstream in(absl::StrCat(pc::kube::kServiceAccountDir, "/namespace"));
+  std::string ns;
+  std::getline(in, ns);
+  return ns;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "capture-aggregator --data_dir=DIR [--listen=HOST:PORT] "
+      "capture-aggregator [--data_dir=DIR | --store=dir:///DIR | "
+      "--store=s3://BUCKET/PREFIX --s3_endpoint=URL] [--listen=HOST:PORT] "
       "[--kubeconfig=FILE]");
   absl::ParseCommandLine(argc, argv);
   // Debian builds Abseil with Mutex deadlock detection on: a lock-order graph
@@ -201,8 +264,11 @@ int main(int argc, char** argv) {
                                                     read_options);
 
   pc::CaptureRegistry registry;
-  pc::aggregator::StoreOptions store_options;
-  store_options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  pc::aggregator::StoreConfig store_config;
+  pc::aggregator::StoreOptions& store_options = store_config.dir;
+  store_config.url = absl::GetFlag(FLAGS_store).empty()
+                         ? absl::StrCat("dir://", absl::GetFlag(FLAGS_data_dir))
+                         : absl::GetFlag(FLAGS_store);
   store_options.retention = absl::GetFlag(FLAGS_retention);
   store_options.max_bytes =
       static_cast<uint64_t>(absl::GetFlag(FLAGS_max_bytes));
@@ -224,13 +290,52 @@ int main(int argc, char** argv) {
   store_options.sync.max_delay = absl::GetFlag(FLAGS_sync_delay);
   // At most one waiting request per ingest worker thread.
   store_options.sync.max_round = ingest_options.worker_threads;
-  auto store = pc::aggregator::Store::Open(store_options, &registry);
-  if (!store.ok()) return Fail(store.status().ToString());
+  // Replicas over an object store: the node Leases and the S3 client.
+  store_config.s3.endpoint = absl::GetFlag(FLAGS_s3_endpoint);
+  store_config.s3.region = absl::GetFlag(FLAGS_s3_region);
+  store_config.s3.path_style = absl::GetFlag(FLAGS_s3_path_style);
+  store_config.s3.ca_file = absl::GetFlag(FLAGS_s3_ca_file);
+  store_config.s3_credentials = absl::GetFlag(FLAGS_s3_credentials);
+  store_config.max_file_bytes = ingest_options.max_file_bytes;
+  store_config.catalog_poll_interval =
+      absl::GetFlag(FLAGS_catalog_poll_interval);
+  store_config.lease.identity = absl::GetFlag(FLAGS_replica_id).empty()
+                                    ? EnvOr("POD_NAME", HostName())
+                                    : absl::GetFlag(FLAGS_replica_id);
+  store_config.lease.address =
+      absl::GetFlag(FLAGS_advertise_address).empty()
+          ? (EnvOr("POD_IP", "").empty()
+                 ? ""
+                 : absl::StrCat(EnvOr("POD_IP", ""), ":",
+                                PortOf(absl::GetFlag(FLAGS_listen))))
+          : absl::GetFlag(FLAGS_advertise_address);
+  store_config.lease.namespace_name =
+      absl::GetFlag(FLAGS_lease_namespace).empty()
+          ? ServiceAccountNamespace()
+          : absl::GetFlag(FLAGS_lease_namespace);
+  store_config.lease.lease_duration = absl::GetFlag(FLAGS_lease_duration);
+  if (store_config.lease.lease_duration < absl::Seconds(2)) {
+    return Fail("--lease_duration must be at least 2s");
+  }
+  if (store_config.catalog_poll_interval < absl::Milliseconds(100)) {
+    return Fail("--catalog_poll_interval must be at least 100ms");
+  }
+  // A renewal must finish well within the lease.
+  pc::kube::HttpClient::Options lease_http_options;
+  lease_http_options.request_timeout = store_config.lease.lease_duration / 4;
+  auto lease_http =
+      pc::kube::HttpClient::Create(*kube_config, lease_http_options);
+  if (!lease_http.ok()) return Fail(lease_http.status().ToString());
+  store_config.lease_http = lease_http->get();
+  auto opened =
+      pc::aggregator::OpenCaptureStore(std::move(store_config), &registry);
+  if (!opened.ok()) return Fail(opened.status().ToString());
+  pc::aggregator::CaptureStore* store_ptr = opened->store.get();
 
   pc::aggregator::NodeMonitorOptions monitor_options;
   monitor_options.gone_after = absl::GetFlag(FLAGS_node_gone_after);
   pc::aggregator::NodeMonitor node_monitor(
-      store->get(),
+      store_ptr,
       [client = node_http->get()](const std::string& node) {
         return pc::aggregator::LookUpNode(*client, node);
       },
@@ -242,9 +347,14 @@ int main(int argc, char** argv) {
     node_monitor.Disconnected(node);
   };
 
-  pc::aggregator::IngestServiceImpl ingest(store->get(), &authenticator,
+  pc::aggregator::IngestServiceImpl ingest(store_ptr, &authenticator,
                                            ingest_options);
-  pc::aggregator::Store* store_ptr = store->get();
+  store_ptr->SetOnNodeLost([&ingest](const std::string& node) {
+    ingest.EndStreamOf(node,
+                       absl::AbortedError(absl::StrCat(
+                           "this replica lost node ", node,
+                           "'s Lease; reconnect to the replica holding it")));
+  });
   // Agents reach IngestService over the network (token-authenticated).
   // CaptureService serves pcap data: to callers with a bearer token, the
   // namespaces RBAC lets them read; without a token, to loopback peers only
@@ -272,9 +382,9 @@ int main(int argc, char** argv) {
   pc::LogLine("aggregator_started",
               {{"listen", absl::GetFlag(FLAGS_listen)},
                {"port", absl::StrCat(running->port)},
-               {"data_dir", store_options.data_dir},
+               {"store", opened->location},
                {"captures", absl::StrCat(registry.List().size())},
-               {"bytes", absl::StrCat((*store)->total_bytes())}});
+               {"bytes", absl::StrCat(store_ptr->total_bytes())}});
 
   auto metrics = std::make_shared<pc::aggregator::AggregatorMetrics>(
       &registry, store_ptr, &ingest, &authenticator);

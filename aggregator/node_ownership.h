@@ -30,7 +30,7 @@ class NodeOwnership {
   // filled) when another replica holds it; Unavailable when it cannot be
   // decided now.
   virtual absl::StatusOr<LeaseHolder> Acquire(const std::string& node,
-                                              LeaseHolder* other) = 0;
+                                              LeaseHolder* other = nullptr) = 0;
   // Gives the node up so another replica can take it at once.
   virtual void Release(const std::string& node) = 0;
   // Held and renewed within the lease's duration.

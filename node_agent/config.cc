@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/kube/names.h"
+#include "node_agent/aggregator_targets.h"
 #include "yaml-cpp/yaml.h"
 
 namespace pc::agent {
@@ -155,8 +156,14 @@ absl::Status ValidateAgentConfig(const AgentConfig& c) {
   if (c.watch_timeout_seconds < 10 || c.watch_timeout_seconds > 3600) {
     return bad("watch_timeout_seconds", "expected 10..3600");
   }
-  if (!c.aggregator.empty() && !ValidHostPort(c.aggregator)) {
-    return bad("aggregator", "expected host:port");
+  if (!c.aggregator.empty()) {
+    absl::StatusOr<std::vector<std::string>> list =
+        ParseAggregatorList(c.aggregator);
+    if (!list.ok()) {
+      return bad("aggregator",
+                 absl::StrCat("expected host:port[,host:port...] (",
+                              list.status().message(), ")"));
+    }
   }
   if (!c.aggregator.empty() &&
       (c.aggregator_token_file.empty() || c.aggregator_token_file[0] != '/')) {

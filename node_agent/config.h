@@ -28,7 +28,8 @@ struct AgentConfig {
   bool immediate_mode = false;
   double stop_grace_seconds = 2;
   int watch_timeout_seconds = 300;
-  std::string aggregator;  // host:port; empty: no uplink
+  // host:port[,host:port...] (replicas: tried in turn); empty: no uplink
+  std::string aggregator;
   // Projected ServiceAccount token with the aggregator's audience (re-read at
   // every connection: the kubelet rotates it).
   std::string aggregator_token_file =

@@ -32,6 +32,16 @@ aggregator_token_file: /var/run/secrets/tokens/agg
   EXPECT_EQ(c->tcpdump_binary, "/usr/bin/tcpdump");  // default kept
   EXPECT_EQ(c->aggregator_token_file, "/var/run/secrets/tokens/agg");
   EXPECT_TRUE(ValidateAgentConfig(*c).ok());
+  c->aggregator = "198.18.0.1:9090, capture-aggregator.kube-system.svc:9090";
+  EXPECT_TRUE(ValidateAgentConfig(*c).ok()) << ValidateAgentConfig(*c);
+  for (const char* bad : {"198.18.0.1:9090,", "a:1,b", "host:0", "a b:1",
+                          "198.18.0.1:9090,x:99999"}) {
+    c->aggregator = bad;
+    EXPECT_NE(ValidateAgentConfig(*c).message().find("aggregator"),
+              absl::string_view::npos)
+        << bad;
+  }
+  c->aggregator = "198.18.0.1:9090";
   c->aggregator_token_file = "token";
   EXPECT_NE(ValidateAgentConfig(*c).message().find("aggregator_token_file"),
             absl::string_view::npos);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
@@ -24,7 +25,15 @@ absl::Status FromGrpc(const grpc::Status& s) {
                       s.error_message());
 }
 
+constexpr char kRedirectPayload[] = "pc.agent/aggregator-redirect";
+constexpr size_t kMaxRedirectBytes = 512;
+
 }  // namespace
+
+std::string RedirectOf(const absl::Status& status) {
+  absl::optional<absl::Cord> payload = status.GetPayload(kRedirectPayload);
+  return payload.has_value() ? std::string(*payload) : std::string();
+}
 
 IngestStream::IngestStream(IngestStreamOptions options,
                            std::function<void()> wake)
@@ -121,7 +130,13 @@ absl::StatusOr<std::unique_ptr<IngestStream>> IngestStream::Open(
     if (welcomed && !more) break;
     if (ended) {
       const grpc::Status finished = s->Finish();
-      if (!finished.ok()) return FromGrpc(finished);
+      if (!finished.ok()) {
+        absl::Status status = FromGrpc(finished);
+        const std::string redirect = s->Redirect();
+        if (!redirect.empty())
+          status.SetPayload(kRedirectPayload, absl::Cord(redirect));
+        return status;
+      }
       return absl::UnavailableError(
           welcomed ? "stream ended before the last resume batch"
                    : "stream ended before the welcome");
@@ -267,6 +282,18 @@ grpc::Status IngestStream::Finish() {
   if (deadline_.joinable()) deadline_.join();
   final_ = stream_->Finish();
   return final_;
+}
+
+std::string IngestStream::Redirect() const {
+  if (!finished_ || stream_ == nullptr ||
+      final_.error_code() != grpc::StatusCode::FAILED_PRECONDITION) {
+    return "";
+  }
+  const auto& trailers = context_.GetServerTrailingMetadata();
+  auto it = trailers.find(kRedirectMetadata);
+  if (it == trailers.end()) return "";
+  return std::string(it->second.data(),
+                     std::min(it->second.size(), kMaxRedirectBytes));
 }
 
 }  // namespace pc::agent

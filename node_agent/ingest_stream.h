@@ -35,6 +35,14 @@
 
 namespace pc::agent {
 
+// Trailing metadata by which a replica that does not hold the node's Lease
+// names the one that does (with FAILED_PRECONDITION).
+inline constexpr char kRedirectMetadata[] = "aggregator-redirect";
+
+// The aggregator-redirect value (unvalidated, at most 512 bytes) a failed
+// IngestStream::Open() carried; "" for none.
+std::string RedirectOf(const absl::Status& status);
+
 struct IngestStreamOptions {
   std::string aggregator;  // host:port
   // Bounds the TCP + HTTP/2 connection, and then the welcome (each resume
@@ -89,6 +97,10 @@ class IngestStream {
   void Cancel();
   // The final gRPC status (after done()); cancels first if needed.
   grpc::Status Finish();
+  // After Finish(): the aggregator-redirect trailing metadata of a stream
+  // that ended with FAILED_PRECONDITION (unvalidated, at most 512 bytes), or
+  // "".
+  std::string Redirect() const;
 
  private:
   IngestStream(IngestStreamOptions options, std::function<void()> wake);

@@ -34,7 +34,9 @@ ABSL_FLAG(std::string, capture_dir, "", "where pcap files are written");
 ABSL_FLAG(std::string, listen, "", "CaptureService address (host:port)");
 ABSL_FLAG(std::string, netns_dir, "",
           "comma-separated directories of network namespace files");
-ABSL_FLAG(std::string, aggregator, "", "aggregator address (host:port)");
+ABSL_FLAG(std::string, aggregator, "",
+          "aggregator address (host:port), or several replicas' "
+          "(host:port,host:port,...) tried in turn");
 ABSL_FLAG(std::string, aggregator_token_file, "",
           "token file for the aggregator (projected ServiceAccount token)");
 ABSL_FLAG(absl::Duration, aggregator_ack_timeout, absl::Seconds(15),

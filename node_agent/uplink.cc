@@ -36,6 +36,14 @@ using CaptureProto = packetcapture::v1::Capture;
 constexpr absl::Duration kCounterInterval = absl::Seconds(1);
 // A connection that lasted this long resets the backoff.
 constexpr absl::Duration kHealthyConnection = absl::Seconds(30);
+
+// The configured replicas (validated by ValidateAgentConfig; taken as one
+// address when they do not parse, so the error shows at connection time).
+std::vector<std::string> AggregatorList(const std::string& text) {
+  absl::StatusOr<std::vector<std::string>> list = ParseAggregatorList(text);
+  if (list.ok()) return *std::move(list);
+  return {text};
+}
 // The global header and the first record header: what identifies a
 // generation (tcpdump rewrites the same header, the first record differs).
 constexpr size_t kIdentSize = pcap::kGlobalHeaderSize + pcap::kRecordHeaderSize;
@@ -141,7 +149,9 @@ uint64_t Uplink::CaptureState::uploaded_gone() const {
 
 Uplink::Uplink(UplinkOptions options, CaptureRegistry* registry,
                CaptureRegistry* served)
-    : options_(std::move(options)), registry_(registry) {
+    : options_(std::move(options)),
+      registry_(registry),
+      targets_(AggregatorList(options_.aggregator)) {
   if (served != nullptr) view_ = std::make_unique<StatusView>(served);
 }
 
@@ -253,8 +263,11 @@ void Uplink::Run() {
   for (;;) {
     if (stopping()) return;
     Housekeep();
+    address_ = targets_.Next();
     std::unique_ptr<IngestStream> stream = Connect();
-    absl::Status why = connect_error_;
+    std::string redirect = RedirectOf(connect_error_);
+    // Without the payload: `why` goes into logs and stats.
+    absl::Status why(connect_error_.code(), connect_error_.message());
     bool healthy = false;
     if (stream != nullptr) {
       const absl::Time welcomed = absl::Now();
@@ -267,6 +280,7 @@ void Uplink::Run() {
           finished.error_code() != grpc::StatusCode::CANCELLED) {
         why = absl::Status(static_cast<absl::StatusCode>(finished.error_code()),
                            finished.error_message());
+        redirect = stream->Redirect();
       }
       absl::MutexLock lock(&mu_);
       live_ = nullptr;
@@ -286,8 +300,22 @@ void Uplink::Run() {
       stats_.last_error = why.ToString();
     }
     if (healthy) backoff.Reset();
+    if (!redirect.empty() && absl::IsFailedPrecondition(why)) {
+      const bool followed = targets_.Redirect(redirect);
+      LogLine(followed ? "uplink_redirected" : "uplink_redirect_ignored",
+              {{"aggregator", address_},
+               {"redirect", redirect},
+               {"reason", why.ToString()}});
+      if (followed) {
+        absl::MutexLock lock(&mu_);
+        ++stats_.redirects;
+        continue;  // at once: the holder is known
+      }
+    } else {
+      targets_.Failed();
+    }
     const absl::Duration delay = backoff.Next();
-    LogLine("uplink_disconnected", {{"aggregator", options_.aggregator},
+    LogLine("uplink_disconnected", {{"aggregator", address_},
                                     {"reason", why.ToString()},
                                     {"retry_in", absl::FormatDuration(delay)}});
     // Counting goes on while the aggregator is away.
@@ -345,7 +373,7 @@ std::unique_ptr<IngestStream> Uplink::Connect() {
   h->set_inventory_pending(!synced);
 
   IngestStreamOptions stream_options;
-  stream_options.aggregator = options_.aggregator;
+  stream_options.aggregator = address_;
   stream_options.connect_timeout = options_.welcome_timeout;
   stream_options.keepalive_time = options_.keepalive_time;
   stream_options.keepalive_timeout = options_.keepalive_timeout;
@@ -395,7 +423,7 @@ std::unique_ptr<IngestStream> Uplink::Connect() {
     stats_.inflight_limit = inflight_limit_;
   }
   LogLine("uplink_connected",
-          {{"aggregator", options_.aggregator},
+          {{"aggregator", address_},
            {"aggregator_instance", welcome.welcome.aggregator_instance()},
            {"resume_points", absl::StrCat(welcome.resume.size())},
            {"inventory_pending", synced ? "false" : "true"}});
@@ -874,7 +902,7 @@ absl::Status Uplink::Serve(IngestStream* stream) {
         default:
           // A welcome or resume batch out of turn: nothing to act on.
           LogLine("uplink_unexpected_message",
-                  {{"aggregator", options_.aggregator},
+                  {{"aggregator", address_},
                    {"kind", absl::StrCat(m.kind_case())}});
           break;
       }

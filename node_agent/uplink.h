@@ -70,6 +70,7 @@
 #include "absl/time/time.h"
 #include "common/capture_registry.h"
 #include "common/pcap/pcap_format.h"
+#include "node_agent/aggregator_targets.h"
 #include "node_agent/ingest_stream.h"
 #include "node_agent/ring_watch.h"
 #include "node_agent/slot_ledger.h"
@@ -80,7 +81,9 @@ namespace pc::agent {
 
 struct UplinkOptions {
   std::string node;
-  std::string aggregator;  // host:port
+  // host:port, or several replicas' host:port,host:port,... tried in turn
+  // (see aggregator_targets.h: rotation on failure, one redirect followed).
+  std::string aggregator;
   // Projected ServiceAccount token for the aggregator's audience; re-read at
   // every connection (kubelet rotates it).
   std::string token_file;
@@ -112,6 +115,7 @@ class Uplink {
   struct Stats {
     uint64_t connects = 0;     // welcomes received
     uint64_t disconnects = 0;  // welcomed connections that ended
+    uint64_t redirects = 0;    // aggregator-redirects followed
     uint64_t chunks_sent = 0;
     uint64_t bytes_sent = 0;
     uint64_t bytes_acked = 0;
@@ -252,6 +256,8 @@ class Uplink {
   Stats stats_ ABSL_GUARDED_BY(mu_);
 
   // Uplink thread only.
+  AggregatorTargets targets_;
+  std::string address_;  // of the current attempt
   std::map<std::string, CaptureState> captures_;
   std::map<std::string, packetcapture::v1::Capture> tombstones_;
   std::map<std::tuple<std::string, std::string, uint64_t>, uint64_t> resume_;

@@ -10,7 +10,8 @@
 # in a sourced file under testing/cluster/: common.sh (state, lock, daemons),
 # control_plane.sh, sim_nodes.sh (simulated nodes and pods, host agents), real_node.sh
 # (the real node: its network, up and down, its pods), kubelet_containerd.sh,
-# real_node_services.sh (kube-proxy, CoreDNS, manifests, port-forwards) and images.sh.
+# real_node_services.sh (kube-proxy, CoreDNS, manifests, port-forwards), images.sh and
+# object_store.sh (the S3-compatible server and the aggregator replicas using it).
 # See usage() below, and DESIGN.md "Local cluster harness" (the interface is fixed).
 set -euo pipefail
 
@@ -18,18 +19,29 @@ usage() {
   cat <<'EOF'
 usage: testing/cluster.sh COMMAND ...
 
-  up [--nodes N] [--no-aggregator] [--real-node]
+  up [--nodes N] [--no-aggregator] [--real-node] [--object-store [--aggregators N]]
                                      start the cluster (idempotent; installs what it needs).
                                      --real-node: also the real node real-a (containerd +
                                      kubelet) running k8s/with-aggregator from the image
                                      built from the Dockerfile; AGGREGATOR is then a
-                                     port-forward to its Service
+                                     port-forward to its Service.
+                                     --object-store: an S3-compatible server (versitygw,
+                                     bucket packet-capture) and N aggregator replicas
+                                     (default 1, at most 8) storing into it under the
+                                     prefix cluster/, each taking node Leases in
+                                     kube-system; the agents get every replica's address.
+                                     Stays until down; a later --aggregators N adds or
+                                     stops replicas
   env                                print export lines: KUBECONFIG, CLUSTER_STATE,
                                      AGGREGATOR (host:port), AGENTS ("node-a=host:port ..."),
                                      REAL_NODES ("real-a" or empty), and the Prometheus
                                      /metrics addresses of the host daemons:
                                      AGGREGATOR_METRICS (host:port), AGENT_METRICS
-                                     ("node-a=host:port ...")
+                                     ("node-a=host:port ..."); with --object-store also
+                                     OBJECT_STORE (host:port), OBJECT_STORE_CREDENTIALS
+                                     (its key file), AGGREGATORS ("0=host:port ..." per
+                                     running replica; AGGREGATOR is the first) and
+                                     AGGREGATORS_METRICS ("0=host:port ...")
   pod add NODE NAMESPACE NAME [--label KEY=VALUE]...
                                      create a pod on NODE; prints its IP (only that) on stdout
                                      (on real-a: a real BusyBox Pod, once Ready); labelled
@@ -43,7 +55,12 @@ usage: testing/cluster.sh COMMAND ...
                                      stop (SIGTERM, or SIGKILL to the agent alone with --kill)
                                      and start NODE's agent again; --rebuild re-runs bazel and
                                      re-copies the binary first
-  restart-aggregator [--kill] [--rebuild]
+  restart-aggregator [--kill] [--rebuild] [--replica I]
+                                     the same for the aggregator; with --object-store for
+                                     replica I (needed when there are several), as its pod
+                                     would restart; a stopped one is just started
+  restart-object-store [--kill]      stop and start the object store (same port, keys and
+                                     data); a stopped one is just started
   restart-apiserver [--kill]         stop and start kube-apiserver (same flags, same etcd)
   images                             build the real node's images (cached by content)
   down                               stop everything started here, delete the pods' network
@@ -57,9 +74,12 @@ Environment:
   CLUSTER_ETCD_PEER_PORT      etcd peer port (default 12380)
   CLUSTER_AGENT_BASE_PORT     first agent port; node-a gets it, node-b the next (default 19101)
   CLUSTER_AGGREGATOR_PORT     aggregator gRPC port (default 19090; with --real-node the
-                              local end of the port-forward to svc/capture-aggregator)
-  CLUSTER_METRICS_BASE_PORT   /metrics of the host aggregator; node-a's agent gets the next
-                              port, node-b's the one after (default 19400)
+                              local end of the port-forward to svc/capture-aggregator;
+                              with --object-store replica i's is this + i)
+  CLUSTER_METRICS_BASE_PORT   /metrics of the host aggregator (replica 0); node-a's agent
+                              gets the next port, node-b's the one after (default 19400);
+                              replica i > 0 gets this + 26 + i
+  CLUSTER_OBJECT_STORE_PORT   the object store's port (default: the first free from 19500)
   CLUSTER_REAL_AGENT_PORT     local end of the port-forward to real-a's agent (default 19200)
   CLUSTER_KUBELET_PORT        the real node's kubelet port (default 10250)
   CLUSTER_START_TIMEOUT       seconds to wait for a component to become ready (default 60)
@@ -113,14 +133,19 @@ source "$here/cluster/kubelet_containerd.sh"
 source "$here/cluster/real_node_services.sh"
 # shellcheck source=cluster/images.sh
 source "$here/cluster/images.sh"
+# shellcheck source=cluster/object_store.sh
+source "$here/cluster/object_store.sh"
 
 # ---------------------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------------------
 # True when the `up` requested is already fully in place, so `up` can return at once.
 # A daemon that cannot be built yet (no BUILD target) does not count as missing.
-already_up() {  # WANT_NODES WANT_AGGREGATOR WANT_REAL_NODE
+already_up() {  # WANT_NODES WANT_AGGREGATOR WANT_REAL_NODE WANT_OBJECT_STORE WANT_REPLICAS
   [ -n "$TOOLS_BIN" ] && [ "$NODES" -ge "$1" ] || return 1
+  [ "$4" = 0 ] || [ "$OBJECT_STORE" = 1 ] || return 1
+  [ -z "$5" ] || [ "$REPLICAS" = "$5" ] || return 1
+  [ "$OBJECT_STORE" = 0 ] || object_store_up || return 1
   [ "$3" = 0 ] || { [ "$REAL_NODE" = 1 ] && real_node_healthy; } || return 1
   alive etcd && alive kube-apiserver && apiserver_ready || return 1
   credential_fresh "$STATE/agent.kubeconfig" && credential_fresh "$STATE/aggregator.kubeconfig" ||
@@ -130,7 +155,7 @@ already_up() {  # WANT_NODES WANT_AGGREGATOR WANT_REAL_NODE
     link_exists "$(node_bridge "$node")" && link_exists "pcfa-$node" || return 1
     if ! alive "agent-$node" && has_target node_agent capture-agent; then return 1; fi
   done
-  if [ "$2" = 1 ] && [ "$REAL_NODE" = 0 ] && ! alive aggregator &&
+  if [ "$2" = 1 ] && [ "$REAL_NODE" = 0 ] && [ "$OBJECT_STORE" = 0 ] && ! alive aggregator &&
     has_target aggregator capture-aggregator; then
     return 1
   fi
@@ -138,10 +163,13 @@ already_up() {  # WANT_NODES WANT_AGGREGATOR WANT_REAL_NODE
 }
 
 cmd_up() {
-  local want_nodes=2 want_aggregator=1 want_real_node=0
+  local want_nodes=2 want_aggregator=1 want_real_node=0 want_object_store=0 want_replicas=
   while [ $# -gt 0 ]; do
     case "$1" in
       --real-node) want_real_node=1; shift ;;
+      --object-store) want_object_store=1; shift ;;
+      --aggregators) [ $# -ge 2 ] || die "--aggregators needs a number"; want_replicas=$2; shift 2 ;;
+      --aggregators=*) want_replicas=${1#--aggregators=}; shift ;;
       --nodes) [ $# -ge 2 ] || die "--nodes needs a number"; want_nodes=$2; shift 2 ;;
       --nodes=*) want_nodes=${1#--nodes=}; shift ;;
       --no-aggregator) want_aggregator=0; shift ;;
@@ -150,6 +178,11 @@ cmd_up() {
   done
   [[ "$want_nodes" =~ ^[0-9]+$ ]] && [ "$want_nodes" -ge 1 ] && [ "$want_nodes" -le "$MAX_NODES" ] ||
     die "--nodes must be a number from 1 to $MAX_NODES"
+  if [ -n "$want_replicas" ]; then
+    [[ "$want_replicas" =~ ^[0-9]+$ ]] && [ "$want_replicas" -ge 1 ] &&
+      [ "$want_replicas" -le "$MAX_REPLICAS" ] ||
+      die "--aggregators must be a number from 1 to $MAX_REPLICAS"
+  fi
   require_root
   local started=$SECONDS
   take_lock
@@ -164,7 +197,16 @@ cmd_up() {
     load_config
     NODES=$keep_nodes
   fi
-  if already_up "$want_nodes" "$want_aggregator" "$want_real_node"; then
+  # Replicas need the object store; the object store stays until `down`, like a real node.
+  if [ -n "$want_replicas" ] && [ "$want_object_store" = 0 ] && [ "$OBJECT_STORE" = 0 ]; then
+    die "--aggregators needs --object-store (replicas share their captures through it)"
+  fi
+  if [ "$want_object_store" = 1 ] || [ "$OBJECT_STORE" = 1 ]; then
+    [ "$want_aggregator" = 1 ] || die "--object-store runs aggregator replicas: drop --no-aggregator"
+    [ "$want_real_node" = 0 ] && [ "$REAL_NODE" = 0 ] ||
+      die "--object-store and --real-node do not go together (the real node runs k8s/with-aggregator)"
+  fi
+  if already_up "$want_nodes" "$want_aggregator" "$want_real_node" "$want_object_store" "$want_replicas"; then
     log "already up and healthy ($NODES nodes); nothing to do"
     return
   fi
@@ -173,6 +215,12 @@ cmd_up() {
   [ "$want_aggregator" = 0 ] || WITH_AGGREGATOR=1
   # A real node stays until `down`; its aggregator replaces the host process.
   [ "$want_real_node" = 0 ] || REAL_NODE=1
+  if [ "$want_object_store" = 1 ] || [ "$OBJECT_STORE" = 1 ]; then
+    OBJECT_STORE=1
+    [ -n "$want_replicas" ] && REPLICAS=$want_replicas
+    [ "$REPLICAS" -ge 1 ] || REPLICAS=1
+    choose_object_store_port
+  fi
 
   ensure_packages
   ensure_tools
@@ -181,6 +229,7 @@ cmd_up() {
   ensure_etcd
   ensure_apiserver
   ensure_cluster_objects
+  [ "$OBJECT_STORE" = 0 ] || ensure_lease_rbac
   local node
   for node in $(all_nodes); do
     ensure_node_network "$node"
@@ -205,6 +254,19 @@ cmd_env() {
     aggregator="127.0.0.1:$AGGREGATOR_PORT"
     aggregator_metrics="127.0.0.1:$(aggregator_metrics_port)"
   fi
+  # Object-store mode: every running replica; AGGREGATOR is the first of them.
+  local replicas=() replicas_metrics=() object_store= i
+  if [ "$OBJECT_STORE" = 1 ]; then
+    for i in $(all_replicas); do
+      alive "$(replica_name "$i")" || continue
+      replicas+=("$i=127.0.0.1:$(replica_port "$i")")
+      replicas_metrics+=("$i=127.0.0.1:$(replica_metrics_port "$i")")
+      [ -n "$aggregator" ] && continue
+      aggregator="127.0.0.1:$(replica_port "$i")"
+      aggregator_metrics="127.0.0.1:$(replica_metrics_port "$i")"
+    done
+    alive object-store && object_store="127.0.0.1:$OBJECT_STORE_PORT"
+  fi
   if [ "$REAL_NODE" = 1 ]; then
     real_nodes=$REAL_NODE_NAME
     alive port-forward-aggregator && aggregator="127.0.0.1:$AGGREGATOR_PORT"
@@ -221,6 +283,10 @@ cmd_env() {
   echo "export CLUSTER_TOOLS='$TOOLS_BIN'"
   echo "export AGGREGATOR_METRICS='$aggregator_metrics'"
   echo "export AGENT_METRICS='${agent_metrics[*]:-}'"
+  echo "export OBJECT_STORE='$object_store'"
+  echo "export OBJECT_STORE_CREDENTIALS='$([ "$OBJECT_STORE" = 0 ] || object_store_credentials)'"
+  echo "export AGGREGATORS='${replicas[*]:-}'"
+  echo "export AGGREGATORS_METRICS='${replicas_metrics[*]:-}'"
 }
 
 cmd_restart_agent() {
@@ -246,10 +312,13 @@ cmd_restart_agent() {
 }
 
 cmd_restart_aggregator() {
-  local kill= rebuild=0
+  local kill= rebuild=0 replica=
   while [ $# -gt 0 ]; do
     case "$1" in
-      --kill) kill=--kill ;; --rebuild) rebuild=1 ;; *) die "unknown option: $1" ;;
+      --kill) kill=--kill ;; --rebuild) rebuild=1 ;;
+      --replica) [ $# -ge 2 ] || die "--replica needs a number"; replica=$2; shift ;;
+      --replica=*) replica=${1#--replica=} ;;
+      *) die "unknown option: $1" ;;
     esac
     shift
   done
@@ -258,8 +327,20 @@ cmd_restart_aggregator() {
   require_up
   [ "$REAL_NODE" = 0 ] ||
     die "with a real node the aggregator is a Deployment: kubectl -n kube-system rollout restart deploy/capture-aggregator"
+  if [ "$OBJECT_STORE" = 1 ]; then
+    [ -n "$replica" ] || [ "$REPLICAS" = 1 ] || die "which one? restart-aggregator --replica I (0..$((REPLICAS - 1)))"
+    replica=${replica:-0}
+    validate_replica "$replica"
+  elif [ -n "$replica" ] && [ "$replica" != 0 ]; then
+    die "this cluster has one aggregator (replicas come with up --object-store --aggregators N)"
+  fi
   if [ "$rebuild" = 1 ] || [ ! -x "$STATE/bin/capture-aggregator" ]; then
     build_and_copy aggregator capture-aggregator || die "no capture-aggregator to start"
+  fi
+  if [ "$OBJECT_STORE" = 1 ]; then
+    stop_daemon "$(replica_name "$replica")" $kill
+    start_replica "$replica"
+    return
   fi
   stop_daemon aggregator $kill
   start_aggregator
@@ -297,8 +378,9 @@ cmd_down() {
   # The real node first: its pods live in network namespaces and cgroups of the host.
   if [ "$REAL_NODE" = 1 ] || [ -d "$(real_dir)" ]; then real_node_down; fi
   # Then traffic (it lives in pod namespaces), and the daemons that use the apiserver.
-  for f in "$STATE"/pids/traffic-*.pid "$STATE"/pids/agent-*.pid \
-    "$STATE"/pids/aggregator.pid "$STATE"/pids/kube-apiserver.pid "$STATE"/pids/etcd.pid; do
+  for f in "$STATE"/pids/traffic-*.pid "$STATE"/pids/agent-*.pid "$STATE"/pids/aggregator.pid \
+    "$STATE"/pids/aggregator-*.pid "$STATE"/pids/object-store.pid \
+    "$STATE"/pids/kube-apiserver.pid "$STATE"/pids/etcd.pid; do
     [ -e "$f" ] || continue
     stop_daemon "$(basename "$f" .pid)"
   done
@@ -353,6 +435,7 @@ main() {
     restart-agent) cmd_restart_agent "$@" ;;
     restart-aggregator) cmd_restart_aggregator "$@" ;;
     restart-apiserver) cmd_restart_apiserver "$@" ;;
+    restart-object-store) cmd_restart_object_store "$@" ;;
     down) cmd_down "$@" ;;
     -h | --help | help) usage ;;
     *) usage >&2; die "unknown command: $cmd" ;;

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # The Kubernetes manifests (k8s/) against a real kube-apiserver from the local
-# cluster harness: every manifest and both kustomize variants (k8s/: agents
-# only; k8s/with-aggregator: agents + aggregator) pass a server-side dry run
+# cluster harness: every manifest and the three kustomize variants (k8s/:
+# agents only; k8s/with-aggregator: agents + aggregator; k8s/with-object-store:
+# agents + aggregator replicas over an object store) pass a server-side dry run
 # (schema, defaulting and validation, e.g. allowPrivilegeEscalation with
 # CAP_SYS_ADMIN); the variants hold the right objects and agent config; the
 # pieces agree with each other (token audience and path, agent identity,
 # Service address, image and binaries); the aggregator's pod passes the
 # "restricted" Pod Security Standard; and the RBAC grants exactly what the
 # agent and the aggregator need (kubectl auth can-i as their
-# ServiceAccounts). Needs root.
+# ServiceAccounts). The object-store variant's own checks are in
+# testing/manifests_object_store.sh. Needs root.
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 E2E_SUITE=manifests
 source "$here/e2e_lib.sh"
+source "$here/manifests_object_store.sh"
 
 CLUSTER=${CLUSTER:-$here/cluster.sh}
 K8S=${K8S_DIR:-$(cd "$here/../k8s" && pwd)}
@@ -67,10 +70,10 @@ for f in base/rbac.yaml base/daemonset.yaml aggregator/aggregator.yaml test-pod.
   check "k8s/$f passes a server-side dry run" dry_run "$kdir/$f"
 done
 
-# The two variants: kubectl kustomize renders them, the server accepts the
+# The variants: kubectl kustomize renders them, the server accepts the
 # result (its defaulted objects land in $work/<variant>.json), and so does
 # kubectl apply -k as a user types it.
-for variant in plain with-aggregator; do
+for variant in plain with-aggregator with-object-store; do
   dir=$kdir
   [ "$variant" = plain ] || dir="$kdir/$variant"
   name="k8s/"
@@ -251,6 +254,7 @@ agent_not_restricted() {
   return 0
 }
 check "the agent's pod is refused by the same restricted namespace" agent_not_restricted
+object_store_manifest_checks
 runtime_default_seccomp() {
   local kind=$1 name=$2
   obj $W "$kind" "$name" | jq -e '.spec.template.spec as $p |
@@ -278,6 +282,8 @@ check "kubectl apply -k k8s/ applies for real" bash -c "kubectl apply -k '$kdir'
 check "  ... and the live agent config has no aggregator address" live_no_address
 check "kubectl apply -k k8s/with-aggregator applies for real" bash -c "kubectl apply -k '$kdir/with-aggregator' >&2"
 check "  ... and the live agent config points at the aggregator" live_has_address
+check "kubectl apply -k k8s/with-object-store applies for real" bash -c "kubectl apply -k '$kdir/with-object-store' >&2"
+check "  ... and the live agent config points at the aggregator Service" live_has_address
 check "kubectl apply -k k8s/ again applies for real" bash -c "kubectl apply -k '$kdir' >&2"
 check "  ... and the aggregator address is gone again" live_no_address
 
@@ -343,5 +349,7 @@ check "  ... while a RoleBinding to packet-capture-reader grants it in its names
    kubectl -n default delete rolebinding pc-reader-check >&2; [ \"\$ok\" = true ] && [ \"\$other\" != true ]"
 check "capture-aggregator cannot mint ServiceAccount tokens" \
   can_i capture-aggregator no create serviceaccounts/token -n kube-system
+# The Lease RBAC that kubectl apply -k k8s/with-object-store (above) applied.
+object_store_rbac_checks
 
 e2e_finish

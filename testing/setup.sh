@@ -2,8 +2,8 @@
 # Installs everything the build, the demo and the tests need on a fresh Debian
 # bookworm machine, idempotently: Debian packages (Bazel, gRPC, Protobuf, Abseil,
 # libcurl, yaml-cpp, GoogleTest, tcpdump, iproute2, clang for the fuzzers) and
-# the pinned Go-built tools (etcd, kube-apiserver, kubectl, grpcurl; see
-# testing/tools/versions.env).
+# the pinned Go-built tools (etcd, kube-apiserver, kubectl, grpcurl, versitygw; see
+# testing/tools/versions.env) with a Python venv holding botocore.
 #
 #   testing/setup.sh              # what the local cluster needs
 #   testing/setup.sh --real-node  # also what a real node needs: containerd, runc, the
@@ -27,6 +27,8 @@ APT_PACKAGES=(
   protobuf-compiler-grpc
   libabsl-dev
   libcurl4-openssl-dev
+  # libcrypto (SHA-256, HMAC) for the S3 client's SigV4 signatures.
+  libssl-dev
   libyaml-cpp-dev
   libgtest-dev
   libgmock-dev
@@ -49,6 +51,8 @@ APT_PACKAGES=(
   # The fuzz targets (testing/fuzz.sh): clang and its libFuzzer runtime.
   clang-14
   libclang-rt-14-dev
+  # The venv holding botocore (testing/tools/install.sh), the S3 signature check.
+  python3-venv
 )
 # A real node (testing/cluster.sh up --real-node).
 REAL_NODE_PACKAGES=(

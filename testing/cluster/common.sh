@@ -11,7 +11,7 @@ now_rfc3339() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 # Settings fixed by the first `up`, stored in $STATE/cluster.env so every later command
 # (env, pod, restart-*, down) talks to the same ports even if the environment changed.
 load_config() {
-  TOOLS_BIN= NODES=0 WITH_AGGREGATOR=0 REAL_NODE=0
+  TOOLS_BIN= NODES=0 WITH_AGGREGATOR=0 REAL_NODE=0 OBJECT_STORE=0 REPLICAS=0 OBJECT_STORE_PORT=
   APISERVER_PORT=${CLUSTER_APISERVER_PORT:-16443}
   ETCD_CLIENT_PORT=${CLUSTER_ETCD_CLIENT_PORT:-12379}
   ETCD_PEER_PORT=${CLUSTER_ETCD_PEER_PORT:-12380}
@@ -27,7 +27,7 @@ load_config() {
       case "$key" in
         TOOLS_BIN | NODES | WITH_AGGREGATOR | REAL_NODE | APISERVER_PORT | ETCD_CLIENT_PORT | \
           ETCD_PEER_PORT | AGENT_BASE_PORT | AGGREGATOR_PORT | REAL_AGENT_PORT | KUBELET_PORT | \
-          METRICS_BASE_PORT)
+          METRICS_BASE_PORT | OBJECT_STORE | REPLICAS | OBJECT_STORE_PORT)
           printf -v "$key" '%s' "$value" ;;
       esac
     done < "$STATE/cluster.env"
@@ -50,6 +50,9 @@ AGGREGATOR_PORT=$AGGREGATOR_PORT
 METRICS_BASE_PORT=$METRICS_BASE_PORT
 REAL_AGENT_PORT=$REAL_AGENT_PORT
 KUBELET_PORT=$KUBELET_PORT
+OBJECT_STORE=$OBJECT_STORE
+REPLICAS=$REPLICAS
+OBJECT_STORE_PORT=$OBJECT_STORE_PORT
 EOF
   mv "$tmp" "$STATE/cluster.env"
 }
@@ -302,6 +305,7 @@ ensure_tools() {
     flags=(--real-node)
     tools+=(kubelet kube-proxy kube-scheduler kube-controller-manager coredns)
   fi
+  [ "$OBJECT_STORE" = 0 ] || tools+=(versitygw)
   TOOLS_BIN=$("$here/tools/install.sh" "${flags[@]}") || die "testing/tools/install.sh failed"
   for t in "${tools[@]}"; do
     [ -x "$TOOLS_BIN/$t" ] || die "testing/tools/install.sh did not provide $TOOLS_BIN/$t"

@@ -134,6 +134,9 @@ agent_command() {  # NODE
     local service_ip
     service_ip=$(aggregator_service_ip)
     [ -z "$service_ip" ] || aggregator_addr="$service_ip:9090"
+  elif [ "$OBJECT_STORE" = 1 ]; then
+    # Every replica, running or not: the agent tries them in turn and follows redirects.
+    aggregator_addr=$(replica_addresses)
   elif alive aggregator; then
     aggregator_addr="127.0.0.1:$AGGREGATOR_PORT"
   fi
@@ -280,8 +283,11 @@ ensure_daemons() {
     fi
     alive "agent-$node" || need_agents=1
   done
+  # With an object store: the store and its replicas (object_store.sh), not the single one.
+  [ "$OBJECT_STORE" = 0 ] || ensure_object_store_daemons
   # With a real node the aggregator is its Deployment, not a host process.
-  if [ "$WITH_AGGREGATOR" = 1 ] && [ "$REAL_NODE" = 0 ] && ! alive aggregator; then
+  if [ "$WITH_AGGREGATOR" = 1 ] && [ "$REAL_NODE" = 0 ] && [ "$OBJECT_STORE" = 0 ] &&
+    ! alive aggregator; then
     need_aggregator=1
   fi
   [ "$need_agents" = 1 ] || [ "$need_aggregator" = 1 ] || return 0

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the pinned Go test tools (etcd, kube-apiserver, kubectl, grpcurl) once into a
-# cache outside the repository and prints the directory holding them.
+# Builds the pinned Go test tools (etcd, kube-apiserver, kubectl, grpcurl, versitygw)
+# once into a cache outside the repository and prints the directory holding them;
+# also a Python venv with botocore ($cache/venv) for the SigV4 check.
 # Idempotent: a tool already built at its pinned version is not rebuilt.
 #
 #   testing/tools/install.sh              # build what is missing, print the bin dir
@@ -112,6 +113,28 @@ build_grpcurl() {
   mark grpcurl "$GRPCURL_VERSION"
 }
 
+# versitygw: the S3-compatible server of the object-store tests (POSIX backend).
+build_versitygw() {
+  built versitygw "$VERSITYGW_VERSION" && return
+  need_go
+  log "building versitygw $VERSITYGW_VERSION (about 2 min cold)"
+  GOBIN="$bin" go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+  mark versitygw "$VERSITYGW_VERSION"
+}
+
+# botocore in its own venv (not the system Python's packages): its SigV4 signer
+# is the reference common/s3:sigv4_botocore_test compares ours with.
+install_botocore() {
+  local venv="$cache/venv" stamp="$cache/venv/.botocore.version"
+  [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$BOTOCORE_VERSION" ] && return
+  command -v python3 >/dev/null || { log "python3 is required (testing/setup.sh installs python3-venv)"; exit 1; }
+  log "installing botocore $BOTOCORE_VERSION into $venv"
+  python3 -m venv "$venv" >&2 || { log "python3 -m venv failed (Debian: apt-get install python3-venv)"; exit 1; }
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "botocore==$BOTOCORE_VERSION" >&2
+  "$venv/bin/python" -c 'import botocore' >&2
+  echo "$BOTOCORE_VERSION" > "$stamp"
+}
+
 # CoreDNS serves the real node's cluster DNS (testing/cluster/real_node.sh).
 build_coredns() {
   built coredns "$COREDNS_VERSION" && return
@@ -122,6 +145,8 @@ build_coredns() {
 }
 
 build_grpcurl
+build_versitygw
+install_botocore
 build_etcd
 build_kubernetes
 [ "$real_node" = 0 ] || build_coredns

@@ -1,0 +1,349 @@
+#include "aggregator/node_lease.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/kube/kube_json.h"
+#include "common/kube/names.h"
+#include "common/log.h"
+#include "common/sha256.h"
+
+namespace pc::aggregator {
+namespace {
+
+constexpr size_t kMaxNameBytes = 253;
+constexpr char kPrefix[] = "capture-node-";
+
+absl::Status ApiError(absl::string_view what, const absl::Status& status) {
+  return absl::UnavailableError(
+      absl::StrCat("lease ", what, ": ", status.message()));
+}
+
+bool Expired(const LeaseSpec& spec, absl::Time now) {
+  absl::Time renewed;
+  std::string err;
+  if (!absl::ParseTime(absl::RFC3339_full, spec.renew_time(), &renewed, &err) &&
+      !absl::ParseTime(absl::RFC3339_full, spec.acquire_time(), &renewed,
+                       &err)) {
+    return true;
+  }
+  return renewed + absl::Seconds(spec.lease_duration_seconds()) < now;
+}
+
+}  // namespace
+
+std::string NodeLeaseName(const std::string& node) {
+  std::string name = absl::StrCat(kPrefix, node);
+  if (name.size() <= kMaxNameBytes) return name;
+  std::string suffix = absl::StrCat("-", Sha256Hex(node).substr(0, 16));
+  name.resize(kMaxNameBytes - suffix.size());
+  // Keep every dot-separated label ending in an alphanumeric.
+  while (name.back() == '-' || name.back() == '.') name.pop_back();
+  return name + suffix;
+}
+
+std::string FormatMicroTime(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", t, absl::UTCTimeZone());
+}
+
+NodeLeases::NodeLeases(kube::HttpClient* http, NodeLeaseOptions options)
+    : http_(http),
+      options_(std::move(options)),
+      duration_seconds_(static_cast<int32_t>(std::max<int64_t>(
+          1, absl::ToInt64Seconds(options_.lease_duration + absl::Seconds(1) -
+                                  absl::Nanoseconds(1))))) {
+  renewer_ = std::thread([this] { RenewLoop(); });
+}
+
+NodeLeases::~NodeLeases() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  renewer_.join();
+}
+
+absl::Time NodeLeases::Now() const {
+  return options_.clock ? options_.clock() : absl::Now();
+}
+
+std::string NodeLeases::Path(const std::string& name) const {
+  return absl::StrCat("/apis/coordination.k8s.io/v1/namespaces/",
+                      options_.namespace_name, "/leases",
+                      name.empty() ? "" : "/", name);
+}
+
+void NodeLeases::SetOnLost(std::function<void(const std::string&)> on_lost) {
+  absl::MutexLock lock(&mu_);
+  on_lost_ = std::move(on_lost);
+}
+
+bool NodeLeases::Holds(const std::string& node) const {
+  absl::MutexLock lock(&mu_);
+  auto it = held_.find(node);
+  return it != held_.end() &&
+         Now() - it->second.renewed < options_.lease_duration;
+}
+
+absl::StatusOr<NodeLeases::Fetch> NodeLeases::Get(const std::string& name,
+                                                  Lease* lease) {
+  absl::StatusOr<kube::HttpResponse> response = http_->Do("GET", Path(name));
+  if (!response.ok()) return ApiError("get", response.status());
+  if (response->status_code == 404) return Fetch::kAbsent;
+  if (response->status_code != 200) {
+    return ApiError("get",
+                    kube::HttpError(response->status_code, response->body));
+  }
+  absl::Status parsed = kube::ParseJson(response->body, lease);
+  if (!parsed.ok()) return ApiError("get", parsed);
+  return Fetch::kFound;
+}
+
+absl::Status NodeLeases::Write(const std::string& name, bool create,
+                               Lease* lease) {
+  lease->set_api_version("coordination.k8s.io/v1");
+  lease->set_kind("Lease");
+  lease->mutable_metadata()->set_name(name);
+  lease->mutable_metadata()->set_namespace_(options_.namespace_name);
+  absl::StatusOr<std::string> body = kube::ToJson(*lease);
+  if (!body.ok()) return body.status();
+  const char* what = create ? "create" : "update";
+  absl::StatusOr<kube::HttpResponse> response =
+      http_->Do(create ? "POST" : "PUT", Path(create ? "" : name), *body);
+  if (!response.ok()) return ApiError(what, response.status());
+  if (response->status_code == 409) {
+    return absl::AbortedError(absl::StrCat("lease ", what, ": conflict"));
+  }
+  if (response->status_code != 200 && response->status_code != 201) {
+    return ApiError(what,
+                    kube::HttpError(response->status_code, response->body));
+  }
+  absl::Status parsed = kube::ParseJson(response->body, lease);
+  if (!parsed.ok()) return ApiError(what, parsed);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LeaseHolder> NodeLeases::TryAcquire(const std::string& node,
+                                                   const std::string& name,
+                                                   bool ours,
+                                                   LeaseHolder* other,
+                                                   std::string* renewed) {
+  Lease lease;
+  absl::StatusOr<Fetch> fetch = Get(name, &lease);
+  if (!fetch.ok()) return fetch.status();
+  const absl::Time now = Now();
+  const std::string stamp = FormatMicroTime(now);
+  LeaseSpec* spec = lease.mutable_spec();
+  const bool create = *fetch == Fetch::kAbsent;
+  if (create) {
+    spec->set_lease_transitions(0);
+    spec->set_acquire_time(stamp);
+  } else if (spec->holder_identity() == options_.identity && ours) {
+    // Renewal: same writer, same epoch.
+  } else if (!spec->holder_identity().empty() && !Expired(*spec, now) &&
+             spec->holder_identity() != options_.identity) {
+    LeaseHolder holder;
+    holder.identity = spec->holder_identity();
+    auto it = lease.metadata().annotations().find(kLeaseAddressAnnotation);
+    if (it != lease.metadata().annotations().end()) holder.address = it->second;
+    holder.epoch = spec->lease_transitions();
+    if (other != nullptr) *other = holder;
+    *renewed = spec->renew_time();
+    return absl::FailedPreconditionError(
+        absl::StrCat("node ", node, " is held by ", holder.identity, " at ",
+                     holder.address));
+  } else {
+    // Free, expired, or left by an earlier incarnation of this replica: a
+    // new writer, so a new epoch.
+    spec->set_lease_transitions(spec->lease_transitions() + 1);
+    spec->set_acquire_time(stamp);
+  }
+  spec->set_holder_identity(options_.identity);
+  spec->set_lease_duration_seconds(duration_seconds_);
+  spec->set_renew_time(stamp);
+  (*lease.mutable_metadata()->mutable_annotations())[kLeaseAddressAnnotation] =
+      options_.address;
+  if (absl::Status s = Write(name, create, &lease); !s.ok()) return s;
+  LeaseHolder mine{options_.identity, options_.address,
+                   lease.spec().lease_transitions()};
+  absl::MutexLock lock(&mu_);
+  Held& held = held_[node];
+  held.lease = std::move(lease);
+  held.epoch = mine.epoch;
+  held.renewed = now;
+  return mine;
+}
+
+absl::StatusOr<LeaseHolder> NodeLeases::Acquire(const std::string& node,
+                                                LeaseHolder* other) {
+  std::string renewed;
+  absl::StatusOr<LeaseHolder> result = AcquireOnce(node, other, &renewed);
+  if (!options_.wait_for_silent_holder ||
+      !absl::IsFailedPrecondition(result.status())) {
+    return result;
+  }
+  // A holder that stopped renewing (its replica was killed) is waited out:
+  // its lease expires within lease_duration. A live one renews every third
+  // of it, which ends the wait with the holder's address.
+  const absl::Time give_up = Now() + options_.lease_duration + absl::Seconds(1);
+  const int64_t max_polls =
+      (options_.lease_duration + absl::Seconds(1)) / options_.holder_poll + 1;
+  for (int64_t i = 0; i < max_polls && Now() < give_up; ++i) {
+    absl::SleepFor(options_.holder_poll);
+    std::string again;
+    result = AcquireOnce(node, other, &again);
+    if (!absl::IsFailedPrecondition(result.status()) || again != renewed) {
+      break;
+    }
+  }
+  return result;
+}
+
+absl::StatusOr<LeaseHolder> NodeLeases::AcquireOnce(const std::string& node,
+                                                    LeaseHolder* other,
+                                                    std::string* renewed) {
+  if (!kube::IsDns1123Subdomain(node)) {
+    return absl::InvalidArgumentError("lease: bad node name");
+  }
+  if (!kube::IsDns1123Label(options_.namespace_name)) {
+    return absl::InvalidArgumentError("lease: bad namespace");
+  }
+  const std::string name = NodeLeaseName(node);
+  absl::MutexLock api_lock(&api_mu_);
+  bool ours;
+  int64_t old_epoch = -1;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = held_.find(node);
+    ours = it != held_.end();
+    if (ours) old_epoch = it->second.epoch;
+  }
+  absl::StatusOr<LeaseHolder> result =
+      TryAcquire(node, name, ours, other, renewed);
+  if (absl::IsAborted(result.status())) {  // someone wrote in between
+    result = TryAcquire(node, name, ours, other, renewed);
+    if (absl::IsAborted(result.status())) {
+      result = absl::UnavailableError(
+          absl::StrCat("lease of node ", node, ": conflict twice"));
+    }
+  }
+  if (result.ok() && result->epoch != old_epoch) {
+    LogLine("lease_acquired", {{"node", node},
+                               {"lease", name},
+                               {"epoch", absl::StrCat(result->epoch)}});
+  } else if (absl::IsFailedPrecondition(result.status()) && ours) {
+    // We thought we held it: we do not any more (writes check Holds()).
+    absl::MutexLock lock(&mu_);
+    held_.erase(node);
+  }
+  return result;
+}
+
+void NodeLeases::Release(const std::string& node) {
+  absl::MutexLock api_lock(&api_mu_);
+  Held held;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = held_.find(node);
+    if (it == held_.end()) return;
+    held = std::move(it->second);
+    held_.erase(it);
+  }
+  const std::string name = NodeLeaseName(node);
+  Lease lease = held.lease;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    lease.mutable_spec()->clear_holder_identity();
+    lease.mutable_metadata()->mutable_annotations()->erase(
+        kLeaseAddressAnnotation);
+    absl::Status s = Write(name, false, &lease);
+    if (s.ok()) {
+      LogLine("lease_released", {{"node", node}, {"lease", name}});
+      return;
+    }
+    if (!absl::IsAborted(s) || attempt == 1) {
+      LogLine("lease_release_failed",
+              {{"node", node}, {"lease", name}, {"error", s.ToString()}});
+      return;
+    }
+    absl::StatusOr<Fetch> fetch = Get(name, &lease);
+    if (!fetch.ok() || *fetch == Fetch::kAbsent ||
+        lease.spec().holder_identity() != options_.identity ||
+        lease.spec().lease_transitions() != held.epoch) {
+      return;  // not ours any more: nothing to release
+    }
+  }
+}
+
+bool NodeLeases::Renew(const std::string& node) {
+  Held held;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = held_.find(node);
+    if (it == held_.end()) return true;  // released meanwhile
+    held = it->second;
+  }
+  const std::string name = NodeLeaseName(node);
+  const absl::Time now = Now();
+  Lease lease = held.lease;
+  absl::Status s;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    lease.mutable_spec()->set_renew_time(FormatMicroTime(now));
+    s = Write(name, false, &lease);
+    if (!absl::IsAborted(s)) break;
+    // Changed since our write: still ours (same epoch), or taken?
+    absl::StatusOr<Fetch> fetch = Get(name, &lease);
+    if (!fetch.ok()) {
+      s = fetch.status();
+      break;
+    }
+    if (*fetch == Fetch::kAbsent ||
+        lease.spec().holder_identity() != options_.identity ||
+        lease.spec().lease_transitions() != held.epoch) {
+      LogLine("lease_lost", {{"node", node},
+                             {"lease", name},
+                             {"holder", lease.spec().holder_identity()}});
+      return false;
+    }
+  }
+  if (s.ok()) {
+    absl::MutexLock lock(&mu_);
+    auto it = held_.find(node);
+    if (it != held_.end()) {
+      it->second.lease = std::move(lease);
+      it->second.renewed = now;
+    }
+    return true;
+  }
+  if (now - held.renewed < options_.lease_duration) return true;  // retry
+  LogLine("lease_lost",
+          {{"node", node}, {"lease", name}, {"error", s.ToString()}});
+  return false;
+}
+
+void NodeLeases::RenewLoop() {
+  const absl::Duration period = options_.lease_duration / 3;
+  while (true) {
+    std::vector<std::string> nodes;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&stop_), period);
+      if (stop_) return;
+      for (const auto& [node, held] : held_) nodes.push_back(node);
+    }
+    for (const std::string& node : nodes) {
+      std::function<void(const std::string&)> on_lost;
+      {
+        absl::MutexLock api_lock(&api_mu_);
+        if (Renew(node)) continue;
+        absl::MutexLock lock(&mu_);
+        held_.erase(node);
+        on_lost = on_lost_;
+      }
+      if (on_lost) on_lost(node);
+    }
+  }
+}
+
+}  // namespace pc::aggregator

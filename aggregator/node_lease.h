@@ -1,0 +1,127 @@
+// One writer per node among aggregator replicas: a coordination.k8s.io/v1
+// Lease per node, "capture-node-<node>" in one namespace (shortened with a
+// hash past 253 characters), holderIdentity = this replica's id, annotation
+// packetcapture.antrea.io/address = the replica's advertised host:port.
+// Every write carries the resourceVersion read, so of two replicas racing for
+// a node one gets 409 and loses. A lease is free when it has no holder or
+// when renewTime + leaseDurationSeconds has passed; taking it from anyone
+// (or from an earlier incarnation of this replica) adds one to
+// leaseTransitions, which is the node's epoch: a fencing number that grows
+// with every change of writer.
+//
+// A renewal thread renews every held lease each lease_duration / 3. A lease
+// that cannot be renewed within lease_duration (API down) or that another
+// replica took is dropped and reported through on_lost.
+//
+// Thread-safe; API calls are serialized (one replica's leases are few).
+#ifndef AGGREGATOR_NODE_LEASE_H_
+#define AGGREGATOR_NODE_LEASE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "aggregator/lease_types.pb.h"
+#include "aggregator/node_ownership.h"
+#include "common/kube/http_client.h"
+
+namespace pc::aggregator {
+
+inline constexpr char kLeaseAddressAnnotation[] =
+    "packetcapture.antrea.io/address";
+
+struct NodeLeaseOptions {
+  std::string namespace_name, identity, address;
+  absl::Duration lease_duration = absl::Seconds(8);
+  std::function<absl::Time()> clock;  // absl::Now when empty
+  // Acquire of a node whose holder does not renew its lease waits (up to
+  // lease_duration) for the lease to expire and takes it, re-reading it
+  // every holder_poll; a renewal seen meanwhile ends the wait with
+  // FailedPrecondition. So an agent whose replica died is taken by the
+  // first other replica it reaches, without a round of redirects to the
+  // dead one. Off: FailedPrecondition at once.
+  bool wait_for_silent_holder = false;
+  absl::Duration holder_poll = absl::Milliseconds(500);
+};
+
+// The Lease's name for `node`: "capture-node-<node>", or, past 253
+// characters, a prefix of it + "-" + 16 hex digits of the node's SHA-256.
+std::string NodeLeaseName(const std::string& node);
+
+// MicroTime as the API writes it: "2026-12-02T07:30:00.123456Z".
+std::string FormatMicroTime(absl::Time t);
+
+class NodeLeases final : public NodeOwnership {
+ public:
+  NodeLeases(kube::HttpClient* http, NodeLeaseOptions options);
+  ~NodeLeases() override;  // stops renewing; does not release
+  NodeLeases(const NodeLeases&) = delete;
+  NodeLeases& operator=(const NodeLeases&) = delete;
+
+  // Takes (create / free or expired / already ours) the node's lease and
+  // keeps renewing it until Release. FailedPrecondition("node N is held by R
+  // at ADDR") + *other filled when another identity holds an unexpired lease;
+  // Unavailable when the API fails; InvalidArgument for a bad node name.
+  absl::StatusOr<LeaseHolder> Acquire(const std::string& node,
+                                      LeaseHolder* other = nullptr) override;
+  // Stops renewing and clears holderIdentity, so another replica can take
+  // the node at once.
+  void Release(const std::string& node) override;
+  // Held, and renewed within lease_duration.
+  bool Holds(const std::string& node) const override;
+  // Called (from the renewal thread, no lock held) when a renewal finds the
+  // lease taken or cannot renew it before it expires.
+  void SetOnLost(std::function<void(const std::string& node)> on_lost) override;
+
+ private:
+  struct Held {
+    Lease lease;  // as last written by us
+    int64_t epoch = 0;
+    absl::Time renewed = absl::InfinitePast();
+  };
+  enum class Fetch { kFound, kAbsent };
+
+  absl::Time Now() const;
+  std::string Path(const std::string& name) const;
+  absl::StatusOr<Fetch> Get(const std::string& name, Lease* lease)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+  // PUT (or POST when `create`); 409 -> Aborted. *lease becomes the answer.
+  absl::Status Write(const std::string& name, bool create, Lease* lease)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+  // Acquire without waiting for a silent holder; *renewed is the holder's
+  // renewTime when another replica holds the node.
+  absl::StatusOr<LeaseHolder> AcquireOnce(const std::string& node,
+                                          LeaseHolder* other,
+                                          std::string* renewed);
+  // One read-decide-write round of Acquire; Aborted on a write conflict.
+  absl::StatusOr<LeaseHolder> TryAcquire(const std::string& node,
+                                         const std::string& name, bool ours,
+                                         LeaseHolder* other,
+                                         std::string* renewed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+  // Renews one held lease; false when it is lost (taken, or not renewed in
+  // time).
+  bool Renew(const std::string& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+  void RenewLoop();
+
+  kube::HttpClient* const http_;
+  const NodeLeaseOptions options_;
+  const int32_t duration_seconds_;
+
+  absl::Mutex api_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  mutable absl::Mutex mu_;
+  std::map<std::string, Held> held_ ABSL_GUARDED_BY(mu_);
+  std::function<void(const std::string&)> on_lost_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread renewer_;
+};
+
+}  // namespace pc::aggregator
+
+#endif  // AGGREGATOR_NODE_LEASE_H_

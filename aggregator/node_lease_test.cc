@@ -1,0 +1,366 @@
+#include "aggregator/node_lease.h"
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "aggregator/lease_types.pb.h"
+#include "common/kube/fake_api_server.h"
+#include "common/kube/kube_json.h"
+#include "common/kube/names.h"
+#include "gtest/gtest.h"
+
+namespace pc::aggregator {
+namespace {
+
+using kube::FakeRequest;
+using kube::FakeResponse;
+
+constexpr char kBase[] = "/apis/coordination.k8s.io/v1/namespaces/ns/leases";
+
+// An in-memory Lease API with resourceVersion checks, plus faults.
+class LeaseApi {
+ public:
+  LeaseApi() {
+    server_ = *kube::FakeApiServer::Start(
+        [this](const FakeRequest& r) { return Handle(r); });
+    kube::KubeConfig config;
+    config.server = server_->url();
+    http_ = *kube::HttpClient::Create(config);
+  }
+  kube::HttpClient* http() { return http_.get(); }
+
+  void Put(const std::string& name, Lease lease) {
+    absl::MutexLock lock(&mu_);
+    lease.mutable_metadata()->set_resource_version(absl::StrCat(++rv_));
+    leases_[name] = lease;
+  }
+  Lease Stored(const std::string& name) {
+    absl::MutexLock lock(&mu_);
+    return leases_[name];
+  }
+  void set_failing(bool failing) { failing_ = failing; }
+  // Before the next n PUTs are served, `meddle` changes the stored lease
+  // (another replica writing in between), so they get 409.
+  void InterfereWithPuts(int n, std::function<void(Lease*)> meddle) {
+    absl::MutexLock lock(&mu_);
+    interfere_ = n;
+    meddle_ = std::move(meddle);
+  }
+  std::vector<FakeRequest> requests() { return server_->requests(); }
+
+ private:
+  static FakeResponse Code(int status) {
+    FakeResponse response;
+    response.status = status;
+    response.body = "{}";
+    return response;
+  }
+  static FakeResponse Json(int status, const Lease& lease) {
+    FakeResponse response = Code(status);
+    response.body = *kube::ToJson(lease);
+    return response;
+  }
+  FakeResponse Handle(const FakeRequest& r) {
+    if (failing_) return Code(500);
+    absl::MutexLock lock(&mu_);
+    if (r.method == "POST" && r.target == kBase) {
+      Lease lease;
+      if (!kube::ParseJson(r.body, &lease).ok()) return Code(400);
+      const std::string name = lease.metadata().name();
+      if (leases_.count(name)) return Code(409);
+      lease.mutable_metadata()->set_resource_version(absl::StrCat(++rv_));
+      leases_[name] = lease;
+      return Json(201, lease);
+    }
+    if (!absl::StartsWith(r.target, absl::StrCat(kBase, "/"))) return Code(400);
+    const std::string name = r.target.substr(sizeof(kBase));
+    auto it = leases_.find(name);
+    if (it == leases_.end()) return Code(404);
+    if (r.method == "GET") return Json(200, it->second);
+    if (r.method != "PUT") return Code(405);
+    if (interfere_ > 0) {
+      --interfere_;
+      meddle_(&it->second);
+      it->second.mutable_metadata()->set_resource_version(absl::StrCat(++rv_));
+    }
+    Lease lease;
+    if (!kube::ParseJson(r.body, &lease).ok()) return Code(400);
+    if (lease.metadata().resource_version() !=
+        it->second.metadata().resource_version()) {
+      return Code(409);
+    }
+    lease.mutable_metadata()->set_resource_version(absl::StrCat(++rv_));
+    it->second = lease;
+    return Json(200, lease);
+  }
+
+  std::unique_ptr<kube::FakeApiServer> server_;
+  std::unique_ptr<kube::HttpClient> http_;
+  std::atomic<bool> failing_{false};
+  absl::Mutex mu_;
+  int rv_ ABSL_GUARDED_BY(mu_) = 100;
+  std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);
+  int interfere_ ABSL_GUARDED_BY(mu_) = 0;
+  std::function<void(Lease*)> meddle_ ABSL_GUARDED_BY(mu_);
+};
+
+NodeLeaseOptions Options(const std::string& identity,
+                         absl::Duration duration = absl::Seconds(8)) {
+  NodeLeaseOptions options;
+  options.namespace_name = "ns";
+  options.identity = identity;
+  options.address = absl::StrCat("198.18.0.", identity == "a" ? 1 : 2, ":9000");
+  options.lease_duration = duration;
+  return options;
+}
+
+Lease HeldBy(const std::string& holder, absl::Time renewed, int transitions) {
+  Lease lease;
+  lease.mutable_metadata()->set_name("capture-node-n1");
+  (*lease.mutable_metadata()->mutable_annotations())[kLeaseAddressAnnotation] =
+      "198.18.0.9:9000";
+  lease.mutable_spec()->set_holder_identity(holder);
+  lease.mutable_spec()->set_lease_duration_seconds(8);
+  lease.mutable_spec()->set_renew_time(FormatMicroTime(renewed));
+  lease.mutable_spec()->set_lease_transitions(transitions);
+  return lease;
+}
+
+TEST(NodeLeaseName, ShortAndLong) {
+  EXPECT_EQ(NodeLeaseName("node-1.example"), "capture-node-node-1.example");
+  std::string long_a = std::string(120, 'a') + "." + std::string(132, 'b');
+  std::string long_b =
+      std::string(120, 'a') + "." + std::string(131, 'b') + "c";
+  ASSERT_TRUE(kube::IsDns1123Subdomain(long_a));
+  std::string a = NodeLeaseName(long_a), b = NodeLeaseName(long_b);
+  EXPECT_LE(a.size(), 253u);
+  EXPECT_TRUE(kube::IsDns1123Subdomain(a)) << a;
+  EXPECT_TRUE(kube::IsDns1123Subdomain(b)) << b;
+  EXPECT_NE(a, b);
+  EXPECT_TRUE(absl::StartsWith(a, "capture-node-aaaa"));
+}
+
+TEST(NodeLeaseName, MicroTime) {
+  absl::Time t = absl::FromUnixMicros(1796196600123456);  // 2026-12-02
+  EXPECT_EQ(FormatMicroTime(t), "2026-12-02T07:30:00.123456Z");
+}
+
+TEST(NodeLeases, CreatesWhenAbsentAndRenews) {
+  LeaseApi api;
+  NodeLeases leases(api.http(), Options("a", absl::Seconds(1)));
+  absl::StatusOr<LeaseHolder> got = leases.Acquire("n1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->epoch, 0);
+  EXPECT_EQ(got->identity, "a");
+  EXPECT_TRUE(leases.Holds("n1"));
+  Lease stored = api.Stored("capture-node-n1");
+  EXPECT_EQ(stored.spec().holder_identity(), "a");
+  EXPECT_EQ(stored.spec().lease_duration_seconds(), 1);
+  EXPECT_EQ(stored.metadata().annotations().at(kLeaseAddressAnnotation),
+            "198.18.0.1:9000");
+  EXPECT_EQ(stored.spec().renew_time().size(),
+            std::string("2026-12-02T07:30:00.123456Z").size());
+  EXPECT_EQ(api.requests()[1].method, "POST");
+  const std::string first_renew = stored.spec().renew_time();
+  absl::SleepFor(absl::Milliseconds(1500));  // > lease_duration
+  EXPECT_TRUE(leases.Holds("n1"));
+  stored = api.Stored("capture-node-n1");
+  EXPECT_GT(stored.spec().renew_time(), first_renew);
+  EXPECT_EQ(stored.spec().lease_transitions(), 0);
+  // Acquiring again while held is a renewal: same epoch.
+  got = leases.Acquire("n1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->epoch, 0);
+}
+
+TEST(NodeLeases, HeldByAnotherLiveReplica) {
+  LeaseApi api;
+  api.Put("capture-node-n1", HeldBy("b", absl::Now(), 4));
+  NodeLeases leases(api.http(), Options("a"));
+  LeaseHolder other;
+  absl::StatusOr<LeaseHolder> got = leases.Acquire("n1", &other);
+  EXPECT_TRUE(absl::IsFailedPrecondition(got.status())) << got.status();
+  EXPECT_EQ(got.status().message(), "node n1 is held by b at 198.18.0.9:9000");
+  EXPECT_EQ(other.identity, "b");
+  EXPECT_EQ(other.address, "198.18.0.9:9000");
+  EXPECT_FALSE(leases.Holds("n1"));
+  EXPECT_EQ(api.Stored("capture-node-n1").spec().holder_identity(), "b");
+}
+
+TEST(NodeLeases, TakesOverAnExpiredLease) {
+  LeaseApi api;
+  const absl::Time renewed = absl::Now() - absl::Seconds(1);
+  api.Put("capture-node-n1", HeldBy("b", renewed, 4));
+  NodeLeaseOptions options = Options("a");
+  absl::Time now = renewed + absl::Seconds(7);
+  options.clock = [&now] { return now; };
+  NodeLeases leases(api.http(), options);
+  EXPECT_TRUE(absl::IsFailedPrecondition(leases.Acquire("n1").status()));
+  now = renewed + absl::Seconds(9);  // past renewTime + 8s
+  absl::StatusOr<LeaseHolder> got = leases.Acquire("n1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->epoch, 5);
+  Lease stored = api.Stored("capture-node-n1");
+  EXPECT_EQ(stored.spec().holder_identity(), "a");
+  EXPECT_EQ(stored.spec().lease_transitions(), 5);
+  EXPECT_EQ(stored.spec().renew_time(), FormatMicroTime(now));
+  EXPECT_EQ(stored.spec().acquire_time(), FormatMicroTime(now));
+  // The takeover was a PUT with the resourceVersion read.
+  std::vector<FakeRequest> requests = api.requests();
+  ASSERT_EQ(requests.back().method, "PUT");
+  EXPECT_TRUE(
+      absl::StrContains(requests.back().body, "\"resourceVersion\":\"101\""))
+      << requests.back().body;
+}
+
+// A replica that was killed renews nothing: the first other replica its
+// agent reaches waits for the lease to expire and takes it, instead of
+// sending the agent to the dead one.
+TEST(NodeLeases, WaitsOutASilentHolder) {
+  LeaseApi api;
+  const absl::Time renewed = absl::Now() - absl::Seconds(1);
+  Lease lease = HeldBy("b", renewed, 4);
+  lease.mutable_spec()->set_lease_duration_seconds(2);
+  api.Put("capture-node-n1", lease);
+  NodeLeaseOptions options = Options("a", absl::Seconds(2));
+  options.wait_for_silent_holder = true;
+  options.holder_poll = absl::Milliseconds(100);
+  NodeLeases leases(api.http(), options);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<LeaseHolder> got = leases.Acquire("n1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->epoch, 5);
+  // Expired at renewed + 2 s, about 1 s after the call.
+  EXPECT_GE(absl::Now(), renewed + absl::Seconds(2));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  EXPECT_EQ(api.Stored("capture-node-n1").spec().holder_identity(), "a");
+}
+
+// A live holder renews within a third of its lease: the wait ends then,
+// with the holder's address, long before the lease could expire.
+TEST(NodeLeases, WaitForASilentHolderEndsWhenItRenews) {
+  LeaseApi api;
+  Lease lease = HeldBy("b", absl::Now(), 4);
+  api.Put("capture-node-n1", lease);
+  NodeLeaseOptions options = Options("a");
+  options.wait_for_silent_holder = true;
+  options.holder_poll = absl::Milliseconds(100);
+  NodeLeases leases(api.http(), options);
+  std::thread holder([&] {
+    absl::SleepFor(absl::Milliseconds(500));
+    Lease renewed = HeldBy("b", absl::Now(), 4);
+    api.Put("capture-node-n1", renewed);
+  });
+  const absl::Time start = absl::Now();
+  LeaseHolder other;
+  absl::StatusOr<LeaseHolder> got = leases.Acquire("n1", &other);
+  holder.join();
+  EXPECT_TRUE(absl::IsFailedPrecondition(got.status())) << got.status();
+  EXPECT_EQ(other.address, "198.18.0.9:9000");
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  EXPECT_EQ(api.Stored("capture-node-n1").spec().holder_identity(), "b");
+}
+
+TEST(NodeLeases, ConflictRereadsOnceThenReports) {
+  LeaseApi api;
+  api.Put("capture-node-n1", HeldBy("b", absl::Now() - absl::Seconds(60), 1));
+  NodeLeases leases(api.http(), Options("a"));
+  // Someone else takes it between our read and our write.
+  api.InterfereWithPuts(1, [](Lease* l) {
+    l->mutable_spec()->set_holder_identity("c");
+    l->mutable_spec()->set_renew_time(FormatMicroTime(absl::Now()));
+  });
+  LeaseHolder other;
+  absl::StatusOr<LeaseHolder> got = leases.Acquire("n1", &other);
+  EXPECT_TRUE(absl::IsFailedPrecondition(got.status())) << got.status();
+  EXPECT_EQ(other.identity, "c");
+  // Two conflicts in a row: Unavailable, nothing held.
+  api.Put("capture-node-n1", HeldBy("b", absl::Now() - absl::Seconds(60), 1));
+  api.InterfereWithPuts(2, [](Lease* l) {
+    l->mutable_spec()->set_renew_time(
+        FormatMicroTime(absl::Now() - absl::Seconds(60)));
+  });
+  got = leases.Acquire("n1");
+  EXPECT_TRUE(absl::IsUnavailable(got.status())) << got.status();
+  EXPECT_FALSE(leases.Holds("n1"));
+}
+
+TEST(NodeLeases, ReleaseLetsAnotherReplicaTakeAtOnce) {
+  LeaseApi api;
+  NodeLeases a(api.http(), Options("a"));
+  NodeLeases b(api.http(), Options("b"));
+  ASSERT_TRUE(a.Acquire("n1").ok());
+  EXPECT_TRUE(absl::IsFailedPrecondition(b.Acquire("n1").status()));
+  a.Release("n1");
+  EXPECT_FALSE(a.Holds("n1"));
+  EXPECT_EQ(api.Stored("capture-node-n1").spec().holder_identity(), "");
+  absl::StatusOr<LeaseHolder> got = b.Acquire("n1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->epoch, 1);
+  // And back: the epoch keeps growing with every change of writer.
+  b.Release("n1");
+  got = a.Acquire("n1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->epoch, 2);
+}
+
+TEST(NodeLeases, ApiDownLosesTheLeaseAfterItsDuration) {
+  LeaseApi api;
+  NodeLeases leases(api.http(), Options("a", absl::Seconds(1)));
+  absl::Mutex mu;
+  std::vector<std::string> lost;
+  leases.SetOnLost([&](const std::string& node) {
+    absl::MutexLock lock(&mu);
+    lost.push_back(node);
+  });
+  ASSERT_TRUE(leases.Acquire("n1").ok());
+  const absl::Time down = absl::Now();
+  api.set_failing(true);
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_TRUE(leases.Holds("n1"));  // a failed renewal is retried first
+  {
+    absl::MutexLock lock(&mu);
+    auto one = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu) { return !lost.empty(); };
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&one), absl::Seconds(5)));
+    EXPECT_EQ(lost, std::vector<std::string>{"n1"});
+  }
+  EXPECT_LT(absl::Now() - down, absl::Seconds(3));  // 1 s + a renewal tick
+  EXPECT_FALSE(leases.Holds("n1"));
+  EXPECT_TRUE(absl::IsUnavailable(leases.Acquire("n2").status()));
+}
+
+TEST(NodeLeases, RenewalFindsItTaken) {
+  LeaseApi api;
+  NodeLeases leases(api.http(), Options("a", absl::Seconds(1)));
+  std::atomic<int> lost{0};
+  leases.SetOnLost([&](const std::string&) { ++lost; });
+  ASSERT_TRUE(leases.Acquire("n1").ok());
+  api.Put("capture-node-n1", HeldBy("c", absl::Now(), 1));
+  for (int i = 0; i < 50 && lost == 0; ++i)
+    absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(lost, 1);
+  EXPECT_FALSE(leases.Holds("n1"));
+  EXPECT_EQ(api.Stored("capture-node-n1").spec().holder_identity(), "c");
+}
+
+TEST(NodeLeases, RejectsBadNodeNames) {
+  LeaseApi api;
+  NodeLeases leases(api.http(), Options("a"));
+  EXPECT_TRUE(absl::IsInvalidArgument(leases.Acquire("../x").status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(leases.Acquire("").status()));
+  NodeLeaseOptions options = Options("a");
+  options.namespace_name = "ns/../x";
+  NodeLeases bad_namespace(api.http(), options);
+  EXPECT_TRUE(absl::IsInvalidArgument(bad_namespace.Acquire("n1").status()));
+  EXPECT_TRUE(api.requests().empty());
+}
+
+}  // namespace
+}  // namespace pc::aggregator

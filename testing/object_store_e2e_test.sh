@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# Aggregator replicas over a real S3-compatible object store (versitygw) on the local
+# cluster: testing/cluster.sh up --object-store --aggregators 3 --nodes 3 (issue 12).
+# - every replica lists the same captures of the three nodes;
+# - the replica holding node-a's Lease is SIGKILLed while node-a's pod is flooded: the
+#   agent reconnects to another replica within 10 s (the Lease changes hands), nothing
+#   acknowledged is lost (packets compared with the node's own files) and the downloads
+#   from the three replicas are byte-identical;
+# - the object store is killed mid-flood and started again: acknowledgements stop while
+#   it is down, the agent does not storm it, nothing is lost, and ingest resumes.
+# Every check prints what it compared. Needs root.
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+E2E_SUITE=object_store_e2e
+source "$here/e2e_lib.sh"
+
+CLUSTER=${CLUSTER:-$here/cluster.sh}
+# /var/tmp: the object store's POSIX backend needs user xattrs (a tmpfs /tmp may lack them).
+export CLUSTER_STATE=${CLUSTER_STATE:-$(mktemp -d /var/tmp/pc-object-store-e2e.XXXXXX)}
+work=$(mktemp -d /tmp/pc-object-store-e2e-work.XXXXXX)
+floods=()
+cleanup() {
+  local pid
+  for pid in "${floods[@]}"; do kill "$pid" 2>/dev/null; done
+  "$CLUSTER" down > /dev/null 2>&1
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$CLUSTER" down > /dev/null 2>&1
+if ! "$CLUSTER" up --object-store --aggregators 3 --nodes 3; then
+  fail "cluster comes up with the object store and 3 replicas" "see $CLUSTER_STATE/logs"
+  e2e_finish
+  exit 1
+fi
+eval "$("$CLUSTER" env)"
+export PATH="$CLUSTER_TOOLS:$PATH"
+agent_of() { tr ' ' '\n' <<< "$AGENTS" | sed -n "s/^$1=//p"; }
+agent_a=$(agent_of node-a)
+declare -A replica
+for entry in $AGGREGATORS; do replica[${entry%%=*}]=${entry#*=}; done
+e2e_log "object store $OBJECT_STORE; replicas: $AGGREGATORS; agents: $AGENTS"
+check "env: three replicas (AGGREGATORS='$AGGREGATORS'), AGGREGATOR is the first" \
+  test "${#replica[@]}" = 3 -a "$AGGREGATOR" = "${replica[0]:-}"
+check "env: the object store's address and its 0600 key file" bash -c \
+  "[ -n '$OBJECT_STORE' ] && [ \"\$(stat -c %a '$OBJECT_STORE_CREDENTIALS')\" = 600 ] &&
+   grep -q '^access_key_id=.' '$OBJECT_STORE_CREDENTIALS' && grep -q '^secret_access_key=.' '$OBJECT_STORE_CREDENTIALS'"
+for i in 0 1 2; do
+  check_eventually "replica $i serves gRPC health" 20 \
+    grpcurl -plaintext -max-time 2 "${replica[$i]}" grpc.health.v1.Health/Check
+done
+
+ns=objstore
+for n in a b c; do "$CLUSTER" pod add "node-$n" $ns "web-$n" > /dev/null; done
+ip_a=$(kubectl get pod -n $ns web-a -o jsonpath='{.status.podIP}')
+"$CLUSTER" pod add node-c $ns client-c > /dev/null  # the flood's source, not captured
+netns_client=$("$CLUSTER" pod netns $ns client-c)
+
+# ---- helpers ------------------------------------------------------------------------
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+# check_within NAME T0_MS SECONDS CMD...: CMD succeeds within SECONDS of T0 (a moment in
+# the past, e.g. a kill); prints when it did.
+check_within() {
+  local name=$1 t0=$2 seconds=$3
+  shift 3
+  while ! "$@"; do
+    if [ $(($(now_ms) - t0)) -ge $((seconds * 1000)) ]; then
+      fail "$name" "not true ${seconds}s after the event: $*"
+      return
+    fi
+    sleep 0.1
+  done
+  pass "$name"
+  e2e_log "$name: after $(($(now_ms) - t0)) ms"
+}
+# flood SECONDS: ping web-a quickly from client-c, in the background, bounded in time.
+flood() {
+  ip netns exec "$netns_client" timeout "$1" ping -q -i 0.002 -s 200 "$ip_a" > /dev/null 2>&1 &
+  floods+=($!)
+}
+# listing ADDR: "id node state" of the namespace's captures, sorted.
+listing() {
+  grpc "$1" ListCaptures "{\"namespace\":\"$ns\",\"page_size\":100}" 2> /dev/null |
+    jq -r '.captures[]? | "\(.id) \(.node) \(.state)"' | sort
+}
+# same_listings: the three replicas list the same captures, one RUNNING per node.
+same_listings() {
+  local first i
+  first=$(listing "${replica[0]}")
+  [ "$(awk '$3 == "RUNNING" {print $2}' <<< "$first" | sort | tr '\n' ' ')" = "node-a node-b node-c " ] || {
+    e2e_log "replica 0 lists: $(echo $first)"; return 1; }
+  for i in 1 2; do
+    [ "$(listing "${replica[$i]}")" = "$first" ] || {
+      e2e_log "replica $i lists: $(listing "${replica[$i]}" | tr '\n' ' ') / replica 0: $(echo $first)"; return 1; }
+  done
+  e2e_log "all three list: $(echo $first)"
+}
+# holder NODE: the replica index holding NODE's Lease ("" if none).
+lease_holder() {
+  kubectl get lease -n kube-system "capture-node-$1" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null |
+    sed -n 's/^aggregator-\([0-9]\)$/\1/p'
+}
+lease_address() {
+  kubectl get lease -n kube-system "capture-node-$1" \
+    -o jsonpath='{.metadata.annotations.packetcapture\.antrea\.io/address}' 2>/dev/null
+}
+connects() { grep -c 'event=uplink_connected' "$CLUSTER_STATE/logs/agent-node-a.log"; }
+acked() { field "$agent_a" web-a bytes_uploaded; }  # what the agent had acknowledged
+# snapshot NAME ADDR: ADDR's pcap of web-a's capture, as packet lines, in $work/NAME.txt.
+snapshot() {
+  download "$2" "$id_a" "$work/$1.pcap"
+  packets "$work/$1.pcap" > "$work/$1.txt"
+  e2e_log "snapshot $1 from $2: $(wc -l < "$work/$1.txt") packets, $(stat -c %s "$work/$1.pcap") bytes"
+}
+# kept BEFORE AFTER: every packet of snapshot BEFORE is in snapshot AFTER.
+kept() {
+  local missing
+  missing=$(comm -23 <(sort -u "$work/$1.txt") <(sort -u "$work/$2.txt") | wc -l)
+  e2e_log "$1: $(wc -l < "$work/$1.txt") packets; $2: $(wc -l < "$work/$2.txt"); missing from $2: $missing"
+  [ "$missing" -eq 0 ] && [ -s "$work/$1.txt" ]
+}
+# same_as_node ADDR: ADDR's pcap of web-a has exactly the packets of node-a's own files.
+same_as_node() {
+  snapshot node "$agent_a" 2> /dev/null
+  snapshot replica "$1" 2> /dev/null
+  e2e_log "node-a's files: $(wc -l < "$work/node.txt") packets; $1: $(wc -l < "$work/replica.txt")"
+  [ -s "$work/node.txt" ] && cmp -s "$work/node.txt" "$work/replica.txt" && return 0
+  diff "$work/node.txt" "$work/replica.txt" | head -4 >&2
+  return 1
+}
+# identical_downloads: the three replicas' downloads of web-a are the same bytes.
+identical_downloads() {
+  local i
+  for i in 0 1 2; do download "${replica[$i]}" "$id_a" "$work/r$i.pcap"; done
+  e2e_log "downloads: $(for i in 0 1 2; do printf 'replica %s %s bytes %s; ' "$i" \
+    "$(stat -c %s "$work/r$i.pcap")" "$(sha256sum < "$work/r$i.pcap" | cut -c1-12)"; done)"
+  [ -s "$work/r0.pcap" ] && cmp -s "$work/r0.pcap" "$work/r1.pcap" && cmp -s "$work/r0.pcap" "$work/r2.pcap"
+}
+
+# ---- a capture on a pod of each node, listed alike by every replica --------------------
+for n in a b c; do kubectl annotate pod -n $ns "web-$n" tcpdump.antrea.io=20 > /dev/null; done
+"$CLUSTER" traffic $ns client-c 4 > /dev/null
+check_eventually "replica 0 lists a RUNNING capture on each of node-a, node-b, node-c" 30 bash -c \
+  "[ \"\$(grpcurl -plaintext -d '{\"namespace\":\"$ns\"}' ${replica[0]} packetcapture.v1.CaptureService/ListCaptures |
+      jq -r '[.captures[] | select(.state == \"RUNNING\") | .node] | sort | join(\" \")')\" = 'node-a node-b node-c' ]"
+# Replicas learn another's captures from the catalog (polled every 2 s).
+check_eventually "the three replicas list the same captures (id, node, state)" 10 same_listings
+id_a=$(field "${replica[0]}" web-a id)
+e2e_log "web-a's capture: $id_a"
+
+# ---- the replica holding node-a's Lease SIGKILLed mid-flood ----------------------------
+check_eventually "node-a's Lease is held by one of the replicas" 10 bash -c \
+  "$(declare -f lease_holder); [ -n \"\$(lease_holder node-a)\" ]"
+holder=$(lease_holder node-a)
+holder=${holder:-0}
+e2e_log "node-a's Lease: aggregator-$holder at $(lease_address node-a)"
+check "node-a's Lease carries its holder's address (${replica[$holder]})" \
+  test "$(lease_address node-a)" = "${replica[$holder]}"
+flood 12
+sleep 3
+snapshot prekill "${replica[$holder]}"
+acked_before=$(acked)
+connects_before=$(connects)
+kill -KILL "$(cat "$CLUSTER_STATE/pids/aggregator-$holder.pid")"
+t_kill=$(now_ms)
+e2e_log "SIGKILLed aggregator-$holder; the agent had $acked_before bytes acknowledged"
+other_holder() { local h; h=$(lease_holder node-a); [ -n "$h" ] && [ "$h" != "$holder" ]; }
+check_within "within 10 s node-a's Lease moved to another replica" "$t_kill" 10 other_holder
+check_within "within 10 s node-a's agent connected again" "$t_kill" 10 \
+  bash -c "$(declare -f connects); CLUSTER_STATE=$CLUSTER_STATE; [ \"\$(connects)\" -gt $connects_before ]"
+new_holder=$(lease_holder node-a)
+new_holder=${new_holder:-$(((holder + 1) % 3))}
+# The address of the agent's latest connection (uplink_connected aggregator="host:port").
+connected_to() {
+  grep 'event=uplink_connected' "$CLUSTER_STATE/logs/agent-node-a.log" | tail -1 |
+    sed -n 's/.* aggregator="\([^"]*\)".*/\1/p'
+}
+e2e_log "node-a's Lease now: aggregator-$new_holder; the agent's latest connection: $(connected_to)"
+check "node-a's agent is connected to the Lease's new holder aggregator-$new_holder (${replica[$new_holder]}; got $(connected_to))" \
+  test "$(connected_to)" = "${replica[$new_holder]}"
+wait "${floods[@]}" 2> /dev/null
+check_eventually "aggregator-$new_holder caught up with node-a after the SIGKILL" 30 \
+  caught_up web-a "$agent_a" "${replica[$new_holder]}"
+snapshot postkill "${replica[$new_holder]}"
+check "nothing stored before the SIGKILL was lost (prekill packets all in postkill)" kept prekill postkill
+check "the agent's acknowledged bytes did not go back ($acked_before -> $(acked))" \
+  test "$(acked)" -ge "$acked_before"
+"$CLUSTER" restart-aggregator --replica "$holder" > /dev/null 2>&1
+check_eventually "aggregator-$holder is back" 20 grpcurl -plaintext -max-time 2 "${replica[$holder]}" grpc.health.v1.Health/Check
+check_eventually "aggregator-$new_holder's pcap of web-a has node-a's packets exactly" 10 \
+  same_as_node "${replica[$new_holder]}"
+check_eventually "DownloadCapture of web-a is byte-identical from all three replicas" 10 identical_downloads
+
+# ---- the object store down mid-flood, then back ----------------------------------------
+flood 14
+sleep 2
+kill -KILL "$(cat "$CLUSTER_STATE/pids/object-store.pid")"
+t_down=$(now_ms)
+sleep 2  # what was in flight settles
+acked1=$(acked) node1=$(field "$agent_a" web-a bytes) connects1=$(connects)
+sleep 5
+acked2=$(acked) node2=$(field "$agent_a" web-a bytes) connects2=$(connects)
+e2e_log "store down: acknowledged $acked1 -> $acked2, node-a's capture $node1 -> $node2 bytes, reconnects $((connects2 - connects1))"
+check "with the object store down nothing more is acknowledged ($acked1 -> $acked2) while node-a captures ($node1 -> $node2)" \
+  test -n "$acked1" -a "$acked1" = "$acked2" -a "${node2:-0}" -gt "${node1:-0}"
+check "with the object store down the agent backs off (at most 3 reconnects in 5 s: $((connects2 - connects1)))" \
+  test $((connects2 - connects1)) -le 3
+check "with the object store down web-a's capture still runs on node-a" \
+  test "$(field "$agent_a" web-a state)" = RUNNING
+"$CLUSTER" restart-object-store > /dev/null 2>&1
+t_up=$(now_ms)
+e2e_log "object store back after $((t_up - t_down)) ms"
+check_within "once the store is back acknowledgements resume (beyond $acked2)" "$t_up" 30 \
+  bash -c "$(declare -f field grpc acked); agent_a=$agent_a; [ \"\$(acked)\" -gt $acked2 ]"
+wait "${floods[@]}" 2> /dev/null
+check_eventually "after the store's outage aggregator-$new_holder caught up with node-a" 60 \
+  caught_up web-a "$agent_a" "${replica[$new_holder]}"
+snapshot postoutage "${replica[$new_holder]}"
+check "nothing stored before the outage was lost" kept postkill postoutage
+check_eventually "after the outage aggregator-$new_holder's pcap has node-a's packets exactly" 10 \
+  same_as_node "${replica[$new_holder]}"
+check_eventually "after the outage the three replicas' downloads are byte-identical" 10 identical_downloads
+check_eventually "after it all the three replicas still list the same captures" 10 same_listings
+
+e2e_finish
