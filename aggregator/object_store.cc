@@ -165,7 +165,12 @@ void ObjectStore::OnLost(const std::string& node) {
     auto it = nodes_.find(node);
     if (it == nodes_.end() || it->second.lost) return;
     it->second.lost = true;
-    for (auto& [id, c] : it->second.captures) c->fenced.store(true);
+    // The catalog is the truth of these captures now (another replica
+    // writes them): its changes are published again.
+    for (auto& [id, c] : it->second.captures) {
+      c->fenced.store(true);
+      held_ids_.erase(id);
+    }
     on_lost = on_lost_;
   }
   LogLine("store_node_lost",

@@ -306,6 +306,12 @@ TEST_F(ObjectStoreTest, TakeoverResumesAtTheStoredEndsAndFencesTheOldWriter) {
   ASSERT_TRUE(r.error.ok()) << r.error;
   EXPECT_EQ(r.results[0].offset,
             a_points.back().offset() + tu::Records(21, 1).size());
+  // A lists what B writes from now on.
+  ASSERT_TRUE(
+      b->store->PutStatus("node-a", tu::Status(id, "node-a", Capture::STOPPED))
+          .ok());
+  ASSERT_TRUE(a->store->PollCatalog().ok());
+  EXPECT_EQ(a->registry.Get(id)->state(), Capture::STOPPED);
 }
 
 // Losing the lease (the renewal noticed) ends the node's stream and fences
