@@ -140,6 +140,13 @@ absl::Status ObjectStore::WriteCatalog(const std::string& node, int64_t epoch,
           absl::StrCat("capture ", c->id, " was deleted meanwhile"));
     }
     if (!current.ok()) return current.status();
+    if (current->entry.meta.status.node() != node) {
+      // Epochs are per node: another node's entry says nothing about ours.
+      c->deleted = c->etag.empty();
+      return absl::PermissionDeniedError(
+          absl::StrCat("capture ", c->id, " belongs to node ",
+                       current->entry.meta.status.node()));
+    }
     if (current->entry.epoch > epoch) {
       LogLine("store_deposed",
               {{"node", node},

@@ -227,6 +227,27 @@ TEST_F(ObjectStoreTest,
   EXPECT_EQ(b->store->total_bytes(), dir->total_bytes());
 }
 
+// A capture id another node's agent created through another replica, not
+// yet listed here, stays that node's: refused, and our node is not harmed.
+TEST_F(ObjectStoreTest, AnotherNodesCaptureIsRefusedBeforeItIsListed) {
+  const std::string id = tu::CaptureId("web-1");
+  auto a = OpenReplica("replica-a");
+  auto b = OpenReplica("replica-b");
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());  // node-a epoch 1
+  a->store->ReleaseNode("node-a");
+  ASSERT_TRUE(b->store->AcquireNode("node-a").ok());  // node-a epoch 2
+  ASSERT_TRUE(a->store->AcquireNode("node-b").ok());  // node-b epoch 1
+  ASSERT_TRUE(b->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  const absl::Status refused =
+      a->store->PutStatus("node-b", tu::Status(id, "node-b"));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied) << refused;
+  const std::string mine = tu::CaptureId("web-2");
+  EXPECT_TRUE(a->store->PutStatus("node-b", tu::Status(mine, "node-b")).ok());
+  const auto c = tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, tu::PcapFile(0, 2));
+  EXPECT_EQ(a->store->AppendBatch("node-b", {&c}).error.code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 // The second replica may not write the node while the first holds it: it
 // names the holder for the agent's redirect.
 TEST_F(ObjectStoreTest, AcquiringANodeHeldElsewhereNamesTheHolder) {
