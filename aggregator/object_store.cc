@@ -140,6 +140,13 @@ absl::Status ObjectStore::WriteCatalog(const std::string& node, int64_t epoch,
           absl::StrCat("capture ", c->id, " was deleted meanwhile"));
     }
     if (!current.ok()) return current.status();
+    if (current->entry.meta.status.node() != node) {
+      // Epochs are per node: another node's entry says nothing about ours.
+      c->deleted = c->etag.empty();
+      return absl::PermissionDeniedError(
+          absl::StrCat("capture ", c->id, " belongs to node ",
+                       current->entry.meta.status.node()));
+    }
     if (current->entry.epoch > epoch) {
       LogLine("store_deposed",
               {{"node", node},
@@ -165,7 +172,12 @@ void ObjectStore::OnLost(const std::string& node) {
     auto it = nodes_.find(node);
     if (it == nodes_.end() || it->second.lost) return;
     it->second.lost = true;
-    for (auto& [id, c] : it->second.captures) c->fenced.store(true);
+    // The catalog is the truth of these captures now (another replica
+    // writes them): its changes are published again.
+    for (auto& [id, c] : it->second.captures) {
+      c->fenced.store(true);
+      held_ids_.erase(id);
+    }
     on_lost = on_lost_;
   }
   LogLine("store_node_lost",
