@@ -194,6 +194,13 @@ check_eventually "replica 0 lists a RUNNING capture on each of node-a, node-b, n
 check_eventually "the three replicas list the same captures (id, node, state)" 10 same_listings
 id_a=$(field "${replica[0]}" web-a id)
 e2e_log "web-a's capture: $id_a"
+# The README's lines (section "Replicas over an object store"), as typed there.
+readme_ids=$(for r in $AGGREGATORS; do grpcurl -plaintext ${r#*=} packetcapture.v1.CaptureService/ListCaptures | jq -r '.captures[].id'; done)
+check "the README's listing loop prints web-a's capture once per replica ($(grep -c -x "$id_a" <<< "$readme_ids"))" \
+  test "$(grep -c -x "$id_a" <<< "$readme_ids")" = 3
+readme_holder=$(kubectl -n kube-system get lease capture-node-node-a -o jsonpath='{.spec.holderIdentity}{"\n"}')
+check "the README's Lease one-liner names a replica ($readme_holder)" \
+  grep -qx 'aggregator-[012]' <<< "$readme_holder"
 
 # ---- the replica holding node-a's Lease SIGKILLed mid-flood ----------------------------
 check_eventually "node-a's Lease is held by one of the replicas" 10 bash -c \
@@ -278,5 +285,18 @@ stopped_everywhere() {
 check_eventually "every replica lists web-a's capture STOPPED" 20 stopped_everywhere
 check_eventually "DownloadCapture of the stopped capture is byte-identical from all three replicas" 10 \
   downloads_agree identical
+
+# ---- the README's restart line: replica 0 killed and started again -----------------------
+testing_readme_restart() { "$CLUSTER" restart-aggregator --kill --replica 0; }
+check "the README's restart-aggregator --kill --replica 0 succeeds" testing_readme_restart
+check_eventually "replica 0 serves again after the README's restart" 20 \
+  grpcurl -plaintext -max-time 2 "${replica[0]}" grpc.health.v1.Health/Check
+listed_alike() {
+  local first
+  first=$(listing "${replica[0]}")
+  [ -n "$first" ] && [ "$(listing "${replica[1]}")" = "$first" ] &&
+    [ "$(listing "${replica[2]}")" = "$first" ]
+}
+check_eventually "after the restart the three replicas list the same captures" 15 listed_alike
 
 e2e_finish
