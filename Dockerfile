@@ -25,12 +25,14 @@ RUN bazel build -c opt //node_agent:capture-agent //aggregator:capture-aggregato
 # --- runtime: tcpdump and exactly the packages that provide the shared
 # libraries both binaries link (their `readelf -d` NEEDED entries mapped to
 # packages with `dpkg -S`): libc6 (libc, libm, the loader), libgcc-s1,
-# libstdc++6, libcurl4, libyaml-cpp0.7, zlib1g and prometheus-cpp's
+# libstdc++6, libcurl4, libyaml-cpp0.7, zlib1g, libssl3 (libcrypto: the
+# object store's SigV4 signatures) and prometheus-cpp's
 # libprometheus-cpp-core1.0 and libprometheus-cpp-pull1.0 (/metrics; the
 # latter brings civetweb's libcivetweb1 as its own dependency); gRPC,
-# Protobuf and Abseil are linked in statically. No ca-certificates: the only TLS peer is the API
-# server, verified with the ServiceAccount's ca.crt (CAINFO only, no system CA
-# path).
+# Protobuf and Abseil are linked in statically. ca-certificates: an https
+# object-store endpoint (AWS S3, ...) is verified against the system's CAs
+# (--s3_ca_file replaces them); the API server is verified with the
+# ServiceAccount's ca.crt alone.
 # testing/runtime_image_test.sh reads the list below (one package per line,
 # no comments inside the command), installs exactly it into a bookworm
 # root filesystem with debootstrap and runs both binaries and tcpdump there.
@@ -47,5 +49,7 @@ RUN apt-get update \
       libprometheus-cpp-core1.0 \
       libprometheus-cpp-pull1.0 \
       libpcap0.8 \
+      libssl3 \
+      ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/capture-agent /out/capture-aggregator /usr/local/bin/

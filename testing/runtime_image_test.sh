@@ -114,15 +114,17 @@ needed_packages() {
 }
 list_is_exact() {
   local want got
-  want=$( { needed_packages "$AGENT_BIN" "$AGGREGATOR_BIN" || echo "<dpkg -S failed>"; echo tcpdump; } | sort -u)
+  # ca-certificates: the aggregator's https object-store endpoints are verified against
+  # the system's CAs (libcurl's default bundle); no library links it.
+  want=$( { needed_packages "$AGENT_BIN" "$AGGREGATOR_BIN" || echo "<dpkg -S failed>"; echo tcpdump; echo ca-certificates; } | sort -u)
   got=$(printf '%s\n' "${PACKAGES[@]}")
   if [ "$want" != "$got" ]; then
-    echo "runtime packages differ from NEEDED owners + tcpdump:" >&2
+    echo "runtime packages differ from NEEDED owners + tcpdump + ca-certificates:" >&2
     diff <(echo "$want") <(echo "$got") >&2
     return 1
   fi
 }
-check "the runtime packages are exactly the NEEDED libraries' packages plus tcpdump" list_is_exact
+check "the runtime packages are exactly the NEEDED libraries' packages plus tcpdump and ca-certificates" list_is_exact
 
 # mirror_uri: the first URI of the machine's apt source for the suite
 # (deb822 .sources file; a one-line sources.list as a fallback).
