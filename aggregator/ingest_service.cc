@@ -75,6 +75,7 @@ class IngestServiceImpl::Stream final
         context_(context),
         peer_(context->peer()),
         strand_(std::make_shared<Strand>(&service->pool_)),
+        commit_strand_(std::make_shared<Strand>(&service->pool_)),
         max_queued_(2 * service->options_.max_inflight_bytes +
                     service->options_.max_chunk_bytes) {
     ++service_->active_streams_;
@@ -184,10 +185,13 @@ class IngestServiceImpl::Stream final
       }
     }
     if (registered != nullptr) registered->Unref();
-    // On the strand: after a Welcome that may be acquiring the node.
+    // On the strand: after a Welcome that may be acquiring the node, and
+    // after the commits of what the stream wrote.
     Post([this] {
-      if (owns_node_) service_->store_->ReleaseNode(node_);
-      owns_node_ = false;
+      PostCommit([this] {
+        if (owns_node_) service_->store_->ReleaseNode(node_);
+        owns_node_ = false;
+      });
     });
     if (!node_for_log().empty() && service_->options_.on_agent_disconnected) {
       service_->options_.on_agent_disconnected(node_for_log());
@@ -219,6 +223,15 @@ class IngestServiceImpl::Stream final
     });
   }
 
+  // Runs `task` on the commit strand, after the commits posted before.
+  void PostCommit(std::function<void()> task) {
+    Ref();
+    commit_strand_->Post([this, task = std::move(task)] {
+      task();
+      Unref();
+    });
+  }
+
   std::string node_for_log() {
     absl::MutexLock lock(&mu_);
     return log_node_;
@@ -240,7 +253,7 @@ class IngestServiceImpl::Stream final
       absl::MutexLock lock(&mu_);
       --handles_pending_;
     }
-    if (!Closing()) Dispatch(message);
+    if (!Closing() && !stopping_) Dispatch(message);
     absl::MutexLock lock(&mu_);
     queued_bytes_ -= size;
     MaybeReadLocked();
@@ -377,9 +390,13 @@ class IngestServiceImpl::Stream final
       return;
     }
     FlushBatch();
-    Reject(replaced, RejectMode::kInsteadOfQueued);
-    next->Post([next] { next->OnPredecessorDone(); });
-    next->Unref();
+    // Once what was written is committed (and acknowledged, if the replies
+    // get out before the stream ends).
+    PostCommit([this, next, replaced] {
+      Reject(replaced, RejectMode::kInsteadOfQueued);
+      next->Post([next] { next->OnPredecessorDone(); });
+      next->Unref();
+    });
   }
 
   void OnPredecessorDone() {
@@ -465,7 +482,8 @@ class IngestServiceImpl::Stream final
   void OnChunk(const std::shared_ptr<AgentMessage>& message) {
     const packetcapture::v1::Chunk& chunk = message->chunk();
     const IngestOptions& options = service_->options_;
-    if (rejected_.count(CaptureKey(chunk.capture_id())) > 0) {
+    if (rejected_.count(CaptureKey(chunk.capture_id())) > 0 ||
+        refusing_.count(CaptureKey(chunk.capture_id())) > 0) {
       ++ignored_chunks_;
       return;
     }
@@ -491,8 +509,9 @@ class IngestServiceImpl::Stream final
           first.file() != chunk.file() ||
           first.file_generation() != chunk.file_generation()) {
         FlushBatch();
-        if (Closing()) return;
-        if (rejected_.count(CaptureKey(chunk.capture_id())) > 0) {
+        if (Closing() || stopping_) return;
+        if (rejected_.count(CaptureKey(chunk.capture_id())) > 0 ||
+            refusing_.count(CaptureKey(chunk.capture_id())) > 0) {
           ++ignored_chunks_;
           return;
         }
@@ -510,17 +529,49 @@ class IngestServiceImpl::Stream final
     }
   }
 
-  // Stores the batch and acknowledges what was stored; the chunk the store
-  // stopped at refuses its capture, or ends the stream when the store
-  // itself failed.
+  // Writes the batch and hands it to the commit strand, which acknowledges
+  // it once it is durable (CommitBatch), while this strand goes on with the
+  // next messages. A chunk the store refused stops this capture's chunks (or
+  // the stream's, when the store itself failed) here at once; the refusal is
+  // sent after the acks of the chunks before it.
   void FlushBatch() {
     if (batch_.empty()) return;
+    auto batch =
+        std::make_shared<std::vector<std::shared_ptr<AgentMessage>>>();
+    batch->swap(batch_);
+    batch_bytes_ = 0;
     std::vector<const packetcapture::v1::Chunk*> chunks;
-    chunks.reserve(batch_.size());
-    for (const auto& m : batch_) chunks.push_back(&m->chunk());
-    BatchResult stored = service_->store_->AppendBatch(node_, chunks);
+    chunks.reserve(batch->size());
+    for (const auto& m : *batch) chunks.push_back(&m->chunk());
+    std::shared_ptr<PendingBatch> pending =
+        service_->store_->WriteBatch(node_, chunks);
+    const absl::Status& refused = pending->write_error();
+    if (!refused.ok()) {
+      if (IsCaptureSpecific(refused.code())) {
+        refusing_.insert(CaptureKey(chunks.front()->capture_id()));
+      } else {
+        stopping_ = true;
+      }
+    }
+    PostCommit([this, batch = std::move(batch), pending = std::move(pending)] {
+      CommitBatch(*batch, pending.get());
+    });
+  }
+
+  // ---- on the commit strand ----
+
+  // Commits a written batch and acknowledges what it stored; the chunk the
+  // store stopped at refuses its capture, or ends the stream when the store
+  // itself failed. After a failed commit, the batches of that capture
+  // written meanwhile are abandoned, not committed: they may lie past bytes
+  // that did not get stored.
+  void CommitBatch(const std::vector<std::shared_ptr<AgentMessage>>& batch,
+                   PendingBatch* pending) {
+    const std::string capture = batch.front()->chunk().capture_id();
+    if (store_failed_ || failed_captures_.count(capture) > 0) return;
+    BatchResult stored = pending->Commit();
     for (size_t i = 0; i < stored.results.size(); ++i) {
-      const packetcapture::v1::Chunk& chunk = *chunks[i];
+      const packetcapture::v1::Chunk& chunk = batch[i]->chunk();
       const AppendResult& result = stored.results[i];
       ++chunks_;
       if (!result.duplicate) bytes_ += chunk.data().size();
@@ -538,16 +589,20 @@ class IngestServiceImpl::Stream final
       ack->set_offset(result.offset);
       Send(std::move(out));
     }
-    const std::string capture = chunks.front()->capture_id();
-    batch_.clear();
-    batch_bytes_ = 0;
     if (stored.error.ok()) return;
     if (IsCaptureSpecific(stored.error.code())) {
-      RejectCapture(capture, stored.error);
+      failed_captures_.insert(capture);
+      Post([this, capture, error = stored.error] {
+        refusing_.erase(CaptureKey(capture));
+        if (!Closing()) RejectCapture(capture, error);
+      });
     } else {
+      store_failed_ = true;
       Reject(stored.error);
     }
   }
+
+  // ---- on the strand ----
 
   // Refuses one capture for the rest of this stream (once), keeping the
   // stream.
@@ -576,7 +631,12 @@ class IngestServiceImpl::Stream final
   }
 
   void OnEndOfInput() {
-    if (!Closing()) FlushBatch();
+    if (!Closing() && !stopping_) FlushBatch();
+    PostCommit([this] { FinishInput(); });
+  }
+
+  // On the commit strand: after the acks of every batch written.
+  void FinishInput() {
     std::optional<grpc::Status> finish;
     {
       absl::MutexLock lock(&mu_);
@@ -675,6 +735,8 @@ class IngestServiceImpl::Stream final
   grpc::CallbackServerContext* const context_;
   const std::string peer_;
   std::shared_ptr<Strand> strand_;
+  // Commits written batches in order and sends their acks.
+  std::shared_ptr<Strand> commit_strand_;
   const uint64_t max_queued_;
   std::atomic<int> refs_{1};
   grpc::Alarm hello_alarm_;
@@ -698,6 +760,14 @@ class IngestServiceImpl::Stream final
   // Chunks of one file awaiting their group commit.
   std::vector<std::shared_ptr<AgentMessage>> batch_;
   uint64_t batch_bytes_ = 0;
+  // Captures whose chunk the store refused while writing: their later
+  // chunks are ignored; RejectCapture follows from the commit strand.
+  std::set<std::string> refusing_;
+  bool stopping_ = false;  // the store failed a write: ignore the rest
+
+  // Commit-strand-only.
+  std::set<std::string> failed_captures_;  // ids whose commit failed
+  bool store_failed_ = false;
 
   // For the disconnect log line (OnDone).
   std::atomic<uint64_t> chunks_{0};
