@@ -277,7 +277,7 @@ class IngestServiceImpl::Stream final
     }
     switch (message.kind_case()) {
       case AgentMessage::kHello:
-        Reject(absl::FailedPreconditionError("hello sent twice"));
+        RejectAfterCommits(absl::FailedPreconditionError("hello sent twice"));
         return;
       case AgentMessage::kStatus:
         OnStatus(message.status());
@@ -295,7 +295,8 @@ class IngestServiceImpl::Stream final
         return;
       }
       default:
-        Reject(absl::InvalidArgumentError("empty or unknown message"));
+        RejectAfterCommits(
+            absl::InvalidArgumentError("empty or unknown message"));
         return;
     }
   }
@@ -472,7 +473,7 @@ class IngestServiceImpl::Stream final
     if (IsCaptureSpecific(checked.code())) {
       RejectCapture(status.id(), checked);
     } else {
-      Reject(checked);
+      RejectAfterCommits(checked);
     }
   }
 
@@ -482,8 +483,7 @@ class IngestServiceImpl::Stream final
   void OnChunk(const std::shared_ptr<AgentMessage>& message) {
     const packetcapture::v1::Chunk& chunk = message->chunk();
     const IngestOptions& options = service_->options_;
-    if (rejected_.count(CaptureKey(chunk.capture_id())) > 0 ||
-        refusing_.count(CaptureKey(chunk.capture_id())) > 0) {
+    if (rejected_.count(CaptureKey(chunk.capture_id())) > 0) {
       ++ignored_chunks_;
       return;
     }
@@ -498,7 +498,7 @@ class IngestServiceImpl::Stream final
       // Corrupted on the way: the stream is not to be trusted; the agent
       // reconnects and sends again.
       FlushBatch();
-      Reject(absl::DataLossError(absl::StrCat(
+      RejectAfterCommits(absl::DataLossError(absl::StrCat(
           "CRC32C mismatch in chunk of ", CaptureKey(chunk.capture_id()), " ",
           chunk.file().substr(0, 256), " at offset ", chunk.offset())));
       return;
@@ -510,8 +510,7 @@ class IngestServiceImpl::Stream final
           first.file_generation() != chunk.file_generation()) {
         FlushBatch();
         if (Closing() || stopping_) return;
-        if (rejected_.count(CaptureKey(chunk.capture_id())) > 0 ||
-            refusing_.count(CaptureKey(chunk.capture_id())) > 0) {
+        if (rejected_.count(CaptureKey(chunk.capture_id())) > 0) {
           ++ignored_chunks_;
           return;
         }
@@ -536,26 +535,50 @@ class IngestServiceImpl::Stream final
   // sent after the acks of the chunks before it.
   void FlushBatch() {
     if (batch_.empty()) return;
-    auto batch =
-        std::make_shared<std::vector<std::shared_ptr<AgentMessage>>>();
+    auto batch = std::make_shared<std::vector<std::shared_ptr<AgentMessage>>>();
     batch->swap(batch_);
-    batch_bytes_ = 0;
+    const uint64_t bytes = std::exchange(batch_bytes_, 0);
+    // The acks it will send count as replies already: the stream reads no
+    // more while those pile up unread (or too much awaits its commit).
+    uint64_t owed = 0;
+    for (const auto& m : *batch) {
+      owed += m->chunk().capture_id().size() + m->chunk().file().size() + 32;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      committing_bytes_ += bytes;
+      owed_bytes_ += owed;
+    }
     std::vector<const packetcapture::v1::Chunk*> chunks;
     chunks.reserve(batch->size());
     for (const auto& m : *batch) chunks.push_back(&m->chunk());
     std::shared_ptr<PendingBatch> pending =
         service_->store_->WriteBatch(node_, chunks);
-    const absl::Status& refused = pending->write_error();
-    if (!refused.ok()) {
-      if (IsCaptureSpecific(refused.code())) {
-        refusing_.insert(CaptureKey(chunks.front()->capture_id()));
-      } else {
-        stopping_ = true;
-      }
-    }
-    PostCommit([this, batch = std::move(batch), pending = std::move(pending)] {
-      CommitBatch(*batch, pending.get());
+    const absl::Status refused = pending->write_error();
+    const std::string capture = chunks.front()->capture_id();
+    PostCommit([this, batch = std::move(batch), pending = std::move(pending),
+                refused, bytes, owed] {
+      CommitBatch(*batch, pending.get(), refused);
+      absl::MutexLock lock(&mu_);
+      committing_bytes_ -= bytes;
+      owed_bytes_ -= owed;
+      MaybeReadLocked();
     });
+    if (refused.ok()) return;
+    // Refused now, so no later chunk of it is written; the refusal goes out
+    // after the batch's acks.
+    if (IsCaptureSpecific(refused.code())) {
+      RejectCapture(capture, refused);
+    } else {
+      stopping_ = true;
+    }
+  }
+
+  // Reject(), once the batches written before are committed and
+  // acknowledged; the strand ignores what comes meanwhile.
+  void RejectAfterCommits(const absl::Status& status) {
+    stopping_ = true;
+    PostCommit([this, status] { Reject(status); });
   }
 
   // ---- on the commit strand ----
@@ -565,8 +588,9 @@ class IngestServiceImpl::Stream final
   // itself failed. After a failed commit, the batches of that capture
   // written meanwhile are abandoned, not committed: they may lie past bytes
   // that did not get stored.
+  // `refused`: the write's error, which FlushBatch already acted on.
   void CommitBatch(const std::vector<std::shared_ptr<AgentMessage>>& batch,
-                   PendingBatch* pending) {
+                   PendingBatch* pending, const absl::Status& refused) {
     const std::string capture = batch.front()->chunk().capture_id();
     if (store_failed_ || failed_captures_.count(capture) > 0) return;
     BatchResult stored = pending->Commit();
@@ -591,11 +615,14 @@ class IngestServiceImpl::Stream final
     }
     if (stored.error.ok()) return;
     if (IsCaptureSpecific(stored.error.code())) {
-      failed_captures_.insert(capture);
-      Post([this, capture, error = stored.error] {
-        refusing_.erase(CaptureKey(capture));
-        if (!Closing()) RejectCapture(capture, error);
-      });
+      if (stored.error == refused) return;
+      // The flush failed: refuse the capture now, and on the strand.
+      if (failed_captures_.insert(capture).second) {
+        Send(RejectedMessage(CaptureKey(capture), stored.error));
+        Post([this, capture, error = stored.error] {
+          if (!Closing()) RejectCapture(capture, error, /*sent=*/true);
+        });
+      }
     } else {
       store_failed_ = true;
       Reject(stored.error);
@@ -606,11 +633,13 @@ class IngestServiceImpl::Stream final
 
   // Refuses one capture for the rest of this stream (once), keeping the
   // stream.
-  void RejectCapture(const std::string& id, const absl::Status& status) {
+  // `sent`: its message was sent already.
+  void RejectCapture(const std::string& id, const absl::Status& status,
+                     bool sent = false) {
     const std::string key = CaptureKey(id);
     if (rejected_.count(key) > 0) return;
     if (rejected_.size() >= service_->options_.max_rejected_captures) {
-      Reject(absl::ResourceExhaustedError(
+      RejectAfterCommits(absl::ResourceExhaustedError(
           absl::StrCat("more than ", service_->options_.max_rejected_captures,
                        " captures refused on one stream")));
       return;
@@ -622,12 +651,19 @@ class IngestServiceImpl::Stream final
              {"capture", key},
              {"code", absl::StatusCodeToString(status.code())},
              {"reason", std::string(status.message().substr(0, 1024))}});
+    if (sent) return;
+    // After the acks of the chunks written before.
+    PostCommit([this, key, status] { Send(RejectedMessage(key, status)); });
+  }
+
+  static AggregatorMessage RejectedMessage(const std::string& key,
+                                           const absl::Status& status) {
     AggregatorMessage out;
     auto* rejected = out.mutable_capture_rejected();
     rejected->set_capture_id(key);
     rejected->set_code(static_cast<int32_t>(status.code()));
     rejected->set_message(std::string(status.message().substr(0, 1024)));
-    Send(std::move(out));
+    return out;
   }
 
   void OnEndOfInput() {
@@ -716,8 +752,8 @@ class IngestServiceImpl::Stream final
   // neither queued input nor unread replies are over their limits.
   void MaybeReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (reading_ || !welcomed_ || finishing_ || broken_ || finished_) return;
-    if (queued_bytes_ >= max_queued_ ||
-        out_bytes_ >= service_->options_.max_outgoing_bytes) {
+    if (queued_bytes_ + committing_bytes_ >= max_queued_ ||
+        out_bytes_ + owed_bytes_ >= service_->options_.max_outgoing_bytes) {
       return;
     }
     reading_ = true;
@@ -760,10 +796,8 @@ class IngestServiceImpl::Stream final
   // Chunks of one file awaiting their group commit.
   std::vector<std::shared_ptr<AgentMessage>> batch_;
   uint64_t batch_bytes_ = 0;
-  // Captures whose chunk the store refused while writing: their later
-  // chunks are ignored; RejectCapture follows from the commit strand.
-  std::set<std::string> refusing_;
-  bool stopping_ = false;  // the store failed a write: ignore the rest
+  // A Reject() waits for the commits before it: ignore what comes.
+  bool stopping_ = false;
 
   // Commit-strand-only.
   std::set<std::string> failed_captures_;  // ids whose commit failed
@@ -782,6 +816,9 @@ class IngestServiceImpl::Stream final
   std::deque<std::pair<AggregatorMessage, size_t>> out_ ABSL_GUARDED_BY(mu_);
   uint64_t out_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Chunk bytes written, not yet committed and acked.
+  uint64_t committing_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t owed_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // about their acks' size
   int handles_pending_ ABSL_GUARDED_BY(mu_) = 0;  // posted, not yet started
   bool reading_ ABSL_GUARDED_BY(mu_) = false;     // a read is outstanding
   bool authenticated_ ABSL_GUARDED_BY(mu_) = false;

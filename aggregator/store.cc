@@ -210,7 +210,8 @@ class Store::Pending final : public PendingBatch {
       out.error = early_;
       return out;
     }
-    out.error = store_->CommitWrite(id_, entry_, &write_, writer_, &out.results);
+    out.error =
+        store_->CommitWrite(id_, entry_, &write_, writer_, &out.results);
     return out;
   }
 

@@ -452,8 +452,7 @@ FileAppend StoredFile::Commit(FileWrite* write, uint64_t writer) {
   const int data_fd = write->handle.data_fd();
   const int log_fd = write->handle.log_fd();
   io_mu_.Unlock();
-  absl::Status commit =
-      context_->sync->Sync(data_fd, writer, label_ + ".pcap");
+  absl::Status commit = context_->sync->Sync(data_fd, writer, label_ + ".pcap");
   if (commit.ok()) {
     if (const int err = WriteAll(log_fd, entries, log_offset); err != 0) {
       commit = IoError(err, absl::StrCat("write ", label_, ".log"));

@@ -294,8 +294,8 @@ class WriterReport final
     }
     auto it = fds_.find(name);
     if (it != fds_.end()) return it->second;
-    const int fd = open((*dir_ + "/" + name).c_str(),
-                        O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    const int fd =
+        open((*dir_ + "/" + name).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd >= 0) fds_[name] = fd;
     return fd;
   }
