@@ -21,6 +21,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -44,6 +45,34 @@ inline constexpr char kRedirectMetadata[] = "aggregator-redirect";
 struct BatchResult {
   std::vector<AppendResult> results;
   absl::Status error;
+};
+
+// A batch written but not yet durable (CaptureStore::WriteBatch). Dropping
+// it without Commit() abandons it: it and every later write to its file
+// that is not committed yet fail (so nothing is stored past a gap the
+// caller did not mean).
+class PendingBatch {
+ public:
+  virtual ~PendingBatch() = default;
+  // The error that stopped the write at one of its chunks (as
+  // BatchResult::error), known before Commit(); the chunks before it were
+  // written. OK if every chunk was.
+  virtual const absl::Status& write_error() const = 0;
+  // Returns once the written chunks are durable, with what AppendBatch()
+  // would have returned. A failed flush clears the results and sets the
+  // error. Once.
+  virtual BatchResult Commit() = 0;
+};
+
+// PendingBatch for a batch already stored in full (or refused).
+class DonePendingBatch final : public PendingBatch {
+ public:
+  explicit DonePendingBatch(BatchResult result) : result_(std::move(result)) {}
+  const absl::Status& write_error() const override { return result_.error; }
+  BatchResult Commit() override { return std::move(result_); }
+
+ private:
+  BatchResult result_;
 };
 
 // Counters since the store opened, for metrics.
@@ -103,6 +132,18 @@ class CaptureStore {
   virtual BatchResult AppendBatch(
       const std::string& node,
       const std::vector<const packetcapture::v1::Chunk*>& chunks) = 0;
+
+  // AppendBatch() in two steps, so a stream can check and write its next
+  // batch while this one is flushed: writes the batch (checks included) and
+  // returns before it is durable; PendingBatch::Commit() waits for that.
+  // Pending batches of one stream must be committed in the order they were
+  // written; acknowledge only what Commit() returned. The chunks must stay
+  // alive until then. The default stores the whole batch at once.
+  virtual std::unique_ptr<PendingBatch> WriteBatch(
+      const std::string& node,
+      const std::vector<const packetcapture::v1::Chunk*>& chunks) {
+    return std::make_unique<DonePendingBatch>(AppendBatch(node, chunks));
+  }
 
   // Applies retention and the byte budget; returns the captures deleted.
   virtual std::vector<std::string> Maintain() = 0;

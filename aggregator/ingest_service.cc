@@ -27,6 +27,11 @@ namespace {
 using packetcapture::v1::AgentMessage;
 using packetcapture::v1::AggregatorMessage;
 
+// Smaller batches are committed on the stream's strand when no commit is
+// under way (100 slow agents: a strand hop per 16 KiB chunk cost more CPU
+// than overlapping its write with a flush saved).
+constexpr uint64_t kMinPipelinedBytes = 256 << 10;
+
 std::string RandomInstance() {
   absl::BitGen gen;
   return absl::StrFormat("%016x", absl::Uniform<uint64_t>(gen));
@@ -75,6 +80,7 @@ class IngestServiceImpl::Stream final
         context_(context),
         peer_(context->peer()),
         strand_(std::make_shared<Strand>(&service->pool_)),
+        commit_strand_(std::make_shared<Strand>(&service->pool_)),
         max_queued_(2 * service->options_.max_inflight_bytes +
                     service->options_.max_chunk_bytes) {
     ++service_->active_streams_;
@@ -184,10 +190,13 @@ class IngestServiceImpl::Stream final
       }
     }
     if (registered != nullptr) registered->Unref();
-    // On the strand: after a Welcome that may be acquiring the node.
+    // On the strand: after a Welcome that may be acquiring the node, and
+    // after the commits of what the stream wrote.
     Post([this] {
-      if (owns_node_) service_->store_->ReleaseNode(node_);
-      owns_node_ = false;
+      PostCommit([this] {
+        if (owns_node_) service_->store_->ReleaseNode(node_);
+        owns_node_ = false;
+      });
     });
     if (!node_for_log().empty() && service_->options_.on_agent_disconnected) {
       service_->options_.on_agent_disconnected(node_for_log());
@@ -219,6 +228,15 @@ class IngestServiceImpl::Stream final
     });
   }
 
+  // Runs `task` on the commit strand, after the commits posted before.
+  void PostCommit(std::function<void()> task) {
+    Ref();
+    commit_strand_->Post([this, task = std::move(task)] {
+      task();
+      Unref();
+    });
+  }
+
   std::string node_for_log() {
     absl::MutexLock lock(&mu_);
     return log_node_;
@@ -240,7 +258,7 @@ class IngestServiceImpl::Stream final
       absl::MutexLock lock(&mu_);
       --handles_pending_;
     }
-    if (!Closing()) Dispatch(message);
+    if (!Closing() && !stopping_) Dispatch(message);
     absl::MutexLock lock(&mu_);
     queued_bytes_ -= size;
     MaybeReadLocked();
@@ -264,7 +282,7 @@ class IngestServiceImpl::Stream final
     }
     switch (message.kind_case()) {
       case AgentMessage::kHello:
-        Reject(absl::FailedPreconditionError("hello sent twice"));
+        RejectAfterCommits(absl::FailedPreconditionError("hello sent twice"));
         return;
       case AgentMessage::kStatus:
         OnStatus(message.status());
@@ -282,7 +300,8 @@ class IngestServiceImpl::Stream final
         return;
       }
       default:
-        Reject(absl::InvalidArgumentError("empty or unknown message"));
+        RejectAfterCommits(
+            absl::InvalidArgumentError("empty or unknown message"));
         return;
     }
   }
@@ -377,9 +396,13 @@ class IngestServiceImpl::Stream final
       return;
     }
     FlushBatch();
-    Reject(replaced, RejectMode::kInsteadOfQueued);
-    next->Post([next] { next->OnPredecessorDone(); });
-    next->Unref();
+    // Once what was written is committed (and acknowledged, if the replies
+    // get out before the stream ends).
+    PostCommit([this, next, replaced] {
+      Reject(replaced, RejectMode::kInsteadOfQueued);
+      next->Post([next] { next->OnPredecessorDone(); });
+      next->Unref();
+    });
   }
 
   void OnPredecessorDone() {
@@ -455,7 +478,7 @@ class IngestServiceImpl::Stream final
     if (IsCaptureSpecific(checked.code())) {
       RejectCapture(status.id(), checked);
     } else {
-      Reject(checked);
+      RejectAfterCommits(checked);
     }
   }
 
@@ -480,7 +503,7 @@ class IngestServiceImpl::Stream final
       // Corrupted on the way: the stream is not to be trusted; the agent
       // reconnects and sends again.
       FlushBatch();
-      Reject(absl::DataLossError(absl::StrCat(
+      RejectAfterCommits(absl::DataLossError(absl::StrCat(
           "CRC32C mismatch in chunk of ", CaptureKey(chunk.capture_id()), " ",
           chunk.file().substr(0, 256), " at offset ", chunk.offset())));
       return;
@@ -491,7 +514,7 @@ class IngestServiceImpl::Stream final
           first.file() != chunk.file() ||
           first.file_generation() != chunk.file_generation()) {
         FlushBatch();
-        if (Closing()) return;
+        if (Closing() || stopping_) return;
         if (rejected_.count(CaptureKey(chunk.capture_id())) > 0) {
           ++ignored_chunks_;
           return;
@@ -510,17 +533,86 @@ class IngestServiceImpl::Stream final
     }
   }
 
-  // Stores the batch and acknowledges what was stored; the chunk the store
-  // stopped at refuses its capture, or ends the stream when the store
-  // itself failed.
+  // Writes the batch and hands it to the commit strand, which acknowledges
+  // it once it is durable (CommitBatch), while this strand goes on with the
+  // next messages. A chunk the store refused stops this capture's chunks (or
+  // the stream's, when the store itself failed) here at once; the refusal is
+  // sent after the acks of the chunks before it.
   void FlushBatch() {
     if (batch_.empty()) return;
+    auto batch = std::make_shared<std::vector<std::shared_ptr<AgentMessage>>>();
+    batch->swap(batch_);
+    const uint64_t bytes = std::exchange(batch_bytes_, 0);
+    // The acks it will send count as replies already: the stream reads no
+    // more while those pile up unread (or too much awaits its commit).
+    uint64_t owed = 0;
+    for (const auto& m : *batch) {
+      owed += m->chunk().capture_id().size() + m->chunk().file().size() + 32;
+    }
+    // A small batch with no commit before it is committed right here: the
+    // hand-over to the commit strand costs more than its write saves.
+    bool now;
+    {
+      absl::MutexLock lock(&mu_);
+      now = commits_ == 0 && bytes < kMinPipelinedBytes;
+      ++commits_;
+      committing_bytes_ += bytes;
+      owed_bytes_ += owed;
+    }
     std::vector<const packetcapture::v1::Chunk*> chunks;
-    chunks.reserve(batch_.size());
-    for (const auto& m : batch_) chunks.push_back(&m->chunk());
-    BatchResult stored = service_->store_->AppendBatch(node_, chunks);
+    chunks.reserve(batch->size());
+    for (const auto& m : *batch) chunks.push_back(&m->chunk());
+    std::shared_ptr<PendingBatch> pending =
+        service_->store_->WriteBatch(node_, chunks);
+    const absl::Status refused = pending->write_error();
+    const std::string capture = chunks.front()->capture_id();
+    auto commit = [this, batch = std::move(batch), pending = std::move(pending),
+                   refused, bytes, owed] {
+      CommitBatch(*batch, pending.get(), refused);
+      absl::MutexLock lock(&mu_);
+      --commits_;
+      committing_bytes_ -= bytes;
+      owed_bytes_ -= owed;
+      MaybeReadLocked();
+    };
+    if (now) {
+      commit();
+    } else {
+      PostCommit(std::move(commit));
+    }
+    if (refused.ok()) return;
+    // Refused now, so no later chunk of it is written; the refusal goes out
+    // after the batch's acks.
+    if (IsCaptureSpecific(refused.code())) {
+      RejectCapture(capture, refused);
+    } else {
+      stopping_ = true;
+    }
+  }
+
+  // Reject(), once the batches written before are committed and
+  // acknowledged; the strand ignores what comes meanwhile.
+  void RejectAfterCommits(const absl::Status& status) {
+    stopping_ = true;
+    PostCommit([this, status] { Reject(status); });
+  }
+
+  // ---- on the commit strand (or on the strand, when no commit is under
+  // way: see kMinPipelinedBytes) ----
+
+  // Commits a written batch and acknowledges what it stored; the chunk the
+  // store stopped at refuses its capture, or ends the stream when the store
+  // itself failed. After a failed commit, the batches of that capture
+  // written meanwhile are abandoned, not committed: they may lie past bytes
+  // that did not get stored.
+  // `refused`: the write's error, which FlushBatch already acted on.
+  void CommitBatch(const std::vector<std::shared_ptr<AgentMessage>>& batch,
+                   PendingBatch* pending, const absl::Status& refused) {
+    const std::string capture = batch.front()->chunk().capture_id();
+    if (store_failed_ || failed_captures_.count(capture) > 0) return;
+    BatchResult stored = pending->Commit();
     for (size_t i = 0; i < stored.results.size(); ++i) {
-      const packetcapture::v1::Chunk& chunk = *chunks[i];
+      const packetcapture::v1::Chunk& chunk = batch[i]->chunk();
       const AppendResult& result = stored.results[i];
       ++chunks_;
       if (!result.duplicate) bytes_ += chunk.data().size();
@@ -538,24 +630,33 @@ class IngestServiceImpl::Stream final
       ack->set_offset(result.offset);
       Send(std::move(out));
     }
-    const std::string capture = chunks.front()->capture_id();
-    batch_.clear();
-    batch_bytes_ = 0;
     if (stored.error.ok()) return;
     if (IsCaptureSpecific(stored.error.code())) {
-      RejectCapture(capture, stored.error);
+      if (stored.error == refused) return;
+      // The flush failed: refuse the capture now, and on the strand.
+      if (failed_captures_.insert(capture).second) {
+        Send(RejectedMessage(CaptureKey(capture), stored.error));
+        Post([this, capture, error = stored.error] {
+          if (!Closing()) RejectCapture(capture, error, /*sent=*/true);
+        });
+      }
     } else {
+      store_failed_ = true;
       Reject(stored.error);
     }
   }
 
+  // ---- on the strand ----
+
   // Refuses one capture for the rest of this stream (once), keeping the
   // stream.
-  void RejectCapture(const std::string& id, const absl::Status& status) {
+  // `sent`: its message was sent already.
+  void RejectCapture(const std::string& id, const absl::Status& status,
+                     bool sent = false) {
     const std::string key = CaptureKey(id);
     if (rejected_.count(key) > 0) return;
     if (rejected_.size() >= service_->options_.max_rejected_captures) {
-      Reject(absl::ResourceExhaustedError(
+      RejectAfterCommits(absl::ResourceExhaustedError(
           absl::StrCat("more than ", service_->options_.max_rejected_captures,
                        " captures refused on one stream")));
       return;
@@ -567,16 +668,28 @@ class IngestServiceImpl::Stream final
              {"capture", key},
              {"code", absl::StatusCodeToString(status.code())},
              {"reason", std::string(status.message().substr(0, 1024))}});
+    if (sent) return;
+    // After the acks of the chunks written before.
+    PostCommit([this, key, status] { Send(RejectedMessage(key, status)); });
+  }
+
+  static AggregatorMessage RejectedMessage(const std::string& key,
+                                           const absl::Status& status) {
     AggregatorMessage out;
     auto* rejected = out.mutable_capture_rejected();
     rejected->set_capture_id(key);
     rejected->set_code(static_cast<int32_t>(status.code()));
     rejected->set_message(std::string(status.message().substr(0, 1024)));
-    Send(std::move(out));
+    return out;
   }
 
   void OnEndOfInput() {
-    if (!Closing()) FlushBatch();
+    if (!Closing() && !stopping_) FlushBatch();
+    PostCommit([this] { FinishInput(); });
+  }
+
+  // On the commit strand: after the acks of every batch written.
+  void FinishInput() {
     std::optional<grpc::Status> finish;
     {
       absl::MutexLock lock(&mu_);
@@ -656,8 +769,8 @@ class IngestServiceImpl::Stream final
   // neither queued input nor unread replies are over their limits.
   void MaybeReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (reading_ || !welcomed_ || finishing_ || broken_ || finished_) return;
-    if (queued_bytes_ >= max_queued_ ||
-        out_bytes_ >= service_->options_.max_outgoing_bytes) {
+    if (queued_bytes_ + committing_bytes_ >= max_queued_ ||
+        out_bytes_ + owed_bytes_ >= service_->options_.max_outgoing_bytes) {
       return;
     }
     reading_ = true;
@@ -675,6 +788,8 @@ class IngestServiceImpl::Stream final
   grpc::CallbackServerContext* const context_;
   const std::string peer_;
   std::shared_ptr<Strand> strand_;
+  // Commits written batches in order and sends their acks.
+  std::shared_ptr<Strand> commit_strand_;
   const uint64_t max_queued_;
   std::atomic<int> refs_{1};
   grpc::Alarm hello_alarm_;
@@ -698,6 +813,12 @@ class IngestServiceImpl::Stream final
   // Chunks of one file awaiting their group commit.
   std::vector<std::shared_ptr<AgentMessage>> batch_;
   uint64_t batch_bytes_ = 0;
+  // A Reject() waits for the commits before it: ignore what comes.
+  bool stopping_ = false;
+
+  // CommitBatch-only (one at a time: see commits_).
+  std::set<std::string> failed_captures_;  // ids whose commit failed
+  bool store_failed_ = false;
 
   // For the disconnect log line (OnDone).
   std::atomic<uint64_t> chunks_{0};
@@ -712,6 +833,10 @@ class IngestServiceImpl::Stream final
   std::deque<std::pair<AggregatorMessage, size_t>> out_ ABSL_GUARDED_BY(mu_);
   uint64_t out_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  // Chunk bytes written, not yet committed and acked.
+  uint64_t committing_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t owed_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // about their acks' size
+  int commits_ ABSL_GUARDED_BY(mu_) = 0;          // batches being committed
   int handles_pending_ ABSL_GUARDED_BY(mu_) = 0;  // posted, not yet started
   bool reading_ ABSL_GUARDED_BY(mu_) = false;     // a read is outstanding
   bool authenticated_ ABSL_GUARDED_BY(mu_) = false;

@@ -147,54 +147,96 @@ absl::StatusOr<AppendResult> Store::Append(const std::string& node,
   return batch.results.front();
 }
 
+// A batch written by WriteBatch(), committed by Commit() or abandoned.
+class Store::Pending final : public PendingBatch {
+ public:
+  Pending(Store* store, absl::Status early)
+      : store_(store), early_(std::move(early)) {}
+  Pending(Store* store, std::string id, std::shared_ptr<FileEntry> entry,
+          FileWrite write, uint64_t writer)
+      : store_(store),
+        id_(std::move(id)),
+        entry_(std::move(entry)),
+        write_(std::move(write)),
+        writer_(writer) {}
+  ~Pending() override {
+    if (!committed_ && entry_ != nullptr) entry_->io->Abandon(&write_);
+  }
+  const absl::Status& write_error() const override {
+    return early_.ok() ? write_.error : early_;
+  }
+  BatchResult Commit() override {
+    committed_ = true;
+    BatchResult out;
+    if (!early_.ok()) {
+      out.error = early_;
+      return out;
+    }
+    out.error =
+        store_->CommitWrite(id_, entry_, &write_, writer_, &out.results);
+    return out;
+  }
+
+ private:
+  Store* const store_;
+  const absl::Status early_;
+  const std::string id_;
+  const std::shared_ptr<FileEntry> entry_;
+  FileWrite write_;
+  const uint64_t writer_ = 0;
+  bool committed_ = false;
+};
+
 BatchResult Store::AppendBatch(const std::string& node,
                                const std::vector<const Chunk*>& chunks) {
-  BatchResult out;
-  out.error = AppendBatchTo(node, chunks, &out.results);
-  return out;
+  return WriteBatch(node, chunks)->Commit();
 }
 
-absl::Status Store::AppendBatchTo(const std::string& node,
-                                  const std::vector<const Chunk*>& chunks,
-                                  std::vector<AppendResult>* results) {
-  if (chunks.empty()) return absl::OkStatus();
+std::unique_ptr<PendingBatch> Store::WriteBatch(
+    const std::string& node, const std::vector<const Chunk*>& chunks) {
+  if (chunks.empty()) {
+    return std::make_unique<Pending>(this, absl::OkStatus());
+  }
   const Chunk& chunk = *chunks.front();
   const std::string& id = chunk.capture_id();
   std::string run_dir, ring;
+  auto fail = [this](absl::Status error) {
+    return std::make_unique<Pending>(this, std::move(error));
+  };
   if (!IsValidCaptureId(id)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid capture id \"", id.substr(0, 256), "\""));
+    return fail(absl::InvalidArgumentError(
+        absl::StrCat("invalid capture id \"", id.substr(0, 256), "\"")));
   }
   if (!ParseStoredFileName(chunk.file(), &run_dir, &ring)) {
-    return absl::InvalidArgumentError(
+    return fail(absl::InvalidArgumentError(
         absl::StrCat("invalid file name \"", chunk.file().substr(0, 256),
-                     "\" (expected run-<k>-w<N>/ring<i>)"));
+                     "\" (expected run-<k>-w<N>/ring<i>)")));
   }
   const std::pair<std::string, uint64_t> key{chunk.file(),
                                              chunk.file_generation()};
   // The node names the writer: one agent, one stream.
   const uint64_t writer = absl::Hash<std::string>()(node);
-  // A file dropped between the lookup and the append is looked up again.
+  // A file dropped between the lookup and the write is looked up again.
   for (int attempt = 0;; ++attempt) {
     std::shared_ptr<FileEntry> entry;
     {
       absl::MutexLock lock(&mu_);
       auto it = captures_.find(id);
       if (it == captures_.end()) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("unknown capture ", id, ": send its status first"));
+        return fail(absl::FailedPreconditionError(
+            absl::StrCat("unknown capture ", id, ": send its status first")));
       }
       StoredCapture& c = *it->second;
       if (c.meta.status.node() != node) {
-        return absl::PermissionDeniedError(absl::StrCat(
-            "capture ", id, " belongs to node ", c.meta.status.node()));
+        return fail(absl::PermissionDeniedError(absl::StrCat(
+            "capture ", id, " belongs to node ", c.meta.status.node())));
       }
       auto slot = c.files.find(key);
       if (slot == c.files.end()) {
         if (chunk.offset() != 0) {
-          return absl::InvalidArgumentError(
-              absl::StrCat("first chunk of ", chunk.file(), " generation ",
-                           chunk.file_generation(), " must start at offset 0"));
+          return fail(absl::InvalidArgumentError(absl::StrCat(
+              "first chunk of ", chunk.file(), " generation ",
+              chunk.file_generation(), " must start at offset 0")));
         }
         slot =
             c.files.emplace(key, NewFileEntry(c, key.first, key.second)).first;
@@ -202,47 +244,55 @@ absl::Status Store::AppendBatchTo(const std::string& node,
       entry = slot->second;
     }
 
-    FileAppend appended = entry->io->Append(chunks, writer);
-    if (appended.removed) {
+    FileWrite write = entry->io->Write(chunks);
+    if (write.removed) {
       if (attempt < 2) continue;
-      return absl::FailedPreconditionError(
-          absl::StrCat(entry->io->label(), " was dropped meanwhile"));
+      return fail(absl::FailedPreconditionError(
+          absl::StrCat(entry->io->label(), " was dropped meanwhile")));
     }
-    *results = std::move(appended.results);
-
-    // A file with nothing stored leaves the index (and the disk): its
-    // creation or its first chunk failed.
-    const bool drop = !appended.committed && entry->io->RemoveIfEmpty();
-    Removal removal;
-    {
-      absl::MutexLock lock(&mu_);
-      auto it = captures_.find(id);
-      StoredCapture* c = it == captures_.end() ? nullptr : it->second.get();
-      if (entry->deleted || c == nullptr) {
-        // Dropped meanwhile: nothing to account.
-      } else if (drop) {
-        DropFile(c, entry, /*removal=*/nullptr);
-      } else if (appended.committed &&
-                 appended.after.commits > entry->summary.commits) {
-        const FileSummary& after = appended.after;
-        FileSummary& before = entry->summary;
-        const bool was_empty = before.physical_len == 0;
-        // A file joins the download order with its first bytes and moves in
-        // it when its first record's time becomes known.
-        if (was_empty || (!before.first_time && after.first_time)) {
-          ++file_set_version_;
-        }
-        total_bytes_ += after.physical_len - before.physical_len;
-        stats_.chunks += after.commits - before.commits;
-        stats_.bytes += after.physical_len - before.physical_len;
-        before = after;
-        if (was_empty) MirrorRing(c, &removal);
-        Publish(*c);
-      }
-    }
-    removal.Run();
-    return appended.error;
+    return std::make_unique<Pending>(this, id, std::move(entry),
+                                     std::move(write), writer);
   }
+}
+
+absl::Status Store::CommitWrite(const std::string& id,
+                                const std::shared_ptr<FileEntry>& entry,
+                                FileWrite* write, uint64_t writer,
+                                std::vector<AppendResult>* results) {
+  FileAppend appended = entry->io->Commit(write, writer);
+  *results = std::move(appended.results);
+  // A file with nothing stored leaves the index (and the disk): its
+  // creation or its first chunk failed.
+  const bool drop = !appended.committed && entry->io->RemoveIfEmpty();
+  Removal removal;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = captures_.find(id);
+    StoredCapture* c = it == captures_.end() ? nullptr : it->second.get();
+    if (entry->deleted || c == nullptr) {
+      // Dropped meanwhile: nothing to account.
+    } else if (drop) {
+      DropFile(c, entry, /*removal=*/nullptr);
+    } else if (appended.committed &&
+               appended.after.commits > entry->summary.commits) {
+      const FileSummary& after = appended.after;
+      FileSummary& before = entry->summary;
+      const bool was_empty = before.physical_len == 0;
+      // A file joins the download order with its first bytes and moves in
+      // it when its first record's time becomes known.
+      if (was_empty || (!before.first_time && after.first_time)) {
+        ++file_set_version_;
+      }
+      total_bytes_ += after.physical_len - before.physical_len;
+      stats_.chunks += after.commits - before.commits;
+      stats_.bytes += after.physical_len - before.physical_len;
+      before = after;
+      if (was_empty) MirrorRing(c, &removal);
+      Publish(*c);
+    }
+  }
+  removal.Run();
+  return appended.error;
 }
 
 void Store::DropFile(StoredCapture* c, const std::shared_ptr<FileEntry>& f,

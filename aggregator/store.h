@@ -147,6 +147,11 @@ class Store final : public CaptureStore {
   BatchResult AppendBatch(
       const std::string& node,
       const std::vector<const packetcapture::v1::Chunk*>& chunks) override;
+  // AppendBatch() in two steps: writes now, flushes in Commit(); see
+  // CaptureStore::WriteBatch and StoredFile::Write.
+  std::unique_ptr<PendingBatch> WriteBatch(
+      const std::string& node,
+      const std::vector<const packetcapture::v1::Chunk*>& chunks) override;
 
   // Applies retention and the byte budget; returns the captures deleted.
   std::vector<std::string> Maintain() override;
@@ -208,10 +213,12 @@ class Store final : public CaptureStore {
   class Reader;
 
   Store(StoreOptions options, CaptureRegistry* registry);
-  absl::Status AppendBatchTo(
-      const std::string& node,
-      const std::vector<const packetcapture::v1::Chunk*>& chunks,
-      std::vector<AppendResult>* results);
+  class Pending;
+  // Commits a write of WriteBatch() and updates the index.
+  absl::Status CommitWrite(const std::string& id,
+                           const std::shared_ptr<FileEntry>& entry,
+                           FileWrite* write, uint64_t writer,
+                           std::vector<AppendResult>* results);
   absl::Time Now() const;
   // store_recovery.cc
   void Recover();

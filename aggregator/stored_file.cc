@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <limits>
 #include <utility>
 
@@ -105,7 +106,9 @@ void StoredFile::Remove() {
 
 bool StoredFile::RemoveIfEmpty() {
   absl::MutexLock io(&io_mu_);
-  if (entries_ > 0) return false;
+  if (entries_ > 0 || write_seq_ > std::max(committed_seq_, failed_seq_)) {
+    return false;
+  }
   Remove();
   return true;
 }
@@ -215,6 +218,9 @@ absl::StatusOr<FileSummary> StoredFile::Recover() {
   }
   entries_ = entries.size();
   last_ = entries.back();
+  written_ = last_;
+  written_header_ = header_;
+  written_first_time_ = first_time_;
   return Summary();
 }
 
@@ -250,7 +256,12 @@ absl::Status StoredFile::Create(OpenFiles::Handle* handle) {
 
 FileAppend StoredFile::Append(const std::vector<const Chunk*>& chunks,
                               uint64_t writer) {
-  FileAppend out;
+  FileWrite write = Write(chunks);
+  return Commit(&write, writer);
+}
+
+FileWrite StoredFile::Write(const std::vector<const Chunk*>& chunks) {
+  FileWrite out;
   absl::MutexLock io(&io_mu_);
   if (removed_.load()) {
     out.removed = true;
@@ -279,9 +290,9 @@ FileAppend StoredFile::Append(const std::vector<const Chunk*>& chunks,
   // (one more flush). So an entry never names bytes that are not durable,
   // and a batch costs two flushes however many chunks it holds (fewer when
   // other streams' batches share them).
-  LogEntry last = last_;
-  absl::optional<pcap::GlobalHeader> header = header_;
-  absl::optional<absl::Time> first_time = first_time_;
+  LogEntry last = written_;
+  absl::optional<pcap::GlobalHeader> header = written_header_;
+  absl::optional<absl::Time> first_time = written_first_time_;
   std::string entries;
   uint64_t bytes = 0;
   for (const Chunk* c : chunks) {
@@ -320,37 +331,110 @@ FileAppend StoredFile::Append(const std::vector<const Chunk*>& chunks,
     bytes += data.size();
     out.results.push_back(cut->result);
   }
+  // Results depend on the writes before this one (duplicates included).
+  out.seq = write_seq_;
   if (entries.empty()) return out;  // nothing written (all duplicates?)
+  out.seq = ++write_seq_;
+  out.wrote = true;
+  out.bytes = bytes;
+  out.handle = std::move(handle);
+  unlogged_ += entries;
+  written_ = last;
+  written_header_ = header;
+  written_first_time_ = first_time;
+  return out;
+}
 
-  // Commit what was written before any error: the chunks before it stay
-  // valid and are acknowledged.
-  absl::Status commit =
-      context_->sync->Sync(handle.data_fd(), writer, label_ + ".pcap");
+FileAppend StoredFile::Commit(FileWrite* write, uint64_t writer) {
+  FileAppend out;
+  out.results = std::move(write->results);
+  out.error = write->error;
+  out.removed = write->removed;
+  if (write->seq == 0) return out;
+  absl::MutexLock io(&io_mu_);
+  for (;;) {
+    if (write->seq <= committed_seq_) {
+      out.committed = write->wrote;
+      out.after = Summary();
+      out.bytes = write->bytes;
+      return out;
+    }
+    if (write->seq <= failed_seq_) {
+      out.results.clear();
+      out.error = failed_error_;
+      return out;
+    }
+    if (!committing_) break;
+    io_mu_.Await(absl::Condition(
+        +[](bool* committing) { return !*committing; }, &committing_));
+  }
+  // Commit every write so far: one flush of the data covers them all, and
+  // only then are their entries appended to the log (one more flush). So an
+  // entry never names bytes that are not durable, and a commit costs two
+  // flushes however many writes it covers (fewer when other streams' commits
+  // share them). Writes made meanwhile wait for the next commit.
+  committing_ = true;
+  const uint64_t through = write_seq_;
+  const LogEntry last = written_;
+  const absl::optional<pcap::GlobalHeader> header = written_header_;
+  const absl::optional<absl::Time> first_time = written_first_time_;
+  const std::string entries = std::exchange(unlogged_, std::string());
+  const uint64_t log_offset = entries_ * kEntrySize;
+  const int data_fd = write->handle.data_fd();
+  const int log_fd = write->handle.log_fd();
+  io_mu_.Unlock();
+  absl::Status commit = context_->sync->Sync(data_fd, writer, label_ + ".pcap");
   if (commit.ok()) {
-    if (const int err =
-            WriteAll(handle.log_fd(), entries, entries_ * kEntrySize);
-        err != 0) {
+    if (const int err = WriteAll(log_fd, entries, log_offset); err != 0) {
       commit = IoError(err, absl::StrCat("write ", label_, ".log"));
     }
   }
   if (commit.ok()) {
-    commit = context_->sync->Sync(handle.log_fd(), writer, label_ + ".log");
+    commit = context_->sync->Sync(log_fd, writer, label_ + ".log");
   }
-  if (!commit.ok()) {
-    // Nothing of this batch counts: the next write starts where the last
-    // committed entry ends, over whatever was written here.
+  io_mu_.Lock();
+  committing_ = false;
+  if (commit.ok()) {
+    entries_ += entries.size() / kEntrySize;
+    last_ = last;
+    header_ = header;
+    first_time_ = first_time;
+    committed_seq_ = through;
+  } else {
+    // Nothing written since the last commit counts, the writes made during
+    // this one included (they were placed after bytes that do not count).
+    FailUncommitted(commit);
+  }
+  if (write->seq <= committed_seq_) {
+    out.committed = write->wrote;
+    out.after = Summary();
+    out.bytes = write->bytes;
+  } else {
     out.results.clear();
-    out.error = commit;
-    return out;
+    out.error = failed_error_;
   }
-  entries_ += entries.size() / kEntrySize;
-  last_ = last;
-  header_ = header;
-  first_time_ = first_time;
-  out.committed = true;
-  out.after = Summary();
-  out.bytes = bytes;
   return out;
+}
+
+void StoredFile::FailUncommitted(const absl::Status& error) {
+  // The next write starts where the last committed entry ends, over whatever
+  // was written since.
+  failed_seq_ = write_seq_;
+  failed_error_ = error;
+  written_ = last_;
+  written_header_ = header_;
+  written_first_time_ = first_time_;
+  unlogged_.clear();
+}
+
+void StoredFile::Abandon(FileWrite* write) {
+  if (write->seq == 0) return;
+  absl::MutexLock io(&io_mu_);
+  io_mu_.Await(absl::Condition(
+      +[](bool* committing) { return !*committing; }, &committing_));
+  if (write->seq <= committed_seq_ || write->seq <= failed_seq_) return;
+  FailUncommitted(absl::AbortedError(
+      absl::StrCat("a write to ", label_, " was abandoned before its commit")));
 }
 
 }  // namespace pc::aggregator

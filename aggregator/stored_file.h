@@ -52,6 +52,20 @@ struct FileAppend {
   uint64_t bytes = 0;  // bytes added to the data file
 };
 
+// What StoredFile::Write() did: chunks written into the data file, not yet
+// durable. Pass it to Commit().
+struct FileWrite {
+  std::vector<AppendResult> results;  // one per chunk handled, in order
+  absl::Status error;                 // what stopped it; OK if nothing did
+  bool removed = false;  // the file was removed first: nothing was done
+  bool wrote = false;    // bytes were added to the data file
+  // The file's write (its own or an earlier one) whose commit the results
+  // depend on; 0: none.
+  uint64_t seq = 0;
+  uint64_t bytes = 0;
+  OpenFiles::Handle handle;  // the descriptors, held until committed
+};
+
 // What every stored file of one store shares.
 struct StoredFileContext {
   OpenFiles* open_files;
@@ -85,11 +99,30 @@ class StoredFile {
   FileAppend Append(const std::vector<const packetcapture::v1::Chunk*>& chunks,
                     uint64_t writer) ABSL_LOCKS_EXCLUDED(io_mu_);
 
+  // Append() in two steps, so a writer can write its next chunks while the
+  // ones before are being flushed. Write() checks the chunks and writes
+  // their bytes into the data file (after every earlier write, committed or
+  // not); Commit() returns once they are durable: it flushes the data
+  // written so far, then appends and flushes the log entries of every write
+  // not yet committed (one commit can cover several writes; the later
+  // Commit()s then return at once). Commit()s of one file run one at a time.
+  // If a commit fails, every write not committed by then fails with it
+  // (their results are cleared): the next write starts where the last
+  // committed entry ends. Each Write() must be followed by its Commit().
+  FileWrite Write(const std::vector<const packetcapture::v1::Chunk*>& chunks)
+      ABSL_LOCKS_EXCLUDED(io_mu_);
+  FileAppend Commit(FileWrite* write, uint64_t writer)
+      ABSL_LOCKS_EXCLUDED(io_mu_);
+  // Instead of Commit(): the write (unless committed already) and every
+  // later one not committed fail; the next write starts where the last
+  // committed entry ends.
+  void Abandon(FileWrite* write) ABSL_LOCKS_EXCLUDED(io_mu_);
+
   // Unlinks both files and lets go of their descriptors; later appends do
   // nothing (FileAppend::removed).
   void Remove();
-  // Remove() if nothing was ever committed to the file (waits for an append
-  // under way); true if removed.
+  // Remove() if nothing was ever committed to the file and no write awaits
+  // its commit (waits for a write under way); true if removed.
   bool RemoveIfEmpty() ABSL_LOCKS_EXCLUDED(io_mu_);
 
   const std::string& name() const { return name_; }
@@ -117,6 +150,9 @@ class StoredFile {
   absl::Status Create(OpenFiles::Handle* handle)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
   FileSummary Summary() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
+  // Every write not committed fails with `error`.
+  void FailUncommitted(const absl::Status& error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(io_mu_);
 
   const std::shared_ptr<CaptureDir> dir_;
   const std::string name_;
@@ -135,6 +171,20 @@ class StoredFile {
   LogEntry last_ ABSL_GUARDED_BY(io_mu_);  // zeros before the first
   absl::optional<pcap::GlobalHeader> header_ ABSL_GUARDED_BY(io_mu_);
   absl::optional<absl::Time> first_time_ ABSL_GUARDED_BY(io_mu_);
+
+  // What Write() has added beyond the committed state above: the state
+  // after every write so far, and the log entries not yet committed.
+  LogEntry written_ ABSL_GUARDED_BY(io_mu_);
+  absl::optional<pcap::GlobalHeader> written_header_ ABSL_GUARDED_BY(io_mu_);
+  absl::optional<absl::Time> written_first_time_ ABSL_GUARDED_BY(io_mu_);
+  std::string unlogged_ ABSL_GUARDED_BY(io_mu_);
+  // Writes are numbered from 1; every write up to committed_seq_ is
+  // durable, every later one up to failed_seq_ failed with failed_error_.
+  uint64_t write_seq_ ABSL_GUARDED_BY(io_mu_) = 0;
+  uint64_t committed_seq_ ABSL_GUARDED_BY(io_mu_) = 0;
+  uint64_t failed_seq_ ABSL_GUARDED_BY(io_mu_) = 0;
+  absl::Status failed_error_ ABSL_GUARDED_BY(io_mu_);
+  bool committing_ ABSL_GUARDED_BY(io_mu_) = false;
 };
 
 }  // namespace pc::aggregator

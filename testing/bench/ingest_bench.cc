@@ -5,6 +5,13 @@
 //       IngestService that acks every chunk at once without storing it, and
 //       CaptureService.DownloadCapture that streams DOWNLOAD_FILE in
 //       MESSAGE_BYTES messages: the "raw gRPC stream" peers.
+//   ingest_bench null-writer PORT DIR
+//       The minimal durable peer: an IngestService that writes each chunk at
+//       its offset into DIR/<capture>.<file>.<generation> (one file per
+//       (capture, file, generation); no index, no commit log, no checks) and
+//       acks it once fdatasync() of that file returned. Each stream has one
+//       thread: it writes every chunk queued since its last round, flushes
+//       each file written to once, then acks them in order.
 //   ingest_bench ingest TARGET TOKEN_DIR NODE_PREFIX STREAMS MIB_PER_STREAM
 //                KIB_PER_SEC CHUNK_BYTES WINDOW_BYTES
 //       STREAMS agents, each on its own connection, speaking IngestService
@@ -28,6 +35,7 @@
 //       DownloadCapture(ID, follow=true); for every record holding a
 //       udp_flood payload ("PCFLOOD1" + 8-byte big-endian sequence number)
 //       prints "seq <N> <CLOCK_MONOTONIC seconds>" as soon as it arrives.
+#include <fcntl.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,9 +49,11 @@
 #include <deque>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -196,6 +206,200 @@ int NullServer(int argc, char** argv) {
   builder.SetMaxReceiveMessageSize(8 << 20);
   builder.RegisterService(&ingest);
   builder.RegisterService(&capture);
+  auto server = builder.BuildAndStart();
+  if (!server) return 1;
+  std::printf("listening %d\n", port);
+  std::fflush(stdout);
+  server->Wait();
+  return 0;
+}
+
+// ---- null writer ----
+
+class WriterReport final
+    : public grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage> {
+ public:
+  explicit WriterReport(const std::string* dir)
+      : dir_(dir), worker_([this] { Work(); }) {
+    StartRead(&in_);
+  }
+
+  void OnReadDone(bool ok) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!ok) {
+      done_reading_ = true;
+      cv_.notify_one();
+      return;
+    }
+    if (in_.has_hello()) {
+      v1::AggregatorMessage reply;
+      reply.mutable_welcome()->set_aggregator_instance("null-writer");
+      reply.mutable_welcome()->set_max_inflight_bytes(uint64_t{4} << 20);
+      reply.mutable_welcome()->set_max_chunk_bytes(uint32_t{1} << 20);
+      SendLocked(std::move(reply));
+    } else if (in_.has_chunk()) {
+      pending_.push_back(std::move(*in_.mutable_chunk()));
+      cv_.notify_one();
+    }
+    in_.Clear();
+    StartRead(&in_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool finish;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      out_.pop_front();
+      if (!ok) out_.clear();
+      if (!out_.empty()) StartWrite(&out_.front());
+      finish = ShouldFinishLocked();
+    }
+    if (finish) Finish(grpc::Status::OK);
+  }
+
+  void OnDone() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+      cv_.notify_one();
+    }
+    Unref();
+  }
+
+ private:
+  void Unref() {
+    if (refs_.fetch_sub(1) == 1) {
+      worker_.detach();
+      delete this;
+    }
+  }
+
+  void SendLocked(v1::AggregatorMessage m) {
+    out_.push_back(std::move(m));
+    if (out_.size() == 1) StartWrite(&out_.front());
+  }
+
+  bool ShouldFinishLocked() {
+    if (finished_ || !worker_done_ || !done_reading_ || !out_.empty())
+      return false;
+    finished_ = true;
+    return true;
+  }
+
+  int FdFor(const v1::Chunk& c) {
+    std::string name = c.capture_id() + "." + c.file() + "." +
+                       std::to_string(c.file_generation());
+    for (char& ch : name) {
+      if (ch == '/') ch = '_';
+    }
+    auto it = fds_.find(name);
+    if (it != fds_.end()) return it->second;
+    const int fd =
+        open((*dir_ + "/" + name).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) fds_[name] = fd;
+    return fd;
+  }
+
+  // Writes, flushes and acks rounds of queued chunks until the stream ends.
+  void Work() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      cv_.wait(lock,
+               [this] { return stop_ || done_reading_ || !pending_.empty(); });
+      if (stop_) break;
+      if (pending_.empty()) {  // done reading, all acked
+        worker_done_ = true;
+        const bool finish = ShouldFinishLocked();
+        lock.unlock();
+        if (finish) Finish(grpc::Status::OK);
+        Unref();
+        return;
+      }
+      std::deque<v1::Chunk> round;
+      round.swap(pending_);
+      lock.unlock();
+      bool failed = false;
+      std::set<int> written;
+      for (const v1::Chunk& c : round) {
+        const int fd = FdFor(c);
+        const std::string& d = c.data();
+        size_t done = 0;
+        while (fd >= 0 && done < d.size()) {
+          const ssize_t n = pwrite(fd, d.data() + done, d.size() - done,
+                                   static_cast<off_t>(c.offset() + done));
+          if (n <= 0) break;
+          done += static_cast<size_t>(n);
+        }
+        failed |= done != d.size();
+        if (fd >= 0) written.insert(fd);
+      }
+      for (int fd : written) failed |= fdatasync(fd) != 0;
+      // Keep only the last file's descriptor: ring files come one by one.
+      const int last = round.empty() ? -1 : FdFor(round.back());
+      for (auto it = fds_.begin(); it != fds_.end();) {
+        if (it->second != last) {
+          close(it->second);
+          it = fds_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      lock.lock();
+      if (stop_) break;  // OnDone came: no more writes to the stream
+      if (failed) {
+        std::fprintf(stderr, "null-writer: a write or flush failed\n");
+        continue;  // never acks what is not durable
+      }
+      for (const v1::Chunk& c : round) {
+        v1::AggregatorMessage reply;
+        auto* ack = reply.mutable_ack();
+        ack->set_capture_id(c.capture_id());
+        ack->set_file(c.file());
+        ack->set_file_generation(c.file_generation());
+        ack->set_offset(c.offset() + c.data().size());
+        SendLocked(std::move(reply));
+      }
+    }
+    lock.unlock();
+    Unref();
+  }
+
+  const std::string* const dir_;
+  std::atomic<int> refs_{2};  // gRPC (until OnDone) and the worker
+  v1::AgentMessage in_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<v1::Chunk> pending_;
+  std::deque<v1::AggregatorMessage> out_;
+  std::map<std::string, int> fds_;  // worker only
+  bool done_reading_ = false;
+  bool worker_done_ = false;
+  bool stop_ = false;
+  bool finished_ = false;
+  std::thread worker_;  // last: starts after the members above exist
+};
+
+class WriterIngest final : public v1::IngestService::CallbackService {
+ public:
+  explicit WriterIngest(std::string dir) : dir_(std::move(dir)) {}
+  grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage>* Report(
+      grpc::CallbackServerContext*) override {
+    return new WriterReport(&dir_);
+  }
+
+ private:
+  const std::string dir_;
+};
+
+int NullWriter(int argc, char** argv) {
+  if (argc != 4) return 2;
+  WriterIngest ingest(argv[3]);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(std::string("127.0.0.1:") + argv[2],
+                           grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(8 << 20);
+  builder.RegisterService(&ingest);
   auto server = builder.BuildAndStart();
   if (!server) return 1;
   std::printf("listening %d\n", port);
@@ -611,6 +815,7 @@ int main(int argc, char** argv) {
   int rc = 2;
   const std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "null-server") rc = NullServer(argc, argv);
+  if (mode == "null-writer") rc = NullWriter(argc, argv);
   if (mode == "ingest") rc = Ingest(argc, argv);
   if (mode == "download") rc = Download(argc, argv);
   if (mode == "follow") rc = Follow(argc, argv);
