@@ -138,7 +138,8 @@ class CaptureStore {
   // returns before it is durable; PendingBatch::Commit() waits for that.
   // Pending batches of one stream must be committed in the order they were
   // written; acknowledge only what Commit() returned. The chunks must stay
-  // alive until then. The default stores the whole batch at once.
+  // alive until then, and the store must outlive the pending batch. The
+  // default stores the whole batch at once.
   virtual std::unique_ptr<PendingBatch> WriteBatch(
       const std::string& node,
       const std::vector<const packetcapture::v1::Chunk*>& chunks) {

@@ -96,6 +96,10 @@ TEST_F(StorePipelineTest, OneCommitCoversTheBatchesWrittenBeforeIt) {
   ASSERT_EQ(r2.results.size(), 1u);
   EXPECT_TRUE(r2.results[0].duplicate);
   EXPECT_EQ(r2.results[0].offset, head.size() + more.size());
+  // Pending batches hold the store's descriptors: they go first.
+  first.reset();
+  second.reset();
+  again.reset();
   store.reset();
   EXPECT_EQ(Stored(id), ptu::Range(0, 7));
 }
@@ -138,6 +142,10 @@ TEST_F(StorePipelineTest, AFailedFlushFailsTheBatchesWrittenAfterIt) {
   ASSERT_EQ(again.results.size(), 2u);
   EXPECT_EQ(again.results[0].gap, 0u);
   EXPECT_EQ(again.results[1].offset, head.size() + more.size() + last.size());
+  // Pending batches hold the store's descriptors: they go first.
+  second.reset();
+  third.reset();
+  dup.reset();
   store.reset();
   EXPECT_EQ(Stored(id), ptu::Range(0, 9));
 }
@@ -168,6 +176,8 @@ TEST_F(StorePipelineTest, AnAbandonedBatchAndTheOnesAfterItAreNotStored) {
   ASSERT_TRUE(next.error.ok()) << next.error;
   ASSERT_EQ(next.results.size(), 1u);
   EXPECT_EQ(next.results[0].gap, 0u);
+  // Pending batches hold the store's descriptors: they go first.
+  third.reset();
   store.reset();
   EXPECT_EQ(Stored(id), ptu::Range(0, 7));
 }
