@@ -103,9 +103,9 @@ CLUSTER = os.environ["CLUSTER"]
 BIN = os.environ["BENCH_BIN"]
 ENDPOINT = "http://" + os.environ["OBJECT_STORE"]
 CREDENTIALS = os.environ["OBJECT_STORE_CREDENTIALS"]
-ONE_MIB = int(os.environ.get("BENCH_ONE_MIB", "256"))     # figure 1, one stream
-TEN_MIB = int(os.environ.get("BENCH_TEN_MIB", "32"))      # figure 1, per stream of 10
-SCALE_MIB = int(os.environ.get("BENCH_SCALE_MIB", "16"))  # figure 2, per stream of 30
+ONE_MIB = int(os.environ.get("BENCH_ONE_MIB", "1024"))     # figure 1, one stream
+TEN_MIB = int(os.environ.get("BENCH_TEN_MIB", "64"))      # figure 1, per stream of 10
+SCALE_MIB = int(os.environ.get("BENCH_SCALE_MIB", "32"))  # figure 2, per stream of 30
 FIGURES = set(os.environ.get("BENCH_FIGURES", "1,2").split(","))
 SCALE_PROCS, SCALE_STREAMS = 3, 10
 # ingest_bench names stream i's capture bench_bench-<i>_<uid of i>_<start ms>: processes
