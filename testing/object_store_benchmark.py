@@ -27,6 +27,7 @@ botocore (run it with /var/cache/packet-capture/venv/bin/python). Root.
 """
 import os
 import resource
+import signal
 import subprocess
 import sys
 import threading
@@ -107,6 +108,9 @@ ONE_MIB = int(os.environ.get("BENCH_ONE_MIB", "1024"))     # figure 1, one strea
 TEN_MIB = int(os.environ.get("BENCH_TEN_MIB", "64"))      # figure 1, per stream of 10
 SCALE_MIB = int(os.environ.get("BENCH_SCALE_MIB", "32"))  # figure 2, per stream of 30
 FIGURES = set(os.environ.get("BENCH_FIGURES", "1,2").split(","))
+# A directory: figure 1's aggregator runs are also recorded with `perf record` (replica 0 and
+# versitygw, 999 Hz, no call graphs), into <dir>/<aggregator|versitygw>-<streams>.data.
+PERF_DIR = os.environ.get("BENCH_PERF_DIR", "")
 SCALE_PROCS, SCALE_STREAMS = 3, 10
 # ingest_bench names stream i's capture bench_bench-<i>_<uid of i>_<start ms>: processes
 # started in the same millisecond would share ids; starting them this far apart avoids it.
@@ -175,8 +179,16 @@ def fig1(s3, tokens, target):
     for label, prefix, streams, mib in (("1 agent", "bench-one", 1, ONE_MIB),
                                         ("10 agents", "bench-ten-", 10, TEN_MIB)):
         log(f"figure 1: {label}, {streams} x {mib} MiB against {target}")
+        perf = [subprocess.Popen(["perf", "record", "-q", "-F", "999", "-p", str(pid), "-o",
+                                  f"{PERF_DIR}/{name}-{streams}.data"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for name, pid in (("aggregator", agg_pid), ("versitygw", store_pid))
+                if PERF_DIR]
         c_agg, c_store = cpu_seconds(agg_pid), cpu_seconds(store_pid)
         r = finish_ingest(start_ingest(target, tokens, prefix, streams, mib))
+        for p in perf:
+            p.send_signal(signal.SIGINT)
+            p.wait(30)
         c_agg, c_store = cpu_seconds(agg_pid) - c_agg, cpu_seconds(store_pid) - c_store
         n, size = data_objects(s3, r["ids"])
         mean = size // max(n, 1)
