@@ -115,6 +115,7 @@ SCALE_PROCS, SCALE_STREAMS = 3, 10
 # ingest_bench names stream i's capture bench_bench-<i>_<uid of i>_<start ms>: processes
 # started in the same millisecond would share ids; starting them this far apart avoids it.
 STAGGER = 0.25
+IDLE_SECONDS = 6
 results = []
 
 
@@ -239,7 +240,7 @@ def scale_run(tokens, label, prefixes, targets, n_replicas):
             "retries": sum(r["retries"] for r in rs)}
 
 
-def fig2(tokens):
+def fig2(s3, tokens):
     streams = SCALE_PROCS * SCALE_STREAMS
     one = replicas()
     log(f"figure 2: 1 replica, {SCALE_PROCS} x {SCALE_STREAMS} streams x {SCALE_MIB} MiB")
@@ -253,6 +254,14 @@ def fig2(tokens):
     log(f"figure 2: 3 replicas, one process of {SCALE_STREAMS} streams per replica")
     r3 = scale_run(tokens, "3 replicas", [f"bench-r3p{k}-" for k in range(SCALE_PROCS)],
                    [three[k] for k in range(SCALE_PROCS)], 3)
+    # What three replicas cost with no stream at all: each polls the catalog (every capture
+    # of this run is in it) every --catalog_poll_interval.
+    pids = [pid_of(f"aggregator-{i}") for i in range(3)]
+    c_idle = sum(cpu_seconds(p) for p in pids)
+    time.sleep(IDLE_SECONDS)
+    c_idle = sum(cpu_seconds(p) for p in pids) - c_idle
+    captures = sum(1 for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=BUCKET, Prefix=f"{STORE_PREFIX}/catalog/") for _ in page.get("Contents", []))
     print(f"figure 2: scaling, {streams} streams x {SCALE_MIB} MiB in {SCALE_PROCS} ingest_bench "
           f"processes of {SCALE_STREAMS} (one replica: all against it; three: one process per "
           f"replica); MB/s = all acked bytes over the wall time from the first start to the last "
@@ -267,6 +276,8 @@ def fig2(tokens):
     print(f"  3 / 1 replicas: throughput {r3['mbps'] / r1['mbps']:.2f} x, replica CPU per MB "
           f"{(r3['agg_cpu'] / r3['mb']) / (r1['agg_cpu'] / r1['mb']):.2f} x  "
           f"({os.cpu_count()} cores for replicas, versitygw, load generators, etcd, kube-apiserver)")
+    print(f"  idle, 3 replicas, {captures} captures in the catalog: {c_idle:.2f} CPU s over "
+          f"{IDLE_SECONDS} s ({100 * c_idle / IDLE_SECONDS:.1f} % of a core, all replicas)")
     for r in (r1, r3):
         results.append((f"30 streams, {r['label']}: MB/s", f"{r['mbps']:.1f}",
                         f"replica CPU {1000 * r['agg_cpu'] / r['mb']:.2f} ms/MB, versitygw "
@@ -293,7 +304,7 @@ def main():
         fig1(s3, tokens, replicas()[0])
         print()
     if "2" in FIGURES:
-        fig2(tokens)
+        fig2(s3, tokens)
     print()
     print_table(("figure", "aggregator", "peer (same run)", "target", "", "ratio"), results)
     return 0
