@@ -35,19 +35,8 @@ bool MarkMetaGone(const std::string& reason, absl::Time now, CaptureMeta* m) {
 absl::Status ObjectStore::PutStatus(const std::string& node,
                                     const Capture& status) {
   const std::string& id = status.id();
-  if (!IsValidCaptureId(id)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid capture id \"", id.substr(0, 256), "\""));
-  }
-  if (status.node() != node) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "status of capture ", id, " names node \"",
-        status.node().substr(0, 256), "\", not this agent's node ", node));
-  }
-  if (status.ByteSizeLong() > kMaxStatusBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "status of capture ", id, " is ", status.ByteSizeLong(),
-        " bytes, more than the ", kMaxStatusBytes, " the store keeps"));
+  if (absl::Status checked = CheckReportedStatus(node, status); !checked.ok()) {
+    return checked;
   }
   std::shared_ptr<HeldCapture> c;
   int64_t epoch;

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/capture_layout.h"
 #include "common/pcap/ring_reader.h"
@@ -47,6 +48,26 @@ bool ParseStoredFileName(const std::string& name, std::string* run_dir,
   *run_dir = parts[0];
   *ring = r;
   return true;
+}
+
+absl::Status CheckReportedStatus(const std::string& node,
+                                 const packetcapture::v1::Capture& status) {
+  const std::string& id = status.id();
+  if (!IsValidCaptureId(id)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid capture id \"", id.substr(0, 256), "\""));
+  }
+  if (status.node() != node) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "status of capture ", id, " names node \"",
+        status.node().substr(0, 256), "\", not this agent's node ", node));
+  }
+  if (status.ByteSizeLong() > kMaxStatusBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "status of capture ", id, " is ", status.ByteSizeLong(),
+        " bytes, more than the ", kMaxStatusBytes, " the store keeps"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace pc::aggregator

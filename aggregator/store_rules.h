@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "aggregator/capture_dir.h"
 #include "proto/packetcapture.pb.h"
 
@@ -23,6 +24,12 @@ bool Stopped(const packetcapture::v1::Capture& c);
 // The metadata without the fields that change with every scan: a change in
 // the rest is worth a durable write of the capture's metadata.
 std::string Significant(const CaptureMeta& meta);
+
+// The checks of a status `node` reports, before either store looks it up:
+// InvalidArgument for an invalid id or a status over kMaxStatusBytes,
+// PermissionDenied when it names another node.
+absl::Status CheckReportedStatus(const std::string& node,
+                                 const packetcapture::v1::Capture& status);
 
 }  // namespace pc::aggregator
 

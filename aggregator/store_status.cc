@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "aggregator/store.h"
 #include "aggregator/store_internal.h"
+#include "aggregator/store_rules.h"
 #include "common/capture_layout.h"
 #include "common/log.h"
 #include "common/status_macros.h"
@@ -80,19 +81,8 @@ void Store::Publish(const StoredCapture& capture) {
 
 absl::Status Store::PutStatus(const std::string& node, const Capture& status) {
   const std::string& id = status.id();
-  if (!IsValidCaptureId(id)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid capture id \"", id.substr(0, 256), "\""));
-  }
-  if (status.node() != node) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "status of capture ", id, " names node \"",
-        status.node().substr(0, 256), "\", not this agent's node ", node));
-  }
-  if (status.ByteSizeLong() > kMaxStatusBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "status of capture ", id, " is ", status.ByteSizeLong(),
-        " bytes, more than the ", kMaxStatusBytes, " the store keeps"));
+  if (absl::Status checked = CheckReportedStatus(node, status); !checked.ok()) {
+    return checked;
   }
   auto other_node = [&](const StoredCapture& c) {
     return absl::PermissionDeniedError(absl::StrCat(
