@@ -228,8 +228,10 @@ TEST(S3ClientRetryTest, EachAttemptIsSignedAfresh) {
   });
   S3Config config = server.Config();
   config.max_attempts = 2;
-  config.initial_backoff = absl::Milliseconds(1100);  // crosses a second
-  config.max_backoff = absl::Milliseconds(1100);
+  // x-amz-date has whole seconds: the retry must come at least 1.1 s later,
+  // and the jitter makes a delay anywhere in [base/2, base].
+  config.initial_backoff = absl::Milliseconds(2200);
+  config.max_backoff = absl::Milliseconds(2200);
   Client(config)->Get("k").IgnoreError();
   std::vector<std::string> dates = server.dates();
   ASSERT_EQ(dates.size(), 2u);
