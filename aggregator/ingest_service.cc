@@ -446,6 +446,9 @@ class IngestServiceImpl::Stream final
     for (auto& point : pages.welcome) *welcome->add_resume() = std::move(point);
     welcome->set_max_inflight_bytes(options.max_inflight_bytes);
     welcome->set_max_chunk_bytes(options.max_chunk_bytes);
+    welcome->set_batch_bytes(options.agent_batch_bytes);
+    welcome->set_batch_delay_ms(static_cast<uint32_t>(std::clamp<int64_t>(
+        absl::ToInt64Milliseconds(options.agent_batch_delay), 0, UINT32_MAX)));
     welcome->set_more_resume(!pages.batches.empty());
     Send(std::move(out));
     for (size_t i = 0; i < pages.batches.size(); ++i) {

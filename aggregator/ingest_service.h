@@ -96,6 +96,12 @@ struct IngestOptions {
   int worker_threads = 16;
   // Sent in Welcome; random per process when empty.
   std::string instance;
+  // Asked of agents in Welcome (batch_bytes, batch_delay_ms): hold back a
+  // growing file's new bytes until this many are there or the oldest waited
+  // this long. Off (0) by default; an object store asks for it so a slow
+  // capture is not one object per agent poll.
+  uint32_t agent_batch_bytes = 0;
+  absl::Duration agent_batch_delay = absl::ZeroDuration();
   // Told when a node's agent stream is accepted and when it ends (optional;
   // the NodeMonitor).
   std::function<void(const std::string& node)> on_agent_connected;

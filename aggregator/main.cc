@@ -13,6 +13,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -71,6 +72,14 @@ ABSL_FLAG(absl::Duration, lease_duration, absl::Seconds(8),
 ABSL_FLAG(absl::Duration, catalog_poll_interval, absl::Seconds(2),
           "how often a replica reads what the others changed in the object "
           "store's catalog (bounds how stale its listing is)");
+ABSL_FLAG(int64_t, agent_batch_bytes, -1,
+          "agents hold back a growing file's new bytes until this many are "
+          "there or --agent_batch_delay passed: fewer, larger chunks (and "
+          "objects); -1: 262144 with an s3:// store, 0 (off) with a "
+          "directory");
+ABSL_FLAG(absl::Duration, agent_batch_delay, absl::Seconds(1),
+          "the longest agents hold back new bytes for --agent_batch_bytes "
+          "(0 to 10s)");
 ABSL_FLAG(std::string, kubeconfig, "",
           "kubeconfig for TokenReview; default: in-cluster config");
 ABSL_FLAG(std::string, audience, "packet-capture-aggregator",
@@ -314,6 +323,19 @@ int main(int argc, char** argv) {
           ? ServiceAccountNamespace()
           : absl::GetFlag(FLAGS_lease_namespace);
   store_config.lease.lease_duration = absl::GetFlag(FLAGS_lease_duration);
+  const int64_t batch_bytes = absl::GetFlag(FLAGS_agent_batch_bytes);
+  const absl::Duration batch_delay = absl::GetFlag(FLAGS_agent_batch_delay);
+  if (batch_bytes < -1 || batch_bytes > int64_t{1} << 20) {
+    return Fail("--agent_batch_bytes must be -1 (by store) or 0 to 1048576");
+  }
+  if (batch_delay < absl::ZeroDuration() || batch_delay > absl::Seconds(10)) {
+    return Fail("--agent_batch_delay must be 0 to 10s");
+  }
+  ingest_options.agent_batch_bytes = static_cast<uint32_t>(
+      batch_bytes >= 0                              ? batch_bytes
+      : absl::StartsWith(store_config.url, "s3://") ? 256 << 10
+                                                    : 0);
+  ingest_options.agent_batch_delay = batch_delay;
   if (store_config.lease.lease_duration < absl::Seconds(2)) {
     return Fail("--lease_duration must be at least 2s");
   }

@@ -408,6 +408,12 @@ std::unique_ptr<IngestStream> Uplink::Connect() {
   const uint32_t offered = welcome.welcome.max_chunk_bytes();
   chunk_limit_ = std::min(options_.max_chunk_bytes,
                           offered > 0 ? offered : options_.max_chunk_bytes);
+  batch_delay_ = std::min(absl::Milliseconds(welcome.welcome.batch_delay_ms()),
+                          options_.max_batch_delay);
+  batch_bytes_ = batch_delay_ > absl::ZeroDuration()
+                     ? std::min<uint64_t>({welcome.welcome.batch_bytes(),
+                                           chunk_limit_, inflight_limit_})
+                     : 0;
   // The aggregator's resume points are authoritative.
   for (auto& [id, c] : captures_) {
     for (auto& [name, f] : c.files) {
@@ -760,8 +766,8 @@ absl::Status Uplink::SendStatuses(IngestStream* stream, bool force) {
 absl::StatusOr<bool> Uplink::PumpFile(IngestStream* stream,
                                       const std::string& id,
                                       CaptureState* capture,
-                                      const std::string& name,
-                                      FileState* file) {
+                                      const std::string& name, FileState* file,
+                                      bool may_hold) {
   file->idle = true;
   if (file->fd.get() < 0) {
     const int opened =
@@ -827,6 +833,7 @@ absl::StatusOr<bool> Uplink::PumpFile(IngestStream* stream,
 
   const uint64_t sent = file->ledger.sent();
   if (size <= sent) return false;
+  if (may_hold && HoldBack(file, size - sent, absl::Now())) return false;
   const uint64_t inflight = Inflight();
   if (inflight >= inflight_limit_) {
     file->idle = false;  // more to send once acks come
@@ -876,12 +883,20 @@ absl::StatusOr<bool> Uplink::PumpFile(IngestStream* stream,
   stream->SetInflight(inflight + cut);
   if (!stream->Write(m)) return absl::UnavailableError("chunk not sent");
   file->ledger.Sent(sent + cut);
+  // The bytes seen waiting went out (or go next, past the chunk limit).
+  if (sent + cut >= size) file->held_since = absl::InfiniteFuture();
   file->idle = false;
   absl::MutexLock lock(&mu_);
   ++stats_.chunks_sent;
   stats_.bytes_sent += cut;
   stats_.max_inflight = std::max(stats_.max_inflight, inflight + cut);
   return true;
+}
+
+bool Uplink::HoldBack(FileState* file, uint64_t unsent, absl::Time now) {
+  if (batch_bytes_ == 0 || unsent >= batch_bytes_) return false;
+  if (file->held_since == absl::InfiniteFuture()) file->held_since = now;
+  return now - file->held_since < batch_delay_;
 }
 
 absl::Status Uplink::Serve(IngestStream* stream) {
@@ -939,11 +954,19 @@ absl::Status Uplink::Serve(IngestStream* stream) {
     bool progress = false;
     for (auto& [id, c] : captures_) {
       if (c.rejected) continue;
+      // Only the newest file of a running capture grows; the others are
+      // sent at once.
+      const bool running =
+          !c.draining() &&
+          c.status.state() == packetcapture::v1::Capture::RUNNING;
+      const int newest = c.status.files_size() - 1;
       // Ring order (the status lists files oldest first).
-      for (const auto& listed : c.status.files()) {
+      for (int i = 0; i <= newest; ++i) {
+        const auto& listed = c.status.files(i);
         auto f = c.files.find(listed.name());
         if (f == c.files.end()) continue;
-        auto pumped = PumpFile(stream, id, &c, f->first, &f->second);
+        auto pumped = PumpFile(stream, id, &c, f->first, &f->second,
+                               running && i == newest);
         if (!pumped.ok()) return pumped.status();
         progress |= *pumped;
       }

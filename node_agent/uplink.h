@@ -102,6 +102,9 @@ struct UplinkOptions {
   absl::Duration keepalive_timeout = absl::Seconds(5);
   // Upper bound on a chunk, whatever the aggregator allows.
   uint32_t max_chunk_bytes = uint32_t{1} << 20;
+  // Upper bound on the batching delay an aggregator may ask for
+  // (Welcome.batch_delay_ms).
+  absl::Duration max_batch_delay = absl::Seconds(10);
   // How long a stopped capture's last bytes may take to reach the aggregator.
   absl::Duration drain_timeout = absl::Seconds(10);
   // tcpdump's -C size: a generation the ring overwrote held more than this.
@@ -171,7 +174,9 @@ class Uplink {
     bool read_any = false;     // a generation was ever read
     bool open_failed = false;  // logged once
     uint64_t listed_size = 0;  // from the capture's status
-    uint64_t generation = 0;   // first record's timestamp; 0 = not known yet
+    // Since when bytes past `sent` wait for their batch (see batch_bytes_).
+    absl::Time held_since = absl::InfiniteFuture();
+    uint64_t generation = 0;  // first record's timestamp; 0 = not known yet
     pcap::GlobalHeader header;
     SlotLedger ledger;
   };
@@ -226,9 +231,14 @@ class Uplink {
   // The ring watch's reuse count of a file, after reading queued events.
   uint64_t Reuses(const std::string& id, const std::string& name);
   // Checks a file for reuse and new data; sends at most one chunk.
+  // `may_hold`: the file may still grow (the newest of a running capture),
+  // so its new bytes may wait for their batch (Welcome.batch_bytes).
   absl::StatusOr<bool> PumpFile(IngestStream* stream, const std::string& id,
                                 CaptureState* capture, const std::string& name,
-                                FileState* file);
+                                FileState* file, bool may_hold);
+  // True while `file`'s `unsent` new bytes should wait for more (the
+  // aggregator's batching); starts the wait's clock.
+  bool HoldBack(FileState* file, uint64_t unsent, absl::Time now);
   absl::Status SendStatuses(IngestStream* stream, bool force);
   // Every capture the agent has (registry and draining), plus, before the
   // first sync, the capture directories on disk.
@@ -264,6 +274,10 @@ class Uplink {
   absl::Status connect_error_;  // why the last Connect() failed
   uint64_t inflight_limit_ = 0;
   uint32_t chunk_limit_ = 0;
+  // The aggregator's batching (Welcome.batch_bytes / batch_delay_ms, capped
+  // by the chunk and in-flight limits and max_batch_delay): 0 = none.
+  uint64_t batch_bytes_ = 0;
+  absl::Duration batch_delay_;
   bool inventory_due_ = false;  // this connection's hello was pending
   // Of captures no longer tracked: bytes lost, generations never read.
   uint64_t lost_gone_ = 0, unseen_gone_ = 0;
