@@ -202,6 +202,40 @@ readme_holder=$(kubectl -n kube-system get lease capture-node-node-a -o jsonpath
 check "the README's Lease one-liner names a replica ($readme_holder)" \
   grep -qx 'aggregator-[012]' <<< "$readme_holder"
 
+# ---- a slow capture: batches of about a second, not one object per agent poll ----------
+# The replicas ask agents (Welcome) to hold a growing file's new bytes up to 256 KiB or 1 s.
+# node-b's agent runs tcpdump in immediate mode (its agent.yaml), so its file grows with
+# every packet: a 5-per-second ping of web-b for 6 s is new bytes at each of ~30 agent polls
+# (one object each without batching); batched, it is about one object per second.
+# (Without immediate mode libpcap hands packets over about once a second anyway.)
+agent_b=$(agent_of node-b)
+ip_b=$(kubectl get pod -n $ns web-b -o jsonpath='{.status.podIP}')
+id_b0=$(field "$agent_b" web-b id)  # the capture started before the agent.yaml
+echo "immediate_mode: true" > "$CLUSTER_STATE/nodes/node-b/agent.yaml"
+"$CLUSTER" restart-agent node-b > /dev/null
+kubectl annotate pod -n $ns web-b tcpdump.antrea.io- > /dev/null
+kubectl annotate pod -n $ns web-b tcpdump.antrea.io=20 > /dev/null
+b_immediate() {
+  local id
+  id=$(field "$agent_b" web-b id)
+  [ -n "$id" ] && [ "$(field "$agent_b" web-b state)" = RUNNING ] && [ "$id" != "$id_b0" ] &&
+    pgrep -af tcpdump | grep -F -- "$id" | grep -q -- --immediate-mode
+}
+check_eventually "node-b's agent runs web-b's new capture's tcpdump in immediate mode" 30 b_immediate
+id_b=$(field "$agent_b" web-b id)
+objects_b() {
+  find "$CLUSTER_STATE/object-store/data/packet-capture/cluster/data/$id_b" -type f 2> /dev/null | wc -l
+}
+check_eventually "the holder caught up with web-b before the trickle" 30 caught_up web-b "$agent_b" "${replica[0]}"
+objects_before=$(objects_b)
+ip netns exec "$netns_client" timeout 6 ping -q -i 0.2 -s 200 "$ip_b" > /dev/null 2>&1
+check_eventually "web-b's trickle reached the replicas" 15 caught_up web-b "$agent_b" "${replica[0]}"
+objects_after=$(objects_b)
+e2e_log "web-b's data objects: $objects_before before a 6 s trickle, $objects_after after; packets $(field "$agent_b" web-b packets)"
+check "a 6 s trickle of web-b became at most 10 data objects ($((objects_after - objects_before)))" \
+  test $((objects_after - objects_before)) -ge 1 -a $((objects_after - objects_before)) -le 10
+check_eventually "the three replicas list the same captures again" 15 same_listings
+
 # ---- the replica holding node-a's Lease SIGKILLed mid-flood ----------------------------
 check_eventually "node-a's Lease is held by one of the replicas" 10 bash -c \
   "$(declare -f lease_holder); [ -n \"\$(lease_holder node-a)\" ]"

@@ -128,6 +128,9 @@ agent_command() {  # NODE
     --netns_dir=/run/netns
     --metrics_address="127.0.0.1:$(agent_metrics_port "$node")"
   )
+  # A node's own agent config (README "Configuration"), if a test or a person wrote one;
+  # the flags above override its keys. Read at the agent's start: restart-agent NODE.
+  [ ! -f "$STATE/nodes/$node/agent.yaml" ] || AGENT_CMD+=(--config="$STATE/nodes/$node/agent.yaml")
   local aggregator_addr=
   if [ "$REAL_NODE" = 1 ]; then
     # The real node's aggregator (a Deployment), through its Service and kube-proxy.
