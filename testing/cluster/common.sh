@@ -254,6 +254,32 @@ require_port_free() {  # PORT WHAT ENVVAR
 }
 
 # Waits until CHECK succeeds; fails with the log tail if the process dies or time runs out.
+# What became of daemon NAME that `alive` calls dead, for the log: its exit status when it
+# was started by this shell and is gone (a signal shows as 128+N), else what /proc says of
+# the pid (a live process whose command line did not name $STATE: a misread, not an exit).
+describe_exit() {  # NAME
+  local pid stat cmdline code
+  pid=$(cat "$(pid_file "$1")" 2>/dev/null) || { log "$1: no pid file"; return 0; }
+  if stat=$(cat "/proc/$pid/stat" 2>/dev/null); then
+    cmdline=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null)
+    stat=${stat##*) }
+    log "$1: pid $pid still in /proc: state ${stat:0:40}"
+    log "$1: pid $pid command line: ${cmdline:0:400}"
+    return 0
+  fi
+  code=0
+  wait "$pid" 2>/dev/null || code=$?
+  if [ "$code" -eq 127 ]; then
+    log "$1: pid $pid is gone (not this shell's child: no exit status)"
+  elif [ "$code" -gt 128 ]; then
+    log "$1: pid $pid was killed by signal $((code - 128))"
+  else
+    log "$1: pid $pid exited with status $code"
+  fi
+  # A kill by the kernel (out of memory) leaves a line here.
+  dmesg 2>/dev/null | tail -3 | sed "s/^/$1: dmesg: /" >&2 || true
+}
+
 wait_until() {  # NAME LOGFILE SECONDS CHECK...
   local name=$1 logfile=$2 seconds=$3 deadline=$((SECONDS + $3))
   shift 3
@@ -262,6 +288,7 @@ wait_until() {  # NAME LOGFILE SECONDS CHECK...
     # /proc/PID/cmdline is briefly unreadable and the pid looks like someone else's.
     if ! alive "$name" && ! { sleep 0.2; alive "$name"; }; then
       log_tail "$logfile"
+      describe_exit "$name"
       die "$name exited during startup (log: $logfile)"
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
