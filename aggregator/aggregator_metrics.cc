@@ -53,6 +53,16 @@ std::vector<prometheus::MetricFamily> AggregatorMetrics::Collect() const {
                     .Add(s.evicted_for_budget, {{"reason", "budget"}})
                     .Add(s.expired, {{"reason", "retention"}})
                     .Build());
+  out.push_back(Counter("packetcapture_aggregator_compactions_total",
+                        "Object store: objects written by compacting a "
+                        "sealed file's data objects.")
+                    .Add(s.compactions)
+                    .Build());
+  out.push_back(Counter("packetcapture_aggregator_compacted_objects_total",
+                        "Object store: data objects deleted because a "
+                        "compacted object holds their bytes.")
+                    .Add(s.objects_compacted)
+                    .Build());
   out.push_back(Gauge("packetcapture_aggregator_open_files",
                       "Stored files whose descriptors are open.")
                     .Add(store_->open_files())

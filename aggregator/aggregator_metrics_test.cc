@@ -95,6 +95,9 @@ TEST(AggregatorMetricsTest, StoreIngestAndTokenReviews) {
   const double stored = static_cast<double>(2 * head.size() + more.size());
   EXPECT_EQ(e.Get("packetcapture_aggregator_ingest_chunks_total"), 3);
   EXPECT_EQ(e.Get("packetcapture_aggregator_ingest_bytes_total"), stored);
+  // The object store's compaction counters (none in a directory store).
+  EXPECT_EQ(e.Get("packetcapture_aggregator_compactions_total"), 0);
+  EXPECT_EQ(e.Get("packetcapture_aggregator_compacted_objects_total"), 0);
   EXPECT_EQ(e.Get("packetcapture_aggregator_stored_bytes"), stored);
   EXPECT_EQ(e.Get("packetcapture_aggregator_budget_bytes"), 150);
   EXPECT_EQ(e.Get("packetcapture_aggregator_captures{state=\"running\"}"), 1);

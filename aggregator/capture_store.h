@@ -83,6 +83,10 @@ struct StoreStats {
   // their retention ended.
   uint64_t evicted_for_budget = 0;
   uint64_t expired = 0;
+  // Object store: compacted objects written, and the data objects they
+  // replaced (deleted).
+  uint64_t compactions = 0;
+  uint64_t objects_compacted = 0;
 };
 
 // Thread-safe.

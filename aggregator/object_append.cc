@@ -159,6 +159,7 @@ BatchResult ObjectStore::AppendBatch(const std::string& node,
       break;
     }
     c->entry.files[key] = run.after;
+    ++c->objects[key];
     ++stored;
     absl::MutexLock index(&mu_);
     stats_.chunks += run.chunks;
@@ -171,7 +172,11 @@ BatchResult ObjectStore::AppendBatch(const std::string& node,
   out.error = !put_error.ok() ? put_error : cut_error;
   if (stored == 0) return out;
   c->dirty = true;
-  if (before.physical_len == 0) MirrorRing(c.get());
+  if (before.physical_len == 0) {
+    // The ring moved on: the files before this one are sealed.
+    MirrorRing(c.get());
+    QueueSealed(c.get(), &key);
+  }
   Publish(*c);
   return out;
 }
@@ -190,6 +195,7 @@ void ObjectStore::MirrorRing(HeldCapture* c) {
                                    {"file", key.first},
                                    {"generation", absl::StrCat(key.second)}});
     c->entry.files.erase(key);
+    c->objects.erase(key);
     const absl::Status deleted =
         DeleteObjects(layout_.FilePrefix(c->id, key.first, key.second));
     if (!deleted.ok()) {

@@ -21,25 +21,49 @@ absl::StatusOr<std::vector<s3::ObjectInfo>> ListAll(s3::ObjectClient* client,
   return out;
 }
 
-absl::StatusOr<FileObjects> ListFileObjects(s3::ObjectClient* client,
-                                            const ObjectLayout& layout,
-                                            const std::string& id) {
-  auto listed = ListAll(client, layout.DataPrefix(id));
+namespace {
+
+absl::StatusOr<FileObjects> ListUnder(s3::ObjectClient* client,
+                                      const ObjectLayout& layout,
+                                      const std::string& id,
+                                      const std::string& prefix) {
+  auto listed = ListAll(client, prefix);
   if (!listed.ok()) return listed.status();
   FileObjects files;
   for (const s3::ObjectInfo& o : *listed) {
     DataKeyParts parts;
     if (o.size == 0 || !layout.ParseDataKey(id, o.key, &parts)) continue;
+    if (parts.end != 0 && parts.end - parts.offset != o.size) continue;
     files[{parts.file, parts.generation}].push_back(
         DataObject{o.key, parts.offset, o.size});
   }
   for (auto& [key, objects] : files) {
     std::sort(objects.begin(), objects.end(),
               [](const DataObject& a, const DataObject& b) {
-                return std::tie(a.offset, a.key) < std::tie(b.offset, b.key);
+                return std::make_tuple(a.offset, b.size, a.key) <
+                       std::make_tuple(b.offset, a.size, b.key);
               });
   }
   return files;
+}
+
+}  // namespace
+
+absl::StatusOr<FileObjects> ListFileObjects(s3::ObjectClient* client,
+                                            const ObjectLayout& layout,
+                                            const std::string& id) {
+  return ListUnder(client, layout, id, layout.DataPrefix(id));
+}
+
+absl::StatusOr<std::vector<DataObject>> ListFileObjectsOf(
+    s3::ObjectClient* client, const ObjectLayout& layout, const std::string& id,
+    const FileKey& file) {
+  auto files = ListUnder(client, layout, id,
+                         layout.FilePrefix(id, file.first, file.second));
+  if (!files.ok()) return files.status();
+  auto it = files->find(file);
+  if (it == files->end()) return std::vector<DataObject>();
+  return std::move(it->second);
 }
 
 absl::Status ScanObjects(s3::ObjectClient* client,

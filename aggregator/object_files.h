@@ -25,17 +25,24 @@ struct DataObject {
   uint64_t offset = 0;  // file offset of its first byte
   uint64_t size = 0;
 };
-// Per file, its objects by offset (then key).
+// Per file, its objects by offset, the longer first at one offset (a
+// compacted object before the batch objects it replaces), then key.
 using FileObjects = std::map<FileKey, std::vector<DataObject>>;
 
 // Every object under `prefix`, following continuation tokens.
 absl::StatusOr<std::vector<s3::ObjectInfo>> ListAll(s3::ObjectClient* client,
                                                     const std::string& prefix);
 
-// The data objects of capture `id`; keys that do not parse are skipped.
+// The data objects of capture `id`; keys that do not parse are skipped, and
+// so is a compacted object whose size is not what its key says.
 absl::StatusOr<FileObjects> ListFileObjects(s3::ObjectClient* client,
                                             const ObjectLayout& layout,
                                             const std::string& id);
+
+// The data objects of one file of capture `id`, in the order above.
+absl::StatusOr<std::vector<DataObject>> ListFileObjectsOf(
+    s3::ObjectClient* client, const ObjectLayout& layout, const std::string& id,
+    const FileKey& file);
 
 // Adds to *summary what `objects` (one file's, by offset) hold past its
 // logical_len: records, times, bytes, and gaps between objects. DataLoss if

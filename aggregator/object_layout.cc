@@ -70,6 +70,14 @@ std::string ObjectLayout::DataKey(const std::string& id,
   return absl::StrCat(FilePrefix(id, file, generation), Number(offset));
 }
 
+std::string ObjectLayout::CompactedKey(const std::string& id,
+                                       const std::string& file,
+                                       uint64_t generation, uint64_t offset,
+                                       uint64_t end) const {
+  return absl::StrCat(FilePrefix(id, file, generation), Number(offset), "-",
+                      Number(end));
+}
+
 bool ObjectLayout::ParseDataKey(const std::string& id, const std::string& key,
                                 DataKeyParts* parts) const {
   const std::string prefix = DataPrefix(id);
@@ -80,8 +88,18 @@ bool ObjectLayout::ParseDataKey(const std::string& id, const std::string& key,
   std::string run, ring;
   const std::string file = absl::StrCat(p[0], "/", p[1]);
   DataKeyParts out;
+  // "<offset>" or "<offset>-<end>", each exactly 20 digits.
+  const std::string& last = p[3];
+  const bool compacted = last.size() == 2 * kNumberDigits + 1;
+  if (compacted && last[kNumberDigits] != '-') return false;
   if (!ParseStoredFileName(file, &run, &ring) ||
-      !ParseNumber(p[2], &out.generation) || !ParseNumber(p[3], &out.offset)) {
+      !ParseNumber(p[2], &out.generation) ||
+      !ParseNumber(last.substr(0, compacted ? kNumberDigits : last.size()),
+                   &out.offset)) {
+    return false;
+  }
+  if (compacted && (!ParseNumber(last.substr(kNumberDigits + 1), &out.end) ||
+                    out.end <= out.offset)) {
     return false;
   }
   out.file = file;

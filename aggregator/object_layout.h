@@ -2,6 +2,8 @@
 // validated capture ids and stored file names, and parsed back strictly:
 //   <prefix>/catalog/<capture id>.pb
 //   <prefix>/data/<capture id>/<run dir>/<ring>/<generation:020>/<offset:020>
+//   <prefix>/data/<capture id>/<run dir>/<ring>/<generation:020>/
+//       <offset:020>-<end:020>   (a compacted object: bytes [offset, end))
 // An empty prefix means none (keys start with "catalog/" and "data/").
 // Pure functions; thread-safe.
 #ifndef AGGREGATOR_OBJECT_LAYOUT_H_
@@ -17,11 +19,13 @@ namespace pc::aggregator {
 using FileKey = std::pair<std::string, uint64_t>;
 
 // Where one data object belongs: a stored file ("run-<k>-w<N>/ring<i>"),
-// its generation, and the file offset its bytes start at.
+// its generation, and the file offset its bytes start at; for a compacted
+// object also the offset it ends at (exclusive, > offset).
 struct DataKeyParts {
   std::string file;
   uint64_t generation = 0;
   uint64_t offset = 0;
+  uint64_t end = 0;  // 0: a batch's object (its size tells its end)
 };
 
 class ObjectLayout {
@@ -44,7 +48,12 @@ class ObjectLayout {
   // `file` must be valid (ParseStoredFileName).
   std::string DataKey(const std::string& id, const std::string& file,
                       uint64_t generation, uint64_t offset) const;
-  // A key under DataPrefix(id); false for anything else.
+  // The object that replaces a file's objects covering [offset, end);
+  // `end` > `offset`.
+  std::string CompactedKey(const std::string& id, const std::string& file,
+                           uint64_t generation, uint64_t offset,
+                           uint64_t end) const;
+  // A key under DataPrefix(id) of either form; false for anything else.
   bool ParseDataKey(const std::string& id, const std::string& key,
                     DataKeyParts* parts) const;
 

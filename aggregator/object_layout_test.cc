@@ -26,6 +26,26 @@ TEST(ObjectLayout, KeysRoundTrip) {
   ASSERT_TRUE(layout.ParseDataKey(
       id, layout.DataKey(id, "run-2-w1/ring", max, max), &parts));
   EXPECT_EQ(parts.offset, max);
+  EXPECT_EQ(parts.end, 0u);
+}
+
+TEST(ObjectLayout, CompactedKeysRoundTrip) {
+  ObjectLayout layout("cluster");
+  const std::string id = "default_web-1_0123abcd_1700000000000";
+  const std::string key =
+      layout.CompactedKey(id, "run-1-w5/ring3", 7, 0, 1000000);
+  EXPECT_EQ(key, "cluster/data/" + id +
+                     "/run-1-w5/ring3/00000000000000000007/"
+                     "00000000000000000000-00000000000001000000");
+  DataKeyParts parts;
+  ASSERT_TRUE(layout.ParseDataKey(id, key, &parts));
+  EXPECT_EQ(parts.file, "run-1-w5/ring3");
+  EXPECT_EQ(parts.generation, 7u);
+  EXPECT_EQ(parts.offset, 0u);
+  EXPECT_EQ(parts.end, 1000000u);
+  // A batch's object and the compacted one of the same file share its
+  // prefix (ring drops and retention delete both).
+  EXPECT_EQ(key.rfind(layout.FilePrefix(id, "run-1-w5/ring3", 7), 0), 0u);
 }
 
 TEST(ObjectLayout, ParsesOnlyWhatItWrites) {
@@ -47,6 +67,23 @@ TEST(ObjectLayout, ParsesOnlyWhatItWrites) {
         base + "run-1-w5/ring1/00000000000000000000",
         base + "../ring1/00000000000000000000/00000000000000000000",
         base + "run-1-w5/ring1/99999999999999999999/00000000000000000000",
+        // Compacted: end after the offset, both 20 digits, one '-'.
+        base + "run-1-w5/ring1/00000000000000000000/"
+               "00000000000000000005-00000000000000000005",
+        base + "run-1-w5/ring1/00000000000000000000/"
+               "00000000000000000005-00000000000000000004",
+        base + "run-1-w5/ring1/00000000000000000000/"
+               "00000000000000000000-0000000000000000005",
+        base + "run-1-w5/ring1/00000000000000000000/"
+               "00000000000000000000_00000000000000000005",
+        base + "run-1-w5/ring1/00000000000000000000/"
+               "00000000000000000000-00000000000000000005-",
+        base + "run-1-w5/ring1/00000000000000000000/"
+               "00000000000000000000--0000000000000000005",
+        base + "run-1-w5/ring1/00000000000000000000/"
+               "-0000000000000000000-00000000000000000005",
+        base + "run-1-w5/ring1/00000000000000000000/"
+               "00000000000000000000-99999999999999999999",
         std::string("p/data/other/run-1-w5/ring1/00000000000000000000/"
                     "00000000000000000000")}) {
     EXPECT_FALSE(layout.ParseDataKey(id, bad, &parts)) << bad;

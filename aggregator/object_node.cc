@@ -29,21 +29,35 @@ bool SameFiles(const std::map<FileKey, FileSummary>& a,
 }  // namespace
 
 absl::StatusOr<std::map<FileKey, FileSummary>> ObjectStore::LoadFiles(
-    const std::string& id, const std::map<FileKey, FileSummary>& known) {
-  auto objects = ListFileObjects(options_.client, layout_, id);
-  if (!objects.ok()) return objects.status();
-  std::map<FileKey, FileSummary> files;
-  // A file the catalog knows but without objects was dropped (ring,
-  // retention) after the entry was written: it is gone.
-  for (const auto& [key, list] : *objects) {
-    auto it = known.find(key);
-    FileSummary s = it == known.end() ? FileSummary() : it->second;
-    // What was acknowledged after the entry was written (up to about a
-    // second's worth) is read back from the objects.
-    RETURN_IF_ERROR(ScanObjects(options_.client, list, &s));
-    if (s.physical_len > 0) files[key] = s;
+    const std::string& id, const std::map<FileKey, FileSummary>& known,
+    std::map<FileKey, uint32_t>* counts) {
+  // An object listed but gone when read was compacted (its bytes are in
+  // another object now; the previous holder may still be compacting) or
+  // dropped: a fresh listing tells which.
+  absl::Status error;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto objects = ListFileObjects(options_.client, layout_, id);
+    if (!objects.ok()) return objects.status();
+    std::map<FileKey, FileSummary> files;
+    counts->clear();
+    // A file the catalog knows but without objects was dropped (ring,
+    // retention) after the entry was written: it is gone.
+    for (const auto& [key, list] : *objects) {
+      auto it = known.find(key);
+      FileSummary s = it == known.end() ? FileSummary() : it->second;
+      // What was acknowledged after the entry was written (up to about a
+      // second's worth) is read back from the objects.
+      error = ScanObjects(options_.client, list, &s);
+      if (!error.ok()) break;
+      if (s.physical_len > 0) {
+        files[key] = s;
+        (*counts)[key] = list.size();
+      }
+    }
+    if (error.ok()) return files;
+    if (!absl::IsNotFound(error)) return error;
   }
-  return files;
+  return error;
 }
 
 absl::StatusOr<std::map<std::string, std::shared_ptr<ObjectStore::HeldCapture>>>
@@ -59,11 +73,13 @@ ObjectStore::LoadNode(const std::string& node, int64_t epoch) {
           record.entry.replica, " at epoch ", record.entry.epoch,
           ", after this replica's epoch ", epoch));
     }
-    auto files = LoadFiles(id, record.entry.files);
+    std::map<FileKey, uint32_t> counts;
+    auto files = LoadFiles(id, record.entry.files, &counts);
     if (!files.ok()) return files.status();
     auto c = std::make_shared<HeldCapture>();
     c->id = id;
     absl::MutexLock lock(&c->mu);
+    c->objects = std::move(counts);
     c->entry = record.entry;
     c->etag = record.etag;
     c->written = Significant(record.entry.meta);

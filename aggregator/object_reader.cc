@@ -1,6 +1,8 @@
 // ObjectStore's downloads: the capture's data objects read in capture order
 // (as Store's reader: the first file's global header, then the records of
-// each file), overlapping objects read once, gaps skipped; with follow, the
+// each file), overlapping objects read once (a compacted object and those
+// it replaces, until they are deleted), gaps skipped; an object gone since
+// the listing (compacted, dropped) makes it list again; with follow, the
 // objects are listed again about every second while the capture runs.
 #include <algorithm>
 
@@ -15,6 +17,8 @@
 namespace pc::aggregator {
 namespace {
 constexpr absl::Duration kFollowListInterval = absl::Seconds(1);
+// Listings per Read made stale by an object gone before its first GET.
+constexpr int kStaleRelists = 3;
 }  // namespace
 
 // Holds at most one range of one object (kObjectReadBytes). Thread-compatible.
@@ -25,6 +29,7 @@ class ObjectStore::Reader : public PcapSource {
 
   absl::StatusOr<size_t> Read(std::string* out, size_t max_bytes) override {
     bool relisted = false;
+    int stale_relists = 0;
     auto relist = [&](bool forced) -> absl::StatusOr<bool> {
       if (relisted) return false;
       if (!forced && listed_ &&
@@ -43,6 +48,7 @@ class ObjectStore::Reader : public PcapSource {
       if (current_) {
         auto it = files_.find(*current_);
         bool dropped = it == files_.end();
+        bool gone = false;  // an object of it was not found
         if (!dropped) {
           for (const DataObject& o : it->second.objects) {
             if (o.offset + o.size <= pos_) continue;
@@ -52,7 +58,7 @@ class ObjectStore::Reader : public PcapSource {
                  o.offset + o.size - pos_});
             auto got = store_->options_.client->Get(o.key, pos_ - o.offset, n);
             if (absl::IsNotFound(got.status())) {
-              dropped = true;  // ring or retention removed it meanwhile
+              gone = true;
               break;
             }
             if (!got.ok()) return got.status();
@@ -64,16 +70,34 @@ class ObjectStore::Reader : public PcapSource {
             return got->body.size();
           }
         }
-        if (dropped) {
+        if (gone) {
+          // Compacted (its bytes are in another object now), or the ring or
+          // retention removed the file: a listing made after this GET
+          // tells, even if this call listed already.
+          if (stale_relists++ >= kStaleRelists) {
+            return absl::UnavailableError(absl::StrCat(
+                "objects of ", current_->first, " keep vanishing"));
+          }
+          relisted = true;
+          RETURN_IF_ERROR(Relist());
+          if (files_.count(*current_)) continue;  // read on from pos_
+          dropped = true;
+        } else if (dropped) {
           auto r = relist(true);
           if (!r.ok()) return r.status();
           if (*r && files_.count(*current_)) continue;
+        }
+        if (dropped) {
           consumed_.insert(*current_);
           current_.reset();
           continue;
         }
         // Finished with this file once another unread one exists.
         std::vector<FileKey> unread = Unread();
+        if (vanished_ && stale_relists++ < kStaleRelists) {
+          RETURN_IF_ERROR(Relist());
+          continue;
+        }
         if (unread.empty()) {
           auto r = relist(false);
           if (!r.ok()) return r.status();
@@ -85,6 +109,12 @@ class ObjectStore::Reader : public PcapSource {
         continue;
       }
       std::vector<FileKey> unread = Unread();
+      // A file whose header was not readable now would be read out of order
+      // (or not at all): list again first.
+      if (vanished_ && stale_relists++ < kStaleRelists) {
+        RETURN_IF_ERROR(Relist());
+        continue;
+      }
       if (unread.empty()) {
         auto r = relist(false);
         if (!r.ok()) return r.status();
@@ -162,6 +192,7 @@ class ObjectStore::Reader : public PcapSource {
       }
     }
     files_ = std::move(files);
+    vanished_ = false;
     listed_ = true;
     listed_at_ = absl::Now();
     return absl::OkStatus();
@@ -178,7 +209,10 @@ class ObjectStore::Reader : public PcapSource {
       if (o.offset != head.size() || head.size() >= want) break;
       auto got = store_->options_.client->Get(
           o.key, 0, std::min<uint64_t>(o.size, want - head.size()));
-      if (absl::IsNotFound(got.status())) break;
+      if (absl::IsNotFound(got.status())) {
+        vanished_ = true;  // compacted or dropped since the listing
+        break;
+      }
       if (!got.ok()) return got.status();
       head += got->body;
     }
@@ -218,6 +252,8 @@ class ObjectStore::Reader : public PcapSource {
   const bool follow_;
   std::map<FileKey, File> files_;  // as last listed
   bool listed_ = false;
+  // An object of this listing was gone when probed: the listing is stale.
+  bool vanished_ = false;
   absl::Time listed_at_;
   bool stopped_listing_ = false;  // listed since the capture was seen stopped
   std::set<FileKey> consumed_;

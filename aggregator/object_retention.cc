@@ -21,7 +21,11 @@ absl::Status ObjectStore::DeleteCapture(const std::string& id) {
   RETURN_IF_ERROR(options_.client->Delete(layout_.CatalogKey(id)));
   catalog_->Forget(id);
   OnCatalogVanished(id);
-  return absl::OkStatus();
+  // Then the data again: a compaction (on the node's holder) that read the
+  // objects before they were deleted may have written its object after the
+  // first listing; one written after this one finds the entry gone and
+  // deletes its object itself (object_compaction.cc).
+  return DeleteObjects(layout_.DataPrefix(id));
 }
 
 std::vector<std::string> ObjectStore::Maintain() {

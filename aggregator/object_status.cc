@@ -83,6 +83,7 @@ absl::Status ObjectStore::PutStatus(const std::string& node,
   if (!c->etag.empty() && Significant(meta) == c->written) {
     c->dirty = true;  // counts only: the flusher writes them
     Publish(*c);
+    QueueSealed(c.get(), nullptr);
     return absl::OkStatus();
   }
   const absl::Status written = WriteCatalog(node, epoch, c.get());
@@ -100,6 +101,7 @@ absl::Status ObjectStore::PutStatus(const std::string& node,
     return written;
   }
   Publish(*c);
+  QueueSealed(c.get(), nullptr);  // all of them once stopped
   return absl::OkStatus();
 }
 
@@ -135,6 +137,7 @@ void ObjectStore::MarkGone(const std::string& node,
               {{"capture", c->id}, {"error", written.ToString()}});
     }
     Publish(*c);
+    QueueSealed(c.get(), nullptr);  // stopped: all of its files
   }
 }
 

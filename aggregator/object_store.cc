@@ -62,6 +62,9 @@ absl::StatusOr<std::unique_ptr<ObjectStore>> ObjectStore::Open(
       [s](const std::string& node) { s->OnLost(node); });
   store->catalog_->Start(s->options_.catalog_poll_interval);
   store->flusher_ = std::thread([s] { s->RunFlusher(); });
+  if (s->options_.compact_in_background) {
+    store->compactor_ = std::thread([s] { s->RunCompactor(); });
+  }
   LogLine("store_opened",
           {{"store", "object"},
            {"prefix", s->options_.prefix},
@@ -71,6 +74,11 @@ absl::StatusOr<std::unique_ptr<ObjectStore>> ObjectStore::Open(
 }
 
 ObjectStore::~ObjectStore() {
+  {
+    absl::MutexLock lock(&compact_mu_);
+    compact_stop_ = true;
+  }
+  if (compactor_.joinable()) compactor_.join();
   stop_.Notify();
   if (flusher_.joinable()) flusher_.join();
   // The next holder of these nodes starts from fresh counts.
@@ -222,22 +230,33 @@ absl::Status ObjectStore::AcquireNode(const std::string& node) {
     if (release) options_.ownership->Release(node);
     return captures.status();
   }
-  absl::MutexLock lock(&mu_);
-  HeldNode& n = nodes_[node];
-  for (auto& [id, c] : n.captures) {
-    c->fenced.store(true);  // an earlier tenure's
-    held_ids_.erase(id);
+  std::vector<std::shared_ptr<HeldCapture>> loaded;
+  {
+    absl::MutexLock lock(&mu_);
+    HeldNode& n = nodes_[node];
+    for (auto& [id, c] : n.captures) {
+      c->fenced.store(true);  // an earlier tenure's
+      held_ids_.erase(id);
+    }
+    ++n.refs;
+    n.epoch = held->epoch;
+    n.lost = false;
+    n.captures = std::move(*captures);
+    for (auto& [id, c] : n.captures) {
+      held_ids_[id] = node;
+      loaded.push_back(c);
+    }
+    LogLine("store_node_acquired",
+            {{"node", node},
+             {"replica", options_.replica_id},
+             {"epoch", absl::StrCat(n.epoch)},
+             {"captures", absl::StrCat(n.captures.size())}});
   }
-  ++n.refs;
-  n.epoch = held->epoch;
-  n.lost = false;
-  n.captures = std::move(*captures);
-  for (auto& [id, c] : n.captures) held_ids_[id] = node;
-  LogLine("store_node_acquired",
-          {{"node", node},
-           {"replica", options_.replica_id},
-           {"epoch", absl::StrCat(n.epoch)},
-           {"captures", absl::StrCat(n.captures.size())}});
+  // What an earlier holder sealed but did not compact.
+  for (const auto& c : loaded) {
+    absl::MutexLock lock(&c->mu);
+    QueueSealed(c.get(), nullptr);
+  }
   return absl::OkStatus();
 }
 

@@ -27,7 +27,16 @@
 //
 // Retention and the byte budget (Maintain) run on any replica from what the
 // catalog shows; deleting is idempotent (data objects first, then the
-// entry).
+// entry, then the data objects again: see compaction).
+//
+// Compaction (object_compaction.cc): a held file with several data objects
+// is sealed once a later file of its capture gets its first bytes, or the
+// capture stops; a background thread then reads its objects, writes one
+// object <offset:020>-<end:020> over each contiguous run of them (the same
+// bytes; If-None-Match: *) and deletes the objects it replaces. Readers and
+// takeover scans take overlapping objects once, so every interleaving keeps
+// every byte readable. A compacted object whose file was dropped (ring) or
+// whose capture was deleted meanwhile is deleted again.
 //
 // Thread-safe. The index is under one mutex held only for in-memory work;
 // each held capture serializes its own object writes.
@@ -75,6 +84,9 @@ struct ObjectStoreOptions {
   // catalog entries (status changes are written at once). Not in the
   // contract (ISSUE12 §9): an addition with its default, for tests.
   absl::Duration catalog_write_interval = absl::Seconds(1);
+  // Sealed files are compacted by a background thread; false: only by
+  // CompactQueued() (tests).
+  bool compact_in_background = true;
 };
 
 class ObjectStore final : public CaptureStore {
@@ -116,6 +128,9 @@ class ObjectStore final : public CaptureStore {
   // counts changed now.
   absl::Status PollCatalog() { return catalog_->Refresh(); }
   void FlushCatalog();
+  // Compacts the queued sealed files on the calling thread now; returns
+  // how many compacted objects it wrote or kept.
+  int CompactQueued();
 
  private:
   // A capture of a node this replica holds: this replica's truth of it.
@@ -129,6 +144,8 @@ class ObjectStore final : public CaptureStore {
     std::string written ABSL_GUARDED_BY(mu);  // Significant() last written
     bool dirty ABSL_GUARDED_BY(mu) = false;   // counts changed since
     bool deleted ABSL_GUARDED_BY(mu) = false;
+    // Data objects per file as written or listed (compaction's trigger).
+    std::map<FileKey, uint32_t> objects ABSL_GUARDED_BY(mu);
   };
   struct HeldNode {
     int refs = 0;
@@ -162,7 +179,16 @@ class ObjectStore final : public CaptureStore {
   // The files of a capture as its data objects show them, starting from
   // the catalog's summaries.
   absl::StatusOr<std::map<FileKey, FileSummary>> LoadFiles(
-      const std::string& id, const std::map<FileKey, FileSummary>& known);
+      const std::string& id, const std::map<FileKey, FileSummary>& known,
+      std::map<FileKey, uint32_t>* objects);
+  // Queues the capture's files with several objects for compaction: those
+  // before `next` in download order; when `next` is null, every file if the
+  // capture is stopped, else those before its last one.
+  void QueueSealed(HeldCapture* c, const FileKey* next)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu);
+  void RunCompactor();
+  // object_compaction.cc: compacts one queued file; the objects written.
+  int CompactFile(const std::string& id, const FileKey& file);
   // Deletes every object under `prefix`.
   absl::Status DeleteObjects(const std::string& prefix);
   // Drops the oldest files beyond the capture's max_files.
@@ -190,6 +216,13 @@ class ObjectStore final : public CaptureStore {
 
   absl::Notification stop_;
   std::thread flusher_;
+
+  absl::Mutex compact_mu_;
+  // Sealed files to compact: (capture id, file).
+  std::set<std::pair<std::string, FileKey>> compact_queue_
+      ABSL_GUARDED_BY(compact_mu_);
+  bool compact_stop_ ABSL_GUARDED_BY(compact_mu_) = false;
+  std::thread compactor_;
 };
 
 }  // namespace pc::aggregator

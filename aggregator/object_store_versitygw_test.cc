@@ -1,12 +1,14 @@
 // ObjectStore over the real S3 client and a real versitygw (POSIX backend):
 // two replicas sharing one bucket store, list and download what the
 // directory store would, hand a node over, fence the old writer, and apply
-// retention; prints how soon one replica lists what the other wrote.
+// retention; prints how soon one replica lists what the other wrote; and
+// compacts a trickle's sealed file.
 #include <iostream>
 #include <memory>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "aggregator/fake_node_ownership.h"
 #include "aggregator/object_store.h"
@@ -192,6 +194,66 @@ TEST_F(ObjectStoreVersitygwTest, ReplicasShareARealBucket) {
   auto left = client_->List("cluster/");
   ASSERT_TRUE(left.ok()) << left.status();
   EXPECT_TRUE(left->objects.empty());
+}
+
+// A trickle over the real client: 25 objects in ring0, then ring1 seals it
+// and the background compactor makes it one object <0>-<end> (If-None-Match
+// PUT, ranged GETs, DELETEs against versitygw), downloaded byte for byte
+// as before, by the holder and by a replica taking the node over.
+TEST_F(ObjectStoreVersitygwTest, SealedFileIsCompactedInTheBackground) {
+  const std::string id = tu::CaptureId("slow-1");
+  auto a = OpenReplica("replica-a", absl::Hours(1));
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  auto append = [&](const Chunk& chunk) {
+    BatchResult r = a->store->AppendBatch("node-a", {&chunk});
+    ASSERT_TRUE(r.error.ok()) << r.error;
+  };
+  uint64_t offset = 0;
+  for (int i = 0; i < 25; ++i) {
+    const std::string data =
+        i == 0 ? tu::PcapFile(0, 4) : tu::Records(4 * i, 4);
+    append(tu::MakeChunk(id, "run-1-w5/ring0", 0, offset, data));
+    offset += data.size();
+  }
+  const std::string ring0 =
+      absl::StrCat("cluster/data/", id, "/run-1-w5/ring0/");
+  auto listed = client_->List(ring0);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->objects.size(), 25u);
+  const std::string before = Download(a->store.get(), id);
+  append(tu::MakeChunk(id, "run-1-w5/ring1", 0, 0, tu::PcapFile(100, 2)));
+  const std::string expected = before + tu::Records(100, 2);
+  const absl::Time sealed = absl::Now();
+  while (absl::Now() - sealed < absl::Seconds(20)) {
+    listed = client_->List(ring0);
+    ASSERT_TRUE(listed.ok()) << listed.status();
+    if (listed->objects.size() == 1) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(listed->objects.size(), 1u);
+  std::cout << "compacted 25 objects of " << offset << " bytes in "
+            << (absl::Now() - sealed) << std::endl;
+  EXPECT_EQ(listed->objects[0].key,
+            absl::StrCat(ring0, "00000000000000000000/00000000000000000000-",
+                         absl::StrFormat("%020u", offset)));
+  EXPECT_EQ(listed->objects[0].size, offset);
+  EXPECT_EQ(Download(a->store.get(), id), expected);
+  EXPECT_EQ(a->store->stats().compactions, 1u);
+  EXPECT_EQ(a->store->stats().objects_compacted, 25u);
+
+  const auto points = a->store->ResumePoints("node-a");
+  auto b = OpenReplica("replica-b", absl::Hours(1));
+  ASSERT_TRUE(b);
+  a->ownership->Expire("node-a", /*tell=*/true);
+  ASSERT_TRUE(b->store->AcquireNode("node-a").ok());
+  const auto b_points = b->store->ResumePoints("node-a");
+  ASSERT_EQ(points.size(), b_points.size());
+  for (size_t i = 0; i < points.size(); ++i) {
+    EXPECT_EQ(points[i].SerializeAsString(), b_points[i].SerializeAsString());
+  }
+  EXPECT_EQ(Download(b->store.get(), id), expected);
 }
 
 }  // namespace
