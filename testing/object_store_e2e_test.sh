@@ -234,7 +234,33 @@ objects_after=$(objects_b)
 e2e_log "web-b's data objects: $objects_before before a 6 s trickle, $objects_after after; packets $(field "$agent_b" web-b packets)"
 check "a 6 s trickle of web-b became at most 10 data objects ($((objects_after - objects_before)))" \
   test $((objects_after - objects_before)) -ge 1 -a $((objects_after - objects_before)) -le 10
-check_eventually "the three replicas list the same captures again" 15 same_listings
+# Stopped, the capture's files are sealed: the holder compacts each into one object, and
+# the download is the same bytes as before.
+download "${replica[1]}" "$id_b" "$work/b-running.pcap"
+kubectl annotate pod -n $ns web-b tcpdump.antrea.io- > /dev/null
+one_object_per_file() {  # ID
+  local dirs files
+  files=$(find "$CLUSTER_STATE/object-store/data/packet-capture/cluster/data/$1" -type f 2> /dev/null | wc -l)
+  dirs=$(find "$CLUSTER_STATE/object-store/data/packet-capture/cluster/data/$1" -type f -printf '%h\n' 2> /dev/null |
+    sort -u | wc -l)
+  [ "$files" -ge 1 ] && [ "$files" = "$dirs" ]
+}
+check_eventually "web-b's stopped capture is compacted to one object per file (from $objects_after)" 20 \
+  one_object_per_file "$id_b"
+e2e_log "web-b's data objects after compaction: $(objects_b)"
+download "${replica[2]}" "$id_b" "$work/b-compacted.pcap"
+# The capture took packets until it stopped (a neighbour probe after the ping, say): the
+# earlier download is a prefix, and the packets are those the capture's status counts.
+b_size=$(stat -c %s "$work/b-running.pcap")
+e2e_log "web-b's download: $b_size bytes running, $(stat -c %s "$work/b-compacted.pcap") compacted"
+check "web-b's download after compaction starts with the $b_size bytes downloaded before" \
+  cmp -s -n "$b_size" "$work/b-running.pcap" "$work/b-compacted.pcap"
+stopped_b() { [ "$(field "${replica[2]}" web-b state)" = STOPPED ]; }
+check_eventually "replica 2 lists web-b's capture STOPPED" 15 stopped_b
+check "web-b's compacted download has the $(field "${replica[2]}" web-b packets) packets its status counts" \
+  test "$(packets "$work/b-compacted.pcap" | wc -l)" = "$(field "${replica[2]}" web-b packets)"
+kubectl annotate pod -n $ns web-b tcpdump.antrea.io=20 > /dev/null
+check_eventually "the three replicas list the same captures again" 20 same_listings
 
 # ---- the replica holding node-a's Lease SIGKILLed mid-flood ----------------------------
 check_eventually "node-a's Lease is held by one of the replicas" 10 bash -c \
