@@ -8,8 +8,10 @@
 #include <vector>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "aggregator/ingest_service.h"
 #include "aggregator/store.h"
@@ -49,9 +51,23 @@ class OwnedStore : public CaptureStore {
       held.SetPayload(kRedirectPayload, absl::Cord("198.18.0.7:9090"));
       return held;
     }
+    if (absl::StartsWith(node, "silent-")) {
+      // The node's Lease holder stopped renewing: wait it out (NodeLeases
+      // with wait_for_silent_holder), here until the test says.
+      ++waiting_;
+      mu_.Unlock();
+      silent_expired_.WaitForNotificationWithTimeout(absl::Seconds(30));
+      mu_.Lock();
+      --waiting_;
+    }
     ++held_[node];
     return absl::OkStatus();
   }
+  int waiting() {
+    absl::MutexLock lock(&mu_);
+    return waiting_;
+  }
+  void ExpireSilentHolders() { silent_expired_.Notify(); }
   void ReleaseNode(const std::string& node) override {
     absl::MutexLock lock(&mu_);
     --held_[node];
@@ -99,6 +115,8 @@ class OwnedStore : public CaptureStore {
   std::unique_ptr<Store> store_;
   absl::Mutex mu_;
   std::map<std::string, int> held_ ABSL_GUARDED_BY(mu_);
+  int waiting_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Notification silent_expired_;
 };
 
 class IngestOwnershipTest : public ::testing::Test {
@@ -199,6 +217,51 @@ TEST_F(IngestOwnershipTest, ALostNodeEndsItsStreamAborted) {
   EXPECT_TRUE(WaitFor([&] { return store_->held("node-a") == 0; }));
   // Another node's stream is not touched by it.
   service_->EndStreamOf("node-b", absl::AbortedError("no such stream"));
+}
+
+// After a replica dies, the agents of every node it held reach the others,
+// which wait each node's Lease out (up to --lease_duration). Those waits must
+// not take the threads other nodes' streams need.
+TEST_F(IngestOwnershipTest, NodesWaitingOutASilentHolderDoNotHoldUpOthers) {
+  const int silent = 2 * IngestOptions().worker_threads;
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<
+      grpc::ClientReaderWriter<AgentMessage, AggregatorMessage>>>
+      streams;
+  for (int i = 0; i < silent; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    contexts.back()->set_deadline(
+        absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    streams.push_back(stub_->Report(contexts.back().get()));
+    ASSERT_TRUE(streams.back()->Write(Hello(absl::StrCat("silent-", i))));
+    // One at a time: a peer may have only a few streams awaiting their
+    // hello's review.
+    ASSERT_TRUE(WaitFor([&] { return store_->waiting() == i + 1; }))
+        << "silent-" << i << "'s acquisition queued behind the others'";
+  }
+
+  // Another node's agent is welcomed at once.
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(3)));
+  auto stream = stub_->Report(&context);
+  ASSERT_TRUE(stream->Write(Hello("node-a")));
+  AggregatorMessage reply;
+  const bool read = stream->Read(&reply);
+  EXPECT_TRUE(read && reply.has_welcome())
+      << "node-a not welcomed while " << store_->waiting()
+      << " nodes wait for their Lease";
+  context.TryCancel();
+  stream->Finish();
+
+  // The Leases run out: every waiting node is welcomed.
+  store_->ExpireSilentHolders();
+  for (int i = 0; i < silent; ++i) {
+    AggregatorMessage welcome;
+    EXPECT_TRUE(streams[i]->Read(&welcome) && welcome.has_welcome())
+        << "silent-" << i;
+    contexts[i]->TryCancel();
+    streams[i]->Finish();
+  }
 }
 
 }  // namespace

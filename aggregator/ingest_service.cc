@@ -193,6 +193,7 @@ class IngestServiceImpl::Stream final
     // On the strand: after a Welcome that may be acquiring the node, and
     // after the commits of what the stream wrote.
     Post([this] {
+      ended_ = true;  // an acquisition finishing later releases at once
       PostCommit([this] {
         if (owns_node_) service_->store_->ReleaseNode(node_);
         owns_node_ = false;
@@ -416,17 +417,32 @@ class IngestServiceImpl::Stream final
     if (!Closing()) Welcome();
   }
 
+  // Takes the node (replicas: its Lease) before its resume points are read;
+  // another replica owning it sends the agent there. Off the pool: a
+  // replica may wait out a silent holder's Lease, and other nodes' streams
+  // must not wait with it (the acquirer has a thread per acquisition).
   void Welcome() {
+    Ref();
+    service_->acquirer_.Schedule([this] {
+      absl::Status owned = service_->store_->AcquireNode(node_);
+      Post([this, owned = std::move(owned)] { OnAcquired(owned); });
+      Unref();
+    });
+  }
+
+  void OnAcquired(const absl::Status& owned) {
     const IngestOptions& options = service_->options_;
     CaptureStore* store = service_->store_;
-    // Take the node (replicas: its Lease) before reading its resume points;
-    // another replica owning it sends the agent there.
-    absl::Status owned = store->AcquireNode(node_);
     if (!owned.ok()) {
       if (auto to = owned.GetPayload(kRedirectPayload); to.has_value()) {
         context_->AddTrailingMetadata(kRedirectMetadata, std::string(*to));
       }
       Reject(owned);
+      return;
+    }
+    if (ended_) {
+      // The stream ended while the node was being acquired.
+      store->ReleaseNode(node_);
       return;
     }
     owns_node_ = true;
@@ -811,6 +827,7 @@ class IngestServiceImpl::Stream final
   bool waiting_for_predecessor_ = false;
   Stream* successor_ = nullptr;  // referenced; see OnReplaced
   bool owns_node_ = false;       // AcquireNode() succeeded, not released
+  bool ended_ = false;           // OnDone's task ran
   // Captures refused on this stream (CaptureKey).
   std::set<std::string> rejected_;
   // Chunks of one file awaiting their group commit.

@@ -161,6 +161,9 @@ class IngestServiceImpl final
   absl::Time stranger_logged_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t strangers_unlogged_ ABSL_GUARDED_BY(mu_) = 0;
 
+  // Node acquisitions (CaptureStore::AcquireNode), which may wait out a
+  // silent Lease holder for seconds: a thread each, up to this many at once.
+  ElasticPool acquirer_{256};
   // Last: destroyed first, running the tasks still queued.
   ThreadPool pool_;
 };

@@ -39,6 +39,46 @@ void ThreadPool::Work() {
   }
 }
 
+ElasticPool::~ElasticPool() {
+  std::vector<std::thread> threads;
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+    threads.swap(threads_);
+  }
+  for (auto& t : threads) t.join();
+}
+
+void ElasticPool::Schedule(std::function<void()> task) {
+  absl::MutexLock lock(&mu_);
+  tasks_.push_back(std::move(task));
+  // Each idle thread takes one queued task; a task beyond them gets a thread
+  // of its own while there may be more.
+  if (tasks_.size() > idle_ && threads_.size() < max_threads_) {
+    threads_.emplace_back([this] { Work(); });
+  }
+}
+
+void ElasticPool::Work() {
+  for (;;) {
+    std::function<void()> task;
+    {
+      absl::MutexLock lock(&mu_);
+      ++idle_;
+      mu_.Await(absl::Condition(
+          +[](ElasticPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
+            return p->stop_ || !p->tasks_.empty();
+          },
+          this));
+      --idle_;
+      if (tasks_.empty()) return;  // stopping and drained
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
+    task();
+  }
+}
+
 void Strand::Post(std::function<void()> task) {
   bool start = false;
   {

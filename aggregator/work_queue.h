@@ -33,6 +33,27 @@ class ThreadPool {
   std::vector<std::thread> threads_;
 };
 
+// Runs each task on a thread of its own, up to max_threads at once (more
+// wait for a thread to be free), for tasks that may block for seconds (a
+// replica waiting out a silent Lease holder) and so must not take the fixed
+// pool's threads. Threads are started as needed and kept.
+class ElasticPool {
+ public:
+  explicit ElasticPool(int max_threads) : max_threads_(max_threads) {}
+  ~ElasticPool();
+  void Schedule(std::function<void()> task);
+
+ private:
+  void Work();
+
+  const size_t max_threads_;
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
+  size_t idle_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
+};
+
 class Strand : public std::enable_shared_from_this<Strand> {
  public:
   explicit Strand(ThreadPool* pool) : pool_(pool) {}

@@ -5,6 +5,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
 namespace pc::aggregator {
@@ -45,6 +46,30 @@ TEST(Strand, DifferentStrandsRunInParallel) {
   a_started.WaitForNotification();
   b->Post([&] { b_done.Notify(); });
   EXPECT_TRUE(b_done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+}
+
+TEST(ElasticPool, BlockingTasksEachGetAThreadUpToTheLimit) {
+  absl::Notification release;
+  std::atomic<int> started{0}, finished{0};
+  {
+    ElasticPool pool(20);
+    for (int i = 0; i < 25; ++i) {
+      pool.Schedule([&] {
+        ++started;
+        release.WaitForNotificationWithTimeout(absl::Seconds(10));
+        ++finished;
+      });
+    }
+    // 20 run at once, all blocked; the 5 beyond the limit wait for a thread.
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (started.load() < 20 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+    EXPECT_EQ(started.load(), 20);
+    release.Notify();
+  }  // runs what is queued, then joins
+  EXPECT_EQ(finished.load(), 25);
 }
 
 }  // namespace

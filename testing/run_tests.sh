@@ -63,8 +63,9 @@ run tsan --config=tsan //third_party:tsan_probe_test \
   //common:capture_service_downloads_test //aggregator:node_lease_test \
   //node_agent:uplink_redirect_test //aggregator:object_store_test \
   //aggregator:object_ingest_test //common/s3:s3_client_test //aggregator:store_pipeline_test \
-  //aggregator:object_compaction_test \
-  --flaky_test_attempts=//aggregator:ingest_service_test,//aggregator:object_ingest_test,//node_agent:uplink_test,//node_agent:uplink_redirect_test,//common:capture_service_test,//common:capture_service_downloads_test@5
+  //aggregator:object_compaction_test //aggregator:ingest_ownership_test \
+  //node_agent:uplink_batching_test \
+  --flaky_test_attempts=//aggregator:ingest_service_test,//aggregator:object_ingest_test,//aggregator:ingest_ownership_test,//node_agent:uplink_batching_test,//node_agent:uplink_test,//node_agent:uplink_redirect_test,//common:capture_service_test,//common:capture_service_downloads_test@5
 run e2e //... --test_tag_filters=e2e
 
 # Every fuzz target for a bounded time (testing/fuzz.sh; one test case each).
