@@ -96,7 +96,7 @@ bool ReadRequest(int fd, FakeRequest* request) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<FakeApiServer>> FakeApiServer::Start(
-    Handler handler) {
+    Handler handler, bool keep_alive) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
@@ -112,14 +112,18 @@ absl::StatusOr<std::unique_ptr<FakeApiServer>> FakeApiServer::Start(
     close(fd);
     return absl::InternalError(absl::StrCat("bind/listen: ", error));
   }
-  std::unique_ptr<FakeApiServer> server(
-      new FakeApiServer(fd, ntohs(addr.sin_port), std::move(handler)));
+  std::unique_ptr<FakeApiServer> server(new FakeApiServer(
+      fd, ntohs(addr.sin_port), std::move(handler), keep_alive));
   server->accept_thread_ = std::thread([s = server.get()] { s->AcceptLoop(); });
   return server;
 }
 
-FakeApiServer::FakeApiServer(int listen_fd, int port, Handler handler)
-    : listen_fd_(listen_fd), port_(port), handler_(std::move(handler)) {}
+FakeApiServer::FakeApiServer(int listen_fd, int port, Handler handler,
+                             bool keep_alive)
+    : listen_fd_(listen_fd),
+      port_(port),
+      handler_(std::move(handler)),
+      keep_alive_(keep_alive) {}
 
 FakeApiServer::~FakeApiServer() {
   {
@@ -160,6 +164,11 @@ size_t FakeApiServer::open_connections() const {
   return open_fds_.size();
 }
 
+size_t FakeApiServer::accepted_connections() const {
+  absl::MutexLock lock(&mu_);
+  return accepted_;
+}
+
 bool FakeApiServer::Stopping() const {
   absl::MutexLock lock(&mu_);
   return stopping_;
@@ -178,56 +187,64 @@ void FakeApiServer::AcceptLoop() {
       return;
     }
     open_fds_.insert(fd);
+    ++accepted_;
     conn_threads_.emplace_back([this, fd] { Serve(fd); });
   }
 }
 
 void FakeApiServer::Serve(int fd) {
   FakeRequest request;
-  if (ReadRequest(fd, &request)) {
-    {
-      absl::MutexLock lock(&mu_);
-      requests_.push_back(request);
-    }
-    FakeResponse response = handler_(request);
-    std::string head = absl::StrFormat(
-        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nConnection: close\r\n",
-        response.status, Reason(response.status), response.content_type);
-    bool ok;
-    if (response.chunks.empty() && !response.hang) {
-      ok = SendAll(fd,
-                   absl::StrCat(head, "Content-Length: ", response.body.size(),
-                                "\r\n\r\n", response.body));
-    } else {
-      ok =
-          SendAll(fd, absl::StrCat(head, "Transfer-Encoding: chunked\r\n\r\n"));
-      for (const std::string& chunk : response.chunks) {
-        if (!ok || Stopping()) break;
-        if (response.chunk_delay > absl::ZeroDuration())
-          absl::SleepFor(response.chunk_delay);
-        if (chunk.empty()) continue;  // an empty chunk would end the body
-        ok = SendAll(
-            fd, absl::StrCat(absl::Hex(chunk.size()), "\r\n", chunk, "\r\n"));
-      }
-      if (ok && response.hang) {
-        // Until the client hangs up (readable with EOF) or the server stops.
-        while (!Stopping()) {
-          pollfd p{fd, POLLIN, 0};
-          int r = poll(&p, 1, 20);
-          if (r < 0 && errno != EINTR) break;
-          if (r > 0) {
-            char buf[256];
-            if (recv(fd, buf, sizeof(buf), 0) <= 0) break;
-          }
-        }
-        ok = false;
-      }
-      if (ok) SendAll(fd, "0\r\n\r\n");
-    }
+  while (ReadRequest(fd, &request) && Respond(fd, request)) {
+    request = FakeRequest();
   }
   absl::MutexLock lock(&mu_);
   open_fds_.erase(fd);
   close(fd);
+}
+
+bool FakeApiServer::Respond(int fd, const FakeRequest& request) {
+  {
+    absl::MutexLock lock(&mu_);
+    requests_.push_back(request);
+  }
+  FakeResponse response = handler_(request);
+  const bool plain = response.chunks.empty() && !response.hang;
+  const bool keep = keep_alive_ && plain;
+  std::string head = absl::StrFormat(
+      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nConnection: %s\r\n",
+      response.status, Reason(response.status), response.content_type,
+      keep ? "keep-alive" : "close");
+  if (plain) {
+    return SendAll(fd,
+                   absl::StrCat(head, "Content-Length: ", response.body.size(),
+                                "\r\n\r\n", response.body)) &&
+           keep;
+  }
+  bool ok =
+      SendAll(fd, absl::StrCat(head, "Transfer-Encoding: chunked\r\n\r\n"));
+  for (const std::string& chunk : response.chunks) {
+    if (!ok || Stopping()) break;
+    if (response.chunk_delay > absl::ZeroDuration())
+      absl::SleepFor(response.chunk_delay);
+    if (chunk.empty()) continue;  // an empty chunk would end the body
+    ok = SendAll(fd,
+                 absl::StrCat(absl::Hex(chunk.size()), "\r\n", chunk, "\r\n"));
+  }
+  if (ok && response.hang) {
+    // Until the client hangs up (readable with EOF) or the server stops.
+    while (!Stopping()) {
+      pollfd p{fd, POLLIN, 0};
+      int r = poll(&p, 1, 20);
+      if (r < 0 && errno != EINTR) break;
+      if (r > 0) {
+        char buf[256];
+        if (recv(fd, buf, sizeof(buf), 0) <= 0) break;
+      }
+    }
+    ok = false;
+  }
+  if (ok) SendAll(fd, "0\r\n\r\n");
+  return false;
 }
 
 }  // namespace kube

@@ -1,7 +1,8 @@
 // Test-only HTTP/1.1 server on 127.0.0.1:<ephemeral> that answers each request
 // with whatever a test callback returns: plain bodies, chunked streams cut at
 // chosen boundaries, or a stream held open until the client leaves. One
-// request per connection (Connection: close), a thread per connection.
+// request per connection (Connection: close) unless started with keep_alive,
+// a thread per connection.
 //
 // Thread-safe: the handler runs on connection threads, possibly concurrently.
 #ifndef COMMON_KUBE_FAKE_API_SERVER_H_
@@ -48,7 +49,10 @@ class FakeApiServer {
  public:
   using Handler = std::function<FakeResponse(const FakeRequest&)>;
 
-  static absl::StatusOr<std::unique_ptr<FakeApiServer>> Start(Handler handler);
+  // keep_alive: plain (Content-Length) responses leave the connection open
+  // for the client's next request, as an API server does.
+  static absl::StatusOr<std::unique_ptr<FakeApiServer>> Start(
+      Handler handler, bool keep_alive = false);
   ~FakeApiServer();
 
   int port() const { return port_; }
@@ -60,9 +64,13 @@ class FakeApiServer {
       ABSL_LOCKS_EXCLUDED(mu_);
   // Connections currently open (e.g. to check a client hung up).
   size_t open_connections() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Connections accepted since the start.
+  size_t accepted_connections() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
-  FakeApiServer(int listen_fd, int port, Handler handler);
+  FakeApiServer(int listen_fd, int port, Handler handler, bool keep_alive);
+  // Answers one request; false when the connection is to be closed.
+  bool Respond(int fd, const FakeRequest& request);
   void AcceptLoop();
   void Serve(int fd);
   bool Stopping() const ABSL_LOCKS_EXCLUDED(mu_);
@@ -70,12 +78,14 @@ class FakeApiServer {
   const int listen_fd_;
   const int port_;
   const Handler handler_;
+  const bool keep_alive_;
   std::thread accept_thread_;
 
   mutable absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<FakeRequest> requests_ ABSL_GUARDED_BY(mu_);
   std::set<int> open_fds_ ABSL_GUARDED_BY(mu_);
+  size_t accepted_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::thread> conn_threads_ ABSL_GUARDED_BY(mu_);
 };
 

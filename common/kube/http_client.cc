@@ -249,14 +249,15 @@ absl::StatusCode CodeForHttp(int status) {
   }
 }
 
-// Runs one transfer on a private multi handle so that *cancel is noticed
-// every kCancelPollMs even while the server sends nothing. Returns the
-// transfer's result; sets *cancelled when it stopped because of *cancel.
-absl::StatusOr<CURLcode> RunTransfer(CURL* h, const std::atomic<bool>* cancel,
+// Runs one transfer on `multi` (used by no other thread meanwhile) so that
+// *cancel is noticed every kCancelPollMs even while the server sends
+// nothing; the connection stays in multi's cache for its next transfer
+// unless curl closes it (errors, cancellation, the server's wish). Returns
+// the transfer's result; sets *cancelled when it stopped because of *cancel.
+absl::StatusOr<CURLcode> RunTransfer(CURLM* multi, CURL* h,
+                                     const std::atomic<bool>* cancel,
                                      bool* cancelled) {
-  MultiHandle multi(curl_multi_init());
-  if (!multi) return absl::InternalError("curl_multi_init failed");
-  if (curl_multi_add_handle(multi.get(), h) != CURLM_OK) {
+  if (curl_multi_add_handle(multi, h) != CURLM_OK) {
     return absl::InternalError("curl_multi_add_handle failed");
   }
   absl::StatusOr<CURLcode> result = CURLE_OK;
@@ -267,28 +268,28 @@ absl::StatusOr<CURLcode> RunTransfer(CURL* h, const std::atomic<bool>* cancel,
       break;
     }
     int running = 0;
-    CURLMcode mc = curl_multi_perform(multi.get(), &running);
+    CURLMcode mc = curl_multi_perform(multi, &running);
     if (mc != CURLM_OK) {
       result = absl::InternalError(
           absl::StrCat("curl_multi_perform: ", curl_multi_strerror(mc)));
       break;
     }
     int queued = 0;
-    while (CURLMsg* msg = curl_multi_info_read(multi.get(), &queued)) {
+    while (CURLMsg* msg = curl_multi_info_read(multi, &queued)) {
       if (msg->msg == CURLMSG_DONE && msg->easy_handle == h) {
         result = msg->data.result;
         done = true;
       }
     }
     if (done || running == 0) break;
-    mc = curl_multi_poll(multi.get(), nullptr, 0, kCancelPollMs, nullptr);
+    mc = curl_multi_poll(multi, nullptr, 0, kCancelPollMs, nullptr);
     if (mc != CURLM_OK) {
       result = absl::InternalError(
           absl::StrCat("curl_multi_poll: ", curl_multi_strerror(mc)));
       break;
     }
   }
-  curl_multi_remove_handle(multi.get(), h);
+  curl_multi_remove_handle(multi, h);
   return result;
 }
 
@@ -319,6 +320,35 @@ int HttpCodeFromStatus(const absl::Status& status) {
 
 HttpClient::HttpClient(KubeConfig config, Options options)
     : config_(std::move(config)), options_(std::move(options)) {}
+
+HttpClient::~HttpClient() {
+  absl::MutexLock lock(&pool_mu_);
+  for (void* multi : idle_) curl_multi_cleanup(multi);
+}
+
+void* HttpClient::Acquire() {
+  {
+    absl::MutexLock lock(&pool_mu_);
+    if (!idle_.empty()) {
+      void* multi = idle_.back();  // the most recently used: likely alive
+      idle_.pop_back();
+      return multi;
+    }
+  }
+  return curl_multi_init();
+}
+
+void HttpClient::Release(void* multi) {
+  {
+    absl::MutexLock lock(&pool_mu_);
+    if (idle_.size() <
+        static_cast<size_t>(std::max(0, options_.max_idle_connections))) {
+      idle_.push_back(multi);
+      return;
+    }
+  }
+  curl_multi_cleanup(multi);
+}
 
 absl::StatusOr<std::unique_ptr<HttpClient>> HttpClient::Create(
     KubeConfig config, Options options) {
@@ -415,7 +445,10 @@ absl::StatusOr<HttpResponse> HttpClient::Do(absl::string_view method,
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
 
     bool cancelled = false;
-    absl::StatusOr<CURLcode> result = RunTransfer(h, cancel, &cancelled);
+    CURLM* multi = Acquire();
+    if (multi == nullptr) return absl::InternalError("curl_multi_init failed");
+    absl::StatusOr<CURLcode> result = RunTransfer(multi, h, cancel, &cancelled);
+    Release(multi);
     if (!result.ok()) return result.status();
     if (cancelled) return absl::CancelledError("request cancelled");
     CURLcode rc = *result;
@@ -458,7 +491,11 @@ absl::Status HttpClient::Stream(
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &WriteStream);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
 
-    absl::StatusOr<CURLcode> result = RunTransfer(h, cancel, &sink.cancelled);
+    // A watch holds its connection for minutes: it gets one of its own.
+    MultiHandle multi(curl_multi_init());
+    if (!multi) return absl::InternalError("curl_multi_init failed");
+    absl::StatusOr<CURLcode> result =
+        RunTransfer(multi.get(), h, cancel, &sink.cancelled);
     if (!result.ok()) return result.status();
     CURLcode rc = *result;
     if (sink.cancelled) return absl::CancelledError("stream cancelled");

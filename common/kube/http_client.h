@@ -2,8 +2,10 @@
 // KubeConfig, bearer token re-read from its file, plain request/response calls
 // and cancellable streaming for watches.
 //
-// Thread-safe: Do() and Stream() may be called concurrently from any threads;
-// each call uses its own curl handle (no connection reuse between calls).
+// Thread-safe: Do() and Stream() may be called concurrently from any threads.
+// Do() reuses idle connections (kept by a bounded pool of curl multi handles),
+// so a burst of calls, e.g. the TokenReviews of many agents' hellos, does not
+// pay a TCP and TLS handshake each; Stream() uses a connection of its own.
 // The process should ignore SIGPIPE (TLS writes to a closed peer may raise it).
 #ifndef COMMON_KUBE_HTTP_CLIENT_H_
 #define COMMON_KUBE_HTTP_CLIENT_H_
@@ -13,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -46,6 +49,10 @@ class HttpClient {
     // TCP keepalive catches most dead peers earlier.
     absl::Duration stream_idle_timeout = absl::Seconds(180);
     std::string user_agent = "packet-capture/kube";
+    // Do() keeps at most this many idle connections to the server for the
+    // next calls (0: a new connection per call). More calls than this at
+    // once open connections of their own, closed after the call.
+    int max_idle_connections = 8;
   };
 
   // Validates the config (server URL, readable token_file) and initializes
@@ -58,6 +65,7 @@ class HttpClient {
 
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
+  ~HttpClient();
 
   // One request to server + path_and_query (which must start with '/'). Any
   // HTTP status is returned in the response, not as an error; transport
@@ -92,12 +100,22 @@ class HttpClient {
   // Current bearer token ("" for none). `force_reload` re-reads token_file.
   std::string Token(bool force_reload) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // A curl multi handle for one Do() call, with the idle connections it
+  // kept from earlier calls (nullptr if curl cannot make one); Release puts
+  // it back for the next call, or frees it (closing its connections) when
+  // max_idle_connections are idle already.
+  void* Acquire() ABSL_LOCKS_EXCLUDED(pool_mu_);
+  void Release(void* multi) ABSL_LOCKS_EXCLUDED(pool_mu_);
+
   const KubeConfig config_;
   const Options options_;
 
   absl::Mutex mu_;
   std::string token_ ABSL_GUARDED_BY(mu_);
   absl::Time token_read_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+
+  absl::Mutex pool_mu_;
+  std::vector<void*> idle_ ABSL_GUARDED_BY(pool_mu_);  // CURLM*
 };
 
 // The error for a non-success HTTP response: canonical code derived from the

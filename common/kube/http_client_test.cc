@@ -6,6 +6,7 @@
 #include <fstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -125,6 +126,89 @@ TEST(HttpClientTest, TransportErrorIsUnavailable) {
   absl::Status stream =
       (*client)->Stream("/", [](absl::string_view) { return true; });
   EXPECT_EQ(stream.code(), absl::StatusCode::kUnavailable) << stream;
+}
+
+TEST(HttpClientTest, ReusesIdleConnections) {
+  auto server = FakeApiServer::Start(
+      [](const FakeRequest& request) {
+        FakeResponse response;
+        response.body = request.target;
+        return response;
+      },
+      /*keep_alive=*/true);
+  ASSERT_TRUE(server.ok());
+  auto client = ClientFor(**server);
+  for (int i = 0; i < 20; ++i) {
+    absl::StatusOr<HttpResponse> response =
+        client->Do("POST", absl::StrCat("/r", i), "{}");
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_EQ(response->body, absl::StrCat("/r", i));
+  }
+  EXPECT_EQ((*server)->accepted_connections(), 1u);
+
+  // Calls at once get connections of their own, and keep at most
+  // max_idle_connections of them for later.
+  HttpClient::Options options;
+  options.max_idle_connections = 2;
+  auto bounded = ClientFor(**server, {}, options);
+  const size_t before = (*server)->accepted_connections();
+  std::vector<std::thread> threads;
+  std::atomic<int> failed{0};
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 10; ++i) {
+        if (!bounded->Do("GET", "/x").ok()) ++failed;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_LT((*server)->accepted_connections() - before, 60u);  // some reused
+  bounded.reset();
+  // Only the kept ones were still open; the client closed them.
+  for (int i = 0; i < 200 && (*server)->open_connections() > 1; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ((*server)->open_connections(), 1u);  // `client`'s
+
+  // Without a pool, each call connects anew.
+  options.max_idle_connections = 0;
+  auto unpooled = ClientFor(**server, {}, options);
+  const size_t unpooled_before = (*server)->accepted_connections();
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(unpooled->Do("GET", "/y").ok());
+  EXPECT_EQ((*server)->accepted_connections() - unpooled_before, 3u);
+}
+
+TEST(HttpClientTest, CallAfterACancelledCallWorks) {
+  auto server = FakeApiServer::Start(
+      [](const FakeRequest& request) {
+        FakeResponse response;
+        if (request.target == "/slow") {
+          response.chunks = {"a", "b"};
+          response.chunk_delay = absl::Seconds(1);
+        } else {
+          response.body = "fast";
+        }
+        return response;
+      },
+      /*keep_alive=*/true);
+  ASSERT_TRUE(server.ok());
+  HttpClient::Options options;
+  options.max_idle_connections = 1;
+  auto client = ClientFor(**server, {}, options);
+  ASSERT_TRUE(client->Do("GET", "/fast").ok());
+  std::atomic<bool> cancel{false};
+  std::thread canceller([&] {
+    (*server)->WaitForRequests(2, absl::Seconds(10));
+    cancel.store(true);
+  });
+  absl::StatusOr<HttpResponse> slow =
+      client->Do("GET", "/slow", "", "", &cancel);
+  canceller.join();
+  EXPECT_EQ(slow.status().code(), absl::StatusCode::kCancelled);
+  absl::StatusOr<HttpResponse> next = client->Do("GET", "/fast");
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(next->body, "fast");
 }
 
 TEST(HttpClientTest, InvalidInputs) {
