@@ -96,7 +96,9 @@ if len(sys.argv) > 1 and sys.argv[1] == "put-peer":
                       int(sys.argv[7])))
 
 # The benchmark proper: the helpers shared with the directory store's benchmark.
-from aggregator_benchmark import cpu_seconds, create_nodes, log, run  # noqa: E402
+from aggregator_benchmark import (MANY, MANY_CHUNK, MANY_KIBPS, MANY_SECONDS,  # noqa: E402
+                                  NullServer, clear_dir, cpu_seconds, create_nodes, ingest,
+                                  log, run, vm)
 from bench_table import print_table  # noqa: E402
 
 STATE = os.environ["CLUSTER_STATE"]
@@ -107,7 +109,7 @@ CREDENTIALS = os.environ["OBJECT_STORE_CREDENTIALS"]
 ONE_MIB = int(os.environ.get("BENCH_ONE_MIB", "1024"))     # figure 1, one stream
 TEN_MIB = int(os.environ.get("BENCH_TEN_MIB", "64"))      # figure 1, per stream of 10
 SCALE_MIB = int(os.environ.get("BENCH_SCALE_MIB", "32"))  # figure 2, per stream of 30
-FIGURES = set(os.environ.get("BENCH_FIGURES", "1,2").split(","))
+FIGURES = set(os.environ.get("BENCH_FIGURES", "1,2,3").split(","))
 # A directory: figure 1's aggregator runs are also recorded with `perf record` (replica 0 and
 # versitygw, 999 Hz, no call graphs), into <dir>/<aggregator|versitygw>-<streams>.data.
 PERF_DIR = os.environ.get("BENCH_PERF_DIR", "")
@@ -284,6 +286,48 @@ def fig2(s3, tokens):
                         f"{1000 * r['store_cpu'] / r['mb']:.2f} ms/MB", "printed", "", ""))
 
 
+def fig3(tokens, target):
+    """Figure 4's load (100 slow agents) against replica 0, beside the null writer."""
+    mib = max(1, (MANY_KIBPS * MANY_SECONDS + 1023) // 1024)
+    log(f"figure 3: {MANY} streams x {MANY_KIBPS} KiB/s, {mib} MiB each, against {target}")
+    agg_pid, store_pid = pid_of("aggregator-0"), pid_of("object-store")
+    c_agg, c_store, t0 = cpu_seconds(agg_pid), cpu_seconds(store_pid), time.perf_counter()
+    _, a_bytes, _, a_retries, a_welcomed, a_hello = ingest(
+        target, f"{tokens}", "bench-many-", MANY, mib, MANY_KIBPS, MANY_CHUNK, cpu_pid=agg_pid)
+    a_wall = time.perf_counter() - t0
+    a_cpu, s_cpu = cpu_seconds(agg_pid) - c_agg, cpu_seconds(store_pid) - c_store
+    a_hwm = vm(agg_pid, "VmHWM")
+    writer_dir = f"{STATE}/bench-scratch/null-writer"
+    writer = NullServer(writer_dir=writer_dir)
+    try:
+        c_w, t0 = cpu_seconds(writer.pid), time.perf_counter()
+        _, w_bytes, _, _, _, w_hello = ingest(writer.addr, tokens, "bench-many-", MANY, mib,
+                                              MANY_KIBPS, MANY_CHUNK, cpu_pid=writer.pid)
+        w_wall, w_cpu = time.perf_counter() - t0, cpu_seconds(writer.pid) - c_w
+        w_hwm = vm(writer.pid, "VmHWM")
+    finally:
+        writer.stop()
+        clear_dir(writer_dir)
+    print(f"figure 3: {MANY} concurrent streams, each {MANY_KIBPS} KiB/s in {MANY_CHUNK} B chunks, "
+          f"{mib} MiB each (~{MANY_SECONDS} s), against replica 0 over versitygw")
+    print(f"  replica:     CPU {a_cpu:6.2f} s over {a_wall:5.1f} s ({100 * a_cpu / a_wall:5.1f} % of a "
+          f"core), VmHWM {a_hwm:6.1f} MiB (process lifetime), acked {a_bytes} B, hellos retried "
+          f"{a_retries}; versitygw CPU {s_cpu:.2f} s (not included)")
+    print(f"  until the last stream was welcomed: replica {a_welcomed:4.1f} s, CPU {a_hello:5.2f} s")
+    print(f"  null writer: CPU {w_cpu:6.2f} s over {w_wall:5.1f} s, VmHWM {w_hwm:6.1f} MiB, acked "
+          f"{w_bytes} B (writes and fdatasyncs every chunk, no index, no log, no token checks)")
+    print(f"  CPU ratio to the null writer: {a_cpu / max(w_cpu, 0.01):.2f}; after the last welcome: "
+          f"{(a_cpu - a_hello) / max(w_cpu - w_hello, 0.01):.2f}; with versitygw's: "
+          f"{(a_cpu + s_cpu) / max(w_cpu, 0.01):.2f}")
+    results.append(("100 streams: replica CPU s", f"{a_cpu:.2f}",
+                    f"{w_cpu:.2f} null writer; versitygw {s_cpu:.2f} (not included)",
+                    "<= 1.3 x", "meets" if a_cpu <= 1.3 * w_cpu else "MISSES",
+                    f"{a_cpu / max(w_cpu, 0.01):.2f}"))
+    results.append(("100 streams: replica peak RSS MiB", f"{a_hwm:.1f}",
+                    f"{w_hwm:.1f} null writer", "<= 200 MiB",
+                    "meets" if a_hwm <= 200 else "MISSES", ""))
+
+
 def main():
     load = os.getloadavg()
     print(f"machine: {os.cpu_count()} cores (load generator, replicas, versitygw, etcd and "
@@ -297,11 +341,17 @@ def main():
     if "2" in FIGURES:
         names += [f"bench-r{r}p{k}-{i}" for r in (1, 3) for k in range(SCALE_PROCS)
                   for i in range(SCALE_STREAMS)]
+    if "3" in FIGURES:
+        names += [f"bench-many-{i}" for i in range(MANY)]
     log(f"creating {len(names)} nodes, their agents' stand-in Pods and tokens")
     create_nodes(names, tokens)
     s3 = s3_client(ENDPOINT, CREDENTIALS, 4)
     if "1" in FIGURES:
         fig1(s3, tokens, replicas()[0])
+        print()
+    if "3" in FIGURES:
+        # Before figure 2, which grows the cluster to three replicas.
+        fig3(tokens, replicas()[0])
         print()
     if "2" in FIGURES:
         fig2(s3, tokens)
