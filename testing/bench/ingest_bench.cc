@@ -5,13 +5,15 @@
 //       IngestService that acks every chunk at once without storing it, and
 //       CaptureService.DownloadCapture that streams DOWNLOAD_FILE in
 //       MESSAGE_BYTES messages: the "raw gRPC stream" peers.
-//   ingest_bench null-writer PORT DIR
+//   ingest_bench null-writer PORT DIR [BATCH_BYTES BATCH_DELAY_MS]
 //       The minimal durable peer: an IngestService that writes each chunk at
 //       its offset into DIR/<capture>.<file>.<generation> (one file per
 //       (capture, file, generation); no index, no commit log, no checks) and
 //       acks it once fdatasync() of that file returned. Each stream has one
 //       thread: it writes every chunk queued since its last round, flushes
-//       each file written to once, then acks them in order.
+//       each file written to once, then acks them in order. Its welcome asks
+//       for BATCH_BYTES / BATCH_DELAY_MS batching (default none), so it can
+//       be sent what an aggregator asking for the same would be sent.
 //   ingest_bench ingest TARGET TOKEN_DIR NODE_PREFIX STREAMS MIB_PER_STREAM
 //                KIB_PER_SEC CHUNK_BYTES WINDOW_BYTES
 //       STREAMS agents, each on its own connection, speaking IngestService
@@ -20,7 +22,11 @@
 //       aggregator lets a token report for its Pod's node only), a RUNNING
 //       status, then valid pcap chunks of 1 MB ring files (CRC32C, offsets,
 //       packets), keeping at most min(WINDOW_BYTES, welcome's max_inflight)
-//       unacked. The node of stream i is NODE_PREFIX + i, or NODE_PREFIX
+//       unacked. At a set rate it honours the welcome's batching as the
+//       agent does: new bytes wait until batch_bytes are there (at most the
+//       welcome's max_chunk_bytes, then sent as one chunk) or the oldest
+//       waited batch_delay_ms; a ring file's end goes out at once.
+//       The node of stream i is NODE_PREFIX + i, or NODE_PREFIX
 //       itself when STREAMS is 1. A hello refused with RESOURCE_EXHAUSTED
 //       (too many streams waiting for their token check) is sent again on a
 //       new stream after a backoff like the agent's, only shorter: 50 ms
@@ -219,8 +225,8 @@ int NullServer(int argc, char** argv) {
 class WriterReport final
     : public grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage> {
  public:
-  explicit WriterReport(const std::string* dir)
-      : dir_(dir), worker_([this] { Work(); }) {
+  WriterReport(const std::string* dir, const v1::Welcome* batching)
+      : dir_(dir), batching_(batching), worker_([this] { Work(); }) {
     StartRead(&in_);
   }
 
@@ -233,6 +239,7 @@ class WriterReport final
     }
     if (in_.has_hello()) {
       v1::AggregatorMessage reply;
+      *reply.mutable_welcome() = *batching_;
       reply.mutable_welcome()->set_aggregator_instance("null-writer");
       reply.mutable_welcome()->set_max_inflight_bytes(uint64_t{4} << 20);
       reply.mutable_welcome()->set_max_chunk_bytes(uint32_t{1} << 20);
@@ -365,7 +372,8 @@ class WriterReport final
   }
 
   const std::string* const dir_;
-  std::atomic<int> refs_{2};  // gRPC (until OnDone) and the worker
+  const v1::Welcome* const batching_;  // the batching its welcome asks for
+  std::atomic<int> refs_{2};           // gRPC (until OnDone) and the worker
   v1::AgentMessage in_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -381,19 +389,28 @@ class WriterReport final
 
 class WriterIngest final : public v1::IngestService::CallbackService {
  public:
-  explicit WriterIngest(std::string dir) : dir_(std::move(dir)) {}
+  WriterIngest(std::string dir, v1::Welcome batching)
+      : dir_(std::move(dir)), batching_(std::move(batching)) {}
   grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage>* Report(
       grpc::CallbackServerContext*) override {
-    return new WriterReport(&dir_);
+    return new WriterReport(&dir_, &batching_);
   }
 
  private:
   const std::string dir_;
+  const v1::Welcome batching_;
 };
 
 int NullWriter(int argc, char** argv) {
-  if (argc != 4) return 2;
-  WriterIngest ingest(argv[3]);
+  if (argc != 4 && argc != 6) return 2;
+  v1::Welcome batching;
+  if (argc == 6) {
+    batching.set_batch_bytes(
+        static_cast<uint32_t>(std::strtoul(argv[4], nullptr, 10)));
+    batching.set_batch_delay_ms(
+        static_cast<uint32_t>(std::strtoul(argv[5], nullptr, 10)));
+  }
+  WriterIngest ingest(argv[3], batching);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(std::string("127.0.0.1:") + argv[2],
@@ -433,6 +450,50 @@ std::string MakeRingFile(uint32_t salt) {
     ++n;
   }
   return f;
+}
+
+struct Batching {
+  bool on = false;
+  uint64_t bytes = 0;  // send once this many are held (capped by chunk size)
+  std::chrono::milliseconds delay{0};  // or the oldest held byte is this old
+};
+
+Batching BatchingOf(const v1::Welcome& w, uint64_t bytes_per_sec) {
+  Batching b;
+  // Like node_agent/uplink.cc: both fields or none; the delay capped at 10 s.
+  if (bytes_per_sec == 0 || w.batch_bytes() == 0 || w.batch_delay_ms() == 0) {
+    return b;  // as fast as acks allow, or nothing asked: send at once
+  }
+  b.on = true;
+  const uint64_t largest =
+      w.max_chunk_bytes() > 0 ? w.max_chunk_bytes() : uint64_t{1} << 20;
+  b.bytes = std::min<uint64_t>(w.batch_bytes(), largest);
+  b.delay =
+      std::chrono::milliseconds(std::min<uint32_t>(w.batch_delay_ms(), 10000));
+  return b;
+}
+
+// When a batch starting at byte `sent` of the stream (produced at
+// bytes_per_sec from t0) goes out, and how many bytes it then holds (at most
+// *want, which the caller capped at the file's end: the agent sends a file
+// the ring moved past at once).
+Clock::time_point BatchSendTime(const Batching& b, Clock::time_point t0,
+                                uint64_t bytes_per_sec, uint64_t sent,
+                                uint64_t* want) {
+  auto produced = [&](uint64_t bytes) {
+    return t0 + std::chrono::duration_cast<Clock::duration>(
+                    std::chrono::duration<double>(static_cast<double>(bytes) /
+                                                  bytes_per_sec));
+  };
+  const Clock::time_point full = produced(sent + *want);
+  const Clock::time_point waited = produced(sent) + b.delay;
+  if (full <= waited) return full;
+  const double seconds = std::chrono::duration<double>(waited - t0).count();
+  const uint64_t by_then = static_cast<uint64_t>(seconds * bytes_per_sec);
+  // At least a header and one whole record (the uplink sends whole records).
+  const uint64_t least = std::min<uint64_t>(*want, 24 + 16 + kPacketBytes);
+  *want = std::max(std::min(*want, by_then > sent ? by_then - sent : 0), least);
+  return waited;
 }
 
 struct StreamResult {
@@ -531,6 +592,10 @@ void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
   if (in.welcome().max_chunk_bytes() > 0) {
     chunk_limit = std::min(chunk_limit, in.welcome().max_chunk_bytes());
   }
+  // Batching asked in the welcome, as the agent's uplink honours it: at a
+  // set rate, hold new bytes until batch_bytes are there (up to the largest
+  // chunk the welcome allows) or the oldest waited batch_delay_ms.
+  const Batching batching = BatchingOf(in.welcome(), p.bytes_per_sec);
   const uint64_t files = (p.total_bytes + ring.size() - 1) / ring.size();
   v1::AgentMessage status;
   auto* s = status.mutable_status();
@@ -598,6 +663,11 @@ void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
     while (off < ring.size() && sent < p.total_bytes) {
       // The uplink cuts at complete records: header + whole records only.
       uint64_t want = std::min<uint64_t>(chunk_limit, ring.size() - off);
+      Clock::time_point send_at = t0;
+      if (batching.on) {
+        want = std::min<uint64_t>(batching.bytes, ring.size() - off);
+        send_at = BatchSendTime(batching, t0, p.bytes_per_sec, sent, &want);
+      }
       uint64_t cut;
       if (off == 0) {
         cut = 24 + ((want - 24) / (16 + kPacketBytes)) * (16 + kPacketBytes);
@@ -616,7 +686,9 @@ void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
         }
         inflight += cut;
       }
-      if (p.bytes_per_sec > 0) {
+      if (batching.on) {
+        std::this_thread::sleep_until(send_at);
+      } else if (p.bytes_per_sec > 0) {
         const auto due =
             t0 + std::chrono::duration_cast<Clock::duration>(
                      std::chrono::duration<double>(static_cast<double>(sent) /
