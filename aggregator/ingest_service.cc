@@ -27,9 +27,9 @@ namespace {
 using packetcapture::v1::AgentMessage;
 using packetcapture::v1::AggregatorMessage;
 
-// Smaller batches are committed on the stream's strand when no commit is
-// under way (100 slow agents: a strand hop per 16 KiB chunk cost more CPU
-// than overlapping its write with a flush saved).
+// Smaller batches are committed on the stream's strand when the commit
+// strand is idle (100 slow agents: a strand hop per 16 KiB chunk cost more
+// CPU than overlapping its write with a flush saved).
 constexpr uint64_t kMinPipelinedBytes = 256 << 10;
 
 std::string RandomInstance() {
@@ -229,11 +229,19 @@ class IngestServiceImpl::Stream final
     });
   }
 
-  // Runs `task` on the commit strand, after the commits posted before.
+  // Runs `task` on the commit strand, after the tasks posted there before.
   void PostCommit(std::function<void()> task) {
     Ref();
+    {
+      absl::MutexLock lock(&mu_);
+      ++commit_tasks_;
+    }
     commit_strand_->Post([this, task = std::move(task)] {
       task();
+      {
+        absl::MutexLock lock(&mu_);
+        --commit_tasks_;
+      }
       Unref();
     });
   }
@@ -568,13 +576,13 @@ class IngestServiceImpl::Stream final
     for (const auto& m : *batch) {
       owed += m->chunk().capture_id().size() + m->chunk().file().size() + 32;
     }
-    // A small batch with no commit before it is committed right here: the
-    // hand-over to the commit strand costs more than its write saves.
+    // A small batch is committed right here when nothing waits or runs on
+    // the commit strand (a commit, a refusal, the end), which its acks would
+    // overtake: the hand-over costs more than its write saves.
     bool now;
     {
       absl::MutexLock lock(&mu_);
-      now = commits_ == 0 && bytes < kMinPipelinedBytes;
-      ++commits_;
+      now = commit_tasks_ == 0 && bytes < kMinPipelinedBytes;
       committing_bytes_ += bytes;
       owed_bytes_ += owed;
     }
@@ -589,7 +597,6 @@ class IngestServiceImpl::Stream final
                    refused, bytes, owed] {
       CommitBatch(*batch, pending.get(), refused);
       absl::MutexLock lock(&mu_);
-      --commits_;
       committing_bytes_ -= bytes;
       owed_bytes_ -= owed;
       MaybeReadLocked();
@@ -616,8 +623,8 @@ class IngestServiceImpl::Stream final
     PostCommit([this, status] { Reject(status); });
   }
 
-  // ---- on the commit strand (or on the strand, when no commit is under
-  // way: see kMinPipelinedBytes) ----
+  // ---- on the commit strand (or on the strand, when the commit strand is
+  // idle: see kMinPipelinedBytes) ----
 
   // Commits a written batch and acknowledges what it stored; the chunk the
   // store stopped at refuses its capture, or ends the stream when the store
@@ -836,7 +843,7 @@ class IngestServiceImpl::Stream final
   // A Reject() waits for the commits before it: ignore what comes.
   bool stopping_ = false;
 
-  // CommitBatch-only (one at a time: see commits_).
+  // CommitBatch-only (one at a time: see commit_tasks_).
   std::set<std::string> failed_captures_;  // ids whose commit failed
   bool store_failed_ = false;
 
@@ -856,7 +863,9 @@ class IngestServiceImpl::Stream final
   // Chunk bytes written, not yet committed and acked.
   uint64_t committing_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t owed_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // about their acks' size
-  int commits_ ABSL_GUARDED_BY(mu_) = 0;          // batches being committed
+  // Tasks posted to the commit strand (PostCommit, only ever from the
+  // strand), queued or running.
+  int commit_tasks_ ABSL_GUARDED_BY(mu_) = 0;
   int handles_pending_ ABSL_GUARDED_BY(mu_) = 0;  // posted, not yet started
   bool reading_ ABSL_GUARDED_BY(mu_) = false;     // a read is outstanding
   bool authenticated_ ABSL_GUARDED_BY(mu_) = false;

@@ -500,6 +500,44 @@ TEST_F(IngestTest, ACaptureRefusedKeepsTheStream) {
   EXPECT_EQ(aggregator.registry().Get(id_)->packets(), 5u);
 }
 
+// A capture's refusal waits on the commit strand; a small chunk of another
+// capture right after it must not be committed and acked before it (on the
+// stream's strand, as small batches are when the commit strand is idle).
+// One worker thread, held by another stream's slow token review while the
+// refusal and the chunk queue up: the stream's strand then handles both in
+// one turn, before the commit strand can run.
+TEST_F(IngestTest, ARefusalIsNotOvertakenByALaterCapturesAck) {
+  Aggregator aggregator(dir_, [](IngestOptions* o) { o->worker_threads = 1; });
+  const std::string other = tu::CaptureId("other");
+  Session agent(aggregator);
+  ASSERT_TRUE(agent.Write(Hello("node-b", "node-b-token")));
+  ASSERT_TRUE(agent.Read().has_value());
+  ASSERT_TRUE(agent.Write(StatusMessage(tu::Status(id_, "node-b"))));
+
+  Session slow(aggregator);
+  const int reviews = aggregator.auth().calls.load();
+  ASSERT_TRUE(slow.Write(Hello("node-a", "slow-node-a-token")));
+  ASSERT_TRUE(
+      WaitFor([&] { return aggregator.auth().calls.load() > reviews; }));
+  // The worker is in the review (1.5 s) now.
+  ASSERT_TRUE(agent.Write(StatusMessage(tu::Status(other, "node-a"))));
+  const std::string file = tu::PcapFile(0, 3);
+  ASSERT_TRUE(agent.Write(
+      ChunkMessage(tu::MakeChunk(id_, "run-1-w5/ring0", 0, 0, file))));
+
+  auto first = agent.Read();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_TRUE(first->has_capture_rejected()) << first->DebugString();
+  EXPECT_EQ(first->capture_rejected().capture_id(), other);
+  auto second = agent.Read();
+  ASSERT_TRUE(second.has_value());
+  EXPECT_TRUE(second->has_ack()) << second->DebugString();
+  EXPECT_EQ(second->ack().offset(), file.size());
+  EXPECT_TRUE(agent.Close().ok());
+  ASSERT_TRUE(slow.Read().has_value());
+  EXPECT_TRUE(slow.Close().ok());
+}
+
 // The store cannot make a capture's directory (here a file is in the way):
 // that capture is refused, the node's others go on.
 TEST_F(IngestTest, ACaptureWhoseDirectoryCannotBeMadeIsRefusedAlone) {
