@@ -13,7 +13,6 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -332,9 +331,9 @@ int main(int argc, char** argv) {
     return Fail("--agent_batch_delay must be 0 to 10s");
   }
   ingest_options.agent_batch_bytes = static_cast<uint32_t>(
-      batch_bytes >= 0                              ? batch_bytes
-      : absl::StartsWith(store_config.url, "s3://") ? 256 << 10
-                                                    : 0);
+      batch_bytes >= 0                                     ? batch_bytes
+      : pc::aggregator::IsObjectStoreUrl(store_config.url) ? 256 << 10
+                                                           : 0);
   ingest_options.agent_batch_delay = batch_delay;
   if (store_config.lease.lease_duration < absl::Seconds(2)) {
     return Fail("--lease_duration must be at least 2s");

@@ -92,34 +92,36 @@ void ObjectStore::QueueSealed(HeldCapture* c, const FileKey* next) {
   for (FileKey& key : sealed) compact_queue_.emplace(c->id, std::move(key));
 }
 
+bool ObjectStore::TakeCompaction(bool wait,
+                                 std::pair<std::string, FileKey>* job) {
+  absl::MutexLock lock(&compact_mu_);
+  if (wait) {
+    compact_mu_.Await(absl::Condition(
+        +[](ObjectStore* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->compact_mu_) {
+          return s->compact_stop_ || !s->compact_queue_.empty();
+        },
+        this));
+    if (compact_stop_) return false;
+  }
+  if (compact_queue_.empty()) return false;
+  *job = compact_queue_.extract(compact_queue_.begin()).value();
+  return true;
+}
+
 void ObjectStore::RunCompactor() {
-  for (;;) {
-    std::pair<std::string, FileKey> job;
-    {
-      absl::MutexLock lock(&compact_mu_);
-      compact_mu_.Await(absl::Condition(
-          +[](ObjectStore* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->compact_mu_) {
-            return s->compact_stop_ || !s->compact_queue_.empty();
-          },
-          this));
-      if (compact_stop_) return;
-      job = compact_queue_.extract(compact_queue_.begin()).value();
-    }
+  std::pair<std::string, FileKey> job;
+  while (TakeCompaction(/*wait=*/true, &job)) {
     CompactFile(job.first, job.second);
   }
 }
 
 int ObjectStore::CompactQueued() {
   int written = 0;
-  for (;;) {
-    std::pair<std::string, FileKey> job;
-    {
-      absl::MutexLock lock(&compact_mu_);
-      if (compact_queue_.empty()) return written;
-      job = compact_queue_.extract(compact_queue_.begin()).value();
-    }
+  std::pair<std::string, FileKey> job;
+  while (TakeCompaction(/*wait=*/false, &job)) {
     written += CompactFile(job.first, job.second);
   }
+  return written;
 }
 
 int ObjectStore::CompactFile(const std::string& id, const FileKey& file) {

@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "aggregator/fake_node_ownership.h"
 #include "aggregator/object_store.h"
+#include "aggregator/test_replica.h"
 #include "aggregator/test_util.h"
 #include "common/pcap/pcap_test_util.h"
 #include "common/s3/memory_object_client.h"
@@ -22,26 +23,17 @@ namespace tu = testutil;
 using packetcapture::v1::Capture;
 using packetcapture::v1::Chunk;
 using packetcapture::v1::ResumePoint;
+using testutil::Replica;
 
 constexpr char kNode[] = "node-a";
-
-struct Replica {
-  CaptureRegistry registry;
-  std::unique_ptr<tu::FakeOwnership> ownership;
-  std::unique_ptr<ObjectStore> store;
-};
 
 class ObjectCompactionTest : public ::testing::Test {
  public:
   std::unique_ptr<Replica> OpenReplica(const std::string& name,
                                        bool background = false) {
-    auto r = std::make_unique<Replica>();
-    r->ownership = std::make_unique<tu::FakeOwnership>(&leases_, name);
     ObjectStoreOptions options;
     options.client = &client_;
     options.prefix = "cluster";
-    options.replica_id = name;
-    options.ownership = r->ownership.get();
     options.retention = absl::Hours(1);
     options.catalog_poll_interval = absl::Hours(1);  // tests poll themselves
     options.catalog_write_interval = absl::Hours(1);
@@ -50,11 +42,7 @@ class ObjectCompactionTest : public ::testing::Test {
       absl::MutexLock lock(&clock_mu_);
       return now_;
     };
-    auto store = ObjectStore::Open(options, &r->registry);
-    EXPECT_TRUE(store.ok()) << store.status();
-    if (!store.ok()) return nullptr;
-    r->store = std::move(*store);
-    return r;
+    return tu::OpenReplica(&leases_, name, std::move(options));
   }
 
   // Replica A holding the node with a running capture `id_`.

@@ -186,6 +186,10 @@ class ObjectStore final : public CaptureStore {
   // capture is stopped, else those before its last one.
   void QueueSealed(HeldCapture* c, const FileKey* next)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu);
+  // Takes the next queued file to compact into `job`; false when the queue
+  // is empty or, with `wait` (which waits for one), when stopping.
+  bool TakeCompaction(bool wait, std::pair<std::string, FileKey>* job)
+      ABSL_LOCKS_EXCLUDED(compact_mu_);
   void RunCompactor();
   // object_compaction.cc: compacts one queued file; the objects written.
   int CompactFile(const std::string& id, const FileKey& file);

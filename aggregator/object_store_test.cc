@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "aggregator/fake_node_ownership.h"
 #include "aggregator/store.h"
+#include "aggregator/test_replica.h"
 #include "aggregator/test_util.h"
 #include "common/pcap/pcap_test_util.h"
 #include "common/s3/memory_object_client.h"
@@ -19,18 +20,11 @@ namespace {
 
 namespace tu = testutil;
 using testutil::FakeLeases;
-using testutil::FakeOwnership;
+using testutil::Replica;
 namespace ptu = pcap::testutil;
 using packetcapture::v1::Capture;
 using packetcapture::v1::Chunk;
 using s3::MemoryObjectClient;
-
-// One aggregator replica: its registry, ownership and store.
-struct Replica {
-  CaptureRegistry registry;
-  std::unique_ptr<FakeOwnership> ownership;
-  std::unique_ptr<ObjectStore> store;
-};
 
 class ObjectStoreTest : public ::testing::Test {
  protected:
@@ -38,13 +32,9 @@ class ObjectStoreTest : public ::testing::Test {
       const std::string& name,
       absl::Duration poll = absl::Hours(1),     // tests poll themselves
       absl::Duration write = absl::Hours(1)) {  // and flush themselves
-    auto r = std::make_unique<Replica>();
-    r->ownership = std::make_unique<FakeOwnership>(&leases_, name);
     ObjectStoreOptions options;
     options.client = &client_;
     options.prefix = "cluster";
-    options.replica_id = name;
-    options.ownership = r->ownership.get();
     options.retention = absl::Hours(1);
     options.max_bytes = max_bytes_;
     options.catalog_poll_interval = poll;
@@ -53,11 +43,7 @@ class ObjectStoreTest : public ::testing::Test {
       absl::MutexLock lock(&clock_mu_);
       return now_;
     };
-    auto store = ObjectStore::Open(options, &r->registry);
-    EXPECT_TRUE(store.ok()) << store.status();
-    if (!store.ok()) return nullptr;
-    r->store = std::move(*store);
-    return r;
+    return tu::OpenReplica(&leases_, name, std::move(options));
   }
 
   std::unique_ptr<Store> OpenDirectoryStore(CaptureRegistry* registry) {

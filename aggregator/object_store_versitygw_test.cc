@@ -13,6 +13,7 @@
 #include "aggregator/fake_node_ownership.h"
 #include "aggregator/object_store.h"
 #include "aggregator/store.h"
+#include "aggregator/test_replica.h"
 #include "aggregator/test_util.h"
 #include "common/pcap/pcap_test_util.h"
 #include "common/s3/s3_client.h"
@@ -26,12 +27,7 @@ namespace tu = testutil;
 namespace ptu = pcap::testutil;
 using packetcapture::v1::Capture;
 using packetcapture::v1::Chunk;
-
-struct Replica {
-  CaptureRegistry registry;
-  std::unique_ptr<tu::FakeOwnership> ownership;
-  std::unique_ptr<ObjectStore> store;
-};
+using testutil::Replica;
 
 class ObjectStoreVersitygwTest : public ::testing::Test {
  protected:
@@ -46,24 +42,16 @@ class ObjectStoreVersitygwTest : public ::testing::Test {
 
   std::unique_ptr<Replica> OpenReplica(const std::string& name,
                                        absl::Duration poll) {
-    auto r = std::make_unique<Replica>();
-    r->ownership = std::make_unique<tu::FakeOwnership>(&leases_, name);
     ObjectStoreOptions options;
     options.client = client_.get();
     options.prefix = "cluster";
-    options.replica_id = name;
-    options.ownership = r->ownership.get();
     options.retention = absl::Hours(1);
     options.catalog_poll_interval = poll;
     options.clock = [this] {
       absl::MutexLock lock(&clock_mu_);
       return now_;
     };
-    auto store = ObjectStore::Open(options, &r->registry);
-    EXPECT_TRUE(store.ok()) << store.status();
-    if (!store.ok()) return nullptr;
-    r->store = std::move(*store);
-    return r;
+    return tu::OpenReplica(&leases_, name, std::move(options));
   }
 
   static std::string Download(CaptureStore* store, const std::string& id) {

@@ -83,12 +83,16 @@ absl::StatusOr<OpenedStore> OpenObjectStore(StoreConfig config,
 
 }  // namespace
 
+bool IsObjectStoreUrl(absl::string_view url) {
+  return absl::StartsWith(url, kS3Scheme);
+}
+
 absl::StatusOr<OpenedStore> OpenCaptureStore(StoreConfig config,
                                              CaptureRegistry* registry) {
   if (absl::StartsWith(config.url, kDirScheme)) {
     return OpenDirStore(std::move(config), registry);
   }
-  if (absl::StartsWith(config.url, kS3Scheme)) {
+  if (IsObjectStoreUrl(config.url)) {
     return OpenObjectStore(std::move(config), registry);
   }
   return absl::InvalidArgumentError(absl::StrCat(

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "aggregator/capture_store.h"
 #include "aggregator/node_lease.h"
@@ -50,6 +51,10 @@ struct OpenedStore {
   OpenedStore& operator=(OpenedStore&&) = default;
   ~OpenedStore() { store.reset(); }
 };
+
+// Whether `url` names the object store (an s3:// URL), not whether it is a
+// valid one: for defaults that differ by store before OpenCaptureStore runs.
+bool IsObjectStoreUrl(absl::string_view url);
 
 // InvalidArgument for a URL of another scheme, a bad bucket, a missing
 // endpoint, replica id or address; the stores' own errors otherwise.

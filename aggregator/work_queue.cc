@@ -4,78 +4,66 @@
 
 namespace pc::aggregator {
 
-ThreadPool::ThreadPool(int threads) {
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Work(); });
-}
+namespace work_queue_internal {
 
-ThreadPool::~ThreadPool() {
-  {
-    absl::MutexLock lock(&mu_);
-    stop_ = true;
-  }
-  for (auto& t : threads_) t.join();
-}
-
-void ThreadPool::Schedule(std::function<void()> task) {
-  absl::MutexLock lock(&mu_);
-  tasks_.push_back(std::move(task));
-}
-
-void ThreadPool::Work() {
+void PoolQueue::Work() {
   for (;;) {
     std::function<void()> task;
     {
-      absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](ThreadPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
-            return p->stop_ || !p->tasks_.empty();
+      absl::MutexLock lock(&mu);
+      ++idle;
+      mu.Await(absl::Condition(
+          +[](PoolQueue* q) ABSL_EXCLUSIVE_LOCKS_REQUIRED(q->mu) {
+            return q->stop || !q->tasks.empty();
           },
           this));
-      if (tasks_.empty()) return;  // stopping and drained
-      task = std::move(tasks_.front());
-      tasks_.pop_front();
+      --idle;
+      if (tasks.empty()) return;  // stopping and drained
+      task = std::move(tasks.front());
+      tasks.pop_front();
     }
     task();
   }
 }
 
+}  // namespace work_queue_internal
+
+ThreadPool::ThreadPool(int threads) {
+  for (int i = 0; i < threads; ++i) {
+    threads_.emplace_back([this] { queue_.Work(); });
+  }
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    absl::MutexLock lock(&queue_.mu);
+    queue_.stop = true;
+  }
+  for (auto& t : threads_) t.join();
+}
+
+void ThreadPool::Schedule(std::function<void()> task) {
+  absl::MutexLock lock(&queue_.mu);
+  queue_.tasks.push_back(std::move(task));
+}
+
 ElasticPool::~ElasticPool() {
   std::vector<std::thread> threads;
   {
-    absl::MutexLock lock(&mu_);
-    stop_ = true;
+    absl::MutexLock lock(&queue_.mu);
+    queue_.stop = true;
     threads.swap(threads_);
   }
   for (auto& t : threads) t.join();
 }
 
 void ElasticPool::Schedule(std::function<void()> task) {
-  absl::MutexLock lock(&mu_);
-  tasks_.push_back(std::move(task));
+  absl::MutexLock lock(&queue_.mu);
+  queue_.tasks.push_back(std::move(task));
   // Each idle thread takes one queued task; a task beyond them gets a thread
   // of its own while there may be more.
-  if (tasks_.size() > idle_ && threads_.size() < max_threads_) {
-    threads_.emplace_back([this] { Work(); });
-  }
-}
-
-void ElasticPool::Work() {
-  for (;;) {
-    std::function<void()> task;
-    {
-      absl::MutexLock lock(&mu_);
-      ++idle_;
-      mu_.Await(absl::Condition(
-          +[](ElasticPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
-            return p->stop_ || !p->tasks_.empty();
-          },
-          this));
-      --idle_;
-      if (tasks_.empty()) return;  // stopping and drained
-      task = std::move(tasks_.front());
-      tasks_.pop_front();
-    }
-    task();
+  if (queue_.tasks.size() > queue_.idle && threads_.size() < max_threads_) {
+    threads_.emplace_back([this] { queue_.Work(); });
   }
 }
 

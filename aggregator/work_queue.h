@@ -18,6 +18,23 @@
 
 namespace pc::aggregator {
 
+namespace work_queue_internal {
+
+// The tasks a pool's threads take and the loop they run: ThreadPool's and
+// ElasticPool's, which differ only in when they start threads.
+struct PoolQueue {
+  // Runs queued tasks until `stop` is set and the queue is drained.
+  void Work();
+
+  absl::Mutex mu;
+  std::deque<std::function<void()>> tasks ABSL_GUARDED_BY(mu);
+  // Threads waiting in Work: whether ElasticPool needs another one.
+  size_t idle ABSL_GUARDED_BY(mu) = 0;
+  bool stop ABSL_GUARDED_BY(mu) = false;
+};
+
+}  // namespace work_queue_internal
+
 class ThreadPool {
  public:
   explicit ThreadPool(int threads);
@@ -25,11 +42,7 @@ class ThreadPool {
   void Schedule(std::function<void()> task);
 
  private:
-  void Work();
-
-  absl::Mutex mu_;
-  std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  work_queue_internal::PoolQueue queue_;
   std::vector<std::thread> threads_;
 };
 
@@ -44,14 +57,9 @@ class ElasticPool {
   void Schedule(std::function<void()> task);
 
  private:
-  void Work();
-
   const size_t max_threads_;
-  absl::Mutex mu_;
-  std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
-  size_t idle_ ABSL_GUARDED_BY(mu_) = 0;
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
+  work_queue_internal::PoolQueue queue_;
+  std::vector<std::thread> threads_ ABSL_GUARDED_BY(queue_.mu);
 };
 
 class Strand : public std::enable_shared_from_this<Strand> {

@@ -72,7 +72,7 @@ check "a wrong secret is refused (403)" test "$(s3 not-the-secret "$object")" = 
 check "an unsigned request is refused (403)" \
   test "$(curl -s -o /dev/null -w '%{http_code}' "http://$OBJECT_STORE$object")" = 403
 check "the bucket is a directory of the POSIX backend in the state dir" \
-  test -d "$CLUSTER_STATE/object-store/data/packet-capture"
+  test -d "$(dirname "$(objects_dir)")"
 
 check "up again is a no-op (same object store process)" bash -c \
   "'$cluster' up --object-store > /dev/null 2>&1 && [ \"\$(cat '$CLUSTER_STATE/pids/object-store.pid')\" = $pid0 ]"

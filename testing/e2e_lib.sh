@@ -111,6 +111,13 @@ caught_up() {
   [ -n "$node_n" ] && [ "$node_n" = "$agg_n" ]
 }
 
+# objects_dir: the directory of the replicas' objects in the harness's object store
+# (cluster.sh up --object-store): versitygw's POSIX backend under $CLUSTER_STATE, then the
+# bucket and the replicas' prefix (OBJECT_STORE_BUCKET and OBJECT_STORE_PREFIX of
+# testing/cluster/object_store.sh). A capture's data objects are under data/ID; the
+# bucket's directory is its parent.
+objects_dir() { printf '%s/object-store/data/packet-capture/cluster' "$CLUSTER_STATE"; }
+
 # download ADDR ID OUT [follow-seconds]: the README's grpcurl download.
 download() {
   local addr=$1 id=$2 out=$3

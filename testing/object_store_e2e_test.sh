@@ -224,7 +224,7 @@ b_immediate() {
 check_eventually "node-b's agent runs web-b's new capture's tcpdump in immediate mode" 30 b_immediate
 id_b=$(field "$agent_b" web-b id)
 objects_b() {
-  find "$CLUSTER_STATE/object-store/data/packet-capture/cluster/data/$id_b" -type f 2> /dev/null | wc -l
+  find "$(objects_dir)/data/$id_b" -type f 2> /dev/null | wc -l
 }
 check_eventually "the holder caught up with web-b before the trickle" 30 caught_up web-b "$agent_b" "${replica[0]}"
 objects_before=$(objects_b)
@@ -240,8 +240,8 @@ download "${replica[1]}" "$id_b" "$work/b-running.pcap"
 kubectl annotate pod -n $ns web-b tcpdump.antrea.io- > /dev/null
 one_object_per_file() {  # ID
   local dirs files
-  files=$(find "$CLUSTER_STATE/object-store/data/packet-capture/cluster/data/$1" -type f 2> /dev/null | wc -l)
-  dirs=$(find "$CLUSTER_STATE/object-store/data/packet-capture/cluster/data/$1" -type f -printf '%h\n' 2> /dev/null |
+  files=$(find "$(objects_dir)/data/$1" -type f 2> /dev/null | wc -l)
+  dirs=$(find "$(objects_dir)/data/$1" -type f -printf '%h\n' 2> /dev/null |
     sort -u | wc -l)
   [ "$files" -ge 1 ] && [ "$files" = "$dirs" ]
 }

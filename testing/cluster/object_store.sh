@@ -4,6 +4,10 @@
 # capture-aggregator replicas storing into it (aggregator-0 .. aggregator-<N-1>), each on its
 # own port, taking node Leases in kube-system. Without --object-store none of this runs and
 # the single host aggregator of sim_nodes.sh is used.
+
+# The tests find the replicas' objects by the bucket, the prefix and the backend's
+# directory (object_store_dir, then data/): objects_dir in testing/e2e_lib.sh. Change
+# them together.
 readonly OBJECT_STORE_BUCKET=packet-capture
 readonly OBJECT_STORE_PREFIX=cluster
 readonly OBJECT_STORE_REGION=us-east-1
