@@ -117,16 +117,20 @@ def report(figure, ours, peer, target, ok):
 
 
 class NullServer:
-    """ingest_bench's null server (acks without storing) or, with WRITER_DIR, its null
-    writer (writes each chunk into a file of its own there and acks after fdatasync; with
-    BATCHING its welcome asks agents to batch as an aggregator would)."""
-    def __init__(self, download_file=None, message_bytes=None, writer_dir=None, batching=None):
+    """ingest_bench's null server (acks without storing); with WRITER_DIR, its null writer
+    (writes each chunk into a file of its own there and acks after fdatasync); with PUTTER, its
+    null putter (PUTs each chunk as an object and acks after the PUT). With BATCHING the
+    writer's or putter's welcome asks agents to batch as an aggregator would."""
+    def __init__(self, download_file=None, message_bytes=None, writer_dir=None, putter=None,
+                 batching=None):
         argv = [f"{BIN}/ingest_bench", "null-server", "0"]
         if writer_dir:
             os.makedirs(writer_dir, exist_ok=True)
             argv = [f"{BIN}/ingest_bench", "null-writer", "0", writer_dir]
-            if batching:  # (bytes, milliseconds) its welcome asks for
-                argv += [str(batching[0]), str(batching[1])]
+        if putter:  # (endpoint, credentials, bucket, prefix): the null putter
+            argv = [f"{BIN}/ingest_bench", "null-putter", "0", *putter]
+        if batching:  # (bytes, milliseconds) the null writer's or putter's welcome asks for
+            argv += [str(batching[0]), str(batching[1])]
         if download_file:
             argv += [download_file, str(message_bytes)]
         self.proc = spawn(argv, stdout=subprocess.PIPE, text=True)
@@ -339,7 +343,7 @@ def measure_many(target, tokens, pid):
 
 
 def paired_runs(measure_server, measure_writer, pairs=PAIRS):
-    """Measures the server and the null writer PAIRS times each, alternating which goes first,
+    """Measures the server and its peer PAIRS times each, alternating which goes first,
     so a drift in the shared machine's load favours neither; returns both lists. One run's
     ratio on this VM varies by +-20 %, so figures compare the medians of the pairs."""
     servers, writers = [], []
@@ -353,17 +357,17 @@ def paired_runs(measure_server, measure_writer, pairs=PAIRS):
     return servers, writers
 
 
-def print_pairs(name, servers, writers):
+def print_pairs(name, servers, writers, peer="null writer"):
     """Prints each pair's CPU and ratios; returns the median ratio (whole run, and after the
     last welcome)."""
     ratios, after = [], []
     for i, (a, w) in enumerate(zip(servers, writers)):
         ratios.append(a["cpu"] / max(w["cpu"], 0.01))
         after.append((a["cpu"] - a["hello_cpu"]) / max(w["cpu"] - w["hello_cpu"], 0.01))
-        print(f"  pair {i + 1} ({name if i % 2 == 0 else 'null writer'} first): {name} CPU "
+        print(f"  pair {i + 1} ({name if i % 2 == 0 else peer} first): {name} CPU "
               f"{a['cpu']:5.2f} s over {a['wall']:4.1f} s (until the last welcome "
               f"{a['welcomed']:3.1f} s, CPU {a['hello_cpu']:4.2f} s; hellos retried "
-              f"{a['retries']}), acked {a['acked']} B in {a['acks']} chunks; null writer CPU "
+              f"{a['retries']}), acked {a['acked']} B in {a['acks']} chunks; {peer} CPU "
               f"{w['cpu']:5.2f} s, acked {w['acked']} B in {w['acks']} chunks; ratio "
               f"{ratios[-1]:.2f} ({after[-1]:.2f} after the last welcome)")
     return statistics.median(ratios), statistics.median(after)

@@ -14,6 +14,13 @@
 //       each file written to once, then acks them in order. Its welcome asks
 //       for BATCH_BYTES / BATCH_DELAY_MS batching (default none), so it can
 //       be sent what an aggregator asking for the same would be sent.
+//   ingest_bench null-putter PORT ENDPOINT CREDENTIALS BUCKET PREFIX
+//                [BATCH_BYTES BATCH_DELAY_MS]
+//       The null writer's object-store twin: PUTs each chunk as one object
+//       PREFIX/stream-<k>/<capture>/<file>.<generation>/<offset> through
+//       common/s3 (If-None-Match: *, the replica's two metadata headers) to
+//       ENDPOINT (http://host:port) and acks it once the PUT returned.
+//       CREDENTIALS: a file as the aggregator's --s3_credentials takes.
 //   ingest_bench ingest TARGET TOKEN_DIR NODE_PREFIX STREAMS MIB_PER_STREAM
 //                KIB_PER_SEC CHUNK_BYTES WINDOW_BYTES
 //       STREAMS agents, each on its own connection, speaking IngestService
@@ -67,6 +74,7 @@
 #include "common/crc32c.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/packetcapture.grpc.pb.h"
+#include "testing/bench/null_peers.h"
 
 namespace {
 
@@ -78,351 +86,6 @@ constexpr uint32_t kPacketBytes = 1000;       // caplen of each record
 
 double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
-}
-
-// ---- null server ----
-
-class NullReport final
-    : public grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage> {
- public:
-  NullReport() { StartRead(&in_); }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      std::lock_guard<std::mutex> lock(mu_);
-      done_reading_ = true;
-      if (out_.empty() && !finished_) {
-        finished_ = true;
-        Finish(grpc::Status::OK);
-      }
-      return;
-    }
-    v1::AggregatorMessage reply;
-    bool has_reply = false;
-    if (in_.has_hello()) {
-      reply.mutable_welcome()->set_aggregator_instance("null");
-      reply.mutable_welcome()->set_max_inflight_bytes(uint64_t{4} << 20);
-      reply.mutable_welcome()->set_max_chunk_bytes(uint32_t{1} << 20);
-      has_reply = true;
-    } else if (in_.has_chunk()) {
-      const auto& c = in_.chunk();
-      auto* ack = reply.mutable_ack();
-      ack->set_capture_id(c.capture_id());
-      ack->set_file(c.file());
-      ack->set_file_generation(c.file_generation());
-      ack->set_offset(c.offset() + c.data().size());
-      has_reply = true;
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    if (has_reply) {
-      out_.push_back(std::move(reply));
-      if (out_.size() == 1) StartWrite(&out_.front());
-    }
-    StartRead(&in_);
-  }
-
-  void OnWriteDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    out_.pop_front();
-    if (ok && !out_.empty()) {
-      StartWrite(&out_.front());
-    } else if (done_reading_ && !finished_ && (out_.empty() || !ok)) {
-      finished_ = true;
-      Finish(grpc::Status::OK);
-    }
-  }
-
-  void OnDone() override { delete this; }
-
- private:
-  v1::AgentMessage in_;
-  std::mutex mu_;
-  std::deque<v1::AggregatorMessage> out_;
-  bool done_reading_ = false;
-  bool finished_ = false;
-};
-
-class NullIngest final : public v1::IngestService::CallbackService {
-  grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage>* Report(
-      grpc::CallbackServerContext*) override {
-    return new NullReport();
-  }
-};
-
-class FileWriter final
-    : public grpc::ServerWriteReactor<v1::DownloadCaptureResponse> {
- public:
-  FileWriter(const std::string& path, size_t message_bytes)
-      : in_(path, std::ios::binary), message_bytes_(message_bytes) {
-    Next();
-  }
-  void OnWriteDone(bool ok) override {
-    if (!ok) {
-      Finish(grpc::Status::CANCELLED);
-      return;
-    }
-    Next();
-  }
-  void OnDone() override { delete this; }
-
- private:
-  void Next() {
-    std::string* data = out_.mutable_data();
-    data->resize(message_bytes_);
-    in_.read(&(*data)[0], static_cast<std::streamsize>(message_bytes_));
-    data->resize(static_cast<size_t>(in_.gcount()));
-    if (data->empty()) {
-      Finish(grpc::Status::OK);
-      return;
-    }
-    out_.set_offset(offset_);
-    offset_ += data->size();
-    StartWrite(&out_);
-  }
-  std::ifstream in_;
-  size_t message_bytes_;
-  uint64_t offset_ = 0;
-  v1::DownloadCaptureResponse out_;
-};
-
-class NullCapture final : public v1::CaptureService::CallbackService {
- public:
-  NullCapture(std::string file, size_t message_bytes)
-      : file_(std::move(file)), message_bytes_(message_bytes) {}
-  grpc::ServerWriteReactor<v1::DownloadCaptureResponse>* DownloadCapture(
-      grpc::CallbackServerContext*,
-      const v1::DownloadCaptureRequest*) override {
-    return new FileWriter(file_, message_bytes_);
-  }
-
- private:
-  std::string file_;
-  size_t message_bytes_;
-};
-
-int NullServer(int argc, char** argv) {
-  if (argc != 3 && argc != 5) return 2;
-  NullIngest ingest;
-  NullCapture capture(argc == 5 ? argv[3] : "/dev/null",
-                      argc == 5 ? std::strtoul(argv[4], nullptr, 10) : 65536);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(std::string("127.0.0.1:") + argv[2],
-                           grpc::InsecureServerCredentials(), &port);
-  builder.SetMaxReceiveMessageSize(8 << 20);
-  builder.RegisterService(&ingest);
-  builder.RegisterService(&capture);
-  auto server = builder.BuildAndStart();
-  if (!server) return 1;
-  std::printf("listening %d\n", port);
-  std::fflush(stdout);
-  server->Wait();
-  return 0;
-}
-
-// ---- null writer ----
-
-class WriterReport final
-    : public grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage> {
- public:
-  WriterReport(const std::string* dir, const v1::Welcome* batching)
-      : dir_(dir), batching_(batching), worker_([this] { Work(); }) {
-    StartRead(&in_);
-  }
-
-  void OnReadDone(bool ok) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!ok) {
-      done_reading_ = true;
-      cv_.notify_one();
-      return;
-    }
-    if (in_.has_hello()) {
-      v1::AggregatorMessage reply;
-      *reply.mutable_welcome() = *batching_;
-      reply.mutable_welcome()->set_aggregator_instance("null-writer");
-      reply.mutable_welcome()->set_max_inflight_bytes(uint64_t{4} << 20);
-      reply.mutable_welcome()->set_max_chunk_bytes(uint32_t{1} << 20);
-      SendLocked(std::move(reply));
-    } else if (in_.has_chunk()) {
-      pending_.push_back(std::move(*in_.mutable_chunk()));
-      cv_.notify_one();
-    }
-    in_.Clear();
-    StartRead(&in_);
-  }
-
-  void OnWriteDone(bool ok) override {
-    bool finish;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      out_.pop_front();
-      if (!ok) out_.clear();
-      if (!out_.empty()) StartWrite(&out_.front());
-      finish = ShouldFinishLocked();
-    }
-    if (finish) Finish(grpc::Status::OK);
-  }
-
-  void OnDone() override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-      cv_.notify_one();
-    }
-    Unref();
-  }
-
- private:
-  void Unref() {
-    if (refs_.fetch_sub(1) == 1) {
-      worker_.detach();
-      delete this;
-    }
-  }
-
-  void SendLocked(v1::AggregatorMessage m) {
-    out_.push_back(std::move(m));
-    if (out_.size() == 1) StartWrite(&out_.front());
-  }
-
-  bool ShouldFinishLocked() {
-    if (finished_ || !worker_done_ || !done_reading_ || !out_.empty())
-      return false;
-    finished_ = true;
-    return true;
-  }
-
-  int FdFor(const v1::Chunk& c) {
-    std::string name = c.capture_id() + "." + c.file() + "." +
-                       std::to_string(c.file_generation());
-    for (char& ch : name) {
-      if (ch == '/') ch = '_';
-    }
-    auto it = fds_.find(name);
-    if (it != fds_.end()) return it->second;
-    const int fd =
-        open((*dir_ + "/" + name).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd >= 0) fds_[name] = fd;
-    return fd;
-  }
-
-  // Writes, flushes and acks rounds of queued chunks until the stream ends.
-  void Work() {
-    std::unique_lock<std::mutex> lock(mu_);
-    for (;;) {
-      cv_.wait(lock,
-               [this] { return stop_ || done_reading_ || !pending_.empty(); });
-      if (stop_) break;
-      if (pending_.empty()) {  // done reading, all acked
-        worker_done_ = true;
-        const bool finish = ShouldFinishLocked();
-        lock.unlock();
-        if (finish) Finish(grpc::Status::OK);
-        Unref();
-        return;
-      }
-      std::deque<v1::Chunk> round;
-      round.swap(pending_);
-      lock.unlock();
-      bool failed = false;
-      std::set<int> written;
-      for (const v1::Chunk& c : round) {
-        const int fd = FdFor(c);
-        const std::string& d = c.data();
-        size_t done = 0;
-        while (fd >= 0 && done < d.size()) {
-          const ssize_t n = pwrite(fd, d.data() + done, d.size() - done,
-                                   static_cast<off_t>(c.offset() + done));
-          if (n <= 0) break;
-          done += static_cast<size_t>(n);
-        }
-        failed |= done != d.size();
-        if (fd >= 0) written.insert(fd);
-      }
-      for (int fd : written) failed |= fdatasync(fd) != 0;
-      // Keep only the last file's descriptor: ring files come one by one.
-      const int last = round.empty() ? -1 : FdFor(round.back());
-      for (auto it = fds_.begin(); it != fds_.end();) {
-        if (it->second != last) {
-          close(it->second);
-          it = fds_.erase(it);
-        } else {
-          ++it;
-        }
-      }
-      lock.lock();
-      if (stop_) break;  // OnDone came: no more writes to the stream
-      if (failed) {
-        std::fprintf(stderr, "null-writer: a write or flush failed\n");
-        continue;  // never acks what is not durable
-      }
-      for (const v1::Chunk& c : round) {
-        v1::AggregatorMessage reply;
-        auto* ack = reply.mutable_ack();
-        ack->set_capture_id(c.capture_id());
-        ack->set_file(c.file());
-        ack->set_file_generation(c.file_generation());
-        ack->set_offset(c.offset() + c.data().size());
-        SendLocked(std::move(reply));
-      }
-    }
-    lock.unlock();
-    Unref();
-  }
-
-  const std::string* const dir_;
-  const v1::Welcome* const batching_;  // the batching its welcome asks for
-  std::atomic<int> refs_{2};           // gRPC (until OnDone) and the worker
-  v1::AgentMessage in_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<v1::Chunk> pending_;
-  std::deque<v1::AggregatorMessage> out_;
-  std::map<std::string, int> fds_;  // worker only
-  bool done_reading_ = false;
-  bool worker_done_ = false;
-  bool stop_ = false;
-  bool finished_ = false;
-  std::thread worker_;  // last: starts after the members above exist
-};
-
-class WriterIngest final : public v1::IngestService::CallbackService {
- public:
-  WriterIngest(std::string dir, v1::Welcome batching)
-      : dir_(std::move(dir)), batching_(std::move(batching)) {}
-  grpc::ServerBidiReactor<v1::AgentMessage, v1::AggregatorMessage>* Report(
-      grpc::CallbackServerContext*) override {
-    return new WriterReport(&dir_, &batching_);
-  }
-
- private:
-  const std::string dir_;
-  const v1::Welcome batching_;
-};
-
-int NullWriter(int argc, char** argv) {
-  if (argc != 4 && argc != 6) return 2;
-  v1::Welcome batching;
-  if (argc == 6) {
-    batching.set_batch_bytes(
-        static_cast<uint32_t>(std::strtoul(argv[4], nullptr, 10)));
-    batching.set_batch_delay_ms(
-        static_cast<uint32_t>(std::strtoul(argv[5], nullptr, 10)));
-  }
-  WriterIngest ingest(argv[3], batching);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(std::string("127.0.0.1:") + argv[2],
-                           grpc::InsecureServerCredentials(), &port);
-  builder.SetMaxReceiveMessageSize(8 << 20);
-  builder.RegisterService(&ingest);
-  auto server = builder.BuildAndStart();
-  if (!server) return 1;
-  std::printf("listening %d\n", port);
-  std::fflush(stdout);
-  server->Wait();
-  return 0;
 }
 
 // ---- agent-like client ----
@@ -886,8 +549,9 @@ int Follow(int argc, char** argv) {
 int main(int argc, char** argv) {
   int rc = 2;
   const std::string mode = argc > 1 ? argv[1] : "";
-  if (mode == "null-server") rc = NullServer(argc, argv);
-  if (mode == "null-writer") rc = NullWriter(argc, argv);
+  if (mode == "null-server") rc = pc::bench::NullServer(argc, argv);
+  if (mode == "null-writer") rc = pc::bench::NullWriter(argc, argv);
+  if (mode == "null-putter") rc = pc::bench::NullPutter(argc, argv);
   if (mode == "ingest") rc = Ingest(argc, argv);
   if (mode == "download") rc = Download(argc, argv);
   if (mode == "follow") rc = Follow(argc, argv);
