@@ -71,6 +71,10 @@ ABSL_FLAG(absl::Duration, lease_duration, absl::Seconds(8),
 ABSL_FLAG(absl::Duration, catalog_poll_interval, absl::Seconds(2),
           "how often a replica reads what the others changed in the object "
           "store's catalog (bounds how stale its listing is)");
+ABSL_FLAG(int64_t, compact_below_bytes, 65536,
+          "with an s3:// store, a sealed file is rewritten as one object "
+          "only while its data objects average fewer bytes than this (a "
+          "slow capture's trickle); 0: never");
 ABSL_FLAG(int64_t, agent_batch_bytes, -1,
           "agents hold back a growing file's new bytes until this many are "
           "there or --agent_batch_delay passed: fewer, larger chunks (and "
@@ -307,6 +311,12 @@ int main(int argc, char** argv) {
   store_config.max_file_bytes = ingest_options.max_file_bytes;
   store_config.catalog_poll_interval =
       absl::GetFlag(FLAGS_catalog_poll_interval);
+  if (absl::GetFlag(FLAGS_compact_below_bytes) < 0 ||
+      absl::GetFlag(FLAGS_compact_below_bytes) > int64_t{64} << 20) {
+    return Fail("--compact_below_bytes must be 0 to 67108864");
+  }
+  store_config.compact_below_bytes =
+      static_cast<uint64_t>(absl::GetFlag(FLAGS_compact_below_bytes));
   store_config.lease.identity = absl::GetFlag(FLAGS_replica_id).empty()
                                     ? EnvOr("POD_NAME", HostName())
                                     : absl::GetFlag(FLAGS_replica_id);

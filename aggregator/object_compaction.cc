@@ -80,7 +80,10 @@ void ObjectStore::QueueSealed(HeldCapture* c, const FileKey* next) {
   std::vector<FileKey> sealed;
   for (const auto& [key, f] : c->entry.files) {
     auto n = c->objects.find(key);
-    if (n == c->objects.end() || n->second < 2) continue;
+    if (n == c->objects.end() || n->second < 2 ||
+        f.physical_len >= options_.compact_below_bytes * n->second) {
+      continue;  // one object already, or a few large ones
+    }
     if (next != nullptr &&
         (key == *next || !DownloadOrderLess(key, f, *next, *next_summary))) {
       continue;

@@ -38,6 +38,7 @@ class ObjectCompactionTest : public ::testing::Test {
     options.catalog_poll_interval = absl::Hours(1);  // tests poll themselves
     options.catalog_write_interval = absl::Hours(1);
     options.compact_in_background = background;
+    options.compact_below_bytes = compact_below_;
     options.clock = [this] {
       absl::MutexLock lock(&clock_mu_);
       return now_;
@@ -68,6 +69,20 @@ class ObjectCompactionTest : public ::testing::Test {
       Append(store, tu::MakeChunk(id_, file, 0, offset, data));
       offset += data.size();
     }
+  }
+
+  // Ring0 in 5 batches (objects), sealed by ring1's first bytes, then
+  // compacted as compact_below_ allows: the files compacted. The download
+  // must not change.
+  int SealFiveBatchesOfRing0() {
+    auto a = Holder();
+    Trickle(a->store.get(), 0, 5);
+    Append(a->store.get(),
+           tu::MakeChunk(id_, "run-1-w10/ring1", 0, 0, tu::PcapFile(1000, 2)));
+    const std::string before = Download(a->store.get(), id_);
+    const int compacted = a->store->CompactQueued();
+    EXPECT_EQ(Download(a->store.get(), id_), before);
+    return compacted;
   }
 
   void Append(CaptureStore* store, const Chunk& chunk) {
@@ -116,12 +131,29 @@ class ObjectCompactionTest : public ::testing::Test {
   }
 
   const std::string id_ = tu::CaptureId("web-1");
+  uint64_t compact_below_ = 64 << 10;  // for replicas opened from now on
   s3::MemoryObjectClient client_;
   tu::FakeLeases leases_;
   absl::Mutex clock_mu_;
   absl::Time now_ ABSL_GUARDED_BY(clock_mu_) =
       absl::FromUnixSeconds(1700000000);
 };
+
+// Only files of small objects are compacted: objects averaging
+// compact_below_bytes or more stay as they are (rewriting them costs more
+// requests than reading them saves); one byte less on average and they are
+// compacted. Either way the download is the same.
+TEST_F(ObjectCompactionTest, AFileOfLargeEnoughObjectsIsNotCompacted) {
+  compact_below_ = tu::PcapFile(0, 15).size() / 5;  // ring0's mean, floored
+  EXPECT_EQ(SealFiveBatchesOfRing0(), 0);
+  EXPECT_EQ(Keys(0).size(), 5u);
+}
+
+TEST_F(ObjectCompactionTest, AFileOfSmallerObjectsIsCompacted) {
+  compact_below_ = tu::PcapFile(0, 15).size() / 5 + 1;
+  EXPECT_EQ(SealFiveBatchesOfRing0(), 1);
+  EXPECT_EQ(Keys(0).size(), 1u);
+}
 
 // A slow capture leaves 40 objects in ring0; once ring1 has bytes, ring0
 // becomes one object <0>-<end> with the same download, listing and resume

@@ -31,7 +31,8 @@
 //
 // Compaction (object_compaction.cc): a held file with several data objects
 // is sealed once a later file of its capture gets its first bytes, or the
-// capture stops; a background thread then reads its objects, writes one
+// capture stops; if those objects are small (compact_below_bytes on
+// average), a background thread then reads them, writes one
 // object <offset:020>-<end:020> over each contiguous run of them (the same
 // bytes; If-None-Match: *) and deletes the objects it replaces. Readers and
 // takeover scans take overlapping objects once, so every interleaving keeps
@@ -87,6 +88,12 @@ struct ObjectStoreOptions {
   // Sealed files are compacted by a background thread; false: only by
   // CompactQueued() (tests).
   bool compact_in_background = true;
+  // A sealed file is compacted only while its data objects average fewer
+  // bytes than this (a slow capture's trickle): rewriting a file already in
+  // a few large batches (e.g. 1 MB in ten 100 KiB objects) costs more
+  // requests (a GET and a DELETE per object, one PUT) than reading it later
+  // saves. 0: never compact.
+  uint64_t compact_below_bytes = 64 << 10;
 };
 
 class ObjectStore final : public CaptureStore {
