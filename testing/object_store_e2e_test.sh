@@ -153,6 +153,8 @@ kept() {
   [ "$missing" -eq 0 ] && [ -s "$work/$1.txt" ]
 }
 # same_as_node ADDR: ADDR's pcap of web-a has exactly the packets of node-a's own files.
+# Packets keep arriving after a flood (IPv6 router solicitations, ever further apart), so
+# ADDR may lack the newest one for the agent's batch delay (1 s) plus a poll: retried.
 same_as_node() {
   snapshot node "$agent_a" 2> /dev/null
   snapshot replica "$1" 2> /dev/null
@@ -160,6 +162,41 @@ same_as_node() {
   [ -s "$work/node.txt" ] && cmp -s "$work/node.txt" "$work/replica.txt" && return 0
   diff "$work/node.txt" "$work/replica.txt" | head -4 >&2
   return 1
+}
+# explain_difference ADDR: after same_as_node failed for good, what tells why (kept in the
+# log and in $CLUSTER_STATE/logs, which stay after a failure): the differing packet lines
+# with their places, the node's files and ADDR's catalog view of them (size, packets), the
+# capture's data objects in the store, the agent's uplink counters and the log lines of
+# the agent's stream and of the replicas about web-a's capture.
+explain_difference() {
+  local keep="$CLUSTER_STATE/logs/same-as-node" agent_metrics
+  mkdir -p "$keep"
+  cp "$work/node.txt" "$work/replica.txt" "$work/node.pcap" "$work/replica.pcap" "$keep/" 2> /dev/null
+  e2e_log "difference node-a (<) / $1 (>), $(wc -l < "$work/node.txt") / $(wc -l < "$work/replica.txt") packets:"
+  diff "$work/node.txt" "$work/replica.txt" | head -20 >&2
+  e2e_log "node-a's files (name generation size packets):"
+  grpc "$agent_a" ListCaptures '{"pod":"web-a"}' 2> /dev/null |
+    jq -r '.captures[0].files[]? | "  \(.name) \(.generation) \(.size) \(.packets)"' >&2
+  e2e_log "$1's catalog view (name generation size packets):"
+  grpc "$1" ListCaptures '{"pod":"web-a"}' 2> /dev/null |
+    jq -r '.captures[0] | "  state \(.state) bytes \(.bytes) packets \(.packets)", (.files[]? | "  \(.name) \(.generation) \(.size) \(.packets)")' >&2
+  e2e_log "data objects of $id_a (path bytes):"
+  find "$(objects_dir)/data/$id_a" -type f -printf '  %P %s\n' 2> /dev/null | sort -V >&2
+  agent_metrics=$(tr ' ' '\n' <<< "$AGENT_METRICS" | sed -n 's/^node-a=//p')
+  e2e_log "node-a's Lease: $(kubectl get lease -n kube-system capture-node-node-a -o jsonpath='{.spec.holderIdentity} since {.spec.acquireTime}')"
+  e2e_log "node-a's agent's uplink counters:"
+  curl -s --max-time 5 "http://$agent_metrics/metrics" | grep '^packetcapture_agent_uplink' | sed 's/^/  /' >&2
+  e2e_log "node-a's agent's stream (last 30 uplink lines):"
+  grep 'event=uplink_' "$CLUSTER_STATE/logs/agent-node-a.log" | tail -30 | sed 's/^/  /' >&2
+  e2e_log "the replicas' lines about $id_a (last 40):"
+  grep -F -- "$id_a" "$CLUSTER_STATE"/logs/aggregator-*.log | tail -40 | sed 's/^/  /' >&2
+}
+# check_same_as_node NAME ADDR: same_as_node within 10 s, explained when it fails.
+check_same_as_node() {
+  if eventually 10 same_as_node "$2"; then pass "$1"; else
+    fail "$1" "not true within 10s: same_as_node $2"
+    explain_difference "$2"
+  fi
 }
 # downloads_agree MODE: the three replicas' downloads of web-a (fetched at once) are the
 # same bytes (MODE identical), or, while the capture still runs, each a prefix of the
@@ -301,8 +338,8 @@ check "the agent's acknowledged bytes did not go back ($acked_before -> $(acked)
   test "$(acked)" -ge "$acked_before"
 "$CLUSTER" restart-aggregator --replica "$holder" > /dev/null 2>&1
 check_eventually "aggregator-$holder is back" 20 grpcurl -plaintext -max-time 2 "${replica[$holder]}" grpc.health.v1.Health/Check
-check_eventually "aggregator-$new_holder's pcap of web-a has node-a's packets exactly" 10 \
-  same_as_node "${replica[$new_holder]}"
+check_same_as_node "aggregator-$new_holder's pcap of web-a has node-a's packets exactly" \
+  "${replica[$new_holder]}"
 check_eventually "DownloadCapture of web-a from each replica is a prefix of the others' (running capture)" 10 \
   downloads_agree prefix
 
@@ -328,12 +365,20 @@ e2e_log "object store back after $((t_up - t_down)) ms"
 check_within "once the store is back acknowledgements resume (beyond $acked2)" "$t_up" 30 \
   bash -c "$(declare -f field grpc acked); agent_a=$agent_a; [ \"\$(acked)\" -gt $acked2 ]"
 wait "${floods[@]}" 2> /dev/null
+# The Lease may have moved during the outage (a replica that takes node-a while the store
+# is down cannot load it and lets it go again): the checks below still ask
+# aggregator-$new_holder, which serves every acknowledged byte whether it holds node-a or not.
+e2e_log "after the outage node-a's Lease: $(kubectl get lease -n kube-system capture-node-node-a -o jsonpath='{.spec.holderIdentity}')"
 check_eventually "after the store's outage aggregator-$new_holder caught up with node-a" 60 \
   caught_up web-a "$agent_a" "${replica[$new_holder]}"
 snapshot postoutage "${replica[$new_holder]}"
 check "nothing stored before the outage was lost" kept postkill postoutage
-check_eventually "after the outage aggregator-$new_holder's pcap has node-a's packets exactly" 10 \
-  same_as_node "${replica[$new_holder]}"
+check_same_as_node "after the outage aggregator-$new_holder's pcap has node-a's packets exactly" \
+  "${replica[$new_holder]}"
+# How the agent's stream went through the outage (a reconnection wait after it shows here).
+e2e_log "node-a's agent's stream since the store's outage:"
+sed -n 's/^ts=\([^ ]*\) event=\(uplink_[a-z_]*\)/\1 \2/p' "$CLUSTER_STATE/logs/agent-node-a.log" |
+  awk -v t0="$(date -u -d "@$((t_down / 1000))" +%FT%T)" '$1 >= t0' | tail -20 | sed 's/^/  /' >&2
 check_eventually "after it all the three replicas still list the same captures" 10 same_listings
 
 # ---- the capture stopped: its final bytes, the same from every replica -------------------
