@@ -125,41 +125,19 @@ BatchResult ObjectStore::AppendBatch(const std::string& node,
     pending.emplace_back(cut->result, runs.size());
   }
 
-  // Each run is one object; nothing is acknowledged before its PUT.
+  // Each run is one object (more after a lost reply: see PutData); nothing
+  // is acknowledged before its PUT.
   size_t stored = 0;
   absl::Status put_error;
   const FileSummary before = is_new ? FileSummary() : existing->second;
   for (const Run& run : runs) {
-    const std::string object =
-        layout_.DataKey(id, key.first, key.second, run.start);
-    s3::PutOptions put;
-    put.if_none_match_any = true;
-    put.metadata["epoch"] = absl::StrCat(epoch);
-    put.metadata["replica"] = options_.replica_id;
-    const absl::Time start = absl::Now();
-    auto etag = options_.client->Put(object, run.body, put);
-    put_latency_.Observe(absl::Now() - start);
-    if (absl::IsFailedPrecondition(etag.status())) {
-      // The range exists already: a retry of ours whose reply was lost, or
-      // a deposed writer's copy of the same agent bytes.
-      auto info = options_.client->Head(object);
-      if (info.ok() && info->size >= run.body.size()) {
-        etag = info->etag;
-      } else if (info.ok()) {
-        etag = absl::AbortedError(
-            absl::StrCat("object ", id, "/", key.first, ".", key.second, "@",
-                         run.start, " holds ", info->size, " of this batch's ",
-                         run.body.size(), " bytes: another writer"));
-      } else {
-        etag = info.status();
-      }
-    }
-    if (!etag.ok()) {
-      put_error = etag.status();
+    absl::StatusOr<int> objects = PutData(id, key, run.start, run.body, epoch);
+    if (!objects.ok()) {
+      put_error = objects.status();
       break;
     }
     c->entry.files[key] = run.after;
-    ++c->objects[key];
+    c->objects[key] += *objects;
     ++stored;
     absl::MutexLock index(&mu_);
     stats_.chunks += run.chunks;
@@ -179,6 +157,41 @@ BatchResult ObjectStore::AppendBatch(const std::string& node,
   }
   Publish(*c);
   return out;
+}
+
+absl::StatusOr<int> ObjectStore::PutData(const std::string& id,
+                                         const FileKey& key, uint64_t start,
+                                         absl::string_view body,
+                                         int64_t epoch) {
+  s3::PutOptions put;
+  put.if_none_match_any = true;
+  put.metadata["epoch"] = absl::StrCat(epoch);
+  put.metadata["replica"] = options_.replica_id;
+  // An object already at an offset (412) holds the same agent bytes: a PUT
+  // of ours whose reply was lost, or a deposed writer's copy. If it covers
+  // the rest of the body that is enough; if it is shorter (the agent resent
+  // from that offset with more bytes), the rest goes into an object after
+  // it. Bounded: each round moves past a non-empty object.
+  for (int objects = 1;; ++objects) {
+    const std::string object =
+        layout_.DataKey(id, key.first, key.second, start);
+    const absl::Time began = absl::Now();
+    auto etag = options_.client->Put(object, body, put);
+    put_latency_.Observe(absl::Now() - began);
+    if (etag.ok()) return objects;
+    if (!absl::IsFailedPrecondition(etag.status())) return etag.status();
+    auto info = options_.client->Head(object);
+    if (!info.ok()) return info.status();
+    if (info->size >= body.size()) return objects;
+    if (info->size == 0 || objects >= 16) {
+      return absl::AbortedError(
+          absl::StrCat("object ", id, "/", key.first, ".", key.second, "@",
+                       start, " holds ", info->size, " of this batch's ",
+                       body.size(), " bytes: another writer"));
+    }
+    start += info->size;
+    body.remove_prefix(info->size);
+  }
 }
 
 void ObjectStore::MirrorRing(HeldCapture* c) {

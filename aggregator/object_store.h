@@ -170,6 +170,11 @@ class ObjectStore final : public CaptureStore {
                     std::shared_ptr<HeldCapture>* capture, int64_t* epoch) const
       ABSL_LOCKS_EXCLUDED(mu_);
   void Publish(const HeldCapture& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c.mu);
+  // object_append.cc: stores `body` as data objects of capture `id`'s file
+  // `key` from offset `start` (If-None-Match: *); the objects it took.
+  absl::StatusOr<int> PutData(const std::string& id, const FileKey& key,
+                              uint64_t start, absl::string_view body,
+                              int64_t epoch);
   // Writes the capture's catalog entry (see the file comment for a 412).
   absl::Status WriteCatalog(const std::string& node, int64_t epoch,
                             HeldCapture* c)

@@ -376,6 +376,40 @@ TEST_F(ObjectStoreTest, ARetriedBatchIsStoredOnce) {
   EXPECT_EQ(a->registry.Get(id)->packets(), 5u);
 }
 
+// The same, retried with more bytes (the agent resends from its last
+// acknowledged offset, and more had been written meanwhile): the shorter
+// object already stored is kept and the rest goes into an object after it.
+// Refusing it as "another writer" ended the stream, and every stream after.
+TEST_F(ObjectStoreTest, ARetryWithMoreBytesKeepsTheStoredPrefix) {
+  const std::string id = tu::CaptureId("web-1");
+  auto a = OpenReplica("replica-a");
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  const auto c0 = tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, tu::PcapFile(0, 3));
+  client_.FailNext(1, MemoryObjectClient::Fault::kAfter);
+  BatchResult r = a->store->AppendBatch("node-a", {&c0});
+  EXPECT_EQ(r.error.code(), absl::StatusCode::kUnavailable) << r.error;
+  EXPECT_EQ(DataKeys(id).size(), 1u);  // stored, not acknowledged
+  const auto more =
+      tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, tu::PcapFile(0, 7));
+  r = a->store->AppendBatch("node-a", {&more});
+  ASSERT_TRUE(r.error.ok()) << r.error;
+  ASSERT_EQ(r.results.size(), 1u);
+  EXPECT_EQ(r.results[0].offset, tu::PcapFile(0, 7).size());
+  EXPECT_EQ(DataKeys(id).size(), 2u);  // the prefix, then the rest
+  auto seqs = ptu::SequenceNumbers(Download(a->store.get(), id));
+  ASSERT_TRUE(seqs.ok()) << seqs.status();
+  EXPECT_EQ(*seqs, ptu::Range(0, 7));
+  EXPECT_EQ(a->registry.Get(id)->packets(), 7u);
+  // A new holder's scan finds the same end.
+  a->store->ReleaseNode("node-a");
+  auto b = OpenReplica("replica-b");
+  ASSERT_TRUE(b->store->AcquireNode("node-a").ok());
+  ASSERT_EQ(b->store->ResumePoints("node-a").size(), 1u);
+  EXPECT_EQ(b->store->ResumePoints("node-a")[0].offset(),
+            tu::PcapFile(0, 7).size());
+}
+
 // Objects that overlap (a deposed writer's batches cut differently) are
 // read once: sorted by offset, bytes already sent skipped; a takeover
 // finds the stored end past them.

@@ -48,7 +48,6 @@
 //       DownloadCapture(ID, follow=true); for every record holding a
 //       udp_flood payload ("PCFLOOD1" + 8-byte big-endian sequence number)
 //       prints "seq <N> <CLOCK_MONOTONIC seconds>" as soon as it arrives.
-#include <fcntl.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,14 +58,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <deque>
 #include <fstream>
 #include <iterator>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
-#include <set>
 #include <string>
 #include <thread>
 #include <vector>
