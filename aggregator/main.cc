@@ -98,7 +98,7 @@ ABSL_FLAG(int32_t, syncfs_min_files, 4,
           "flush rounds of concurrent streams touching at least this many "
           "files with one syncfs() of the data dir's filesystem (keep the "
           "data dir on its own filesystem); 0 = one fdatasync() per file");
-ABSL_FLAG(absl::Duration, sync_delay, absl::Milliseconds(5),
+ABSL_FLAG(absl::Duration, sync_delay, absl::Milliseconds(10),
           "how long a flush round may wait for other active agents' chunks "
           "(0 = never); adds at most this to an acknowledgement");
 ABSL_FLAG(absl::Duration, token_cache_ttl, absl::Seconds(60),

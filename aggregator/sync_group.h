@@ -41,7 +41,7 @@ struct SyncGroupOptions {
   int min_files_for_fs = 4;
   // How long a round may wait for the other recently active writers' requests
   // (0 = never wait). Adds at most this to an acknowledgement's latency.
-  absl::Duration max_delay = absl::Milliseconds(5);
+  absl::Duration max_delay = absl::Milliseconds(10);
   // A round stops waiting once it holds this many requests (about the number
   // of threads that can be waiting in Sync at once).
   int max_round = 16;
