@@ -14,6 +14,7 @@
 #include <deque>
 #include <fstream>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -403,13 +404,15 @@ v1::Welcome BatchingArgs(int argc, char** argv, int i) {
   return batching;
 }
 
-int Serve(const char* port_arg, WriterIngest* ingest) {
+// Serves `services` on 127.0.0.1:PORT (0: any) and prints the port.
+int Serve(const char* port_arg,
+          std::initializer_list<grpc::Service*> services) {
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(std::string("127.0.0.1:") + port_arg,
                            grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(8 << 20);
-  builder.RegisterService(ingest);
+  for (grpc::Service* service : services) builder.RegisterService(service);
   auto server = builder.BuildAndStart();
   if (!server) return 1;
   std::printf("listening %d\n", port);
@@ -425,7 +428,7 @@ int NullWriter(int argc, char** argv) {
   const std::string dir = argv[3];
   WriterIngest ingest([dir] { return std::make_unique<FileSink>(dir); },
                       BatchingArgs(argc, argv, 4));
-  return Serve(argv[2], &ingest);
+  return Serve(argv[2], {&ingest});
 }
 
 int NullPutter(int argc, char** argv) {
@@ -452,7 +455,7 @@ int NullPutter(int argc, char** argv) {
             shared.get(), absl::StrCat(prefix, "/stream-", (*streams)++));
       },
       BatchingArgs(argc, argv, 7));
-  return Serve(argv[2], &ingest);
+  return Serve(argv[2], {&ingest});
 }
 
 int NullServer(int argc, char** argv) {
@@ -460,19 +463,7 @@ int NullServer(int argc, char** argv) {
   NullIngest ingest;
   NullCapture capture(argc == 5 ? argv[3] : "/dev/null",
                       argc == 5 ? std::strtoul(argv[4], nullptr, 10) : 65536);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(std::string("127.0.0.1:") + argv[2],
-                           grpc::InsecureServerCredentials(), &port);
-  builder.SetMaxReceiveMessageSize(8 << 20);
-  builder.RegisterService(&ingest);
-  builder.RegisterService(&capture);
-  auto server = builder.BuildAndStart();
-  if (!server) return 1;
-  std::printf("listening %d\n", port);
-  std::fflush(stdout);
-  server->Wait();
-  return 0;
+  return Serve(argv[2], {&ingest, &capture});
 }
 
 }  // namespace pc::bench
