@@ -71,6 +71,10 @@ ABSL_FLAG(absl::Duration, lease_duration, absl::Seconds(8),
 ABSL_FLAG(absl::Duration, catalog_poll_interval, absl::Seconds(2),
           "how often a replica reads what the others changed in the object "
           "store's catalog (bounds how stale its listing is)");
+ABSL_FLAG(absl::Duration, catalog_write_interval, absl::Seconds(5),
+          "with an s3:// store, how often the holder writes a capture's "
+          "byte and packet counts to its catalog entry (status changes go "
+          "at once, a new file within a second); each write is a PUT");
 ABSL_FLAG(int64_t, compact_below_bytes, 65536,
           "with an s3:// store, a sealed file is rewritten as one object "
           "only while its data objects average fewer bytes than this (a "
@@ -311,6 +315,8 @@ int main(int argc, char** argv) {
   store_config.max_file_bytes = ingest_options.max_file_bytes;
   store_config.catalog_poll_interval =
       absl::GetFlag(FLAGS_catalog_poll_interval);
+  store_config.catalog_write_interval =
+      absl::GetFlag(FLAGS_catalog_write_interval);
   if (absl::GetFlag(FLAGS_compact_below_bytes) < 0 ||
       absl::GetFlag(FLAGS_compact_below_bytes) > int64_t{64} << 20) {
     return Fail("--compact_below_bytes must be 0 to 67108864");
@@ -350,6 +356,10 @@ int main(int argc, char** argv) {
   }
   if (store_config.catalog_poll_interval < absl::Milliseconds(100)) {
     return Fail("--catalog_poll_interval must be at least 100ms");
+  }
+  if (store_config.catalog_write_interval < absl::Milliseconds(100) ||
+      store_config.catalog_write_interval > absl::Minutes(10)) {
+    return Fail("--catalog_write_interval must be 100ms to 10m");
   }
   // A renewal must finish well within the lease.
   pc::kube::HttpClient::Options lease_http_options;

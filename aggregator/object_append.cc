@@ -151,6 +151,7 @@ BatchResult ObjectStore::AppendBatch(const std::string& node,
   if (stored == 0) return out;
   c->dirty = true;
   if (before.physical_len == 0) {
+    c->new_files = true;  // listings show it within a second
     // The ring moved on: the files before this one are sealed.
     MirrorRing(c.get());
     QueueSealed(c.get(), &key);

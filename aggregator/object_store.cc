@@ -2,6 +2,7 @@
 // listings built on the registry.
 #include "aggregator/object_store.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -134,6 +135,8 @@ absl::Status ObjectStore::WriteCatalog(const std::string& node, int64_t epoch,
       c->etag = *etag;
       c->written = Significant(c->entry.meta);
       c->dirty = false;
+      c->new_files = false;
+      c->written_at = Now();
       catalog_->Note(c->id, CatalogRecord{*etag, std::move(entry)});
       return absl::OkStatus();
     }
@@ -290,7 +293,7 @@ void ObjectStore::ReleaseNode(const std::string& node) {
   options_.ownership->Release(node);
 }
 
-void ObjectStore::FlushCatalog() {
+void ObjectStore::FlushCatalog(bool due_only) {
   std::vector<std::pair<std::string, int64_t>> nodes;
   std::vector<std::shared_ptr<HeldCapture>> captures;
   {
@@ -303,10 +306,15 @@ void ObjectStore::FlushCatalog() {
       }
     }
   }
+  const absl::Time now = Now();
   for (size_t i = 0; i < captures.size(); ++i) {
     HeldCapture* c = captures[i].get();
     absl::MutexLock lock(&c->mu);
     if (!c->dirty || c->deleted || c->fenced.load()) continue;
+    if (due_only && !c->new_files &&
+        now - c->written_at < options_.catalog_write_interval) {
+      continue;
+    }
     const absl::Status written =
         WriteCatalog(nodes[i].first, nodes[i].second, c);
     if (!written.ok()) {
@@ -317,9 +325,11 @@ void ObjectStore::FlushCatalog() {
 }
 
 void ObjectStore::RunFlusher() {
-  while (
-      !stop_.WaitForNotificationWithTimeout(options_.catalog_write_interval)) {
-    FlushCatalog();
+  // Ticks often enough to write a new file's entry within a second.
+  const absl::Duration tick =
+      std::min(options_.catalog_write_interval, absl::Seconds(1));
+  while (!stop_.WaitForNotificationWithTimeout(tick)) {
+    FlushCatalog(/*due_only=*/true);
   }
 }
 

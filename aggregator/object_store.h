@@ -11,10 +11,14 @@
 //     the capture's status (CaptureMeta), per-file summaries, and the
 //     writer's replica and epoch (object_catalog.h); written with If-Match
 //     on the ETag this replica last saw (If-None-Match: * when new): at once
-//     on a status change, otherwise at most once a second, so its byte and
-//     packet counts lag the acknowledged objects by at most about a second
-//     (plus a PUT). A 412 whose entry carries a newer epoch means this
-//     replica was deposed: Aborted, and the node is written no more.
+//     on a status change, within a second of a file's first bytes (a new
+//     file of the listing), otherwise at most once per
+//     catalog_write_interval (5 s), so its byte and packet counts lag the
+//     acknowledged objects by at most that (plus a PUT). Counts are written
+//     less often than status because every catalog write is a PUT: once a
+//     second, a store of many slow captures served as many catalog PUTs as
+//     data PUTs. A 412 whose entry carries a newer epoch means this replica
+//     was deposed: Aborted, and the node is written no more.
 //
 // One writer per node: AcquireNode takes the node through NodeOwnership
 // (a Lease), then loads its captures from a fresh listing of the catalog and
@@ -82,9 +86,9 @@ struct ObjectStoreOptions {
   uint64_t max_file_bytes = 64 << 20;  // as the ingest service's
   std::function<absl::Time()> clock;   // absl::Now when empty
   // How often the byte and packet counts of held captures reach their
-  // catalog entries (status changes are written at once). Not in the
-  // contract (ISSUE12 §9): an addition with its default, for tests.
-  absl::Duration catalog_write_interval = absl::Seconds(1);
+  // catalog entries (status changes are written at once, new files within
+  // a second or this interval, whichever is shorter).
+  absl::Duration catalog_write_interval = absl::Seconds(5);
   // Sealed files are compacted by a background thread; false: only by
   // CompactQueued() (tests).
   bool compact_in_background = true;
@@ -132,9 +136,10 @@ class ObjectStore final : public CaptureStore {
   size_t open_files() const override { return 0; }
 
   // For tests: one catalog round now; writes the catalog entries whose
-  // counts changed now.
+  // counts changed now (the flusher writes only those due: a file appeared,
+  // or catalog_write_interval passed since the last write).
   absl::Status PollCatalog() { return catalog_->Refresh(); }
-  void FlushCatalog();
+  void FlushCatalog() { FlushCatalog(/*due_only=*/false); }
   // Compacts the queued sealed files on the calling thread now; returns
   // how many compacted objects it wrote or kept.
   int CompactQueued();
@@ -148,8 +153,10 @@ class ObjectStore final : public CaptureStore {
     CatalogEntry entry ABSL_GUARDED_BY(mu);
     // The catalog entry's ETag as last written or read; empty: none yet.
     std::string etag ABSL_GUARDED_BY(mu);
-    std::string written ABSL_GUARDED_BY(mu);  // Significant() last written
-    bool dirty ABSL_GUARDED_BY(mu) = false;   // counts changed since
+    std::string written ABSL_GUARDED_BY(mu);     // Significant() last written
+    bool dirty ABSL_GUARDED_BY(mu) = false;      // counts changed since
+    bool new_files ABSL_GUARDED_BY(mu) = false;  // a file appeared since
+    absl::Time written_at ABSL_GUARDED_BY(mu) = absl::InfinitePast();
     bool deleted ABSL_GUARDED_BY(mu) = false;
     // Data objects per file as written or listed (compaction's trigger).
     std::map<FileKey, uint32_t> objects ABSL_GUARDED_BY(mu);
@@ -181,6 +188,7 @@ class ObjectStore final : public CaptureStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu);
   void OnLost(const std::string& node);
   void RunFlusher();
+  void FlushCatalog(bool due_only);
   void OnCatalogChanged(const std::string& id, const CatalogRecord& record);
   void OnCatalogVanished(const std::string& id);
 

@@ -1,5 +1,6 @@
 #include "aggregator/object_store.h"
 
+#include <map>
 #include <memory>
 #include <thread>
 
@@ -717,36 +718,68 @@ TEST_F(ObjectStoreTest, AnotherReplicaListsANewCaptureWithinAPollInterval) {
   EXPECT_LT(worst, 2 * kPoll + absl::Milliseconds(300));
 }
 
-// The catalog's bytes for a running capture follow its appends within about
-// a second, without a write per batch.
-TEST_F(ObjectStoreTest, CountsReachTheCatalogAtMostOnceASecond) {
+// The flusher writes a running capture's counts once per write interval,
+// not once per batch, but a new file of the listing within a second.
+TEST_F(ObjectStoreTest, CountsReachTheCatalogOncePerWriteInterval) {
   const std::string id = tu::CaptureId("web-1");
-  auto a = OpenReplica("replica-a", absl::Hours(1), absl::Seconds(1));
+  // The flusher ticks every second of real time; the interval is measured
+  // on the test's clock, which moves only when told.
+  auto a = OpenReplica("replica-a", absl::Hours(1), absl::Seconds(5));
   ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
   ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
   const std::string key = "cluster/catalog/" + id + ".pb";
-  const int puts_before = client_.calls("PUT");
-  uint64_t offset = 0;
-  for (int i = 0; i < 20; ++i) {
+  std::map<std::string, uint64_t> offsets;
+  auto append = [&](const std::string& file, int first, int n) {
     const std::string data =
-        i == 0 ? tu::PcapFile(0, 2) : tu::Records(2 * i, 2);
-    const auto c = tu::MakeChunk(id, "run-1-w5/ring0", 0, offset, data);
+        offsets[file] == 0 ? tu::PcapFile(first, n) : tu::Records(first, n);
+    const auto c = tu::MakeChunk(id, file, 0, offsets[file], data);
     ASSERT_TRUE(a->store->AppendBatch("node-a", {&c}).error.ok());
-    offset += data.size();
-  }
-  // 20 data objects, and at most a couple of catalog writes meanwhile.
-  EXPECT_LE(client_.calls("PUT") - puts_before, 22);
-  const absl::Time deadline = absl::Now() + absl::Seconds(3);
-  absl::StatusOr<CatalogEntry> entry;
-  auto packets = [&] {
-    return entry->files.empty() ? 0 : entry->files.begin()->second.packets;
+    offsets[file] += data.size();
   };
-  do {
-    absl::SleepFor(absl::Milliseconds(50));
-    entry = DecodeCatalogEntry(client_.Objects()[key]);
-    ASSERT_TRUE(entry.ok()) << entry.status();
-  } while (packets() < 40 && absl::Now() < deadline);
-  EXPECT_EQ(packets(), 40u);
+  // Packets per file in the stored entry, after up to `wait` of real time
+  // for it to reach `want` (the last value read if it does not).
+  auto catalog_packets = [&](absl::Duration wait,
+                             std::map<std::string, uint64_t> want) {
+    std::map<std::string, uint64_t> got;
+    const absl::Time deadline = absl::Now() + wait;
+    do {
+      absl::SleepFor(absl::Milliseconds(50));
+      auto entry = DecodeCatalogEntry(client_.Objects()[key]);
+      EXPECT_TRUE(entry.ok()) << entry.status();
+      if (!entry.ok()) return got;
+      got.clear();
+      for (const auto& [k, f] : entry->files) got[k.first] = f.packets;
+    } while (got != want && absl::Now() < deadline);
+    return got;
+  };
+  using Packets = std::map<std::string, uint64_t>;
+
+  int puts = client_.calls("PUT");
+  append("run-1-w5/ring0", 0, 2);
+  // The file is new: listed within about a second.
+  EXPECT_EQ(catalog_packets(absl::Seconds(3), {{"run-1-w5/ring0", 2}}),
+            (Packets{{"run-1-w5/ring0", 2}}));
+  EXPECT_EQ(client_.calls("PUT") - puts, 2);  // the data, the entry
+
+  // More of the same file: counts only, written once the interval passed,
+  // then in one write, not one per batch.
+  puts = client_.calls("PUT");
+  for (int i = 1; i < 20; ++i) append("run-1-w5/ring0", 2 * i, 2);
+  EXPECT_EQ(catalog_packets(absl::Milliseconds(2500), {}),
+            (Packets{{"run-1-w5/ring0", 2}}));
+  EXPECT_EQ(client_.calls("PUT") - puts, 19);
+  Advance(absl::Seconds(5));
+  EXPECT_EQ(catalog_packets(absl::Seconds(3), {{"run-1-w5/ring0", 40}}),
+            (Packets{{"run-1-w5/ring0", 40}}));
+  EXPECT_EQ(client_.calls("PUT") - puts, 20);
+
+  // The ring moves on: the new file goes out without waiting.
+  append("run-1-w5/ring1", 0, 3);
+  EXPECT_EQ(catalog_packets(absl::Seconds(3),
+                            {{"run-1-w5/ring0", 40}, {"run-1-w5/ring1", 3}}),
+            (Packets{{"run-1-w5/ring0", 40}, {"run-1-w5/ring1", 3}}));
+  auto entry = DecodeCatalogEntry(client_.Objects()[key]);
+  ASSERT_TRUE(entry.ok()) << entry.status();
   EXPECT_EQ(entry->replica, "replica-a");
   EXPECT_EQ(entry->epoch, 1);
 }

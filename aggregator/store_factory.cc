@@ -72,6 +72,7 @@ absl::StatusOr<OpenedStore> OpenObjectStore(StoreConfig config,
   options.retention = config.dir.retention;
   options.max_bytes = config.dir.max_bytes;
   options.catalog_poll_interval = config.catalog_poll_interval;
+  options.catalog_write_interval = config.catalog_write_interval;
   options.compact_below_bytes = config.compact_below_bytes;
   options.max_file_bytes = config.max_file_bytes;
   auto store = ObjectStore::Open(std::move(options), registry);

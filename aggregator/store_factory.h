@@ -34,6 +34,8 @@ struct StoreConfig {
   std::string s3_credentials;
   NodeLeaseOptions lease;
   absl::Duration catalog_poll_interval = absl::Seconds(2);
+  // See ObjectStoreOptions::catalog_write_interval.
+  absl::Duration catalog_write_interval = absl::Seconds(5);
   // See ObjectStoreOptions::compact_below_bytes.
   uint64_t compact_below_bytes = 64 << 10;
   uint64_t max_file_bytes = uint64_t{64} << 20;

@@ -120,7 +120,9 @@ TEN_MIB = int(os.environ.get("BENCH_TEN_MIB", "64"))      # figure 1, per stream
 SCALE_MIB = int(os.environ.get("BENCH_SCALE_MIB", "32"))  # figure 2, per stream of 30
 FIGURES = set(os.environ.get("BENCH_FIGURES", "1,2,3").split(","))
 # A directory: figure 1's aggregator runs are also recorded with `perf record` (replica 0 and
-# versitygw, 999 Hz, no call graphs), into <dir>/<aggregator|versitygw>-<streams>.data.
+# versitygw, 999 Hz, no call graphs), into <dir>/<aggregator|versitygw>-<streams>.data, and
+# figure 3's replica and null putter runs (with call graphs) into
+# <dir>/<replica|putter>-many-<pair>.data.
 PERF_DIR = os.environ.get("BENCH_PERF_DIR", "")
 SCALE_PROCS, SCALE_STREAMS = 3, 10
 # ingest_bench names stream i's capture bench_bench-<i>_<uid of i>_<start ms>: processes
@@ -300,6 +302,21 @@ def fig2(s3, tokens):
 REPLICA_BATCHING = (256 << 10, 1000)
 
 
+def start_perf(pid, name):
+    """`perf record` of pid with call graphs into PERF_DIR/<name>.data; None without PERF_DIR."""
+    if not PERF_DIR:
+        return None
+    return subprocess.Popen(["perf", "record", "-q", "-g", "-F", "499", "-p", str(pid), "-o",
+                             f"{PERF_DIR}/{name}.data"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_perf(perf):
+    if perf is not None:
+        perf.send_signal(signal.SIGINT)
+        perf.wait(30)
+
+
 def fig3(tokens, target):
     """Figure 4's load (100 slow agents) against replica 0, beside the null putter (PUTs each
     batch as one object to the same versitygw through the same S3 client, acks after the PUT:
@@ -320,15 +337,22 @@ def fig3(tokens, target):
     def measure_putter(i):
         putter = NullServer(putter=(ENDPOINT, CREDENTIALS, BUCKET, f"bench-null-putter/{i}"),
                             batching=REPLICA_BATCHING)
+        perf = start_perf(putter.pid, f"putter-many-{i + 1}")
         try:
             return with_store_cpu("null putter",
                                   lambda: measure_many(putter.addr, tokens, putter.pid))
         finally:
+            stop_perf(perf)
             putter.stop()
 
-    replicas, putters = paired_runs(
-        lambda _: with_store_cpu("replica", lambda: measure_many(target, tokens, agg_pid)),
-        measure_putter)
+    def measure_replica(i):
+        perf = start_perf(agg_pid, f"replica-many-{i + 1}")
+        try:
+            return with_store_cpu("replica", lambda: measure_many(target, tokens, agg_pid))
+        finally:
+            stop_perf(perf)
+
+    replicas, putters = paired_runs(measure_replica, measure_putter)
     writer_dir = f"{STATE}/bench-scratch/null-writer"
     writer = NullServer(writer_dir=writer_dir, batching=REPLICA_BATCHING)
     try:
