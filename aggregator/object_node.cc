@@ -45,8 +45,10 @@ absl::StatusOr<std::map<FileKey, FileSummary>> ObjectStore::LoadFiles(
     for (const auto& [key, list] : *objects) {
       auto it = known.find(key);
       FileSummary s = it == known.end() ? FileSummary() : it->second;
-      // What was acknowledged after the entry was written (up to about a
-      // second's worth) is read back from the objects.
+      // What was acknowledged after the entry was written is read back
+      // from the objects: up to catalog_write_interval's growth of a file,
+      // or a second's worth once new files appear (each is written within
+      // a second).
       error = ScanObjects(options_.client, list, &s);
       if (!error.ok()) break;
       if (s.physical_len > 0) {
