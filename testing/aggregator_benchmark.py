@@ -41,6 +41,7 @@ import glob
 import json
 import os
 import select
+import signal
 import statistics
 import subprocess
 import sys
@@ -60,6 +61,9 @@ ONE_MIB = int(os.environ.get("BENCH_ONE_MIB", "1024"))   # figure 1 single strea
 TEN_MIB = int(os.environ.get("BENCH_TEN_MIB", "32"))     # per stream, 10 streams
 # Which figures to run, e.g. "4" while profiling the 100-stream load.
 FIGURES = set(os.environ.get("BENCH_FIGURES", "1,2,3,4").split(","))
+# A directory: figure 1's aggregator runs are also recorded with `perf record` (199 Hz, DWARF
+# call graphs: the -c opt binary has no frame pointers) into <dir>/aggregator-<streams>.data.
+PERF_DIR = os.environ.get("BENCH_PERF_DIR", "")
 MANY = 100
 MANY_KIBPS = 100
 MANY_SECONDS = 20
@@ -244,6 +248,20 @@ def create_nodes(names, token_dir):
         list(pool.map(mint, names))
 
 
+def perf_record(pid, name):
+    """`perf record` of pid into PERF_DIR/<name>.data until the returned stop() is called."""
+    if not PERF_DIR:
+        return lambda: None
+    proc = subprocess.Popen(["perf", "record", "-q", "--call-graph", "dwarf,8192", "-F", "199",
+                             "-p", str(pid), "-o", f"{PERF_DIR}/{name}.data"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop():
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    return stop
+
+
 def fig1_and_3(tokens, scratch):
     agg_pid = int(open(f"{STATE}/pids/aggregator.pid").read().split()[0])
     disk0 = disk_rate(scratch, min(ONE_MIB, 512))
@@ -252,12 +270,16 @@ def fig1_and_3(tokens, scratch):
     writer = NullServer(writer_dir=writer_dir)
     try:
         log(f"figure 1: 1 stream, {ONE_MIB} MiB")
+        stop = perf_record(agg_pid, "aggregator-1")
         a1, bytes1, ids1, r1 = ingest(AGG, tokens, "bench-one", 1, ONE_MIB)
+        stop()
         n1, _, _, _ = ingest(null.addr, tokens, "bench-one", 1, ONE_MIB)
         w1, _, _, _ = ingest(writer.addr, tokens, "bench-one", 1, ONE_MIB)
         clear_dir(writer_dir)
         log(f"figure 1: 10 streams, {TEN_MIB} MiB each")
+        stop = perf_record(agg_pid, "aggregator-10")
         a10, _, _, r10 = ingest(AGG, tokens, "bench-ten-", 10, TEN_MIB)
+        stop()
         n10, _, _, _ = ingest(null.addr, tokens, "bench-ten-", 10, TEN_MIB)
         w10, _, _, _ = ingest(writer.addr, tokens, "bench-ten-", 10, TEN_MIB)
         clear_dir(writer_dir)

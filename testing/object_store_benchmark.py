@@ -122,7 +122,7 @@ FIGURES = set(os.environ.get("BENCH_FIGURES", "1,2,3").split(","))
 # A directory: figure 1's aggregator runs are also recorded with `perf record` (replica 0 and
 # versitygw, 999 Hz, no call graphs), into <dir>/<aggregator|versitygw>-<streams>.data, and
 # figure 3's replica and null putter runs (with call graphs) into
-# <dir>/<replica|putter>-many-<pair>.data.
+# <dir>/<replica|putter>-many-<pair>.data (199 Hz, DWARF call graphs).
 PERF_DIR = os.environ.get("BENCH_PERF_DIR", "")
 SCALE_PROCS, SCALE_STREAMS = 3, 10
 # ingest_bench names stream i's capture bench_bench-<i>_<uid of i>_<start ms>: processes
@@ -306,7 +306,9 @@ def start_perf(pid, name):
     """`perf record` of pid with call graphs into PERF_DIR/<name>.data; None without PERF_DIR."""
     if not PERF_DIR:
         return None
-    return subprocess.Popen(["perf", "record", "-q", "-g", "-F", "499", "-p", str(pid), "-o",
+    # The -c opt binaries have no frame pointers: DWARF unwinding (8 KiB of stack per sample).
+    return subprocess.Popen(["perf", "record", "-q", "--call-graph", "dwarf,8192", "-F", "199",
+                             "-p", str(pid), "-o",
                              f"{PERF_DIR}/{name}.data"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
