@@ -50,6 +50,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -194,6 +195,14 @@ class Store final : public CaptureStore {
     // Bytes on disk in files recovery could not read: counted against the
     // budget until the capture is deleted.
     uint64_t unreadable_bytes = 0;
+    // View()'s files (those with stored bytes) in download order, sorted
+    // when file_set_version_ was `order_version`: re-sorted only after the
+    // order may have changed, not on every commit (a long capture has
+    // thousands of files). Every drop of a file changes file_set_version_,
+    // so an entry is read only while it is in `files`. Guarded by
+    // Store::mu_.
+    mutable std::vector<const FileEntry*> order;
+    mutable std::optional<uint64_t> order_version;
   };
   // What to remove from disk once the index has let go of it.
   struct Removal {

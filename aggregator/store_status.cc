@@ -42,13 +42,20 @@ Capture Store::View(const StoredCapture& c) const {
   Capture v = c.meta.status;
   v.clear_files();
   uint64_t bytes = 0, packets = 0, gaps = 0;
-  std::vector<std::shared_ptr<FileEntry>> files;
   for (const auto& [key, f] : c.files) {
     gaps += f->summary.logical_len - f->summary.physical_len;
-    if (f->summary.physical_len > 0) files.push_back(f);
   }
-  std::sort(files.begin(), files.end(), DownloadOrder);
-  for (const auto& f : files) {
+  if (c.order_version != file_set_version_) {
+    std::vector<std::shared_ptr<FileEntry>> files;
+    for (const auto& [key, f] : c.files) {
+      if (f->summary.physical_len > 0) files.push_back(f);
+    }
+    std::sort(files.begin(), files.end(), DownloadOrder);
+    c.order.clear();
+    for (const auto& f : files) c.order.push_back(f.get());
+    c.order_version = file_set_version_;
+  }
+  for (const FileEntry* f : c.order) {
     auto* out = v.add_files();
     out->set_name(f->io->name());
     out->set_index(static_cast<uint32_t>(f->io->ring_index()));

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <thread>
 #include <vector>
 
@@ -408,6 +409,65 @@ TEST_F(StoreTest, RunningCaptureMirrorsTheRing) {
   EXPECT_FALSE(
       std::filesystem::exists(DataPath(id, "run-1-w2", "ring0", 0, ".pcap")));
   EXPECT_EQ(store->total_bytes(), 2 * tu::PcapFile(0, 3).size());
+}
+
+// The listing keeps its download order (first packet time) through appends,
+// new files (earlier and later) and ring drops; its sizes follow every
+// commit. (View reuses its sorted order between changes of the file set.)
+TEST_F(StoreTest, TheListingFollowsEveryChangeOfTheFiles) {
+  const std::string id = tu::CaptureId("web-1");
+  CaptureRegistry registry;
+  auto store = OpenStore(&registry);
+  ASSERT_TRUE(
+      store->PutStatus("node-a", tu::Status(id, "node-a", Capture::RUNNING, 3))
+          .ok());
+  std::map<std::pair<std::string, uint32_t>, uint64_t> sizes;
+  auto append = [&](const std::string& file, uint32_t generation,
+                    uint32_t first, uint32_t n) {
+    uint64_t& size = sizes[{file, generation}];
+    const std::string data =
+        size == 0 ? tu::PcapFile(first, n) : tu::Records(first, n);
+    ASSERT_TRUE(
+        store->Append("node-a", tu::MakeChunk(id, file, generation, size, data))
+            .ok());
+    size += data.size();
+  };
+  // "name/generation:size" of each listed file, in listing order.
+  auto listed = [&] {
+    std::vector<std::string> out;
+    auto shown = registry.Get(id);
+    if (!shown.has_value()) return out;
+    for (const auto& f : shown->files()) {
+      out.push_back(absl::StrCat(f.name(), "/", f.generation(), ":", f.size()));
+    }
+    return out;
+  };
+  auto entry = [&](const std::string& file, uint32_t generation) {
+    return absl::StrCat(file, "/", generation, ":", sizes[{file, generation}]);
+  };
+  const std::string r0 = "run-1-w3/ring0", r1 = "run-1-w3/ring1",
+                    r2 = "run-1-w3/ring2";
+  append(r0, 0, 100, 2);
+  EXPECT_EQ(listed(), std::vector<std::string>({entry(r0, 0)}));
+  append(r1, 0, 10, 2);  // earlier packets: listed first
+  EXPECT_EQ(listed(), std::vector<std::string>({entry(r1, 0), entry(r0, 0)}));
+  append(r0, 0, 102, 3);  // a count-only change
+  append(r1, 0, 12, 1);
+  EXPECT_EQ(listed(), std::vector<std::string>({entry(r1, 0), entry(r0, 0)}));
+  append(r2, 0, 200, 2);
+  EXPECT_EQ(listed(), std::vector<std::string>(
+                          {entry(r1, 0), entry(r0, 0), entry(r2, 0)}));
+  // The ring wraps: ring1 (the oldest) is dropped.
+  append(r0, 1, 300, 2);
+  EXPECT_EQ(listed(), std::vector<std::string>(
+                          {entry(r0, 0), entry(r2, 0), entry(r0, 1)}));
+  append(r2, 0, 202, 4);
+  append(r0, 1, 302, 1);
+  EXPECT_EQ(listed(), std::vector<std::string>(
+                          {entry(r0, 0), entry(r2, 0), entry(r0, 1)}));
+  auto shown = registry.Get(id);
+  ASSERT_TRUE(shown.has_value());
+  EXPECT_EQ(shown->packets(), 2u + 3u + 2u + 4u + 2u + 1u);
 }
 
 // A follow reader sees bytes appended to the file it is reading and moves on
