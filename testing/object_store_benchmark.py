@@ -121,8 +121,9 @@ SCALE_MIB = int(os.environ.get("BENCH_SCALE_MIB", "32"))  # figure 2, per stream
 FIGURES = set(os.environ.get("BENCH_FIGURES", "1,2,3").split(","))
 # A directory: figure 1's aggregator runs are also recorded with `perf record` (replica 0 and
 # versitygw, 999 Hz, no call graphs), into <dir>/<aggregator|versitygw>-<streams>.data, and
-# figure 3's replica and null putter runs (with call graphs) into
-# <dir>/<replica|putter>-many-<pair>.data (199 Hz, DWARF call graphs).
+# figure 3's replica and null putter runs into <dir>/<replica|putter>-many-<pair>.data (199 Hz,
+# DWARF call graphs). `perf record -p` follows only the threads that exist when it starts: the
+# null putter's per-stream threads, started later, are not in its profile.
 PERF_DIR = os.environ.get("BENCH_PERF_DIR", "")
 SCALE_PROCS, SCALE_STREAMS = 3, 10
 # ingest_bench names stream i's capture bench_bench-<i>_<uid of i>_<start ms>: processes
