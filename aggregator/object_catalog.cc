@@ -83,10 +83,9 @@ absl::StatusOr<CatalogEntry> DecodeCatalogEntry(absl::string_view data) {
 
 bool DownloadOrderLess(const FileKey& a, const FileSummary& sa,
                        const FileKey& b, const FileSummary& sb) {
-  return std::make_tuple(sa.first_time.value_or(absl::InfiniteFuture()),
-                         a.first, a.second) <
-         std::make_tuple(sb.first_time.value_or(absl::InfiniteFuture()),
-                         b.first, b.second);
+  const absl::Time ta = sa.first_time.value_or(absl::InfiniteFuture());
+  const absl::Time tb = sb.first_time.value_or(absl::InfiniteFuture());
+  return std::tie(ta, a.first, a.second) < std::tie(tb, b.first, b.second);
 }
 
 Capture CatalogView(const CaptureMeta& meta,
