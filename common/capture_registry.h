@@ -24,8 +24,9 @@ class CaptureRegistry {
   using Event = packetcapture::v1::CaptureEvent;
   using Listener = std::function<void(const Event&)>;
 
-  // Adds or replaces; notifies only if something changed.
-  void Put(const Capture& capture);
+  // Adds or replaces; notifies only if something changed. By value: a
+  // caller's temporary is moved in, not copied.
+  void Put(Capture capture);
   // Replaces the whole set of captures (ids missing from `all` are removed).
   void ReplaceAll(const std::vector<Capture>& all);
   void Remove(const std::string& id);
@@ -42,7 +43,8 @@ class CaptureRegistry {
  private:
   void Notify(const std::vector<Event>& events);
   // Adds or replaces one capture, recording ADDED/MODIFIED when it changed.
-  void Upsert(const Capture& capture, std::vector<Event>* events)
+  // Events are recorded only while someone listens. Callers hold notify_mu_.
+  void Upsert(Capture capture, std::vector<Event>* events)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
