@@ -9,6 +9,7 @@
 #include "common/kube/names.h"
 #include "common/log.h"
 #include "common/sha256.h"
+#include "google/protobuf/struct.pb.h"
 
 namespace pc::aggregator {
 namespace {
@@ -54,6 +55,16 @@ NodeLeases::NodeLeases(kube::HttpClient* http, NodeLeaseOptions options)
       duration_seconds_(static_cast<int32_t>(std::max<int64_t>(
           1, absl::ToInt64Seconds(options_.lease_duration + absl::Seconds(1) -
                                   absl::Nanoseconds(1))))) {
+  // The identity as a JSON string, written once by protobuf's printer (which
+  // escapes it); empty if it cannot be (not UTF-8): renewals then update.
+  google::protobuf::Value identity;
+  identity.set_string_value(options_.identity);
+  if (absl::StatusOr<std::string> quoted = kube::ToJson(identity);
+      quoted.ok()) {
+    renew_patch_prefix_ = absl::StrCat(
+        R"([{"op":"test","path":"/spec/holderIdentity","value":)", *quoted,
+        "},");
+  }
   renewer_ = std::thread([this] { RenewLoop(); });
 }
 
@@ -160,6 +171,8 @@ absl::StatusOr<LeaseHolder> NodeLeases::TryAcquire(const std::string& node,
     spec->set_lease_transitions(spec->lease_transitions() + 1);
     spec->set_acquire_time(stamp);
   }
+  // Written even when 0 (a renewal's patch tests it).
+  spec->set_lease_transitions(spec->lease_transitions());
   spec->set_holder_identity(options_.identity);
   spec->set_lease_duration_seconds(duration_seconds_);
   spec->set_renew_time(stamp);
@@ -276,47 +289,79 @@ void NodeLeases::Release(const std::string& node) {
   }
 }
 
+absl::Status NodeLeases::PatchRenewTime(const std::string& name,
+                                        int64_t epoch, absl::Time now) {
+  const std::string body = absl::StrCat(
+      renew_patch_prefix_,
+      R"({"op":"test","path":"/spec/leaseTransitions","value":)", epoch,
+      R"(},{"op":"replace","path":"/spec/renewTime","value":")",
+      FormatMicroTime(now), R"("}])");
+  absl::StatusOr<kube::HttpResponse> response =
+      http_->Do("PATCH", Path(name), body, "application/json-patch+json");
+  if (!response.ok()) return ApiError("renew", response.status());
+  switch (response->status_code) {
+    case 200:
+      return absl::OkStatus();
+    case 404:
+      return absl::NotFoundError("lease renew: gone");
+    case 409:  // the server gave up retrying against concurrent writes
+    case 422:  // a test failed
+      return absl::AbortedError("lease renew: changed");
+    default:
+      return ApiError("renew",
+                      kube::HttpError(response->status_code, response->body));
+  }
+}
+
 bool NodeLeases::Renew(const std::string& node) {
-  Held held;
+  int64_t epoch;
+  absl::Time renewed;
   {
     absl::MutexLock lock(&mu_);
     auto it = held_.find(node);
     if (it == held_.end()) return true;  // released meanwhile
-    held = it->second;
+    epoch = it->second.epoch;
+    renewed = it->second.renewed;
   }
   const std::string name = NodeLeaseName(node);
   const absl::Time now = Now();
-  Lease lease = held.lease;
-  absl::Status s;
-  for (int attempt = 0; attempt < 2; ++attempt) {
-    lease.mutable_spec()->set_renew_time(FormatMicroTime(now));
-    s = Write(name, false, &lease);
-    if (!absl::IsAborted(s)) break;
-    // Changed since our write: still ours (same epoch), or taken?
+  Lease lease;
+  bool updated = false;
+  absl::Status s = renew_patch_prefix_.empty()
+                       ? absl::AbortedError("identity not expressible")
+                       : PatchRenewTime(name, epoch, now);
+  if (absl::IsAborted(s) || absl::IsNotFound(s)) {
+    // Taken or deleted; or changed concurrently, or written without
+    // leaseTransitions (by an earlier version): read it, and if it is still
+    // ours, update it whole (which writes leaseTransitions from then on).
     absl::StatusOr<Fetch> fetch = Get(name, &lease);
     if (!fetch.ok()) {
       s = fetch.status();
-      break;
-    }
-    if (*fetch == Fetch::kAbsent ||
-        lease.spec().holder_identity() != options_.identity ||
-        lease.spec().lease_transitions() != held.epoch) {
+    } else if (*fetch == Fetch::kAbsent ||
+               lease.spec().holder_identity() != options_.identity ||
+               lease.spec().lease_transitions() != epoch) {
       LogLine("lease_lost", {{"node", node},
                              {"lease", name},
                              {"holder", lease.spec().holder_identity()}});
       return false;
+    } else {
+      lease.mutable_spec()->set_lease_transitions(
+          static_cast<int32_t>(epoch));
+      lease.mutable_spec()->set_renew_time(FormatMicroTime(now));
+      s = Write(name, false, &lease);  // a conflict: tried again next tick
+      updated = s.ok();
     }
   }
   if (s.ok()) {
     absl::MutexLock lock(&mu_);
     auto it = held_.find(node);
     if (it != held_.end()) {
-      it->second.lease = std::move(lease);
+      if (updated) it->second.lease = std::move(lease);
       it->second.renewed = now;
     }
     return true;
   }
-  if (now - held.renewed < options_.lease_duration) return true;  // retry
+  if (now - renewed < options_.lease_duration) return true;  // retry
   LogLine("lease_lost",
           {{"node", node}, {"lease", name}, {"error", s.ToString()}});
   return false;

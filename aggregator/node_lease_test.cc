@@ -14,6 +14,7 @@
 #include "common/kube/fake_api_server.h"
 #include "common/kube/kube_json.h"
 #include "common/kube/names.h"
+#include "google/protobuf/struct.pb.h"
 #include "gtest/gtest.h"
 
 namespace pc::aggregator {
@@ -84,6 +85,7 @@ class LeaseApi {
     auto it = leases_.find(name);
     if (it == leases_.end()) return Code(404);
     if (r.method == "GET") return Json(200, it->second);
+    if (r.method == "PATCH") return Patch(r, &it->second);
     if (r.method != "PUT") return Code(405);
     if (interfere_ > 0) {
       --interfere_;
@@ -98,6 +100,48 @@ class LeaseApi {
     }
     lease.mutable_metadata()->set_resource_version(absl::StrCat(++rv_));
     it->second = lease;
+    return Json(200, lease);
+  }
+
+  // The JSON patches renewals send: tests of holderIdentity and
+  // leaseTransitions (failing with 422 as the API does, also when the field
+  // is missing), replace of renewTime.
+  FakeResponse Patch(const FakeRequest& r, Lease* stored)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto type = r.headers.find("content-type");
+    if (type == r.headers.end() ||
+        type->second != "application/json-patch+json") {
+      return Code(415);
+    }
+    google::protobuf::ListValue ops;
+    if (!kube::ParseJson(r.body, &ops).ok()) return Code(400);
+    Lease lease = *stored;
+    for (const google::protobuf::Value& op : ops.values()) {
+      const auto& fields = op.struct_value().fields();
+      auto field = [&](const std::string& key) {
+        auto f = fields.find(key);
+        return f == fields.end() ? google::protobuf::Value() : f->second;
+      };
+      const std::string verb = field("op").string_value();
+      const std::string path = field("path").string_value();
+      const google::protobuf::Value value = field("value");
+      if (verb == "test" && path == "/spec/holderIdentity") {
+        if (lease.spec().holder_identity() != value.string_value()) {
+          return Code(422);
+        }
+      } else if (verb == "test" && path == "/spec/leaseTransitions") {
+        if (!lease.spec().has_lease_transitions() ||
+            lease.spec().lease_transitions() != value.number_value()) {
+          return Code(422);
+        }
+      } else if (verb == "replace" && path == "/spec/renewTime") {
+        lease.mutable_spec()->set_renew_time(value.string_value());
+      } else {
+        return Code(400);
+      }
+    }
+    lease.mutable_metadata()->set_resource_version(absl::StrCat(++rv_));
+    *stored = lease;
     return Json(200, lease);
   }
 
@@ -348,6 +392,72 @@ TEST(NodeLeases, RenewalFindsItTaken) {
   EXPECT_EQ(lost, 1);
   EXPECT_FALSE(leases.Holds("n1"));
   EXPECT_EQ(api.Stored("capture-node-n1").spec().holder_identity(), "c");
+}
+
+// Methods of the requests after the first `skip`.
+std::vector<std::string> MethodsAfter(LeaseApi& api, size_t skip) {
+  std::vector<std::string> methods;
+  std::vector<FakeRequest> requests = api.requests();
+  for (size_t i = skip; i < requests.size(); ++i) {
+    methods.push_back(requests[i].method);
+  }
+  return methods;
+}
+
+TEST(NodeLeases, RenewalsPatchTheRenewTimeOfTheirOwnEpoch) {
+  LeaseApi api;
+  NodeLeases leases(api.http(), Options("a \"quoted\"", absl::Seconds(1)));
+  ASSERT_TRUE(leases.Acquire("n1").ok());
+  Lease stored = api.Stored("capture-node-n1");
+  ASSERT_TRUE(stored.spec().has_lease_transitions());  // 0, written
+  const size_t acquired = api.requests().size();
+  // Another party writes something else of the lease (a new
+  // resourceVersion): renewals do not depend on it.
+  (*stored.mutable_metadata()->mutable_annotations())["team"] = "net";
+  api.Put("capture-node-n1", stored);
+  absl::SleepFor(absl::Milliseconds(1500));  // > lease_duration
+  EXPECT_TRUE(leases.Holds("n1"));
+  const std::vector<std::string> methods = MethodsAfter(api, acquired);
+  ASSERT_GE(methods.size(), 3u);
+  for (const std::string& method : methods) EXPECT_EQ(method, "PATCH");
+  const FakeRequest patch = api.requests().back();
+  EXPECT_EQ(patch.target, absl::StrCat(kBase, "/capture-node-n1"));
+  EXPECT_TRUE(absl::StrContains(
+      patch.body,
+      R"({"op":"test","path":"/spec/holderIdentity","value":"a \"quoted\""})"))
+      << patch.body;
+  EXPECT_TRUE(absl::StrContains(
+      patch.body, R"({"op":"test","path":"/spec/leaseTransitions","value":0})"))
+      << patch.body;
+  stored = api.Stored("capture-node-n1");
+  EXPECT_GT(stored.spec().renew_time(), FormatMicroTime(absl::Now() -
+                                                        absl::Seconds(1)));
+  EXPECT_EQ(stored.metadata().annotations().at("team"), "net");
+}
+
+TEST(NodeLeases, ALeaseWithoutTransitionsIsRenewedByAnUpdate) {
+  // Written by an earlier version, which left leaseTransitions out when it
+  // was 0: the patch's test fails, the lease is read, still ours, and
+  // updated whole, with the field; later renewals patch again.
+  LeaseApi api;
+  NodeLeases leases(api.http(), Options("a", absl::Seconds(1)));
+  std::atomic<int> lost{0};
+  leases.SetOnLost([&](const std::string&) { ++lost; });
+  ASSERT_TRUE(leases.Acquire("n1").ok());
+  Lease old = api.Stored("capture-node-n1");
+  old.mutable_spec()->clear_lease_transitions();
+  api.Put("capture-node-n1", old);
+  const size_t before = api.requests().size();
+  absl::SleepFor(absl::Milliseconds(1500));
+  EXPECT_EQ(lost, 0);
+  EXPECT_TRUE(leases.Holds("n1"));
+  const std::vector<std::string> methods = MethodsAfter(api, before);
+  ASSERT_GE(methods.size(), 4u);
+  EXPECT_EQ(std::vector<std::string>(methods.begin(), methods.begin() + 4),
+            (std::vector<std::string>{"PATCH", "GET", "PUT", "PATCH"}));
+  Lease stored = api.Stored("capture-node-n1");
+  EXPECT_TRUE(stored.spec().has_lease_transitions());
+  EXPECT_EQ(stored.spec().holder_identity(), "a");
 }
 
 TEST(NodeLeases, RejectsBadNodeNames) {

@@ -125,7 +125,7 @@ object_store_manifest_checks() {
 # After kubectl apply -k k8s/with-object-store for real: the Lease RBAC, exactly.
 object_store_rbac_checks() {
   local v
-  for v in get create update; do
+  for v in get create update patch; do
     check "capture-aggregator can $v leases in kube-system" can_i capture-aggregator yes "$v" leases.coordination.k8s.io -n kube-system
   done
   for v in list watch delete; do
