@@ -61,9 +61,9 @@ NodeLeases::NodeLeases(kube::HttpClient* http, NodeLeaseOptions options)
   identity.set_string_value(options_.identity);
   if (absl::StatusOr<std::string> quoted = kube::ToJson(identity);
       quoted.ok()) {
-    renew_patch_prefix_ = absl::StrCat(
-        R"([{"op":"test","path":"/spec/holderIdentity","value":)", *quoted,
-        "},");
+    renew_patch_prefix_ =
+        absl::StrCat(R"([{"op":"test","path":"/spec/holderIdentity","value":)",
+                     *quoted, "},");
   }
   renewer_ = std::thread([this] { RenewLoop(); });
 }
@@ -289,8 +289,8 @@ void NodeLeases::Release(const std::string& node) {
   }
 }
 
-absl::Status NodeLeases::PatchRenewTime(const std::string& name,
-                                        int64_t epoch, absl::Time now) {
+absl::Status NodeLeases::PatchRenewTime(const std::string& name, int64_t epoch,
+                                        absl::Time now) {
   const std::string body = absl::StrCat(
       renew_patch_prefix_,
       R"({"op":"test","path":"/spec/leaseTransitions","value":)", epoch,
@@ -345,8 +345,7 @@ bool NodeLeases::Renew(const std::string& node) {
                              {"holder", lease.spec().holder_identity()}});
       return false;
     } else {
-      lease.mutable_spec()->set_lease_transitions(
-          static_cast<int32_t>(epoch));
+      lease.mutable_spec()->set_lease_transitions(static_cast<int32_t>(epoch));
       lease.mutable_spec()->set_renew_time(FormatMicroTime(now));
       s = Write(name, false, &lease);  // a conflict: tried again next tick
       updated = s.ok();

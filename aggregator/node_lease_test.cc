@@ -430,8 +430,8 @@ TEST(NodeLeases, RenewalsPatchTheRenewTimeOfTheirOwnEpoch) {
       patch.body, R"({"op":"test","path":"/spec/leaseTransitions","value":0})"))
       << patch.body;
   stored = api.Stored("capture-node-n1");
-  EXPECT_GT(stored.spec().renew_time(), FormatMicroTime(absl::Now() -
-                                                        absl::Seconds(1)));
+  EXPECT_GT(stored.spec().renew_time(),
+            FormatMicroTime(absl::Now() - absl::Seconds(1)));
   EXPECT_EQ(stored.metadata().annotations().at("team"), "net");
 }
 

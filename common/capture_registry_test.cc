@@ -27,9 +27,7 @@ Capture Running(const std::string& id, uint64_t bytes) {
 class Recorder {
  public:
   CaptureRegistry::Listener listener() {
-    return [this](const CaptureEvent& e) {
-      seen.push_back(Describe(e));
-    };
+    return [this](const CaptureEvent& e) { seen.push_back(Describe(e)); };
   }
   static std::string Describe(const CaptureEvent& e) {
     return CaptureEvent::Type_Name(e.type()) + " " + e.capture().id() + " " +
@@ -82,8 +80,8 @@ TEST(CaptureRegistryTest, ALateListenerGetsTheLatestStateThenSynced) {
   registry.ReplaceAll({Running("b", 60), Running("c", 1)});
   Recorder recorder;
   const int handle = registry.Subscribe(recorder.listener(), /*initial=*/true);
-  EXPECT_EQ(recorder.seen, (std::vector<std::string>{
-                               "ADDED b 60", "ADDED c 1", "SYNCED  0"}));
+  EXPECT_EQ(recorder.seen,
+            (std::vector<std::string>{"ADDED b 60", "ADDED c 1", "SYNCED  0"}));
   registry.Unsubscribe(handle);
   registry.Put(Running("c", 2));
   EXPECT_EQ(recorder.seen.size(), 3u);
