@@ -286,6 +286,9 @@ int main(int argc, char** argv) {
                          ? absl::StrCat("dir://", absl::GetFlag(FLAGS_data_dir))
                          : absl::GetFlag(FLAGS_store);
   store_options.retention = absl::GetFlag(FLAGS_retention);
+  // Listings (ListCaptures, GetCapture, WatchCaptures) take a capture's
+  // acknowledged chunks at most every 100 ms, not per commit (store.h).
+  store_options.listing_interval = absl::Milliseconds(100);
   store_options.max_bytes =
       static_cast<uint64_t>(absl::GetFlag(FLAGS_max_bytes));
   pc::aggregator::IngestOptions ingest_options;

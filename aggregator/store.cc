@@ -35,6 +35,11 @@ Store::Store(StoreOptions options, CaptureRegistry* registry)
 Store::~Store() {
   {
     absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (lister_.joinable()) lister_.join();
+  {
+    absl::MutexLock lock(&mu_);
     captures_.clear();  // stored files let go of their descriptors
   }
   if (dir_fd_ >= 0) close(dir_fd_);
@@ -70,6 +75,9 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(StoreOptions options,
   if (options.max_open_files < 1) {
     return absl::InvalidArgumentError("max_open_files must be at least 1");
   }
+  if (options.listing_interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("listing_interval must not be negative");
+  }
   std::error_code ec;
   std::filesystem::create_directories(
       absl::StrCat(options.data_dir, "/", kCapturesDir), ec);
@@ -104,6 +112,10 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(StoreOptions options,
   store->file_context_ = StoredFileContext{
       store->open_files_.get(), store->sync_.get(), store->options_.fsync};
   store->Recover();
+  if (store->options_.listing_interval > absl::ZeroDuration()) {
+    Store* s = store.get();
+    store->lister_ = std::thread([s] { s->ListLoop(); });
+  }
   LogLine("store_opened", {{"data_dir", store->options_.data_dir},
                            {"max_open_files", absl::StrCat(capacity)},
                            {"bytes", absl::StrCat(store->total_bytes())}});
@@ -290,7 +302,7 @@ absl::Status Store::CommitWrite(const std::string& id,
       stats_.bytes += after.physical_len - before.physical_len;
       before = after;
       if (was_empty) MirrorRing(c, &removal);
-      Publish(*c);
+      PublishSoon(id, *c);
     }
   }
   removal.Run();

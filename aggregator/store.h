@@ -53,6 +53,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -97,6 +98,13 @@ struct StoreOptions {
   FsyncFn fsync;
   // Injected for tests; absl::Now when empty.
   std::function<absl::Time()> clock;
+  // A capture's listing (the registry) takes its acknowledged chunks at most
+  // this often; the last change of an interval is published at its end.
+  // Status changes are published at once. A listing costs in proportion to
+  // the capture's files, so publishing each commit of a capture with
+  // thousands of files would cost in proportion to their square. Zero: each
+  // commit at once. Counted on the real clock, not `clock`.
+  absl::Duration listing_interval = absl::ZeroDuration();
 };
 
 class Store final : public CaptureStore {
@@ -203,6 +211,10 @@ class Store final : public CaptureStore {
     // Store::mu_.
     mutable std::vector<const FileEntry*> order;
     mutable std::optional<uint64_t> order_version;
+    // When the listing was last published, and whether it has changed since
+    // (then its id is in stale_listings_). Guarded by Store::mu_.
+    absl::Time listed_at = absl::InfinitePast();
+    bool listing_stale = false;
   };
   // What to remove from disk once the index has let go of it.
   struct Removal {
@@ -243,7 +255,15 @@ class Store final : public CaptureStore {
   absl::Status Save(const MetaWrite& write) ABSL_LOCKS_EXCLUDED(mu_);
   Capture View(const StoredCapture& capture) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Publish(const StoredCapture& capture) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Publish(StoredCapture& capture) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Publish() now if the last one is listing_interval ago, else leaves it
+  // to the lister thread (ListLoop), at most listing_interval later.
+  void PublishSoon(const std::string& id, StoredCapture& capture)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ListLoop();
+  bool ListerHasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || !stale_listings_.empty();
+  }
   // Drops the oldest files beyond the capture's max_files.
   void MirrorRing(StoredCapture* capture, Removal* removal)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -285,6 +305,10 @@ class Store final : public CaptureStore {
   uint64_t file_set_version_ ABSL_GUARDED_BY(mu_) = 0;
   bool over_budget_logged_ ABSL_GUARDED_BY(mu_) = false;
   Stats stats_ ABSL_GUARDED_BY(mu_);
+  // Captures whose listing waits for the lister thread.
+  std::set<std::string> stale_listings_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread lister_;  // with a listing_interval only
 };
 
 }  // namespace pc::aggregator

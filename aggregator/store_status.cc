@@ -82,8 +82,38 @@ Capture Store::View(const StoredCapture& c) const {
   return v;
 }
 
-void Store::Publish(const StoredCapture& capture) {
+void Store::Publish(StoredCapture& capture) {
   registry_->Put(View(capture));
+  capture.listed_at = absl::Now();
+  capture.listing_stale = false;  // ListLoop skips it
+}
+
+void Store::PublishSoon(const std::string& id, StoredCapture& capture) {
+  if (absl::Now() - capture.listed_at >= options_.listing_interval) {
+    Publish(capture);
+  } else if (!capture.listing_stale) {
+    capture.listing_stale = true;
+    stale_listings_.insert(id);
+  }
+}
+
+void Store::ListLoop() {
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    mu_.Await(absl::Condition(this, &Store::ListerHasWork));
+    // Each stale listing was published less than listing_interval ago.
+    mu_.AwaitWithTimeout(absl::Condition(&stopping_),
+                         options_.listing_interval);
+    if (stopping_) return;
+    std::set<std::string> due;
+    due.swap(stale_listings_);
+    for (const std::string& id : due) {
+      auto it = captures_.find(id);
+      if (it != captures_.end() && it->second->listing_stale) {
+        Publish(*it->second);
+      }
+    }
+  }
 }
 
 absl::Status Store::PutStatus(const std::string& node, const Capture& status) {

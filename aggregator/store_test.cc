@@ -42,6 +42,7 @@ class StoreTest : public ::testing::Test {
     options.retention = absl::Hours(1);
     options.max_bytes = max_bytes_;
     options.clock = [this] { return now_; };
+    options.listing_interval = listing_interval_;
     if (no_flush_) {  // for tests about something else than durability
       options.fsync = [](int) { return 0; };
       options.sync_ops.sync_file = [](int) { return 0; };
@@ -73,6 +74,7 @@ class StoreTest : public ::testing::Test {
   std::string dir_;
   uint64_t max_bytes_ = 0;
   bool no_flush_ = false;
+  absl::Duration listing_interval_ = absl::ZeroDuration();
   absl::Time now_ = absl::FromUnixSeconds(1700000000);
 };
 
@@ -468,6 +470,75 @@ TEST_F(StoreTest, TheListingFollowsEveryChangeOfTheFiles) {
   auto shown = registry.Get(id);
   ASSERT_TRUE(shown.has_value());
   EXPECT_EQ(shown->packets(), 2u + 3u + 2u + 4u + 2u + 1u);
+}
+
+TEST_F(StoreTest, TheListingTakesCommitsAtMostOncePerInterval) {
+  no_flush_ = true;
+  listing_interval_ = absl::Seconds(1);
+  const std::string id = tu::CaptureId("web-1");
+  CaptureRegistry registry;
+  absl::Mutex mu;
+  std::vector<uint64_t> published_bytes;  // of each MODIFIED event
+  registry.Subscribe(
+      [&](const CaptureRegistry::Event& e) {
+        absl::MutexLock lock(&mu);
+        if (e.type() == CaptureRegistry::Event::MODIFIED) {
+          published_bytes.push_back(e.capture().bytes());
+        }
+      },
+      /*initial=*/false);
+  auto store = OpenStore(&registry);
+  // A status goes out at once.
+  ASSERT_TRUE(
+      store->PutStatus("node-a", tu::Status(id, "node-a", Capture::RUNNING, 3))
+          .ok());
+  ASSERT_TRUE(registry.Get(id).has_value());
+  const absl::Time start = absl::Now();
+  uint64_t size = 0;
+  for (uint32_t i = 0; i < 20; ++i) {
+    const std::string data =
+        i == 0 ? tu::PcapFile(0, 2) : tu::Records(2 * i, 2);
+    ASSERT_TRUE(store
+                    ->Append("node-a",
+                             tu::MakeChunk(id, "run-1-w3/ring0", 0, size, data))
+                    .ok());
+    size += data.size();
+  }
+  if (absl::Now() - start < absl::Milliseconds(800)) {
+    // Within the interval of the status's publication: not listed yet.
+    EXPECT_EQ(registry.Get(id)->bytes(), 0u);
+  }
+  // The last commit is listed by the end of the interval, in one event.
+  for (int i = 0; i < 40 && registry.Get(id)->bytes() != size; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(registry.Get(id)->bytes(), size);
+  EXPECT_EQ(registry.Get(id)->packets(), 40u);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_LE(published_bytes.size(), 2u);
+    EXPECT_EQ(published_bytes.back(), size);
+  }
+  // A stop is listed at once, even within the interval; so is the commit
+  // that came just before it.
+  const std::string more = tu::Records(40, 1);
+  ASSERT_TRUE(
+      store
+          ->Append("node-a", tu::MakeChunk(id, "run-1-w3/ring0", 0, size, more))
+          .ok());
+  ASSERT_TRUE(
+      store->PutStatus("node-a", tu::Status(id, "node-a", Capture::STOPPED, 3))
+          .ok());
+  EXPECT_EQ(registry.Get(id)->state(), Capture::STOPPED);
+  EXPECT_EQ(registry.Get(id)->bytes(), size + more.size());
+  // A commit left for the lister when the store closes is no trouble.
+  ASSERT_TRUE(store
+                  ->Append("node-a", tu::MakeChunk(id, "run-1-w3/ring0", 0,
+                                                   size + more.size(),
+                                                   tu::Records(41, 1)))
+                  .ok());
+  store.reset();
 }
 
 // A follow reader sees bytes appended to the file it is reading and moves on
