@@ -158,7 +158,26 @@ void ObjectCatalog::Run(absl::Duration interval) {
 }
 
 absl::Status ObjectCatalog::Refresh() {
+  uint64_t needed;
+  {
+    absl::MutexLock lock(&mu_);
+    needed = rounds_started_ + 1;
+  }
   absl::MutexLock round(&round_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    // A round started after this call has ended meanwhile (its caller held
+    // round_mu_): it saw all this one would.
+    if (rounds_started_ >= needed) return last_round_;
+    ++rounds_started_;
+  }
+  absl::Status result = Round();
+  absl::MutexLock lock(&mu_);
+  last_round_ = result;
+  return result;
+}
+
+absl::Status ObjectCatalog::Round() {
   uint64_t start_seq;
   {
     absl::MutexLock lock(&mu_);

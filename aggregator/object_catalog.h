@@ -75,9 +75,12 @@ class ObjectCatalog {
   void Start(absl::Duration interval);
   void Stop();
 
-  // One round: lists the catalog, reads the entries whose ETag changed and
-  // tells the listener of changed and vanished ones. An entry that does
-  // not decode is logged and skipped.
+  // Returns once a round that started after this call has ended, with its
+  // outcome: one round lists the catalog, reads the entries whose ETag
+  // changed and tells the listener of changed and vanished ones (an entry
+  // that does not decode is logged and skipped). Callers that come while a
+  // round runs share the next one: 100 nodes taken at once after a replica
+  // restart are a few listings of the catalog, not 100.
   absl::Status Refresh() ABSL_LOCKS_EXCLUDED(round_mu_, mu_);
   // Reads one entry now (and caches it); NotFound if there is none.
   absl::StatusOr<CatalogRecord> Read(const std::string& id);
@@ -96,6 +99,7 @@ class ObjectCatalog {
     uint64_t noted = 0;  // note_seq_ when this replica wrote it; 0: read
   };
   void Run(absl::Duration interval);
+  absl::Status Round() ABSL_EXCLUSIVE_LOCKS_REQUIRED(round_mu_);
 
   s3::ObjectClient* const client_;
   const ObjectLayout* const layout_;
@@ -104,7 +108,10 @@ class ObjectCatalog {
   mutable absl::Mutex mu_;
   std::map<std::string, Cached> cache_ ABSL_GUARDED_BY(mu_);
   uint64_t note_seq_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t rounds_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t rounds_ ABSL_GUARDED_BY(mu_) = 0;  // ended
+  // Started (written under round_mu_ too), and the last one's outcome.
+  uint64_t rounds_started_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status last_round_ ABSL_GUARDED_BY(mu_);
   absl::Notification stop_;
   std::thread thread_;
 };
