@@ -16,6 +16,9 @@ namespace {
 
 constexpr size_t kMaxNameBytes = 253;
 constexpr char kPrefix[] = "capture-node-";
+// kLeaseAddressAnnotation as a JSON pointer token ('/' is "~1").
+constexpr char kLeaseAddressAnnotationPointer[] =
+    "packetcapture.antrea.io~1address";
 
 absl::Status ApiError(absl::string_view what, const absl::Status& status) {
   return absl::UnavailableError(
@@ -56,12 +59,13 @@ NodeLeases::NodeLeases(kube::HttpClient* http, NodeLeaseOptions options)
           1, absl::ToInt64Seconds(options_.lease_duration + absl::Seconds(1) -
                                   absl::Nanoseconds(1))))) {
   // The identity as a JSON string, written once by protobuf's printer (which
-  // escapes it); empty if it cannot be (not UTF-8): renewals then update.
+  // escapes it); empty if it cannot be (not UTF-8): then no patches, only
+  // whole updates.
   google::protobuf::Value identity;
   identity.set_string_value(options_.identity);
   if (absl::StatusOr<std::string> quoted = kube::ToJson(identity);
       quoted.ok()) {
-    renew_patch_prefix_ =
+    holder_test_ =
         absl::StrCat(R"([{"op":"test","path":"/spec/holderIdentity","value":)",
                      *quoted, "},");
   }
@@ -183,7 +187,6 @@ absl::StatusOr<LeaseHolder> NodeLeases::TryAcquire(const std::string& node,
                    lease.spec().lease_transitions()};
   absl::MutexLock lock(&mu_);
   Held& held = held_[node];
-  held.lease = std::move(lease);
   held.epoch = mine.epoch;
   held.renewed = now;
   return mine;
@@ -256,17 +259,42 @@ absl::StatusOr<LeaseHolder> NodeLeases::AcquireOnce(const std::string& node,
 
 void NodeLeases::Release(const std::string& node) {
   absl::MutexLock api_lock(&api_mu_);
-  Held held;
+  int64_t epoch;
   {
     absl::MutexLock lock(&mu_);
     auto it = held_.find(node);
     if (it == held_.end()) return;
-    held = std::move(it->second);
+    epoch = it->second.epoch;
     held_.erase(it);
   }
   const std::string name = NodeLeaseName(node);
-  Lease lease = held.lease;
+  // One patch, if the Lease is still ours as we wrote it.
+  absl::StatusOr<kube::HttpResponse> patched = PatchIfOurs(
+      epoch,
+      absl::StrCat(R"({"op":"remove","path":"/spec/holderIdentity"},)",
+                   R"({"op":"remove","path":"/metadata/annotations/)",
+                   kLeaseAddressAnnotationPointer, R"("})"),
+      name);
+  if (patched.ok() && patched->status_code == 200) {
+    LogLine("lease_released", {{"node", node}, {"lease", name}});
+    return;
+  }
+  // Not ours any more, or not as we wrote it (no address annotation): read
+  // it and decide.
   for (int attempt = 0; attempt < 2; ++attempt) {
+    Lease lease;
+    absl::StatusOr<Fetch> fetch = Get(name, &lease);
+    if (!fetch.ok()) {
+      LogLine("lease_release_failed", {{"node", node},
+                                       {"lease", name},
+                                       {"error", fetch.status().ToString()}});
+      return;
+    }
+    if (*fetch == Fetch::kAbsent ||
+        lease.spec().holder_identity() != options_.identity ||
+        lease.spec().lease_transitions() != epoch) {
+      return;  // not ours any more: nothing to release
+    }
     lease.mutable_spec()->clear_holder_identity();
     lease.mutable_metadata()->mutable_annotations()->erase(
         kLeaseAddressAnnotation);
@@ -280,24 +308,30 @@ void NodeLeases::Release(const std::string& node) {
               {{"node", node}, {"lease", name}, {"error", s.ToString()}});
       return;
     }
-    absl::StatusOr<Fetch> fetch = Get(name, &lease);
-    if (!fetch.ok() || *fetch == Fetch::kAbsent ||
-        lease.spec().holder_identity() != options_.identity ||
-        lease.spec().lease_transitions() != held.epoch) {
-      return;  // not ours any more: nothing to release
-    }
   }
+}
+
+absl::StatusOr<kube::HttpResponse> NodeLeases::PatchIfOurs(
+    int64_t epoch, absl::string_view ops, const std::string& name) {
+  if (holder_test_.empty()) {
+    return absl::FailedPreconditionError("identity not expressible in JSON");
+  }
+  const std::string body = absl::StrCat(
+      holder_test_, R"({"op":"test","path":"/spec/leaseTransitions","value":)",
+      epoch, "},", ops, "]");
+  return http_->Do("PATCH", Path(name), body, "application/json-patch+json");
 }
 
 absl::Status NodeLeases::PatchRenewTime(const std::string& name, int64_t epoch,
                                         absl::Time now) {
-  const std::string body = absl::StrCat(
-      renew_patch_prefix_,
-      R"({"op":"test","path":"/spec/leaseTransitions","value":)", epoch,
-      R"(},{"op":"replace","path":"/spec/renewTime","value":")",
-      FormatMicroTime(now), R"("}])");
-  absl::StatusOr<kube::HttpResponse> response =
-      http_->Do("PATCH", Path(name), body, "application/json-patch+json");
+  absl::StatusOr<kube::HttpResponse> response = PatchIfOurs(
+      epoch,
+      absl::StrCat(R"({"op":"replace","path":"/spec/renewTime","value":")",
+                   FormatMicroTime(now), R"("})"),
+      name);
+  if (absl::IsFailedPrecondition(response.status())) {
+    return absl::AbortedError("lease renew: cannot patch");
+  }
   if (!response.ok()) return ApiError("renew", response.status());
   switch (response->status_code) {
     case 200:
@@ -325,15 +359,12 @@ bool NodeLeases::Renew(const std::string& node) {
   }
   const std::string name = NodeLeaseName(node);
   const absl::Time now = Now();
-  Lease lease;
-  bool updated = false;
-  absl::Status s = renew_patch_prefix_.empty()
-                       ? absl::AbortedError("identity not expressible")
-                       : PatchRenewTime(name, epoch, now);
+  absl::Status s = PatchRenewTime(name, epoch, now);
   if (absl::IsAborted(s) || absl::IsNotFound(s)) {
     // Taken or deleted; or changed concurrently, or written without
     // leaseTransitions (by an earlier version): read it, and if it is still
     // ours, update it whole (which writes leaseTransitions from then on).
+    Lease lease;
     absl::StatusOr<Fetch> fetch = Get(name, &lease);
     if (!fetch.ok()) {
       s = fetch.status();
@@ -348,16 +379,12 @@ bool NodeLeases::Renew(const std::string& node) {
       lease.mutable_spec()->set_lease_transitions(static_cast<int32_t>(epoch));
       lease.mutable_spec()->set_renew_time(FormatMicroTime(now));
       s = Write(name, false, &lease);  // a conflict: tried again next tick
-      updated = s.ok();
     }
   }
   if (s.ok()) {
     absl::MutexLock lock(&mu_);
     auto it = held_.find(node);
-    if (it != held_.end()) {
-      if (updated) it->second.lease = std::move(lease);
-      it->second.renewed = now;
-    }
+    if (it != held_.end()) it->second.renewed = now;
     return true;
   }
   if (now - renewed < options_.lease_duration) return true;  // retry

@@ -73,8 +73,9 @@ class NodeLeases final : public NodeOwnership {
   // Unavailable when the API fails; InvalidArgument for a bad node name.
   absl::StatusOr<LeaseHolder> Acquire(const std::string& node,
                                       LeaseHolder* other = nullptr) override;
-  // Stops renewing and clears holderIdentity, so another replica can take
-  // the node at once.
+  // Stops renewing and clears holderIdentity (and the address), so another
+  // replica can take the node at once: one patch that tests holder and
+  // epoch, or, if that fails, a read and a whole update if still ours.
   void Release(const std::string& node) override;
   // Held, and renewed within lease_duration.
   bool Holds(const std::string& node) const override;
@@ -84,7 +85,6 @@ class NodeLeases final : public NodeOwnership {
 
  private:
   struct Held {
-    Lease lease;  // as last written whole by us (renewals only patch)
     int64_t epoch = 0;
     absl::Time renewed = absl::InfinitePast();
   };
@@ -108,6 +108,13 @@ class NodeLeases final : public NodeOwnership {
                                          LeaseHolder* other,
                                          std::string* renewed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+  // A JSON patch of `ops` (comma-separated operations) that first tests
+  // that holderIdentity and leaseTransitions are still ours. The response
+  // as it came; FailedPrecondition when the identity cannot be written.
+  absl::StatusOr<kube::HttpResponse> PatchIfOurs(int64_t epoch,
+                                                 absl::string_view ops,
+                                                 const std::string& name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
   // PATCH of renewTime if holderIdentity and leaseTransitions are still
   // ours: Aborted when a test failed or the write conflicted, NotFound when
   // the lease is gone.
@@ -123,7 +130,7 @@ class NodeLeases final : public NodeOwnership {
   const NodeLeaseOptions options_;
   const int32_t duration_seconds_;
   // `[{"op":"test","path":"/spec/holderIdentity","value":"<identity>"},`
-  std::string renew_patch_prefix_;
+  std::string holder_test_;
 
   absl::Mutex api_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;

@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "aggregator/lease_types.pb.h"
 #include "common/kube/fake_api_server.h"
@@ -103,9 +104,10 @@ class LeaseApi {
     return Json(200, lease);
   }
 
-  // The JSON patches renewals send: tests of holderIdentity and
-  // leaseTransitions (failing with 422 as the API does, also when the field
-  // is missing), replace of renewTime.
+  // The JSON patches renewals and releases send: tests of holderIdentity
+  // and leaseTransitions (failing with 422 as the API does, also when the
+  // field is missing), replace of renewTime, remove of holderIdentity and of
+  // an annotation (422 when it is missing).
   FakeResponse Patch(const FakeRequest& r, Lease* stored)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto type = r.headers.find("content-type");
@@ -136,6 +138,15 @@ class LeaseApi {
         }
       } else if (verb == "replace" && path == "/spec/renewTime") {
         lease.mutable_spec()->set_renew_time(value.string_value());
+      } else if (verb == "remove" && path == "/spec/holderIdentity") {
+        lease.mutable_spec()->clear_holder_identity();
+      } else if (verb == "remove" &&
+                 absl::StartsWith(path, "/metadata/annotations/")) {
+        std::string key = absl::StrReplaceAll(
+            path.substr(sizeof("/metadata/annotations/") - 1),
+            {{"~1", "/"}, {"~0", "~"}});
+        if (lease.metadata().annotations().count(key) == 0) return Code(422);
+        lease.mutable_metadata()->mutable_annotations()->erase(key);
       } else {
         return Code(400);
       }
@@ -175,6 +186,16 @@ Lease HeldBy(const std::string& holder, absl::Time renewed, int transitions) {
   lease.mutable_spec()->set_renew_time(FormatMicroTime(renewed));
   lease.mutable_spec()->set_lease_transitions(transitions);
   return lease;
+}
+
+// Methods of the requests after the first `skip`.
+std::vector<std::string> MethodsAfter(LeaseApi& api, size_t skip) {
+  std::vector<std::string> methods;
+  std::vector<FakeRequest> requests = api.requests();
+  for (size_t i = skip; i < requests.size(); ++i) {
+    methods.push_back(requests[i].method);
+  }
+  return methods;
 }
 
 TEST(NodeLeaseName, ShortAndLong) {
@@ -342,9 +363,16 @@ TEST(NodeLeases, ReleaseLetsAnotherReplicaTakeAtOnce) {
   NodeLeases b(api.http(), Options("b"));
   ASSERT_TRUE(a.Acquire("n1").ok());
   EXPECT_TRUE(absl::IsFailedPrecondition(b.Acquire("n1").status()));
+  const size_t before = api.requests().size();
   a.Release("n1");
   EXPECT_FALSE(a.Holds("n1"));
   EXPECT_EQ(api.Stored("capture-node-n1").spec().holder_identity(), "");
+  EXPECT_EQ(api.Stored("capture-node-n1")
+                .metadata()
+                .annotations()
+                .count(kLeaseAddressAnnotation),
+            0u);
+  EXPECT_EQ(MethodsAfter(api, before), std::vector<std::string>{"PATCH"});
   absl::StatusOr<LeaseHolder> got = b.Acquire("n1");
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->epoch, 1);
@@ -392,16 +420,6 @@ TEST(NodeLeases, RenewalFindsItTaken) {
   EXPECT_EQ(lost, 1);
   EXPECT_FALSE(leases.Holds("n1"));
   EXPECT_EQ(api.Stored("capture-node-n1").spec().holder_identity(), "c");
-}
-
-// Methods of the requests after the first `skip`.
-std::vector<std::string> MethodsAfter(LeaseApi& api, size_t skip) {
-  std::vector<std::string> methods;
-  std::vector<FakeRequest> requests = api.requests();
-  for (size_t i = skip; i < requests.size(); ++i) {
-    methods.push_back(requests[i].method);
-  }
-  return methods;
 }
 
 TEST(NodeLeases, RenewalsPatchTheRenewTimeOfTheirOwnEpoch) {
@@ -458,6 +476,30 @@ TEST(NodeLeases, ALeaseWithoutTransitionsIsRenewedByAnUpdate) {
   Lease stored = api.Stored("capture-node-n1");
   EXPECT_TRUE(stored.spec().has_lease_transitions());
   EXPECT_EQ(stored.spec().holder_identity(), "a");
+}
+
+TEST(NodeLeases, ReleaseReadsTheLeaseWhenItIsNotAsWritten) {
+  LeaseApi api;
+  NodeLeases a(api.http(), Options("a"));
+  ASSERT_TRUE(a.Acquire("n1").ok());
+  // Someone removed the address annotation: the patch fails, the Lease is
+  // read, still a's, and updated whole.
+  Lease changed = api.Stored("capture-node-n1");
+  changed.mutable_metadata()->mutable_annotations()->clear();
+  api.Put("capture-node-n1", changed);
+  size_t before = api.requests().size();
+  a.Release("n1");
+  EXPECT_EQ(MethodsAfter(api, before),
+            (std::vector<std::string>{"PATCH", "GET", "PUT"}));
+  EXPECT_EQ(api.Stored("capture-node-n1").spec().holder_identity(), "");
+  // Taken by another replica meanwhile: read, and left alone.
+  ASSERT_TRUE(a.Acquire("n1").ok());
+  api.Put("capture-node-n1", HeldBy("c", absl::Now(), 9));
+  before = api.requests().size();
+  a.Release("n1");
+  EXPECT_EQ(MethodsAfter(api, before),
+            (std::vector<std::string>{"PATCH", "GET"}));
+  EXPECT_EQ(api.Stored("capture-node-n1").spec().holder_identity(), "c");
 }
 
 TEST(NodeLeases, RejectsBadNodeNames) {

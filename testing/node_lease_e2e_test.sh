@@ -84,7 +84,8 @@ e2e_log "takeover ${took_ms} ms after a stopped renewing (acquireTime $acquired)
 check "b's epoch is 1" grep -qx "acquired epoch=1" "$work/b1"
 check "not before a's lease expired: 1000 ms <= ${took_ms} ms <= 4000 ms" \
   test "$took_ms" -ge 1000 -a "$took_ms" -le 4000
-check "b released it at the end" test "$(lease_field node-x '{.spec.holderIdentity}')" = ""
+check "b released it at the end (holder and address cleared, epoch kept)" \
+  test "$(lease_field node-x '{.spec.holderIdentity}/{.metadata.annotations.packetcapture\.antrea\.io/address}/{.spec.leaseTransitions}')" = "//1"
 
 # --- a release lets another replica take the node at once ---
 replica a "$A" node-x --hold=4s > "$work/a2" 2>/dev/null &
