@@ -11,11 +11,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
+#include "aggregator/json_patch_test.pb.h"
 #include "aggregator/lease_types.pb.h"
 #include "common/kube/fake_api_server.h"
 #include "common/kube/kube_json.h"
 #include "common/kube/names.h"
-#include "google/protobuf/struct.pb.h"
 #include "gtest/gtest.h"
 
 namespace pc::aggregator {
@@ -115,18 +115,16 @@ class LeaseApi {
         type->second != "application/json-patch+json") {
       return Code(415);
     }
-    google::protobuf::ListValue ops;
-    if (!kube::ParseJson(r.body, &ops).ok()) return Code(400);
+    JsonPatch patch;
+    if (!kube::ParseJson(absl::StrCat(R"({"ops":)", r.body, "}"), &patch)
+             .ok()) {
+      return Code(400);
+    }
     Lease lease = *stored;
-    for (const google::protobuf::Value& op : ops.values()) {
-      const auto& fields = op.struct_value().fields();
-      auto field = [&](const std::string& key) {
-        auto f = fields.find(key);
-        return f == fields.end() ? google::protobuf::Value() : f->second;
-      };
-      const std::string verb = field("op").string_value();
-      const std::string path = field("path").string_value();
-      const google::protobuf::Value value = field("value");
+    for (const JsonPatchOp& op : patch.ops()) {
+      const std::string& verb = op.op();
+      const std::string& path = op.path();
+      const google::protobuf::Value& value = op.value();
       if (verb == "test" && path == "/spec/holderIdentity") {
         if (lease.spec().holder_identity() != value.string_value()) {
           return Code(422);

@@ -64,7 +64,7 @@ run tsan --config=tsan //third_party:tsan_probe_test \
   //node_agent:uplink_redirect_test //aggregator:object_store_test \
   //aggregator:object_ingest_test //common/s3:s3_client_test //aggregator:store_pipeline_test \
   //aggregator:object_compaction_test //aggregator:ingest_ownership_test \
-  //node_agent:uplink_batching_test \
+  //node_agent:uplink_batching_test //aggregator:object_catalog_test //common:capture_registry_test \
   --flaky_test_attempts=//aggregator:ingest_service_test,//aggregator:object_ingest_test,//aggregator:ingest_ownership_test,//node_agent:uplink_batching_test,//node_agent:uplink_test,//node_agent:uplink_redirect_test,//common:capture_service_test,//common:capture_service_downloads_test@5
 run e2e //... --test_tag_filters=e2e
 
