@@ -290,11 +290,7 @@ void NodeLeases::Release(const std::string& node) {
                                        {"error", fetch.status().ToString()}});
       return;
     }
-    if (*fetch == Fetch::kAbsent ||
-        lease.spec().holder_identity() != options_.identity ||
-        lease.spec().lease_transitions() != epoch) {
-      return;  // not ours any more: nothing to release
-    }
+    if (!Ours(*fetch, lease, epoch)) return;  // nothing to release
     lease.mutable_spec()->clear_holder_identity();
     lease.mutable_metadata()->mutable_annotations()->erase(
         kLeaseAddressAnnotation);
@@ -309,6 +305,12 @@ void NodeLeases::Release(const std::string& node) {
       return;
     }
   }
+}
+
+bool NodeLeases::Ours(Fetch fetch, const Lease& lease, int64_t epoch) const {
+  return fetch == Fetch::kFound &&
+         lease.spec().holder_identity() == options_.identity &&
+         lease.spec().lease_transitions() == epoch;
 }
 
 absl::StatusOr<kube::HttpResponse> NodeLeases::PatchIfOurs(
@@ -368,9 +370,7 @@ bool NodeLeases::Renew(const std::string& node) {
     absl::StatusOr<Fetch> fetch = Get(name, &lease);
     if (!fetch.ok()) {
       s = fetch.status();
-    } else if (*fetch == Fetch::kAbsent ||
-               lease.spec().holder_identity() != options_.identity ||
-               lease.spec().lease_transitions() != epoch) {
+    } else if (!Ours(*fetch, lease, epoch)) {
       LogLine("lease_lost", {{"node", node},
                              {"lease", name},
                              {"holder", lease.spec().holder_identity()}});

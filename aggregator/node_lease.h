@@ -121,6 +121,8 @@ class NodeLeases final : public NodeOwnership {
   absl::Status PatchRenewTime(const std::string& name, int64_t epoch,
                               absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+  // Whether a read Lease is still the one we hold at `epoch`.
+  bool Ours(Fetch fetch, const Lease& lease, int64_t epoch) const;
   // Renews one held lease; false when it is lost (taken, or not renewed in
   // time).
   bool Renew(const std::string& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
