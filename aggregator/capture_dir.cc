@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "aggregator/capture_meta.pb.h"
+#include "common/status_macros.h"
 
 namespace pc::aggregator {
 
@@ -91,10 +92,26 @@ absl::Status CaptureDir::WriteMeta(const CaptureMeta& meta, uint64_t version) {
   return absl::OkStatus();
 }
 
-absl::Status CaptureDir::Modify(const std::function<absl::Status()>& create) {
+absl::Status CaptureDir::CreateIn(const std::string& subdir,
+                                  const std::function<absl::Status()>& create) {
   absl::MutexLock lock(&mu_);
   if (removed_) return RemovedError();
-  return create();
+  const std::string label = absl::StrCat(id_, "/", subdir);
+  const std::string path = absl::StrCat(path_, "/", subdir);
+  if (!durable_subdirs_.contains(subdir)) {
+    if (mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+      return IoError(errno, absl::StrCat("create the directory ", label));
+    }
+    if (const int err = SyncDir(path_, fsync_); err != 0) {
+      return IoError(err, absl::StrCat("flush the directory of ", id_));
+    }
+    durable_subdirs_.insert(subdir);
+  }
+  RETURN_IF_ERROR(create());
+  if (const int err = SyncDir(path, fsync_); err != 0) {
+    return IoError(err, absl::StrCat("flush the directory ", label));
+  }
+  return absl::OkStatus();
 }
 
 void CaptureDir::Remove() {

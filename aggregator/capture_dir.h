@@ -14,6 +14,7 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -71,9 +72,13 @@ class CaptureDir {
   // once the directory was removed.
   absl::Status WriteMeta(const CaptureMeta& meta, uint64_t version);
 
-  // Runs `create` (which adds entries to the directory) unless the directory
-  // was removed: FailedPrecondition then.
-  absl::Status Modify(const std::function<absl::Status()>& create);
+  // Unless the directory was removed (FailedPrecondition then): creates its
+  // subdirectory `subdir` if needed, runs `create` (which adds entries to
+  // the subdirectory) and flushes the subdirectory, so that those entries
+  // are durable. The subdirectory's own entry is flushed the first time
+  // only: after that, this object knows it is durable.
+  absl::Status CreateIn(const std::string& subdir,
+                        const std::function<absl::Status()>& create);
 
   // Removes the directory and everything in it; later writes fail.
   void Remove();
@@ -89,6 +94,8 @@ class CaptureDir {
   const FsyncFn fsync_;
   absl::Mutex mu_;
   bool removed_ ABSL_GUARDED_BY(mu_) = false;
+  // Subdirectories whose entries here were flushed.
+  absl::flat_hash_set<std::string> durable_subdirs_ ABSL_GUARDED_BY(mu_);
   uint64_t written_version_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -1042,6 +1042,48 @@ TEST_F(StoreTest, ASlowFlushHoldsUpOnlyItsOwnCapture) {
 // capture.pb as earlier versions wrote it (a bare Capture, no retention
 // start) still reads; a stopped one starts its retention at recovery, never
 // at the stop time it claims, and is rewritten in the current format.
+// A new stored file makes its entries durable with a flush of its run's
+// directory; the capture's directory, which only gains the run directory,
+// is flushed once per run (not once per file: every flush of a directory
+// is a journal commit, and a file comes every megabyte).
+TEST_F(StoreTest, ANewFileFlushesItsRunsDirectoryAndTheCapturesOnlyOnce) {
+  const std::string id = tu::CaptureId("dirs");
+  absl::Mutex mu;
+  std::map<std::string, int> flushes;  // directory path -> fsync calls
+  StoreOptions options;
+  options.data_dir = dir_;
+  options.retention = absl::Hours(1);
+  options.clock = [this] { return now_; };
+  options.fsync = [&](int fd) {
+    const std::string path = FdPath(fd);
+    absl::MutexLock lock(&mu);
+    ++flushes[path];
+    return fsync(fd) == 0 ? 0 : errno;
+  };
+  CaptureRegistry registry;
+  auto opened = Store::Open(options, &registry);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  Store* store = opened->get();
+  ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  {
+    absl::MutexLock lock(&mu);
+    flushes.clear();  // capture.pb's flushes are not this test's subject
+  }
+  for (const char* name : {"run-1-w5/ring0", "run-1-w5/ring1", "run-1-w5/ring2",
+                           "run-2-w5/ring0", "run-2-w5/ring1"}) {
+    ASSERT_TRUE(store
+                    ->Append("node-a",
+                             tu::MakeChunk(id, name, 0, 0, tu::PcapFile(0, 2)))
+                    .ok())
+        << name;
+  }
+  const std::string capture_dir = absl::StrCat(dir_, "/captures/", id);
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(flushes[capture_dir], 2) << "once for each new run directory";
+  EXPECT_EQ(flushes[capture_dir + "/run-1-w5"], 3) << "once per new file";
+  EXPECT_EQ(flushes[capture_dir + "/run-2-w5"], 2) << "once per new file";
+}
+
 TEST_F(StoreTest, EarlierCaptureMetadataReadsAndRetentionStartsAtRecovery) {
   const std::string id = tu::CaptureId("web-1");
   {

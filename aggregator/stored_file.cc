@@ -80,8 +80,7 @@ StoredFile::StoredFile(std::shared_ptr<CaptureDir> dir, std::string name,
       generation_(generation),
       context_(context),
       key_(context->open_files->NewKey()),
-      run_dir_path_(
-          absl::StrCat(dir_->path(), "/", name_.substr(0, name_.find('/')))),
+      run_dir_(name_.substr(0, name_.find('/'))),
       data_path_(
           absl::StrCat(dir_->path(), "/", name_, ".", generation, ".pcap")),
       log_path_(
@@ -226,10 +225,7 @@ absl::StatusOr<FileSummary> StoredFile::Recover() {
 
 absl::Status StoredFile::Create(OpenFiles::Handle* handle) {
   int data_fd = -1, log_fd = -1;
-  absl::Status created = dir_->Modify([&]() -> absl::Status {
-    if (mkdir(run_dir_path_.c_str(), 0700) != 0 && errno != EEXIST) {
-      return IoError(errno, absl::StrCat("create the directory of ", label_));
-    }
+  absl::Status created = dir_->CreateIn(run_dir_, [&]() -> absl::Status {
     data_fd =
         open(data_path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (data_fd < 0)
@@ -238,10 +234,6 @@ absl::Status StoredFile::Create(OpenFiles::Handle* handle) {
         open(log_path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (log_fd < 0)
       return IoError(errno, absl::StrCat("create ", label_, ".log"));
-    int err = SyncDir(run_dir_path_, context_->fsync);
-    if (err == 0) err = SyncDir(dir_->path(), context_->fsync);
-    if (err != 0)
-      return IoError(err, absl::StrCat("flush the directory of ", label_));
     return absl::OkStatus();
   });
   if (!created.ok()) {

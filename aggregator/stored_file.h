@@ -158,8 +158,8 @@ class StoredFile {
   const std::string name_;
   const uint64_t generation_;
   const StoredFileContext* const context_;
-  const uint64_t key_;  // in context_->open_files
-  const std::string run_dir_path_;
+  const uint64_t key_;         // in context_->open_files
+  const std::string run_dir_;  // "run-<k>-w<N>"
   const std::string data_path_;
   const std::string log_path_;
   const std::string label_;
