@@ -152,13 +152,20 @@ absl::StatusOr<LeaseHolder> NodeLeases::TryAcquire(const std::string& node,
   const std::string stamp = FormatMicroTime(now);
   LeaseSpec* spec = lease.mutable_spec();
   const bool create = *fetch == Fetch::kAbsent;
+  const bool other_holder = !spec->holder_identity().empty() &&
+                            spec->holder_identity() != options_.identity;
+  // Recorded at every read, so that the wait for a silent holder counts
+  // from the first one.
+  const absl::Duration unchanged =
+      other_holder ? UnchangedFor(name, *spec) : absl::ZeroDuration();
+  if (!other_holder) observed_.erase(name);
   if (create) {
     spec->set_lease_transitions(0);
     spec->set_acquire_time(stamp);
   } else if (spec->holder_identity() == options_.identity && ours) {
     // Renewal: same writer, same epoch.
-  } else if (!spec->holder_identity().empty() && !Expired(*spec, now) &&
-             spec->holder_identity() != options_.identity) {
+  } else if (other_holder && (!Expired(*spec, now) ||
+                              unchanged < options_.lease_duration / 2)) {
     LeaseHolder holder;
     holder.identity = spec->holder_identity();
     auto it = lease.metadata().annotations().find(kLeaseAddressAnnotation);
@@ -183,6 +190,7 @@ absl::StatusOr<LeaseHolder> NodeLeases::TryAcquire(const std::string& node,
   (*lease.mutable_metadata()->mutable_annotations())[kLeaseAddressAnnotation] =
       options_.address;
   if (absl::Status s = Write(name, create, &lease); !s.ok()) return s;
+  observed_.erase(name);
   LeaseHolder mine{options_.identity, options_.address,
                    lease.spec().lease_transitions()};
   absl::MutexLock lock(&mu_);
@@ -190,6 +198,20 @@ absl::StatusOr<LeaseHolder> NodeLeases::TryAcquire(const std::string& node,
   held.epoch = mine.epoch;
   held.renewed = now;
   return mine;
+}
+
+absl::Duration NodeLeases::UnchangedFor(const std::string& name,
+                                        const LeaseSpec& spec) {
+  const absl::Time now = Now();
+  Observed& seen = observed_[name];
+  if (seen.since == absl::InfinitePast() ||
+      seen.holder != spec.holder_identity() ||
+      seen.renew_time != spec.renew_time() ||
+      seen.transitions != spec.lease_transitions()) {
+    seen = Observed{spec.holder_identity(), spec.renew_time(),
+                    spec.lease_transitions(), now};
+  }
+  return now - seen.since;
 }
 
 absl::StatusOr<LeaseHolder> NodeLeases::Acquire(const std::string& node,

@@ -3,9 +3,12 @@
 // hash past 253 characters), holderIdentity = this replica's id, annotation
 // packetcapture.antrea.io/address = the replica's advertised host:port.
 // Every write carries the resourceVersion read, so of two replicas racing for
-// a node one gets 409 and loses. A lease is free when it has no holder or
-// when renewTime + leaseDurationSeconds has passed; taking it from anyone
-// (or from an earlier incarnation of this replica) adds one to
+// a node one gets 409 and loses. A lease is free when it has no holder, or
+// when renewTime + leaseDurationSeconds has passed and this replica has also
+// read it unchanged for half its duration by its own clock (else a replica
+// whose clock runs ahead would take live holders' leases, which are renewed
+// every third of it). Taking it from anyone (or from an earlier incarnation
+// of this replica) adds one to
 // leaseTransitions, which is the node's epoch: a fencing number that grows
 // with every change of writer.
 //
@@ -89,6 +92,13 @@ class NodeLeases final : public NodeOwnership {
     absl::Time renewed = absl::InfinitePast();
   };
   enum class Fetch { kFound, kAbsent };
+  // Another replica's lease as this one last read it, and since when (by
+  // this replica's clock) it has read it so.
+  struct Observed {
+    std::string holder, renew_time;
+    int64_t transitions = 0;
+    absl::Time since = absl::InfinitePast();
+  };
 
   absl::Time Now() const;
   std::string Path(const std::string& name) const;
@@ -121,6 +131,10 @@ class NodeLeases final : public NodeOwnership {
   absl::Status PatchRenewTime(const std::string& name, int64_t epoch,
                               absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+  // How long this replica has read `spec` (another replica's lease `name`)
+  // unchanged: zero when it differs from the last read.
+  absl::Duration UnchangedFor(const std::string& name, const LeaseSpec& spec)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
   // Whether a read Lease is still the one we hold at `epoch`.
   bool Ours(Fetch fetch, const Lease& lease, int64_t epoch) const;
   // Renews one held lease; false when it is lost (taken, or not renewed in
@@ -135,6 +149,8 @@ class NodeLeases final : public NodeOwnership {
   std::string holder_test_;
 
   absl::Mutex api_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  // Other replicas' leases as last read (nodes this replica was asked for).
+  std::map<std::string, Observed> observed_ ABSL_GUARDED_BY(api_mu_);
   mutable absl::Mutex mu_;
   std::map<std::string, Held> held_ ABSL_GUARDED_BY(mu_);
   std::function<void(const std::string&)> on_lost_ ABSL_GUARDED_BY(mu_);

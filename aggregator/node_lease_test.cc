@@ -266,7 +266,11 @@ TEST(NodeLeases, TakesOverAnExpiredLease) {
   options.clock = [&now] { return now; };
   NodeLeases leases(api.http(), options);
   EXPECT_TRUE(absl::IsFailedPrecondition(leases.Acquire("n1").status()));
-  now = renewed + absl::Seconds(9);  // past renewTime + 8s
+  // Past renewTime + 8s, but read unchanged for only 2 s of the 4 s (half
+  // the duration) this replica waits by its own clock.
+  now = renewed + absl::Seconds(9);
+  EXPECT_TRUE(absl::IsFailedPrecondition(leases.Acquire("n1").status()));
+  now = renewed + absl::Seconds(11);
   absl::StatusOr<LeaseHolder> got = leases.Acquire("n1");
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->epoch, 5);
@@ -281,6 +285,44 @@ TEST(NodeLeases, TakesOverAnExpiredLease) {
   EXPECT_TRUE(
       absl::StrContains(requests.back().body, "\"resourceVersion\":\"101\""))
       << requests.back().body;
+}
+
+// Expiry by the writer's renewTime alone trusts every replica's clock: one
+// whose clock runs an hour ahead would take every live holder's lease. A
+// lease is taken only once this replica has also seen it unchanged for half
+// its duration on its own clock, which a holder renewing every third of it
+// never allows.
+TEST(NodeLeases, AClockAheadDoesNotTakeALiveHoldersLease) {
+  LeaseApi api;
+  api.Put("capture-node-n1", HeldBy("b", absl::Now(), 4));
+  NodeLeaseOptions options = Options("a", absl::Seconds(2));
+  options.clock = [] { return absl::Now() + absl::Hours(1); };
+  NodeLeases leases(api.http(), options);
+  const absl::Time end = absl::Now() + absl::Seconds(3);
+  int refused = 0;
+  while (absl::Now() < end) {
+    // b renews every third of its 2 s lease, by its own (right) clock.
+    Lease renewed = HeldBy("b", absl::Now(), 4);
+    renewed.mutable_spec()->set_lease_duration_seconds(2);
+    api.Put("capture-node-n1", renewed);
+    absl::StatusOr<LeaseHolder> got = leases.Acquire("n1");
+    ASSERT_TRUE(absl::IsFailedPrecondition(got.status())) << got.status();
+    ++refused;
+    absl::SleepFor(absl::Milliseconds(600));
+  }
+  EXPECT_GE(refused, 4);
+  EXPECT_EQ(api.Stored("capture-node-n1").spec().holder_identity(), "b");
+  // Once b goes silent, a takes the lease after reading it unchanged for 1 s.
+  Lease last = HeldBy("b", absl::Now(), 4);
+  last.mutable_spec()->set_lease_duration_seconds(2);
+  api.Put("capture-node-n1", last);
+  EXPECT_TRUE(absl::IsFailedPrecondition(leases.Acquire("n1").status()));
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_TRUE(absl::IsFailedPrecondition(leases.Acquire("n1").status()));
+  absl::SleepFor(absl::Milliseconds(700));
+  absl::StatusOr<LeaseHolder> got = leases.Acquire("n1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->epoch, 5);
 }
 
 // A replica that was killed renews nothing: the first other replica its
@@ -334,7 +376,13 @@ TEST(NodeLeases, WaitForASilentHolderEndsWhenItRenews) {
 TEST(NodeLeases, ConflictRereadsOnceThenReports) {
   LeaseApi api;
   api.Put("capture-node-n1", HeldBy("b", absl::Now() - absl::Seconds(60), 1));
-  NodeLeases leases(api.http(), Options("a"));
+  NodeLeaseOptions options = Options("a");
+  absl::Time now = absl::Now();
+  options.clock = [&now] { return now; };
+  NodeLeases leases(api.http(), options);
+  // Expired, but first read just now: taken once read unchanged for 4 s.
+  EXPECT_TRUE(absl::IsFailedPrecondition(leases.Acquire("n1").status()));
+  now += absl::Seconds(5);
   // Someone else takes it between our read and our write.
   api.InterfereWithPuts(1, [](Lease* l) {
     l->mutable_spec()->set_holder_identity("c");
@@ -346,9 +394,10 @@ TEST(NodeLeases, ConflictRereadsOnceThenReports) {
   EXPECT_EQ(other.identity, "c");
   // Two conflicts in a row: Unavailable, nothing held.
   api.Put("capture-node-n1", HeldBy("b", absl::Now() - absl::Seconds(60), 1));
-  api.InterfereWithPuts(2, [](Lease* l) {
-    l->mutable_spec()->set_renew_time(
-        FormatMicroTime(absl::Now() - absl::Seconds(60)));
+  EXPECT_TRUE(absl::IsFailedPrecondition(leases.Acquire("n1").status()));
+  now += absl::Seconds(5);
+  api.InterfereWithPuts(2, [](Lease* l) {  // (not the holder's renewal)
+    (*l->mutable_metadata()->mutable_annotations())["touched"] = "yes";
   });
   got = leases.Acquire("n1");
   EXPECT_TRUE(absl::IsUnavailable(got.status())) << got.status();

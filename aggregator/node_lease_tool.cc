@@ -28,6 +28,9 @@ ABSL_FLAG(absl::Duration, lease_duration, absl::Seconds(8), "lease duration");
 ABSL_FLAG(absl::Duration, hold, absl::ZeroDuration(),
           "how long to keep the Lease (renewing it) once acquired");
 ABSL_FLAG(bool, release, false, "release the Lease at the end");
+ABSL_FLAG(bool, wait, false,
+          "wait (up to the lease duration) for a holder that does not renew, "
+          "as the aggregator does, instead of reporting it at once");
 
 namespace {
 
@@ -57,6 +60,7 @@ int main(int argc, char** argv) {
   options.identity = absl::GetFlag(FLAGS_identity);
   options.address = absl::GetFlag(FLAGS_address);
   options.lease_duration = absl::GetFlag(FLAGS_lease_duration);
+  options.wait_for_silent_holder = absl::GetFlag(FLAGS_wait);
   pc::aggregator::NodeLeases leases(http->get(), options);
   leases.SetOnLost([](const std::string&) { Say("lost"); });
 
