@@ -1039,9 +1039,6 @@ TEST_F(StoreTest, ASlowFlushHoldsUpOnlyItsOwnCapture) {
   EXPECT_EQ(registry.Get(slow)->packets(), 4u);
 }
 
-// capture.pb as earlier versions wrote it (a bare Capture, no retention
-// start) still reads; a stopped one starts its retention at recovery, never
-// at the stop time it claims, and is rewritten in the current format.
 // A new stored file makes its entries durable with a flush of its run's
 // directory; the capture's directory, which only gains the run directory,
 // is flushed once per run (not once per file: every flush of a directory
@@ -1084,6 +1081,9 @@ TEST_F(StoreTest, ANewFileFlushesItsRunsDirectoryAndTheCapturesOnlyOnce) {
   EXPECT_EQ(flushes[capture_dir + "/run-2-w5"], 2) << "once per new file";
 }
 
+// capture.pb as earlier versions wrote it (a bare Capture, no retention
+// start) still reads; a stopped one starts its retention at recovery, never
+// at the stop time it claims, and is rewritten in the current format.
 TEST_F(StoreTest, EarlierCaptureMetadataReadsAndRetentionStartsAtRecovery) {
   const std::string id = tu::CaptureId("web-1");
   {
