@@ -174,13 +174,14 @@ NodeLeaseOptions Options(const std::string& identity,
   return options;
 }
 
-Lease HeldBy(const std::string& holder, absl::Time renewed, int transitions) {
+Lease HeldBy(const std::string& holder, absl::Time renewed, int transitions,
+             int duration_seconds = 8) {
   Lease lease;
   lease.mutable_metadata()->set_name("capture-node-n1");
   (*lease.mutable_metadata()->mutable_annotations())[kLeaseAddressAnnotation] =
       "198.18.0.9:9000";
   lease.mutable_spec()->set_holder_identity(holder);
-  lease.mutable_spec()->set_lease_duration_seconds(8);
+  lease.mutable_spec()->set_lease_duration_seconds(duration_seconds);
   lease.mutable_spec()->set_renew_time(FormatMicroTime(renewed));
   lease.mutable_spec()->set_lease_transitions(transitions);
   return lease;
@@ -294,7 +295,7 @@ TEST(NodeLeases, TakesOverAnExpiredLease) {
 // never allows.
 TEST(NodeLeases, AClockAheadDoesNotTakeALiveHoldersLease) {
   LeaseApi api;
-  api.Put("capture-node-n1", HeldBy("b", absl::Now(), 4));
+  api.Put("capture-node-n1", HeldBy("b", absl::Now(), 4, 2));
   NodeLeaseOptions options = Options("a", absl::Seconds(2));
   options.clock = [] { return absl::Now() + absl::Hours(1); };
   NodeLeases leases(api.http(), options);
@@ -302,9 +303,7 @@ TEST(NodeLeases, AClockAheadDoesNotTakeALiveHoldersLease) {
   int refused = 0;
   while (absl::Now() < end) {
     // b renews every third of its 2 s lease, by its own (right) clock.
-    Lease renewed = HeldBy("b", absl::Now(), 4);
-    renewed.mutable_spec()->set_lease_duration_seconds(2);
-    api.Put("capture-node-n1", renewed);
+    api.Put("capture-node-n1", HeldBy("b", absl::Now(), 4, 2));
     absl::StatusOr<LeaseHolder> got = leases.Acquire("n1");
     ASSERT_TRUE(absl::IsFailedPrecondition(got.status())) << got.status();
     ++refused;
@@ -313,9 +312,7 @@ TEST(NodeLeases, AClockAheadDoesNotTakeALiveHoldersLease) {
   EXPECT_GE(refused, 4);
   EXPECT_EQ(api.Stored("capture-node-n1").spec().holder_identity(), "b");
   // Once b goes silent, a takes the lease after reading it unchanged for 1 s.
-  Lease last = HeldBy("b", absl::Now(), 4);
-  last.mutable_spec()->set_lease_duration_seconds(2);
-  api.Put("capture-node-n1", last);
+  api.Put("capture-node-n1", HeldBy("b", absl::Now(), 4, 2));
   EXPECT_TRUE(absl::IsFailedPrecondition(leases.Acquire("n1").status()));
   absl::SleepFor(absl::Milliseconds(500));
   EXPECT_TRUE(absl::IsFailedPrecondition(leases.Acquire("n1").status()));
@@ -331,9 +328,7 @@ TEST(NodeLeases, AClockAheadDoesNotTakeALiveHoldersLease) {
 TEST(NodeLeases, WaitsOutASilentHolder) {
   LeaseApi api;
   const absl::Time renewed = absl::Now() - absl::Seconds(1);
-  Lease lease = HeldBy("b", renewed, 4);
-  lease.mutable_spec()->set_lease_duration_seconds(2);
-  api.Put("capture-node-n1", lease);
+  api.Put("capture-node-n1", HeldBy("b", renewed, 4, 2));
   NodeLeaseOptions options = Options("a", absl::Seconds(2));
   options.wait_for_silent_holder = true;
   options.holder_poll = absl::Milliseconds(100);
