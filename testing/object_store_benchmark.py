@@ -121,9 +121,10 @@ SCALE_MIB = int(os.environ.get("BENCH_SCALE_MIB", "32"))  # figure 2, per stream
 FIGURES = set(os.environ.get("BENCH_FIGURES", "1,2,3").split(","))
 # A directory: figure 1's aggregator runs are also recorded with `perf record` (replica 0 and
 # versitygw, 999 Hz, no call graphs), into <dir>/<aggregator|versitygw>-<streams>.data, and
-# figure 3's replica and null putter runs into <dir>/<replica|putter>-many-<pair>.data (199 Hz,
-# DWARF call graphs). `perf record -p` follows only the threads that exist when it starts: the
-# null putter's per-stream threads, started later, are not in its profile.
+# figure 3's replica and null putter runs into <dir>/<replica|putter>-many-<pair>-pid<pid>.data
+# (199 Hz, DWARF call graphs, the whole machine: `perf record -p` would miss the null putter's
+# per-stream threads, which start later), and each pair's CPU is printed by part of the ingest
+# path (testing/perf_breakdown.py).
 PERF_DIR = os.environ.get("BENCH_PERF_DIR", "")
 SCALE_PROCS, SCALE_STREAMS = 3, 10
 # ingest_bench names stream i's capture bench_bench-<i>_<uid of i>_<start ms>: processes
@@ -304,20 +305,25 @@ REPLICA_BATCHING = (256 << 10, 1000)
 
 
 def start_perf(pid, name):
-    """`perf record` of pid with call graphs into PERF_DIR/<name>.data; None without PERF_DIR."""
+    """`perf record` of the whole machine with call graphs into PERF_DIR/<name>-pid<pid>.data
+    while pid runs; returns (the recorder, the profile, pid), or None without PERF_DIR."""
     if not PERF_DIR:
         return None
+    profile = f"{PERF_DIR}/{name}-pid{pid}.data"
     # The -c opt binaries have no frame pointers: DWARF unwinding (8 KiB of stack per sample).
-    return subprocess.Popen(["perf", "record", "-q", "--call-graph", "dwarf,8192", "-F", "199",
-                             "-p", str(pid), "-o",
-                             f"{PERF_DIR}/{name}.data"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return (subprocess.Popen(["perf", "record", "-q", "--call-graph", "dwarf,8192", "-F", "199",
+                              "-a", "-o", profile],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), profile, pid)
 
 
 def stop_perf(perf):
-    if perf is not None:
-        perf.send_signal(signal.SIGINT)
-        perf.wait(30)
+    """Ends a recording of start_perf; returns [profile, pid] for perf_breakdown.py, or []."""
+    if perf is None:
+        return []
+    recorder, profile, pid = perf
+    recorder.send_signal(signal.SIGINT)
+    recorder.wait(30)
+    return [profile, str(pid)]
 
 
 def fig3(tokens, target):
@@ -330,6 +336,7 @@ def fig3(tokens, target):
         f"{PAIRS} pairs")
     agg_pid, store_pid = pid_of("aggregator-0"), pid_of("object-store")
     store_cpu = {"replica": [], "null putter": []}
+    profiles = {"replica": [], "null putter": []}  # [profile, pid] per pair
 
     def with_store_cpu(name, measure):
         c_store = cpu_seconds(store_pid)
@@ -345,7 +352,7 @@ def fig3(tokens, target):
             return with_store_cpu("null putter",
                                   lambda: measure_many(putter.addr, tokens, putter.pid))
         finally:
-            stop_perf(perf)
+            profiles["null putter"].append(stop_perf(perf))
             putter.stop()
 
     def measure_replica(i):
@@ -353,7 +360,7 @@ def fig3(tokens, target):
         try:
             return with_store_cpu("replica", lambda: measure_many(target, tokens, agg_pid))
         finally:
-            stop_perf(perf)
+            profiles["replica"].append(stop_perf(perf))
 
     replicas, putters = paired_runs(measure_replica, measure_putter)
     writer_dir = f"{STATE}/bench-scratch/null-writer"
@@ -381,6 +388,11 @@ def fig3(tokens, target):
           f"median {ratio:.2f} ({after:.2f} after the last welcome); versitygw CPU {s_agg:.2f} s "
           f"serving the replica, {s_put:.2f} s the null putter (not included); replica VmHWM "
           f"{a_hwm:.1f} MiB (process lifetime)")
+    for i, (a, p) in enumerate(zip(profiles["replica"], profiles["null putter"])):
+        if a and p:
+            print(f"  pair {i + 1}, CPU by part of the ingest path (perf samples):", flush=True)
+            subprocess.run([sys.executable, f"{os.path.dirname(os.path.abspath(__file__))}/"
+                            "perf_breakdown.py"] + a + p, check=False)
     results.append(("100 streams: replica CPU s (median)", f"{a_cpu:.2f}",
                     f"{p_cpu:.2f} null putter; {w['cpu']:.2f} null writer", "<= 1.3 x putter",
                     "meets" if ratio <= 1.3 else "MISSES", f"{ratio:.2f}"))
