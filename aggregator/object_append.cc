@@ -2,8 +2,10 @@
 // run of contiguous bytes), acknowledged once it is in the object store;
 // and the ring mirroring that follows a new file.
 #include <algorithm>
+#include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "aggregator/chunk_cut.h"
 #include "aggregator/object_store.h"
@@ -17,12 +19,40 @@ using packetcapture::v1::Chunk;
 
 namespace {
 
-// Contiguous bytes of one file to become one object.
-struct Run {
-  uint64_t start = 0;  // file offset of body[0]
-  std::string body;
-  FileSummary after;    // the file's summary once the object is stored
-  uint64_t chunks = 0;  // chunks that added bytes to it
+// Contiguous bytes of one file to become one object. A batch is mostly one
+// chunk: its bytes are PUT where they are, and copied only to join chunks.
+class Run {
+ public:
+  explicit Run(uint64_t start) : start_(start) {}
+
+  // Adds a chunk's bytes, which must outlive the Run.
+  void Add(absl::string_view bytes) {
+    if (chunks_ == 0) {
+      first_ = bytes;
+    } else {
+      if (chunks_ == 1) joined_.assign(first_.data(), first_.size());
+      joined_.append(bytes.data(), bytes.size());
+    }
+    size_ += bytes.size();
+    ++chunks_;
+  }
+  uint64_t start() const { return start_; }  // file offset of body()[0]
+  uint64_t end() const { return start_ + size_; }
+  absl::string_view body() const {
+    return chunks_ > 1 ? absl::string_view(joined_) : first_;
+  }
+  uint64_t chunks() const { return chunks_; }  // chunks that added bytes
+  // The file's summary once the object is stored.
+  const FileSummary& after() const { return after_; }
+  void set_after(const FileSummary& after) { after_ = after; }
+
+ private:
+  uint64_t start_;
+  FileSummary after_;
+  absl::string_view first_;
+  std::string joined_;
+  uint64_t size_ = 0;
+  uint64_t chunks_ = 0;
 };
 
 }  // namespace
@@ -106,21 +136,16 @@ BatchResult ObjectStore::AppendBatch(const std::string& node,
     }
     if (!cut->result.duplicate) {
       const uint64_t start = cut->result.offset - cut->data.size();
-      if (runs.empty() ||
-          runs.back().start + runs.back().body.size() != start) {
-        runs.emplace_back();
-        runs.back().start = start;
-      }
+      if (runs.empty() || runs.back().end() != start) runs.emplace_back(start);
       Run& run = runs.back();
-      run.body.append(cut->data.data(), cut->data.size());
-      ++run.chunks;
+      run.Add(cut->data);
       summary.logical_len = cut->result.offset;
       summary.physical_len += cut->data.size();
       summary.packets += cut->scan.records;
       if (!summary.header) summary.header = cut->header;
       if (!summary.first_time) summary.first_time = cut->scan.first_time;
       if (cut->scan.last_time) summary.last_time = cut->scan.last_time;
-      run.after = summary;
+      run.set_after(summary);
     }
     pending.emplace_back(cut->result, runs.size());
   }
@@ -131,17 +156,18 @@ BatchResult ObjectStore::AppendBatch(const std::string& node,
   absl::Status put_error;
   const FileSummary before = is_new ? FileSummary() : existing->second;
   for (const Run& run : runs) {
-    absl::StatusOr<int> objects = PutData(id, key, run.start, run.body, epoch);
+    absl::StatusOr<int> objects =
+        PutData(id, key, run.start(), run.body(), epoch);
     if (!objects.ok()) {
       put_error = objects.status();
       break;
     }
-    c->entry.files[key] = run.after;
+    c->entry.files[key] = run.after();
     c->objects[key] += *objects;
     ++stored;
     absl::MutexLock index(&mu_);
-    stats_.chunks += run.chunks;
-    stats_.bytes += run.body.size();
+    stats_.chunks += run.chunks();
+    stats_.bytes += run.body().size();
   }
   for (const auto& [result, needed] : pending) {
     if (needed > stored) break;

@@ -377,6 +377,35 @@ TEST_F(ObjectStoreTest, ARetriedBatchIsStoredOnce) {
   EXPECT_EQ(a->registry.Get(id)->packets(), 5u);
 }
 
+// A batch of contiguous chunks is one object of their bytes in order; a
+// batch of one chunk is that chunk's bytes.
+TEST_F(ObjectStoreTest, ContiguousChunksOfABatchBecomeOneObject) {
+  const std::string id = tu::CaptureId("web-1");
+  auto a = OpenReplica("replica-a");
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  const std::string file = "run-1-w5/ring0";
+  const auto c0 = tu::MakeChunk(id, file, 0, 0, tu::PcapFile(0, 3));
+  const auto c1 =
+      tu::MakeChunk(id, file, 0, tu::PcapFile(0, 3).size(), tu::Records(3, 2));
+  const auto c2 =
+      tu::MakeChunk(id, file, 0, tu::PcapFile(0, 5).size(), tu::Records(5, 4));
+  BatchResult r = a->store->AppendBatch("node-a", {&c0, &c1, &c2});
+  ASSERT_TRUE(r.error.ok()) << r.error;
+  ASSERT_EQ(r.results.size(), 3u);
+  EXPECT_EQ(r.results[2].offset, tu::PcapFile(0, 9).size());
+  EXPECT_EQ(DataKeys(id).size(), 1u);
+  const auto c3 =
+      tu::MakeChunk(id, file, 0, tu::PcapFile(0, 9).size(), tu::Records(9, 1));
+  r = a->store->AppendBatch("node-a", {&c3});
+  ASSERT_TRUE(r.error.ok()) << r.error;
+  EXPECT_EQ(DataKeys(id).size(), 2u);
+  auto seqs = ptu::SequenceNumbers(Download(a->store.get(), id));
+  ASSERT_TRUE(seqs.ok()) << seqs.status();
+  EXPECT_EQ(*seqs, ptu::Range(0, 10));
+  EXPECT_EQ(a->registry.Get(id)->packets(), 10u);
+}
+
 // The same, retried with more bytes (the agent resends from its last
 // acknowledged offset, and more had been written meanwhile): the shorter
 // object already stored is kept and the rest goes into an object after it.
