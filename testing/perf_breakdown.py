@@ -13,8 +13,9 @@ import re
 import subprocess
 import sys
 
-# (part, pattern over the sample's symbol names). Order matters: a Lease renewal's HTTP
-# request is a Lease renewal, not "kube API", and a batch's PUT is an S3 PUT wherever it runs.
+# (part, pattern over the sample's symbol names). Order matters: a Lease renewal's HTTPS
+# request counts as the renewal, a catalog entry's PUT as the catalog, and any other PUT
+# (a batch's, or one whose stack was cut before its caller) as an S3 PUT.
 PARTS = [
     ("lease renewals and takeovers", r"NodeLeases::"),
     ("catalog writes, polls", r"WriteCatalog|FlushCatalog|ObjectCatalog::"),
@@ -48,7 +49,7 @@ def main(argv):
     columns = [(argv[i], breakdown(argv[i], argv[i + 1])) for i in range(1, len(argv), 2)]
     width = max(len(name) for name, _ in PARTS)
     labels = [re.sub(r"(-pid\d+)?\.data$", "", os.path.basename(p)) for p, _ in columns]
-    print(f"  {'samples (199 Hz)':<{width}}" + "".join(f"  {label[:18]:>18}" for label in labels))
+    print(f"  {'perf samples':<{width}}" + "".join(f"  {label[:18]:>18}" for label in labels))
     for name in [n for n, _ in PARTS] + ["other"]:
         cells = "".join(f"  {c[name]:>9} ({100 * c[name] / max(1, sum(c.values())):2.0f} %)"
                         for _, c in columns)
