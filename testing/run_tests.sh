@@ -25,6 +25,7 @@ run() {
   shift
   echo "== $name: bazel test $*" >&2
   bazel test "$@" 2>&1 | tee "$logs/$name.log" >&2
+  local bazel_rc=${PIPESTATUS[0]}
   # The convenience symlink follows the configuration of the last build.
   local testlogs
   testlogs=$(readlink -f bazel-testlogs)
@@ -37,8 +38,13 @@ run() {
   local p f
   p=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p' <<< "$line")
   f=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p' <<< "$line")
-  # A suite that ran nothing (Bazel failed before running tests) is a failure.
+  # A suite that ran nothing (Bazel failed before running tests) is a failure, and so is
+  # one Bazel says failed where no failed case was counted (a summary line not understood).
   if [ "$summary_rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then f=1; fi
+  if [ "$bazel_rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
+    echo "$name: bazel test exited $bazel_rc, but no failed case was counted: one failure" >&2
+    f=1
+  fi
   total_passed=$((total_passed + ${p:-0}))
   total_failed=$((total_failed + ${f:-1}))
 }

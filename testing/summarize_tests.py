@@ -12,7 +12,9 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 
-SUMMARY = re.compile(r"^(//\S+)\s+(?:\(cached\) )?(PASSED|FAILED|TIMEOUT|FLAKY|"
+# "//pkg:target   (cached) PASSED in 0.1s"; "(1/2 cached)" when some attempts, shards or
+# runs came from the cache.
+SUMMARY = re.compile(r"^(//\S+)\s+(?:\((?:\d+/\d+ )?cached\) )?(PASSED|FAILED|TIMEOUT|FLAKY|"
                      r"NO STATUS|FAILED TO BUILD|INCOMPLETE|SKIPPED)\b")
 
 
