@@ -33,11 +33,10 @@ class Run {
       if (chunks_ == 1) joined_.assign(first_.data(), first_.size());
       joined_.append(bytes.data(), bytes.size());
     }
-    size_ += bytes.size();
     ++chunks_;
   }
   uint64_t start() const { return start_; }  // file offset of body()[0]
-  uint64_t end() const { return start_ + size_; }
+  uint64_t end() const { return start_ + body().size(); }
   absl::string_view body() const {
     return chunks_ > 1 ? absl::string_view(joined_) : first_;
   }
@@ -51,7 +50,6 @@ class Run {
   FileSummary after_;
   absl::string_view first_;
   std::string joined_;
-  uint64_t size_ = 0;
   uint64_t chunks_ = 0;
 };
 
