@@ -358,7 +358,7 @@ def fig1_and_3(tokens, scratch):
               f"{before[k][0]:.1f} before and {after[k][0]:.1f} after); a new file per MiB (create, "
               f"pwrite, fdatasync, fsync of the directory: what storing 1 MB ring files as files "
               f"costs at least) {disk[k][1]:7.1f} MB/s ({before[k][1]:.1f} / {after[k][1]:.1f})")
-    print(f"  (the aggregator acks only durable bytes; the null server writes nothing)")
+    print("  (the aggregator acks only durable bytes; the null server writes nothing)")
     print(f"  aggregator / disk, a file per MiB: 1 agent {a1 / files1:.2f}, 10 agents "
           f"{a10 / files10:.2f}")
     print(f"  null writer (writes and fdatasyncs each stream's chunks, acks after): 1 agent "
