@@ -40,9 +40,9 @@ run() {
   f=$(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p' <<< "$line")
   # A suite that ran nothing (Bazel failed before running tests) is a failure, and so is
   # one Bazel says failed where no failed case was counted (a summary line not understood).
-  if [ "$summary_rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then f=1; fi
-  if [ "$bazel_rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
-    echo "$name: bazel test exited $bazel_rc, but no failed case was counted: one failure" >&2
+  if { [ "$summary_rc" -ne 0 ] || [ "$bazel_rc" -ne 0 ]; } && [ "${f:-0}" -eq 0 ]; then
+    echo "$name: bazel test exited $bazel_rc, the summary $summary_rc, but no failed case" \
+      "was counted: one failure" >&2
     f=1
   fi
   total_passed=$((total_passed + ${p:-0}))
