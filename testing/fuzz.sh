@@ -11,6 +11,7 @@
 # (testing/setup.sh installs them). Work files go to $PC_FUZZ_OUT (default
 # /tmp/pc-fuzz): <target>/corpus (seeds + what this run found, not committed),
 # <target>/artifacts (crash-*, leak-*, timeout-*, oom-*), <target>/log.
+# Runs PC_FUZZ_JOBS targets at a time (default: the number of cores).
 # Prints one line per target with libFuzzer's execution count and ends with
 # "N passed, N failed" (a target is one test case); exit 0 only if all passed.
 #
@@ -53,14 +54,15 @@ if ! bazel build --config=fuzz "${fuzzers[@]}" > "$out/build.log" 2>&1; then
 fi
 bin_dir=$(bazel info --config=fuzz bazel-bin 2>/dev/null)
 
-passed=0
-failed=0
-for t in "${targets[@]}"; do
+# fuzz_one TARGET: runs one fuzzer; its report (the lines printed below) goes to
+# $work/report, and $work/passed exists if it passed.
+fuzz_one() {
+  local t=$1 pkg name work seeds rc execs rate units artifacts a
   pkg=${t#//}
   pkg=${pkg%%:*}
   name=${t##*:}
   work="$out/$name"
-  rm -rf "$work/artifacts"
+  rm -rf "$work/artifacts" "$work/passed" "$work/report"
   mkdir -p "$work/corpus" "$work/artifacts"
   seeds="$pkg/testdata/fuzz/$name"
   # -close_fd_mask=2: the code under test logs to stderr; libFuzzer and the
@@ -76,17 +78,43 @@ for t in "${targets[@]}"; do
   units=$(find "$work/corpus" -type f | wc -l)
   artifacts=$(find "$work/artifacts" -type f | sort)
   if [ "$rc" -eq 0 ] && [ -z "$artifacts" ]; then
-    passed=$((passed + 1))
-    echo "fuzz $name: PASSED, ${execs:-?} executions in ${seconds}s (${rate:-?}/s), corpus $units"
+    touch "$work/passed"
+    echo "fuzz $name: PASSED, ${execs:-?} executions in ${seconds}s (${rate:-?}/s), corpus $units" \
+      > "$work/report"
   else
-    failed=$((failed + 1))
-    echo "fuzz $name: FAILED (exit $rc) after ${execs:-?} executions; log: $work/log"
-    grep -E "ERROR: |SUMMARY: |FUZZ_CHECK|^    #[0-9]+ " "$work/log" | head -40
-    for a in $artifacts; do
-      echo "  input: $a ($(stat -c %s "$a") bytes), base64:"
-      head -c 4096 "$a" | base64 | sed 's/^/    /'
-    done
+    {
+      echo "fuzz $name: FAILED (exit $rc) after ${execs:-?} executions; log: $work/log"
+      grep -E "ERROR: |SUMMARY: |FUZZ_CHECK|^    #[0-9]+ " "$work/log" | head -40
+      for a in $artifacts; do
+        echo "  input: $a ($(stat -c %s "$a") bytes), base64:"
+        head -c 4096 "$a" | base64 | sed 's/^/    /'
+      done
+    } > "$work/report"
   fi
+}
+
+# PC_FUZZ_JOBS fuzzers at a time (default: one per core); each fuzzer is one process.
+jobs=${PC_FUZZ_JOBS:-$(nproc)}
+case "$jobs" in
+  '' | *[!0-9]* | 0) echo "fuzz: PC_FUZZ_JOBS must be a positive number" >&2; exit 2 ;;
+esac
+running=0
+for t in "${targets[@]}"; do
+  if [ "$running" -ge "$jobs" ]; then
+    wait -n
+    running=$((running - 1))
+  fi
+  fuzz_one "$t" &
+  running=$((running + 1))
+done
+wait
+
+passed=0
+failed=0
+for t in "${targets[@]}"; do
+  work="$out/${t##*:}"
+  cat "$work/report" 2>/dev/null || echo "fuzz ${t##*:}: FAILED (no report; log: $work/log)"
+  if [ -e "$work/passed" ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

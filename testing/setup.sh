@@ -94,9 +94,17 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if [ "$real_node" = 1 ]; then
-  bin=$("$here/tools/install.sh" --real-node)
+  # The images and the tools are built side by side: the image build spends minutes
+  # downloading (debootstrap, apt-get inside the build), the Go builds compiling.
   echo "setup: building the real node's images (cached by content; log: $cache/images/build.log)" >&2
-  "$here/cluster.sh" images > /dev/null
+  "$here/cluster.sh" images > /dev/null &
+  images=$!
+  tools_rc=0 images_rc=0
+  bin=$("$here/tools/install.sh" --real-node) || tools_rc=$?
+  wait "$images" || images_rc=$?
+  [ "$images_rc" -eq 0 ] || echo "setup: testing/cluster.sh images failed (exit $images_rc)" >&2
+  [ "$tools_rc" -eq 0 ] || echo "setup: testing/tools/install.sh failed (exit $tools_rc)" >&2
+  [ "$tools_rc" -eq 0 ] && [ "$images_rc" -eq 0 ] || exit 1
   echo "$bin"
 else
   "$here/tools/install.sh"
