@@ -65,7 +65,8 @@ class StorePipelineTest : public ::testing::Test {
 
 // Batches written one after the other are acknowledged (and shown) only
 // once committed; the first commit covers every batch written before it
-// with one data and one log flush, and the later commits return at once.
+// with one round flushing the data and the log, and the later commits
+// return at once.
 TEST_F(StorePipelineTest, OneCommitCoversTheBatchesWrittenBeforeIt) {
   const std::string id = tu::CaptureId("web-1");
   const std::string head = tu::PcapFile(0, 4);
@@ -83,7 +84,7 @@ TEST_F(StorePipelineTest, OneCommitCoversTheBatchesWrittenBeforeIt) {
   flushes_ = 0;
   BatchResult r0 = first->Commit();
   ASSERT_TRUE(r0.error.ok()) << r0.error;
-  EXPECT_EQ(flushes_.load(), 2);  // data, then log
+  EXPECT_EQ(flushes_.load(), 2);  // the data and the log, in one round
   ASSERT_EQ(r0.results.size(), 1u);
   EXPECT_EQ(r0.results[0].offset, head.size());
   EXPECT_EQ(registry.Get(id)->packets(), 7u);

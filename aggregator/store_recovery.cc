@@ -41,6 +41,13 @@ void Store::Recover() {
     Publish(*capture);
     captures_[id] = std::move(capture);
   }
+  // What was read back may still be only in the page cache (the process
+  // died, the machine did not): the resume points given to agents must not
+  // name bytes a later power loss would take.
+  if (const absl::Status flushed = sync_->SyncAll(root); !flushed.ok()) {
+    LogLine("store_recovery_flush_failed",
+            {{"error", std::string(flushed.message())}});
+  }
 }
 
 std::unique_ptr<Store::StoredCapture> Store::RecoverCapture(

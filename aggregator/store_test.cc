@@ -19,6 +19,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "aggregator/test_util.h"
+#include "common/crc32c.h"
 #include "common/pcap/pcap_test_util.h"
 #include "common/time_proto.h"
 #include "gtest/gtest.h"
@@ -276,6 +277,101 @@ TEST_F(StoreTest, TornTailIsTruncatedToTheLastCheckedEntry) {
   auto points = store->ResumePoints("node-a");
   ASSERT_EQ(points.size(), 1u);
   EXPECT_EQ(points[0].offset(), file0.size() + more.size());
+}
+
+// A commit writes its log entries next to its data and flushes both in one
+// round, so a crash in that flush can keep an entry whose data (or part of
+// it) never reached the disk, while a later entry's data did. Every entry of
+// the last commit is checked: the first that does not match its data ends
+// the file.
+TEST_F(StoreTest, ACrashInTheLastCommitsFlushKeepsOnlyItsCheckedEntries) {
+  const std::string id = tu::CaptureId("web-1");
+  const std::string head = tu::PcapFile(0, 4);
+  const std::string more = tu::Records(4, 3);
+  const std::string last = tu::Records(7, 2);
+  {
+    CaptureRegistry registry;
+    auto store = OpenStore(&registry);
+    ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+    // One batch of three chunks: one commit, three entries.
+    const auto c0 = tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, head);
+    const auto c1 = tu::MakeChunk(id, "run-1-w5/ring0", 0, head.size(), more);
+    const auto c2 =
+        tu::MakeChunk(id, "run-1-w5/ring0", 0, head.size() + more.size(), last);
+    BatchResult r = store->AppendBatch("node-a", {&c0, &c1, &c2});
+    ASSERT_TRUE(r.error.ok()) << r.error;
+  }
+  // The middle chunk's bytes were lost; the last chunk's were not.
+  const std::string data_path = DataPath(id, "run-1-w5", "ring0", 0, ".pcap");
+  std::string data = ptu::ReadFile(data_path);
+  ASSERT_EQ(data.size(), head.size() + more.size() + last.size());
+  std::fill(data.begin() + head.size(),
+            data.begin() + head.size() + more.size(), '\0');
+  ptu::WriteFile(data_path, data);
+  CaptureRegistry registry;
+  auto store = OpenStore(&registry);
+  auto points = store->ResumePoints("node-a");
+  ASSERT_EQ(points.size(), 1u);
+  EXPECT_EQ(points[0].offset(), head.size());
+  auto seqs = ptu::SequenceNumbers(Download(store.get(), id));
+  ASSERT_TRUE(seqs.ok()) << seqs.status();
+  EXPECT_EQ(*seqs, ptu::Range(0, 4));
+  EXPECT_EQ(ptu::ReadFile(data_path).size(), head.size())
+      << "the unchecked tail stays on disk";
+}
+
+// Logs written before commits were marked (their data was flushed before
+// each entry was written) still open: all their entries count, and only
+// the last one is checked against its data.
+TEST_F(StoreTest, ALogWithoutCommitMarksChecksItsLastEntryOnly) {
+  const std::string id = tu::CaptureId("web-1");
+  const std::string head = tu::PcapFile(0, 4);
+  const std::string more = tu::Records(4, 3);
+  const std::string last = tu::Records(7, 2);
+  {
+    CaptureRegistry registry;
+    auto store = OpenStore(&registry);
+    ASSERT_TRUE(store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+    uint64_t offset = 0;
+    for (const std::string* part : {&head, &more, &last}) {
+      ASSERT_TRUE(store
+                      ->Append("node-a", tu::MakeChunk(id, "run-1-w5/ring0", 0,
+                                                       offset, *part))
+                      .ok());
+      offset += part->size();
+    }
+  }
+  // The entry layout: logical_end, physical_end, packets (its top bit the
+  // commit mark), last_time_ns (8 bytes each), data_crc, entry_crc (4 each).
+  const std::string log_path = DataPath(id, "run-1-w5", "ring0", 0, ".log");
+  std::string log = ptu::ReadFile(log_path);
+  ASSERT_EQ(log.size(), 3u * 40);
+  for (size_t pos = 0; pos < log.size(); pos += 40) {
+    ASSERT_NE(log[pos + 23] & 0x80, 0) << "every commit here has one entry";
+    log[pos + 23] = static_cast<char>(log[pos + 23] & 0x7f);
+    const uint32_t crc = Crc32c(absl::string_view(log.data() + pos, 36));
+    for (int i = 0; i < 4; ++i) {
+      log[pos + 36 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
+    }
+  }
+  ptu::WriteFile(log_path, log);
+  {
+    CaptureRegistry registry;
+    auto store = OpenStore(&registry);
+    auto seqs = ptu::SequenceNumbers(Download(store.get(), id));
+    ASSERT_TRUE(seqs.ok()) << seqs.status();
+    EXPECT_EQ(*seqs, ptu::Range(0, 9));
+  }
+  // Corrupt data under the last entry: that entry no longer counts.
+  const std::string data_path = DataPath(id, "run-1-w5", "ring0", 0, ".pcap");
+  std::string data = ptu::ReadFile(data_path);
+  data[data.size() - 3] ^= 0x40;
+  ptu::WriteFile(data_path, data);
+  CaptureRegistry registry;
+  auto store = OpenStore(&registry);
+  auto points = store->ResumePoints("node-a");
+  ASSERT_EQ(points.size(), 1u);
+  EXPECT_EQ(points[0].offset(), head.size() + more.size());
 }
 
 TEST_F(StoreTest, CorruptEntriesAreSkippedNotFatal) {

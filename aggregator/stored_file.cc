@@ -37,6 +37,9 @@ uint32_t Get32(const char* p) {
   return v;
 }
 
+// LogEntry::commit_start, on disk: packets never reach 2^63.
+constexpr uint64_t kCommitStartBit = uint64_t{1} << 63;
+
 uint64_t TimeNs(absl::Time t) {
   return static_cast<uint64_t>(absl::ToUnixNanos(t));
 }
@@ -56,7 +59,7 @@ std::string StoredFile::EncodeEntry(const LogEntry& e) {
   std::string out(kEntrySize, '\0');
   Put64(e.logical_end, &out[0]);
   Put64(e.physical_end, &out[8]);
-  Put64(e.packets, &out[16]);
+  Put64(e.packets | (e.commit_start ? kCommitStartBit : 0), &out[16]);
   Put64(e.last_time_ns, &out[24]);
   Put32(e.data_crc, &out[32]);
   Put32(Crc32c(absl::string_view(out.data(), 36)), &out[36]);
@@ -67,7 +70,9 @@ bool StoredFile::DecodeEntry(const char* p, LogEntry* e) {
   if (Get32(p + 36) != Crc32c(absl::string_view(p, 36))) return false;
   e->logical_end = Get64(p);
   e->physical_end = Get64(p + 8);
-  e->packets = Get64(p + 16);
+  const uint64_t packets = Get64(p + 16);
+  e->packets = packets & ~kCommitStartBit;
+  e->commit_start = (packets & kCommitStartBit) != 0;
   e->last_time_ns = Get64(p + 24);
   e->data_crc = Get32(p + 32);
   return e->physical_end <= e->logical_end;
@@ -167,19 +172,29 @@ absl::StatusOr<FileSummary> StoredFile::Recover() {
     }
     entries.push_back(e);
   }
-  // The data of the last entry must match its checksum (it was synced before
-  // the entry was written, so this only fails on media corruption).
-  while (!entries.empty()) {
-    const LogEntry& e = entries.back();
-    const uint64_t begin =
-        entries.size() > 1 ? entries[entries.size() - 2].physical_end : 0;
-    auto data = ReadExactly(data_fd, begin, e.physical_end - begin,
-                            absl::StrCat("read ", label_, ".pcap"));
-    if (data.ok() && data->size() == e.physical_end - begin &&
-        Crc32c(*data) == e.data_crc) {
+  // The last commit's entries were flushed together with their data, so a
+  // crash may have kept an entry and lost (some of) its data: each of them
+  // must match its data's checksum, and the first that does not ends the
+  // file. Every earlier commit finished its flush before the next one wrote
+  // its entries. A log without commit marks (written when the data was
+  // flushed before its entries) has only its last entry checked, which then
+  // fails only on media corruption.
+  size_t check_from = entries.empty() ? 0 : entries.size() - 1;
+  for (size_t i = entries.size(); i-- > 0;) {
+    if (entries[i].commit_start) {
+      check_from = i;
       break;
     }
-    entries.pop_back();
+  }
+  for (size_t i = check_from; i < entries.size(); ++i) {
+    const uint64_t begin = i > 0 ? entries[i - 1].physical_end : 0;
+    auto data = ReadExactly(data_fd, begin, entries[i].physical_end - begin,
+                            absl::StrCat("read ", label_, ".pcap"));
+    if (!data.ok() || data->size() != entries[i].physical_end - begin ||
+        Crc32c(*data) != entries[i].data_crc) {
+      entries.resize(i);
+      break;
+    }
   }
   const uint64_t keep = entries.empty() ? 0 : entries.back().physical_end;
   if (keep < data_size || entries.size() * kEntrySize < log->size()) {
@@ -277,15 +292,13 @@ FileWrite StoredFile::Write(const std::vector<const Chunk*>& chunks) {
     return out;
   }
 
-  // Each chunk's bytes are written at once; one flush of the data then
-  // covers them all, and only then are their entries appended to the log
-  // (one more flush). So an entry never names bytes that are not durable,
-  // and a batch costs two flushes however many chunks it holds (fewer when
-  // other streams' batches share them).
+  // Each chunk's bytes are written at once; their log entries wait for the
+  // commit, which writes them and flushes the data and the log in one round
+  // (shared with other streams' commits).
   LogEntry last = written_;
   absl::optional<pcap::GlobalHeader> header = written_header_;
   absl::optional<absl::Time> first_time = written_first_time_;
-  std::string entries;
+  std::vector<LogEntry> entries;
   uint64_t bytes = 0;
   for (const Chunk* c : chunks) {
     if (c->capture_id() != dir_->id() || c->file() != name_ ||
@@ -316,7 +329,7 @@ FileWrite StoredFile::Write(const std::vector<const Chunk*>& chunks) {
     entry.last_time_ns =
         scan.last_time ? TimeNs(*scan.last_time) : last.last_time_ns;
     entry.data_crc = Crc32c(data);
-    entries += EncodeEntry(entry);
+    entries.push_back(entry);
     last = entry;
     if (!header) header = cut->header;
     if (!first_time) first_time = scan.first_time;
@@ -330,7 +343,7 @@ FileWrite StoredFile::Write(const std::vector<const Chunk*>& chunks) {
   out.wrote = true;
   out.bytes = bytes;
   out.handle = std::move(handle);
-  unlogged_ += entries;
+  unlogged_.insert(unlogged_.end(), entries.begin(), entries.end());
   written_ = last;
   written_header_ = header;
   written_first_time_ = first_time;
@@ -360,29 +373,33 @@ FileAppend StoredFile::Commit(FileWrite* write, uint64_t writer) {
     io_mu_.Await(absl::Condition(
         +[](bool* committing) { return !*committing; }, &committing_));
   }
-  // Commit every write so far: one flush of the data covers them all, and
-  // only then are their entries appended to the log (one more flush). So an
-  // entry never names bytes that are not durable, and a commit costs two
-  // flushes however many writes it covers (fewer when other streams' commits
-  // share them). Writes made meanwhile wait for the next commit.
+  // Commit every write so far: their entries are appended to the log, the
+  // first one marked as a commit's start, and one round flushes the data and
+  // the log together. A commit costs one flush however many writes it covers
+  // (less when other streams' commits share the round); Recover() checks the
+  // data of the last commit's entries. Writes made meanwhile wait for the
+  // next commit.
   committing_ = true;
   const uint64_t through = write_seq_;
   const LogEntry last = written_;
   const absl::optional<pcap::GlobalHeader> header = written_header_;
   const absl::optional<absl::Time> first_time = written_first_time_;
-  const std::string entries = std::exchange(unlogged_, std::string());
+  std::string entries;
+  for (size_t i = 0; i < unlogged_.size(); ++i) {
+    LogEntry e = unlogged_[i];
+    e.commit_start = i == 0;
+    entries += EncodeEntry(e);
+  }
+  unlogged_.clear();
   const uint64_t log_offset = entries_ * kEntrySize;
   const int data_fd = write->handle.data_fd();
   const int log_fd = write->handle.log_fd();
   io_mu_.Unlock();
-  absl::Status commit = context_->sync->Sync(data_fd, writer, label_ + ".pcap");
-  if (commit.ok()) {
-    if (const int err = WriteAll(log_fd, entries, log_offset); err != 0) {
-      commit = IoError(err, absl::StrCat("write ", label_, ".log"));
-    }
-  }
-  if (commit.ok()) {
-    commit = context_->sync->Sync(log_fd, writer, label_ + ".log");
+  absl::Status commit;
+  if (const int err = WriteAll(log_fd, entries, log_offset); err != 0) {
+    commit = IoError(err, absl::StrCat("write ", label_, ".log"));
+  } else {
+    commit = context_->sync->Sync({data_fd, log_fd}, writer, label_);
   }
   io_mu_.Lock();
   committing_ = false;

@@ -102,10 +102,12 @@ class StoredFile {
   // Append() in two steps, so a writer can write its next chunks while the
   // ones before are being flushed. Write() checks the chunks and writes
   // their bytes into the data file (after every earlier write, committed or
-  // not); Commit() returns once they are durable: it flushes the data
-  // written so far, then appends and flushes the log entries of every write
-  // not yet committed (one commit can cover several writes; the later
-  // Commit()s then return at once). Commit()s of one file run one at a time.
+  // not); Commit() returns once they are durable: it appends the log entries
+  // of every write not yet committed, then flushes the data and the log in
+  // one round (one commit can cover several writes; the later Commit()s then
+  // return at once). Commit()s of one file run one at a time, so only the
+  // last commit's entries can name bytes that a crash lost: Recover() checks
+  // the data of each of them (see LogEntry::commit_start).
   // If a commit fails, every write not committed by then fails with it
   // (their results are cleared): the next write starts where the last
   // committed entry ends. Each Write() must be followed by its Commit().
@@ -141,6 +143,13 @@ class StoredFile {
     uint64_t packets = 0;       // cumulative complete records
     uint64_t last_time_ns = 0;  // timestamp of the last record
     uint32_t data_crc = 0;  // CRC32C of (previous physical_end, physical_end]
+    // The first entry of a commit (the top bit of the packets field on
+    // disk). A commit's entries and data are flushed together, so after a
+    // crash Recover() checks the data of every entry from the last such mark
+    // on. Logs written before the mark existed have none: their data was
+    // flushed before each entry was written, and only the last entry is
+    // checked.
+    bool commit_start = false;
   };
   static constexpr size_t kEntrySize = 40;
   static std::string EncodeEntry(const LogEntry& e);
@@ -177,7 +186,7 @@ class StoredFile {
   LogEntry written_ ABSL_GUARDED_BY(io_mu_);
   absl::optional<pcap::GlobalHeader> written_header_ ABSL_GUARDED_BY(io_mu_);
   absl::optional<absl::Time> written_first_time_ ABSL_GUARDED_BY(io_mu_);
-  std::string unlogged_ ABSL_GUARDED_BY(io_mu_);
+  std::vector<LogEntry> unlogged_ ABSL_GUARDED_BY(io_mu_);
   // Writes are numbered from 1; every write up to committed_seq_ is
   // durable, every later one up to failed_seq_ failed with failed_error_.
   uint64_t write_seq_ ABSL_GUARDED_BY(io_mu_) = 0;

@@ -45,7 +45,28 @@ absl::Time SyncGroup::LeadAllowedAt() const {
 }
 
 absl::Status SyncGroup::Sync(int fd, uint64_t writer, const std::string& path) {
-  Request request{fd};
+  return Sync({fd}, writer, path);
+}
+
+absl::Status SyncGroup::SyncAll(const std::string& path) {
+  const int error = ops_.sync_fs(fs_fd_);
+  {
+    absl::MutexLock lock(&mu_);
+    ++stats_.fs_syncs;
+  }
+  if (error != 0) return IoError(error, absl::StrCat("flush ", path));
+  return absl::OkStatus();
+}
+
+absl::Status SyncGroup::Sync(std::initializer_list<int> fds, uint64_t writer,
+                             const std::string& path) {
+  if (fds.size() == 0 || fds.size() > kMaxFds) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "flush ", path, ": ", fds.size(), " descriptors in one request"));
+  }
+  Request request{};
+  std::copy(fds.begin(), fds.end(), request.fds.begin());
+  request.fd_count = fds.size();
   const absl::Time asked = absl::Now();
   absl::MutexLock lock(&mu_);
   waiting_.push_back(&request);
@@ -117,7 +138,9 @@ absl::Status SyncGroup::Sync(int fd, uint64_t writer, const std::string& path) {
 
 void SyncGroup::Flush(const std::vector<Request*>& round) {
   std::set<int> fds;
-  for (const Request* r : round) fds.insert(r->fd);
+  for (const Request* r : round) {
+    fds.insert(r->fds.begin(), r->fds.begin() + r->fd_count);
+  }
   uint64_t file_syncs = 0, fs_syncs = 0;
   if (options_.min_files_for_fs > 0 &&
       fds.size() >= static_cast<size_t>(options_.min_files_for_fs)) {
@@ -129,7 +152,10 @@ void SyncGroup::Flush(const std::vector<Request*>& round) {
       const int error = ops_.sync_file(fd);
       ++file_syncs;
       for (Request* r : round) {
-        if (r->fd == fd) r->error = error;
+        const auto end = r->fds.begin() + r->fd_count;
+        if (r->error == 0 && std::find(r->fds.begin(), end, fd) != end) {
+          r->error = error;
+        }
       }
     }
   }

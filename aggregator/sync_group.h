@@ -24,6 +24,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <set>
 #include <string>
 #include <vector>
@@ -70,6 +71,16 @@ class SyncGroup {
   // knows how many writers may still join it. Errors are IoError()s naming
   // `path`.
   absl::Status Sync(int fd, uint64_t writer, const std::string& path);
+  // The same for at most kMaxFds descriptors in one request (a data file and
+  // its log): all of them are flushed by the same round. The first error of
+  // their flushes is returned.
+  static constexpr size_t kMaxFds = 2;
+  absl::Status Sync(std::initializer_list<int> fds, uint64_t writer,
+                    const std::string& path);
+  // Flushes the whole filesystem now, outside any round (syncfs(), whatever
+  // min_files_for_fs says): for a store that has just read back files a
+  // crash may have left partly in the page cache only.
+  absl::Status SyncAll(const std::string& path);
 
   struct Stats {
     uint64_t rounds = 0;
@@ -87,7 +98,8 @@ class SyncGroup {
 
  private:
   struct Request {
-    int fd;
+    std::array<int, kMaxFds> fds;
+    size_t fd_count;
     int error = 0;
     bool taken = false;  // a round holds it
     bool done = false;

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -79,6 +80,41 @@ TEST(SyncGroupTest, ALoneCallerFlushesOnlyItsFile) {
   EXPECT_TRUE(group.Sync(7, 1, "/data/a").ok());
   EXPECT_EQ(fake.Calls(), std::vector<std::string>{"file 7"});
   EXPECT_EQ(group.stats().rounds, 1u);
+}
+
+// A commit asks for its data file and its log in one request: one round
+// flushes both, and an error of either is the request's.
+TEST(SyncGroupTest, OneRequestForTwoFilesIsOneRoundAndFailsWithEither) {
+  FakeOps fake;
+  SyncGroup group(kFsFd, Options(4), fake.Ops());
+  EXPECT_TRUE(group.Sync({7, 8}, 1, "/data/a").ok());
+  EXPECT_EQ(fake.Calls(), (std::vector<std::string>{"file 7", "file 8"}));
+  EXPECT_EQ(group.stats().rounds, 1u);
+
+  fake.fail_fd = 8;
+  fake.fail_errno = EIO;
+  const absl::Status failed = group.Sync({7, 8}, 1, "/data/a");
+  EXPECT_EQ(failed.code(), IoErrorCode(EIO)) << failed;
+  EXPECT_TRUE(absl::StrContains(failed.message(), "flush /data/a")) << failed;
+  EXPECT_EQ(group.stats().rounds, 2u);
+
+  EXPECT_EQ(group.Sync({}, 1, "/data/a").code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(group.Sync({1, 2, 3}, 1, "/data/a").code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// SyncAll flushes the filesystem at once, whatever min_files_for_fs says.
+TEST(SyncGroupTest, SyncAllFlushesTheFilesystemOutsideAnyRound) {
+  FakeOps fake;
+  SyncGroup group(kFsFd, Options(0), fake.Ops());
+  EXPECT_TRUE(group.SyncAll("/data").ok());
+  EXPECT_EQ(fake.Calls(),
+            (std::vector<std::string>{"fs " + std::to_string(kFsFd)}));
+  EXPECT_EQ(group.stats().rounds, 0u);
+  fake.fail_fd = kFsFd;
+  fake.fail_errno = EIO;
+  EXPECT_FALSE(group.SyncAll("/data").ok());
 }
 
 TEST(SyncGroupTest, RequestsArrivingDuringAFlushWaitForTheNextOneAndShareIt) {
