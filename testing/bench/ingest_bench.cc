@@ -40,8 +40,8 @@
 //       doubling to at most 2 s, +-20 % jitter. KIB_PER_SEC = 0: as fast as
 //       acks allow.
 //       Prints acked bytes, MB/s (over the whole run, retries included),
-//       the refused hellos ("retries", and the most of one stream) and when
-//       the last stream was welcomed.
+//       the refused or unconnected hellos ("retries", and the most of one
+//       stream) and when the last stream was welcomed.
 //   ingest_bench download TARGET ID
 //       DownloadCapture(ID); prints bytes and MB/s.
 //   ingest_bench follow TARGET ID
@@ -158,7 +158,7 @@ Clock::time_point BatchSendTime(const Batching& b, Clock::time_point t0,
 struct StreamResult {
   uint64_t acked = 0;
   uint64_t chunks = 0;
-  int retries = 0;             // hellos refused with RESOURCE_EXHAUSTED
+  int retries = 0;  // hellos refused with RESOURCE_EXHAUSTED, or not connected
   double welcomed_after = -1;  // seconds from the start of the run
   std::string error;
   std::string capture_id;
@@ -231,8 +231,12 @@ void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
     if (got) ctx->TryCancel();
     const grpc::Status st = stream->Finish();
     const int code = in.has_error() ? in.error().code() : st.error_code();
-    if (code == grpc::StatusCode::RESOURCE_EXHAUSTED &&
-        Clock::now() + delay < p.deadline) {
+    // Refused for now, or (with nothing read) not connected: an agent backs
+    // off and tries again in both cases. 100 connects at once to one
+    // loopback port sometimes see the second.
+    const bool again = code == grpc::StatusCode::RESOURCE_EXHAUSTED ||
+                       (!got && code == grpc::StatusCode::UNAVAILABLE);
+    if (again && Clock::now() + delay < p.deadline) {
       ++r->retries;
       std::this_thread::sleep_for(delay * jitter(rng));
       delay = std::min<std::chrono::duration<double>>(delay * 2, kLongestRetry);
