@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "common/kube/kube_json.h"
 #include "common/kube/names.h"
@@ -16,9 +17,12 @@ namespace {
 
 constexpr size_t kMaxNameBytes = 253;
 constexpr char kPrefix[] = "capture-node-";
+constexpr char kReplicaPrefix[] = "capture-replica-";
 // kLeaseAddressAnnotation as a JSON pointer token ('/' is "~1").
 constexpr char kLeaseAddressAnnotationPointer[] =
     "packetcapture.antrea.io~1address";
+constexpr char kLeaseIncarnationAnnotationPointer[] =
+    "packetcapture.antrea.io~1incarnation";
 
 absl::Status ApiError(absl::string_view what, const absl::Status& status) {
   return absl::UnavailableError(
@@ -36,7 +40,26 @@ bool Expired(const LeaseSpec& spec, absl::Time now) {
   return renewed + absl::Seconds(spec.lease_duration_seconds()) < now;
 }
 
+std::string Annotation(const Lease& lease, const char* key) {
+  auto it = lease.metadata().annotations().find(key);
+  return it == lease.metadata().annotations().end() ? "" : it->second;
+}
+
+std::string NewIncarnation() {
+  absl::BitGen gen;
+  return absl::StrCat(
+      absl::Hex(absl::Uniform<uint64_t>(gen), absl::kZeroPad16));
+}
+
 }  // namespace
+
+std::string ReplicaLeaseName(const std::string& identity) {
+  std::string name = absl::StrCat(kReplicaPrefix, identity);
+  if (name.size() <= kMaxNameBytes && kube::IsDns1123Subdomain(name)) {
+    return name;
+  }
+  return absl::StrCat(kReplicaPrefix, Sha256Hex(identity).substr(0, 16));
+}
 
 std::string NodeLeaseName(const std::string& node) {
   std::string name = absl::StrCat(kPrefix, node);
@@ -57,7 +80,16 @@ NodeLeases::NodeLeases(kube::HttpClient* http, NodeLeaseOptions options)
       options_(std::move(options)),
       duration_seconds_(static_cast<int32_t>(std::max<int64_t>(
           1, absl::ToInt64Seconds(options_.lease_duration + absl::Seconds(1) -
-                                  absl::Nanoseconds(1))))) {
+                                  absl::Nanoseconds(1))))),
+      node_duration_seconds_(
+          options_.node_lease_duration == absl::ZeroDuration()
+              ? duration_seconds_ * kNodeLeaseDurationFactor
+              : std::max<int32_t>(
+                    duration_seconds_,
+                    static_cast<int32_t>(absl::ToInt64Seconds(
+                        options_.node_lease_duration + absl::Seconds(1) -
+                        absl::Nanoseconds(1))))),
+      replica_lease_(ReplicaLeaseName(options_.identity)) {
   // The identity as a JSON string, written once by protobuf's printer (which
   // escapes it); empty if it cannot be (not UTF-8): then no patches, only
   // whole updates.
@@ -98,8 +130,10 @@ void NodeLeases::SetOnLost(std::function<void(const std::string&)> on_lost) {
 bool NodeLeases::Holds(const std::string& node) const {
   absl::MutexLock lock(&mu_);
   auto it = held_.find(node);
-  return it != held_.end() &&
-         Now() - it->second.renewed < options_.lease_duration;
+  const absl::Time now = Now();
+  return it != held_.end() && replica_held_ &&
+         now - replica_renewed_ < options_.lease_duration &&
+         now - it->second.renewed < absl::Seconds(node_duration_seconds_);
 }
 
 absl::StatusOr<NodeLeases::Fetch> NodeLeases::Get(const std::string& name,
@@ -159,36 +193,45 @@ absl::StatusOr<LeaseHolder> NodeLeases::TryAcquire(const std::string& node,
   const absl::Duration unchanged =
       other_holder ? UnchangedFor(name, *spec) : absl::ZeroDuration();
   if (!other_holder) observed_.erase(name);
+  bool held_by_other =
+      other_holder &&
+      (!Expired(*spec, now) || unchanged < options_.lease_duration / 2);
+  std::string holder_renewed = spec->renew_time();
+  if (held_by_other) {
+    absl::StatusOr<Liveness> liveness = HolderLiveness(lease, &holder_renewed);
+    if (!liveness.ok()) return liveness.status();
+    held_by_other = *liveness != Liveness::kGone;
+  }
+  if (held_by_other) {
+    LeaseHolder holder;
+    holder.identity = spec->holder_identity();
+    holder.address = Annotation(lease, kLeaseAddressAnnotation);
+    holder.epoch = spec->lease_transitions();
+    if (other != nullptr) *other = holder;
+    *renewed = holder_renewed;
+    return absl::FailedPreconditionError(
+        absl::StrCat("node ", node, " is held by ", holder.identity, " at ",
+                     holder.address));
+  }
   if (create) {
     spec->set_lease_transitions(0);
     spec->set_acquire_time(stamp);
   } else if (spec->holder_identity() == options_.identity && ours) {
     // Renewal: same writer, same epoch.
-  } else if (other_holder && (!Expired(*spec, now) ||
-                              unchanged < options_.lease_duration / 2)) {
-    LeaseHolder holder;
-    holder.identity = spec->holder_identity();
-    auto it = lease.metadata().annotations().find(kLeaseAddressAnnotation);
-    if (it != lease.metadata().annotations().end()) holder.address = it->second;
-    holder.epoch = spec->lease_transitions();
-    if (other != nullptr) *other = holder;
-    *renewed = spec->renew_time();
-    return absl::FailedPreconditionError(
-        absl::StrCat("node ", node, " is held by ", holder.identity, " at ",
-                     holder.address));
   } else {
-    // Free, expired, or left by an earlier incarnation of this replica: a
-    // new writer, so a new epoch.
+    // Free, expired, its holder gone, or left by an earlier incarnation of
+    // this replica: a new writer, so a new epoch.
     spec->set_lease_transitions(spec->lease_transitions() + 1);
     spec->set_acquire_time(stamp);
   }
   // Written even when 0 (a renewal's patch tests it).
   spec->set_lease_transitions(spec->lease_transitions());
   spec->set_holder_identity(options_.identity);
-  spec->set_lease_duration_seconds(duration_seconds_);
+  spec->set_lease_duration_seconds(node_duration_seconds_);
   spec->set_renew_time(stamp);
-  (*lease.mutable_metadata()->mutable_annotations())[kLeaseAddressAnnotation] =
-      options_.address;
+  auto& annotations = *lease.mutable_metadata()->mutable_annotations();
+  annotations[kLeaseAddressAnnotation] = options_.address;
+  annotations[kLeaseIncarnationAnnotation] = incarnation_;
   if (absl::Status s = Write(name, create, &lease); !s.ok()) return s;
   observed_.erase(name);
   LeaseHolder mine{options_.identity, options_.address,
@@ -198,6 +241,127 @@ absl::StatusOr<LeaseHolder> NodeLeases::TryAcquire(const std::string& node,
   held.epoch = mine.epoch;
   held.renewed = now;
   return mine;
+}
+
+absl::StatusOr<NodeLeases::Liveness> NodeLeases::HolderLiveness(
+    const Lease& node_lease, std::string* renewed) {
+  const std::string incarnation =
+      Annotation(node_lease, kLeaseIncarnationAnnotation);
+  if (incarnation.empty()) return Liveness::kUnknown;  // an older writer
+  const std::string& holder = node_lease.spec().holder_identity();
+  const std::string name = ReplicaLeaseName(holder);
+  Lease replica;
+  absl::StatusOr<Fetch> fetch = Get(name, &replica);
+  if (!fetch.ok()) return fetch.status();
+  if (*fetch == Fetch::kAbsent) return Liveness::kUnknown;
+  *renewed = replica.spec().renew_time();
+  if (replica.spec().holder_identity() != holder ||
+      Annotation(replica, kLeaseIncarnationAnnotation) != incarnation) {
+    return Liveness::kGone;  // that process is no longer the replica
+  }
+  const absl::Duration unchanged = UnchangedFor(name, replica.spec());
+  return Expired(replica.spec(), Now()) &&
+                 unchanged >= options_.lease_duration / 2
+             ? Liveness::kGone
+             : Liveness::kLive;
+}
+
+absl::Status NodeLeases::EnsureReplicaLease() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (replica_held_) return absl::OkStatus();
+  }
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    Lease lease;
+    absl::StatusOr<Fetch> fetch = Get(replica_lease_, &lease);
+    if (!fetch.ok()) return fetch.status();
+    const absl::Time now = Now();
+    const std::string stamp = FormatMicroTime(now);
+    const std::string incarnation = NewIncarnation();
+    LeaseSpec* spec = lease.mutable_spec();
+    spec->set_holder_identity(options_.identity);
+    spec->set_lease_duration_seconds(duration_seconds_);
+    spec->set_acquire_time(stamp);
+    spec->set_renew_time(stamp);
+    auto& annotations = *lease.mutable_metadata()->mutable_annotations();
+    annotations[kLeaseAddressAnnotation] = options_.address;
+    annotations[kLeaseIncarnationAnnotation] = incarnation;
+    absl::Status s = Write(replica_lease_, *fetch == Fetch::kAbsent, &lease);
+    if (absl::IsAborted(s)) continue;  // written in between: read again
+    if (!s.ok()) return s;
+    incarnation_ = incarnation;
+    LogLine("replica_lease_acquired",
+            {{"lease", replica_lease_}, {"incarnation", incarnation}});
+    absl::MutexLock lock(&mu_);
+    replica_held_ = true;
+    replica_renewed_ = now;
+    return absl::OkStatus();
+  }
+  return absl::UnavailableError(
+      absl::StrCat("lease ", replica_lease_, ": conflict twice"));
+}
+
+bool NodeLeases::RenewReplicaLease() {
+  absl::Time renewed;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!replica_held_) return true;
+    renewed = replica_renewed_;
+  }
+  const absl::Time now = Now();
+  std::string error;
+  if (holder_test_.empty()) {
+    // No patch can test the identity: read, check, update whole.
+    Lease lease;
+    absl::StatusOr<Fetch> fetch = Get(replica_lease_, &lease);
+    if (fetch.ok() &&
+        (*fetch == Fetch::kAbsent ||
+         lease.spec().holder_identity() != options_.identity ||
+         Annotation(lease, kLeaseIncarnationAnnotation) != incarnation_)) {
+      LogLine("replica_lease_lost", {{"lease", replica_lease_}});
+      return false;
+    }
+    absl::Status s = fetch.status();
+    if (s.ok()) {
+      lease.mutable_spec()->set_renew_time(FormatMicroTime(now));
+      s = Write(replica_lease_, false, &lease);
+    }
+    if (s.ok()) {
+      absl::MutexLock lock(&mu_);
+      replica_renewed_ = now;
+      return true;
+    }
+    error = s.ToString();
+  } else {
+    const std::string body = absl::StrCat(
+        holder_test_, R"({"op":"test","path":"/metadata/annotations/)",
+        kLeaseIncarnationAnnotationPointer, R"(","value":")", incarnation_,
+        R"("},{"op":"replace","path":"/spec/renewTime","value":")",
+        FormatMicroTime(now), R"("}])");
+    absl::StatusOr<kube::HttpResponse> response = http_->Do(
+        "PATCH", Path(replica_lease_), body, "application/json-patch+json");
+    if (response.ok() && response->status_code == 200) {
+      absl::MutexLock lock(&mu_);
+      replica_renewed_ = now;
+      return true;
+    }
+    if (response.ok() &&
+        (response->status_code == 404 || response->status_code == 422)) {
+      // Deleted, or written by another process with our identity: this
+      // incarnation's nodes may be taken from now on.
+      LogLine("replica_lease_lost",
+              {{"lease", replica_lease_},
+               {"code", absl::StrCat(response->status_code)}});
+      return false;
+    }
+    error =
+        response.ok()
+            ? kube::HttpError(response->status_code, response->body).ToString()
+            : response.status().ToString();
+  }
+  if (now - renewed < options_.lease_duration) return true;  // retry
+  LogLine("replica_lease_lost", {{"lease", replica_lease_}, {"error", error}});
+  return false;
 }
 
 absl::Duration NodeLeases::UnchangedFor(const std::string& name,
@@ -250,6 +414,8 @@ absl::StatusOr<LeaseHolder> NodeLeases::AcquireOnce(const std::string& node,
   }
   const std::string name = NodeLeaseName(node);
   absl::MutexLock api_lock(&api_mu_);
+  // Its node Leases name the incarnation, so the replica Lease comes first.
+  if (absl::Status s = EnsureReplicaLease(); !s.ok()) return s;
   bool ours;
   int64_t old_epoch = -1;
   {
@@ -409,7 +575,7 @@ bool NodeLeases::Renew(const std::string& node) {
     if (it != held_.end()) it->second.renewed = now;
     return true;
   }
-  if (now - renewed < options_.lease_duration) return true;  // retry
+  if (now - renewed < absl::Seconds(node_duration_seconds_)) return true;
   LogLine("lease_lost",
           {{"node", node}, {"lease", name}, {"error", s.ToString()}});
   return false;
@@ -417,16 +583,45 @@ bool NodeLeases::Renew(const std::string& node) {
 
 void NodeLeases::RenewLoop() {
   const absl::Duration period = options_.lease_duration / 3;
+  // Node Leases every third of their own duration, give or take half a tick.
+  const absl::Duration node_period =
+      absl::Seconds(node_duration_seconds_) / 3 - period / 2;
   while (true) {
     std::vector<std::string> nodes;
     {
       absl::MutexLock lock(&mu_);
       mu_.AwaitWithTimeout(absl::Condition(&stop_), period);
       if (stop_) return;
-      for (const auto& [node, held] : held_) nodes.push_back(node);
+    }
+    bool replica_lost;
+    {
+      absl::MutexLock api_lock(&api_mu_);
+      replica_lost = !RenewReplicaLease();
+    }
+    std::function<void(const std::string&)> on_lost;
+    {
+      absl::MutexLock lock(&mu_);
+      on_lost = on_lost_;
+      const absl::Time now = Now();
+      for (const auto& [node, held] : held_) {
+        if (replica_lost || now - held.renewed >= node_period) {
+          nodes.push_back(node);
+        }
+      }
+      if (replica_lost) {
+        // Every node goes; the next Acquire takes the replica Lease again
+        // with a new incarnation, so none of these looks live to others.
+        held_.clear();
+        replica_held_ = false;
+      }
+    }
+    if (replica_lost) {
+      for (const std::string& node : nodes) {
+        if (on_lost) on_lost(node);
+      }
+      continue;
     }
     for (const std::string& node : nodes) {
-      std::function<void(const std::string&)> on_lost;
       {
         absl::MutexLock api_lock(&api_mu_);
         if (Renew(node)) continue;

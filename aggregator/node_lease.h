@@ -3,21 +3,33 @@
 // hash past 253 characters), holderIdentity = this replica's id, annotation
 // packetcapture.antrea.io/address = the replica's advertised host:port.
 // Every write carries the resourceVersion read, so of two replicas racing for
-// a node one gets 409 and loses. A lease is free when it has no holder, or
-// when renewTime + leaseDurationSeconds has passed and this replica has also
-// read it unchanged for half its duration by its own clock (else a replica
-// whose clock runs ahead would take live holders' leases, which are renewed
-// every third of it). Taking it from anyone (or from an earlier incarnation
-// of this replica) adds one to
-// leaseTransitions, which is the node's epoch: a fencing number that grows
-// with every change of writer.
+// a node one gets 409 and loses. Taking a node's Lease from anyone (or from
+// an earlier incarnation of this replica) adds one to leaseTransitions,
+// which is the node's epoch: a fencing number that grows with every change
+// of writer.
 //
-// A renewal thread renews every held lease each lease_duration / 3, with a
-// JSON patch of renewTime that tests holderIdentity and leaseTransitions
-// first (so it needs no resourceVersion, and the answer is not parsed: 100
-// nodes are ~37 renewals a second). A lease that cannot be renewed within
-// lease_duration (API down) or that another replica took is dropped and
-// reported through on_lost.
+// A replica's liveness is one Lease of its own, "capture-replica-<id>",
+// renewed every lease_duration / 3 and annotated with the incarnation (a
+// random number per process, new after every loss) that its node Leases
+// name too. So 100 held nodes cost one renewal per period, not 100 (which
+// were ~37 a second and a tenth of a replica's CPU). Node Leases say
+// leaseDurationSeconds = 5 x lease_duration and are renewed every third of
+// that, which keeps them valid for readers that judge only the node Lease
+// and notices a Lease someone else wrote.
+//
+// A node Lease held by another replica is free when it has no holder; or
+// when it names an incarnation and its holder's replica Lease names another
+// one (the holder restarted) or has expired; or when the node Lease itself
+// has expired. Expired means renewTime + leaseDurationSeconds has passed
+// and this replica has also read that Lease unchanged for half of
+// lease_duration by its own clock (else a replica whose clock runs ahead
+// would take live holders' nodes). A replica Lease that is absent decides
+// nothing: then only the node Lease's own expiry counts.
+//
+// A replica that cannot renew its replica Lease within lease_duration (API
+// down), or finds that another process wrote it, drops every node; a node
+// Lease that cannot be renewed in its own duration, or that someone else
+// took, is dropped alone. Both are reported through on_lost.
 //
 // Thread-safe; API calls are serialized (one replica's leases are few).
 #ifndef AGGREGATOR_NODE_LEASE_H_
@@ -41,10 +53,17 @@ namespace pc::aggregator {
 
 inline constexpr char kLeaseAddressAnnotation[] =
     "packetcapture.antrea.io/address";
+inline constexpr char kLeaseIncarnationAnnotation[] =
+    "packetcapture.antrea.io/incarnation";
+// A node Lease's duration, in replica lease durations.
+inline constexpr int kNodeLeaseDurationFactor = 5;
 
 struct NodeLeaseOptions {
   std::string namespace_name, identity, address;
   absl::Duration lease_duration = absl::Seconds(8);
+  // Node Leases' leaseDurationSeconds; zero: kNodeLeaseDurationFactor x
+  // lease_duration. Never below lease_duration.
+  absl::Duration node_lease_duration = absl::ZeroDuration();
   std::function<absl::Time()> clock;  // absl::Now when empty
   // Acquire of a node whose holder does not renew its lease waits (up to
   // lease_duration) for the lease to expire and takes it, re-reading it
@@ -59,6 +78,11 @@ struct NodeLeaseOptions {
 // The Lease's name for `node`: "capture-node-<node>", or, past 253
 // characters, a prefix of it + "-" + 16 hex digits of the node's SHA-256.
 std::string NodeLeaseName(const std::string& node);
+
+// The replica Lease's name for `identity`: "capture-replica-<identity>", or,
+// when that is no DNS subdomain, "capture-replica-" + 16 hex digits of the
+// identity's SHA-256.
+std::string ReplicaLeaseName(const std::string& identity);
 
 // MicroTime as the API writes it: "2026-12-02T07:30:00.123456Z".
 std::string FormatMicroTime(absl::Time t);
@@ -80,10 +104,11 @@ class NodeLeases final : public NodeOwnership {
   // replica can take the node at once: one patch that tests holder and
   // epoch, or, if that fails, a read and a whole update if still ours.
   void Release(const std::string& node) override;
-  // Held, and renewed within lease_duration.
+  // Held; the replica Lease renewed within lease_duration and the node's
+  // within its own duration.
   bool Holds(const std::string& node) const override;
-  // Called (from the renewal thread, no lock held) when a renewal finds the
-  // lease taken or cannot renew it before it expires.
+  // Called (from the renewal thread, no lock held) for each node lost: its
+  // Lease was taken or not renewed in time, or the replica Lease was.
   void SetOnLost(std::function<void(const std::string& node)> on_lost) override;
 
  private:
@@ -99,6 +124,9 @@ class NodeLeases final : public NodeOwnership {
     int64_t transitions = 0;
     absl::Time since = absl::InfinitePast();
   };
+
+  // What another replica's Lease of its own says about a node Lease it holds.
+  enum class Liveness { kLive, kGone, kUnknown };
 
   absl::Time Now() const;
   std::string Path(const std::string& name) const;
@@ -135,6 +163,19 @@ class NodeLeases final : public NodeOwnership {
   // unchanged: zero when it differs from the last read.
   absl::Duration UnchangedFor(const std::string& name, const LeaseSpec& spec)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+  // Creates or overwrites this replica's own Lease with a new incarnation,
+  // unless it is held and fresh.
+  absl::Status EnsureReplicaLease() ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+  // Patches its renewTime, testing holder and incarnation; false when it is
+  // lost (another process wrote it, or not renewed within lease_duration).
+  bool RenewReplicaLease() ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+  // For a node Lease held by another replica: kGone when it names an
+  // incarnation that the holder's replica Lease no longer names, or that
+  // Lease has expired (see the file comment); kUnknown without a replica
+  // Lease or an incarnation. *renewed: the replica Lease's renewTime.
+  absl::StatusOr<Liveness> HolderLiveness(const Lease& node_lease,
+                                          std::string* renewed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
   // Whether a read Lease is still the one we hold at `epoch`.
   bool Ours(Fetch fetch, const Lease& lease, int64_t epoch) const;
   // Renews one held lease; false when it is lost (taken, or not renewed in
@@ -144,15 +185,22 @@ class NodeLeases final : public NodeOwnership {
 
   kube::HttpClient* const http_;
   const NodeLeaseOptions options_;
-  const int32_t duration_seconds_;
+  const int32_t duration_seconds_;       // the replica Lease's
+  const int32_t node_duration_seconds_;  // node Leases'
+  const std::string replica_lease_;
   // `[{"op":"test","path":"/spec/holderIdentity","value":"<identity>"},`
   std::string holder_test_;
 
   absl::Mutex api_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   // Other replicas' leases as last read (nodes this replica was asked for).
   std::map<std::string, Observed> observed_ ABSL_GUARDED_BY(api_mu_);
+  // This process's incarnation since the replica Lease was last (re)taken.
+  std::string incarnation_ ABSL_GUARDED_BY(api_mu_);
   mutable absl::Mutex mu_;
   std::map<std::string, Held> held_ ABSL_GUARDED_BY(mu_);
+  // Whether the replica Lease is ours, and when it was last written.
+  bool replica_held_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time replica_renewed_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::function<void(const std::string&)> on_lost_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread renewer_;

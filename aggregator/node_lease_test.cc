@@ -1,5 +1,6 @@
 #include "aggregator/node_lease.h"
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <memory>
@@ -134,15 +135,20 @@ class LeaseApi {
             lease.spec().lease_transitions() != value.number_value()) {
           return Code(422);
         }
+      } else if (verb == "test" &&
+                 absl::StartsWith(path, "/metadata/annotations/")) {
+        auto it = lease.metadata().annotations().find(AnnotationKey(path));
+        if (it == lease.metadata().annotations().end() ||
+            it->second != value.string_value()) {
+          return Code(422);
+        }
       } else if (verb == "replace" && path == "/spec/renewTime") {
         lease.mutable_spec()->set_renew_time(value.string_value());
       } else if (verb == "remove" && path == "/spec/holderIdentity") {
         lease.mutable_spec()->clear_holder_identity();
       } else if (verb == "remove" &&
                  absl::StartsWith(path, "/metadata/annotations/")) {
-        std::string key = absl::StrReplaceAll(
-            path.substr(sizeof("/metadata/annotations/") - 1),
-            {{"~1", "/"}, {"~0", "~"}});
+        const std::string key = AnnotationKey(path);
         if (lease.metadata().annotations().count(key) == 0) return Code(422);
         lease.mutable_metadata()->mutable_annotations()->erase(key);
       } else {
@@ -152,6 +158,12 @@ class LeaseApi {
     lease.mutable_metadata()->set_resource_version(absl::StrCat(++rv_));
     *stored = lease;
     return Json(200, lease);
+  }
+
+  static std::string AnnotationKey(const std::string& path) {
+    return absl::StrReplaceAll(
+        path.substr(sizeof("/metadata/annotations/") - 1),
+        {{"~1", "/"}, {"~0", "~"}});
   }
 
   std::unique_ptr<kube::FakeApiServer> server_;
@@ -164,9 +176,13 @@ class LeaseApi {
   std::function<void(Lease*)> meddle_ ABSL_GUARDED_BY(mu_);
 };
 
+// With the default node_lease_duration: 5 x `duration`. Tests of node Lease
+// renewals pass `node` = `duration`, so that they come every third of it.
 NodeLeaseOptions Options(const std::string& identity,
-                         absl::Duration duration = absl::Seconds(8)) {
+                         absl::Duration duration = absl::Seconds(8),
+                         absl::Duration node = absl::ZeroDuration()) {
   NodeLeaseOptions options;
+  options.node_lease_duration = node;
   options.namespace_name = "ns";
   options.identity = identity;
   options.address = absl::StrCat("198.18.0.", identity == "a" ? 1 : 2, ":9000");
@@ -187,12 +203,25 @@ Lease HeldBy(const std::string& holder, absl::Time renewed, int transitions,
   return lease;
 }
 
-// Methods of the requests after the first `skip`.
-std::vector<std::string> MethodsAfter(LeaseApi& api, size_t skip) {
-  std::vector<std::string> methods;
+// Requests after the first `skip` about Lease `name` (all when empty).
+std::vector<FakeRequest> RequestsAfter(LeaseApi& api, size_t skip,
+                                       const std::string& name = "") {
+  std::vector<FakeRequest> about;
   std::vector<FakeRequest> requests = api.requests();
   for (size_t i = skip; i < requests.size(); ++i) {
-    methods.push_back(requests[i].method);
+    if (name.empty() || requests[i].target == absl::StrCat(kBase, "/", name)) {
+      about.push_back(requests[i]);
+    }
+  }
+  return about;
+}
+
+// Their methods.
+std::vector<std::string> MethodsAfter(LeaseApi& api, size_t skip,
+                                      const std::string& name = "") {
+  std::vector<std::string> methods;
+  for (const FakeRequest& r : RequestsAfter(api, skip, name)) {
+    methods.push_back(r.method);
   }
   return methods;
 }
@@ -218,7 +247,8 @@ TEST(NodeLeaseName, MicroTime) {
 
 TEST(NodeLeases, CreatesWhenAbsentAndRenews) {
   LeaseApi api;
-  NodeLeases leases(api.http(), Options("a", absl::Seconds(1)));
+  NodeLeases leases(api.http(),
+                    Options("a", absl::Seconds(1), absl::Seconds(1)));
   absl::StatusOr<LeaseHolder> got = leases.Acquire("n1");
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->epoch, 0);
@@ -231,7 +261,12 @@ TEST(NodeLeases, CreatesWhenAbsentAndRenews) {
             "198.18.0.1:9000");
   EXPECT_EQ(stored.spec().renew_time().size(),
             std::string("2026-12-02T07:30:00.123456Z").size());
-  EXPECT_EQ(api.requests()[1].method, "POST");
+  // The replica Lease, then the node's: each read, then created.
+  const std::vector<std::string> methods = MethodsAfter(api, 0);
+  ASSERT_GE(methods.size(), 4u);
+  EXPECT_EQ(std::vector<std::string>(methods.begin(), methods.begin() + 4),
+            (std::vector<std::string>{"GET", "POST", "GET", "POST"}));
+  EXPECT_EQ(api.Stored("capture-replica-a").spec().holder_identity(), "a");
   const std::string first_renew = stored.spec().renew_time();
   absl::SleepFor(absl::Milliseconds(1500));  // > lease_duration
   EXPECT_TRUE(leases.Holds("n1"));
@@ -414,7 +449,8 @@ TEST(NodeLeases, ReleaseLetsAnotherReplicaTakeAtOnce) {
                 .annotations()
                 .count(kLeaseAddressAnnotation),
             0u);
-  EXPECT_EQ(MethodsAfter(api, before), std::vector<std::string>{"PATCH"});
+  EXPECT_EQ(MethodsAfter(api, before, "capture-node-n1"),
+            std::vector<std::string>{"PATCH"});
   absl::StatusOr<LeaseHolder> got = b.Acquire("n1");
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->epoch, 1);
@@ -466,7 +502,8 @@ TEST(NodeLeases, RenewalFindsItTaken) {
 
 TEST(NodeLeases, RenewalsPatchTheRenewTimeOfTheirOwnEpoch) {
   LeaseApi api;
-  NodeLeases leases(api.http(), Options("a \"quoted\"", absl::Seconds(1)));
+  NodeLeases leases(
+      api.http(), Options("a \"quoted\"", absl::Seconds(1), absl::Seconds(1)));
   ASSERT_TRUE(leases.Acquire("n1").ok());
   Lease stored = api.Stored("capture-node-n1");
   ASSERT_TRUE(stored.spec().has_lease_transitions());  // 0, written
@@ -477,11 +514,11 @@ TEST(NodeLeases, RenewalsPatchTheRenewTimeOfTheirOwnEpoch) {
   api.Put("capture-node-n1", stored);
   absl::SleepFor(absl::Milliseconds(1500));  // > lease_duration
   EXPECT_TRUE(leases.Holds("n1"));
-  const std::vector<std::string> methods = MethodsAfter(api, acquired);
-  ASSERT_GE(methods.size(), 3u);
-  for (const std::string& method : methods) EXPECT_EQ(method, "PATCH");
-  const FakeRequest patch = api.requests().back();
-  EXPECT_EQ(patch.target, absl::StrCat(kBase, "/capture-node-n1"));
+  const std::vector<FakeRequest> renewals =
+      RequestsAfter(api, acquired, "capture-node-n1");
+  ASSERT_GE(renewals.size(), 3u);
+  for (const FakeRequest& r : renewals) EXPECT_EQ(r.method, "PATCH");
+  const FakeRequest patch = renewals.back();
   EXPECT_TRUE(absl::StrContains(
       patch.body,
       R"({"op":"test","path":"/spec/holderIdentity","value":"a \"quoted\""})"))
@@ -500,7 +537,8 @@ TEST(NodeLeases, ALeaseWithoutTransitionsIsRenewedByAnUpdate) {
   // was 0: the patch's test fails, the lease is read, still ours, and
   // updated whole, with the field; later renewals patch again.
   LeaseApi api;
-  NodeLeases leases(api.http(), Options("a", absl::Seconds(1)));
+  NodeLeases leases(api.http(),
+                    Options("a", absl::Seconds(1), absl::Seconds(1)));
   std::atomic<int> lost{0};
   leases.SetOnLost([&](const std::string&) { ++lost; });
   ASSERT_TRUE(leases.Acquire("n1").ok());
@@ -511,7 +549,8 @@ TEST(NodeLeases, ALeaseWithoutTransitionsIsRenewedByAnUpdate) {
   absl::SleepFor(absl::Milliseconds(1500));
   EXPECT_EQ(lost, 0);
   EXPECT_TRUE(leases.Holds("n1"));
-  const std::vector<std::string> methods = MethodsAfter(api, before);
+  const std::vector<std::string> methods =
+      MethodsAfter(api, before, "capture-node-n1");
   ASSERT_GE(methods.size(), 4u);
   EXPECT_EQ(std::vector<std::string>(methods.begin(), methods.begin() + 4),
             (std::vector<std::string>{"PATCH", "GET", "PUT", "PATCH"}));
@@ -531,7 +570,7 @@ TEST(NodeLeases, ReleaseReadsTheLeaseWhenItIsNotAsWritten) {
   api.Put("capture-node-n1", changed);
   size_t before = api.requests().size();
   a.Release("n1");
-  EXPECT_EQ(MethodsAfter(api, before),
+  EXPECT_EQ(MethodsAfter(api, before, "capture-node-n1"),
             (std::vector<std::string>{"PATCH", "GET", "PUT"}));
   EXPECT_EQ(api.Stored("capture-node-n1").spec().holder_identity(), "");
   // Taken by another replica meanwhile: read, and left alone.
@@ -539,9 +578,145 @@ TEST(NodeLeases, ReleaseReadsTheLeaseWhenItIsNotAsWritten) {
   api.Put("capture-node-n1", HeldBy("c", absl::Now(), 9));
   before = api.requests().size();
   a.Release("n1");
-  EXPECT_EQ(MethodsAfter(api, before),
+  EXPECT_EQ(MethodsAfter(api, before, "capture-node-n1"),
             (std::vector<std::string>{"PATCH", "GET"}));
   EXPECT_EQ(api.Stored("capture-node-n1").spec().holder_identity(), "c");
+}
+
+// Liveness is the replica's own Lease: one renewal a period however many
+// nodes it holds; node Leases last 5 x as long and are renewed 5 x less.
+TEST(NodeLeases, OneReplicaRenewalPerPeriodForManyNodes) {
+  LeaseApi api;
+  NodeLeases leases(api.http(), Options("a", absl::Seconds(1)));
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(leases.Acquire(absl::StrCat("n", i)).ok());
+  }
+  const Lease replica = api.Stored("capture-replica-a");
+  const std::string incarnation =
+      replica.metadata().annotations().at(kLeaseIncarnationAnnotation);
+  EXPECT_EQ(incarnation.size(), 16u);
+  EXPECT_EQ(replica.spec().lease_duration_seconds(), 1);
+  const Lease node = api.Stored("capture-node-n3");
+  EXPECT_EQ(node.spec().lease_duration_seconds(), 5);
+  EXPECT_EQ(node.metadata().annotations().at(kLeaseIncarnationAnnotation),
+            incarnation);
+  const size_t before = api.requests().size();
+  absl::SleepFor(absl::Milliseconds(1200));  // > lease_duration
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(leases.Holds(absl::StrCat("n", i)));
+  const std::vector<FakeRequest> after = RequestsAfter(api, before);
+  const std::vector<FakeRequest> renewals =
+      RequestsAfter(api, before, "capture-replica-a");
+  EXPECT_EQ(after.size(), renewals.size());  // no node Lease was written
+  ASSERT_GE(renewals.size(), 3u);
+  for (const FakeRequest& r : renewals) EXPECT_EQ(r.method, "PATCH");
+  EXPECT_TRUE(absl::StrContains(
+      renewals.back().body,
+      absl::StrCat(R"({"op":"test","path":"/metadata/annotations/)",
+                   R"(packetcapture.antrea.io~1incarnation","value":")",
+                   incarnation, R"("})")))
+      << renewals.back().body;
+  EXPECT_GT(api.Stored("capture-replica-a").spec().renew_time(),
+            replica.spec().renew_time());
+}
+
+// A replica killed with its node Leases still valid (5 s here): another
+// one takes them once the replica Lease has expired (1 s) and been read
+// unchanged for half of it, not after the node Leases' 5 s. While the
+// holder lives, it keeps them.
+TEST(NodeLeases, AHolderWhoseReplicaLeaseExpiredIsTakenOver) {
+  LeaseApi api;
+  auto a =
+      std::make_unique<NodeLeases>(api.http(), Options("a", absl::Seconds(1)));
+  ASSERT_TRUE(a->Acquire("n1").ok());
+  NodeLeaseOptions options = Options("b", absl::Seconds(1));
+  options.wait_for_silent_holder = true;
+  options.holder_poll = absl::Milliseconds(100);
+  NodeLeases b(api.http(), options);
+  absl::SleepFor(absl::Milliseconds(1500));  // past a's replica lease_duration
+  LeaseHolder other;
+  EXPECT_TRUE(absl::IsFailedPrecondition(b.Acquire("n1", &other).status()));
+  EXPECT_EQ(other.identity, "a");
+  EXPECT_EQ(other.address, "198.18.0.1:9000");
+  a.reset();  // dies: stops renewing, releases nothing
+  const absl::Time died = absl::Now();
+  absl::StatusOr<LeaseHolder> got = b.Acquire("n1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  const absl::Duration took = absl::Now() - died;
+  EXPECT_EQ(got->epoch, 1);
+  EXPECT_GE(took, absl::Milliseconds(500)) << took;
+  EXPECT_LT(took, absl::Seconds(4)) << took;  // the node Lease said 5 s
+  EXPECT_EQ(api.Stored("capture-node-n1").spec().holder_identity(), "b");
+}
+
+// A replica restarted under the same identity takes its replica Lease with
+// a new incarnation at its first Acquire: the nodes the dead process held
+// are free at once for every replica.
+TEST(NodeLeases, ARestartedReplicasOldNodesAreFreeAtOnce) {
+  LeaseApi api;
+  auto a = std::make_unique<NodeLeases>(api.http(), Options("a"));
+  ASSERT_TRUE(a->Acquire("n1").ok());
+  a.reset();
+  NodeLeases b(api.http(), Options("b"));
+  EXPECT_TRUE(absl::IsFailedPrecondition(b.Acquire("n1").status()));
+  NodeLeases a2(api.http(), Options("a"));
+  ASSERT_TRUE(a2.Acquire("n2").ok());
+  absl::StatusOr<LeaseHolder> got = b.Acquire("n1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->epoch, 1);
+}
+
+// Another process wrote this replica's Lease (same identity, a new
+// incarnation): every node is dropped and reported; the next Acquire takes
+// the replica Lease again, with an incarnation of its own and new epochs.
+TEST(NodeLeases, LosingTheReplicaLeaseDropsEveryNode) {
+  LeaseApi api;
+  NodeLeases a(api.http(), Options("a", absl::Seconds(1)));
+  absl::Mutex mu;
+  std::vector<std::string> lost;
+  a.SetOnLost([&](const std::string& node) {
+    absl::MutexLock lock(&mu);
+    lost.push_back(node);
+  });
+  ASSERT_TRUE(a.Acquire("n1").ok());
+  ASSERT_TRUE(a.Acquire("n2").ok());
+  Lease replica = api.Stored("capture-replica-a");
+  const std::string first =
+      replica.metadata().annotations().at(kLeaseIncarnationAnnotation);
+  (*replica.mutable_metadata()
+        ->mutable_annotations())[kLeaseIncarnationAnnotation] = "another";
+  api.Put("capture-replica-a", replica);
+  {
+    absl::MutexLock lock(&mu);
+    auto both = [&]()
+                    ABSL_SHARED_LOCKS_REQUIRED(mu) { return lost.size() == 2; };
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&both), absl::Seconds(3)));
+    std::sort(lost.begin(), lost.end());
+    EXPECT_EQ(lost, (std::vector<std::string>{"n1", "n2"}));
+  }
+  EXPECT_FALSE(a.Holds("n1"));
+  EXPECT_FALSE(a.Holds("n2"));
+  absl::StatusOr<LeaseHolder> got = a.Acquire("n1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->epoch, 1);
+  const std::string second = api.Stored("capture-replica-a")
+                                 .metadata()
+                                 .annotations()
+                                 .at(kLeaseIncarnationAnnotation);
+  EXPECT_NE(second, first);
+  EXPECT_NE(second, "another");
+  EXPECT_EQ(api.Stored("capture-node-n1")
+                .metadata()
+                .annotations()
+                .at(kLeaseIncarnationAnnotation),
+            second);
+}
+
+TEST(ReplicaLeaseName, AnIdentityThatIsNoNameIsHashed) {
+  EXPECT_EQ(ReplicaLeaseName("aggregator-0"), "capture-replica-aggregator-0");
+  const std::string hashed = ReplicaLeaseName("Replica A");
+  EXPECT_TRUE(kube::IsDns1123Subdomain(hashed)) << hashed;
+  EXPECT_EQ(hashed.size(), std::string("capture-replica-").size() + 16);
+  EXPECT_NE(hashed, ReplicaLeaseName("Replica B"));
 }
 
 TEST(NodeLeases, RejectsBadNodeNames) {

@@ -6,7 +6,9 @@
 # renewing, the other is refused and told the holder's address; once the holder dies
 # without releasing, the other takes over after expiry with the next epoch; a release lets
 # the first take it back at once, with the next epoch again; a holder whose Lease someone
-# else writes notices it ("lost") at its next renewal; a 253-character node name works.
+# else writes notices it ("lost") at its next renewal; the holder's liveness is a replica
+# Lease of its own that the node Lease names by incarnation, and a holder whose replica Lease
+# someone else writes drops its nodes; a 253-character node name works.
 # Needs root.
 set -uo pipefail
 
@@ -66,19 +68,24 @@ check "b is refused and told a's address (exit $rc: $out)" \
 sleep 3  # past the 2 s duration: only renewals keep it
 out=$(replica b "$B" node-x 2>/dev/null); rc=$?
 check "a still holds node-x after its lease duration, by renewing (b: $out)" test "$rc" = 3
-check "the Lease records a as holder, its address, 2 s, epoch 0" \
-  test "$(lease_field node-x '{.spec.holderIdentity} {.metadata.annotations.packetcapture\.antrea\.io/address} {.spec.leaseDurationSeconds} {.spec.leaseTransitions}')" = "a $A 2 0"
+# Node Leases last 5 x --lease_duration; a's liveness is its own Lease, renewed every third
+# of 2 s, which the node Lease names by incarnation.
+check "the Lease records a as holder, its address, 10 s, epoch 0" \
+  test "$(lease_field node-x '{.spec.holderIdentity} {.metadata.annotations.packetcapture\.antrea\.io/address} {.spec.leaseDurationSeconds} {.spec.leaseTransitions}')" = "a $A 10 0"
+incarnation=$(lease_field node-x '{.metadata.annotations.packetcapture\.antrea\.io/incarnation}')
+check "a's replica Lease names the same incarnation ($incarnation), 2 s" \
+  test "$(kubectl get lease -n kube-system capture-replica-a -o 'jsonpath={.spec.holderIdentity} {.metadata.annotations.packetcapture\.antrea\.io/incarnation} {.spec.leaseDurationSeconds}')" = "a $incarnation 2"
 check "renewTime is a MicroTime" \
   bash -c "[[ '$(lease_field node-x '{.spec.renewTime}')' =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\.[0-9]{6}Z$ ]]"
 wait "$a1"
 check "a held it for its whole hold time" grep -qx "done holds=1" "$work/a1"
 
-# --- a died without releasing: b takes over once the lease has expired ---
+# --- a died without releasing: b takes over once a's replica Lease has expired ---
 # (b waits, as the aggregator does: it takes a lease only once it has also read it unchanged
 # for half its duration by its own clock, so a replica whose clock runs ahead takes nothing.)
 died=$(date +%s%N)
 b_takes() { replica b "$B" node-x --wait --hold=2s --release > "$work/b1" 2>/dev/null; }
-check_eventually "b takes node-x over after a's lease expired" 8 b_takes
+check_eventually "b takes node-x over after a's replica lease expired" 8 b_takes
 # b's acquireTime stays in the Lease after its release.
 acquired=$(lease_field node-x '{.spec.acquireTime}')
 took_ms=$((($(date -d "$acquired" +%s%N) - died) / 1000000))
@@ -100,10 +107,22 @@ check "the Lease counts 2 transitions" test "$(lease_field node-x '{.spec.leaseT
 patch="{\"spec\":{\"holderIdentity\":\"c\",\"renewTime\":\"$(date -u +%Y-%m-%dT%H:%M:%S.000000Z)\"}}"
 check "c (the admin) writes the Lease" \
   bash -c "kubectl patch lease -n kube-system capture-node-node-x --type=merge -p '$patch' >&2"
-check_eventually "a reports the lease lost" 3 grep -qx lost "$work/a2"
+# (its next renewal of the node Lease: every third of 10 s)
+check_eventually "a reports the lease lost" 6 grep -qx lost "$work/a2"
 wait "$a2"
 check "a no longer holds it" grep -qx "done holds=0" "$work/a2"
 check "a did not write over c" test "$(lease_field node-x '{.spec.holderIdentity}')" = c
+
+# --- another process writes a's replica Lease: a drops its nodes at its next renewal ---
+replica a "$A" node-y --hold=6s > "$work/a3" 2>/dev/null &
+a3=$!
+check_eventually "a takes node-y" 5 grep -q "^acquired" "$work/a3"
+check "someone writes a's replica Lease with another incarnation" \
+  bash -c "kubectl annotate lease -n kube-system capture-replica-a --overwrite packetcapture.antrea.io/incarnation=another >&2"
+# (the replica Lease is renewed every third of 2 s)
+check_eventually "a reports node-y lost" 3 grep -qx lost "$work/a3"
+wait "$a3"
+check "a no longer holds node-y" grep -qx "done holds=0" "$work/a3"
 
 # --- the longest node name ---
 long=$(printf '%063d' 0 | tr 0 a).$(printf '%063d' 0 | tr 0 b).$(printf '%063d' 0 | tr 0 c).$(printf '%061d' 0 | tr 0 d)
