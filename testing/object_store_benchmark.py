@@ -138,6 +138,17 @@ def pid_of(name):
     return int(open(f"{STATE}/pids/{name}.pid").read().split()[0])
 
 
+def lease_requests():
+    """Requests about Leases the kube-apiserver has served so far, from all clients (its
+    apiserver_request_total), by verb."""
+    counts = {}
+    for line in run("kubectl", "get", "--raw", "/metrics").splitlines():
+        if line.startswith("apiserver_request_total{") and 'resource="leases"' in line:
+            verb = line.split('verb="', 1)[1].split('"', 1)[0]
+            counts[verb] = counts.get(verb, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
 def replicas():
     """{index: host:port} of the running replicas, from `cluster.sh env`."""
     env = run(CLUSTER, "env")
@@ -336,12 +347,19 @@ def fig3(tokens, target):
         f"{PAIRS} pairs")
     agg_pid, store_pid = pid_of("aggregator-0"), pid_of("object-store")
     store_cpu = {"replica": [], "null putter": []}
+    # Lease requests to the API server during each run: the replica's for the 100 nodes
+    # (and its own), plus the cluster's background (the idle replica's node-a, which
+    # the putter's runs show alone).
+    leases = {"replica": [], "null putter": []}
     profiles = {"replica": [], "null putter": []}  # [profile, pid] per pair
 
     def with_store_cpu(name, measure):
-        c_store = cpu_seconds(store_pid)
+        c_store, l_before = cpu_seconds(store_pid), lease_requests()
         m = measure()
         store_cpu[name].append(cpu_seconds(store_pid) - c_store)
+        l_after = lease_requests()
+        leases[name].append({v: n - l_before.get(v, 0) for v, n in l_after.items()
+                             if n > l_before.get(v, 0)})
         return m
 
     def measure_putter(i):
@@ -388,6 +406,10 @@ def fig3(tokens, target):
           f"median {ratio:.2f} ({after:.2f} after the last welcome); versitygw CPU {s_agg:.2f} s "
           f"serving the replica, {s_put:.2f} s the null putter (not included); replica VmHWM "
           f"{a_hwm:.1f} MiB (process lifetime)")
+    for name in ("replica", "null putter"):
+        print(f"  Lease requests to the API server during the {name}'s runs (all clients): " +
+              "; ".join(", ".join(f"{v} {n}" for v, n in sorted(c.items())) or "none"
+                        for c in leases[name]))
     for i, (a, p) in enumerate(zip(profiles["replica"], profiles["null putter"])):
         if a and p:
             print(f"  pair {i + 1}, CPU by part of the ingest path (perf samples):", flush=True)
