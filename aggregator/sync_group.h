@@ -1,5 +1,6 @@
 // Group commit for durable writes made by many threads at once: callers ask
-// for one file's written data to be made durable, and the requests that
+// for the written data of one or two files (a commit's data and its log) to
+// be made durable, and the requests that
 // arrive while a flush is running are served together by the next one. When
 // several writers (agents) have been active lately, a round also waits a
 // little (at most max_delay) for each of them to have a request queued. A
