@@ -45,6 +45,12 @@ std::string Annotation(const Lease& lease, const char* key) {
   return it == lease.metadata().annotations().end() ? "" : it->second;
 }
 
+// The JSON patch operation that sets renewTime to `t`.
+std::string RenewTimeOp(absl::Time t) {
+  return absl::StrCat(R"({"op":"replace","path":"/spec/renewTime","value":")",
+                      FormatMicroTime(t), R"("})");
+}
+
 std::string NewIncarnation() {
   absl::BitGen gen;
   return absl::StrCat(
@@ -333,13 +339,11 @@ bool NodeLeases::RenewReplicaLease() {
     }
     error = s.ToString();
   } else {
-    const std::string body = absl::StrCat(
-        holder_test_, R"({"op":"test","path":"/metadata/annotations/)",
-        kLeaseIncarnationAnnotationPointer, R"(","value":")", incarnation_,
-        R"("},{"op":"replace","path":"/spec/renewTime","value":")",
-        FormatMicroTime(now), R"("}])");
-    absl::StatusOr<kube::HttpResponse> response = http_->Do(
-        "PATCH", Path(replica_lease_), body, "application/json-patch+json");
+    absl::StatusOr<kube::HttpResponse> response = PatchIfHolder(
+        absl::StrCat(R"({"op":"test","path":"/metadata/annotations/)",
+                     kLeaseIncarnationAnnotationPointer, R"(","value":")",
+                     incarnation_, R"("})"),
+        RenewTimeOp(now), replica_lease_);
     if (response.ok() && response->status_code == 200) {
       absl::MutexLock lock(&mu_);
       replica_renewed_ = now;
@@ -501,24 +505,27 @@ bool NodeLeases::Ours(Fetch fetch, const Lease& lease, int64_t epoch) const {
          lease.spec().lease_transitions() == epoch;
 }
 
-absl::StatusOr<kube::HttpResponse> NodeLeases::PatchIfOurs(
-    int64_t epoch, absl::string_view ops, const std::string& name) {
+absl::StatusOr<kube::HttpResponse> NodeLeases::PatchIfHolder(
+    absl::string_view test, absl::string_view ops, const std::string& name) {
   if (holder_test_.empty()) {
     return absl::FailedPreconditionError("identity not expressible in JSON");
   }
-  const std::string body = absl::StrCat(
-      holder_test_, R"({"op":"test","path":"/spec/leaseTransitions","value":)",
-      epoch, "},", ops, "]");
+  const std::string body = absl::StrCat(holder_test_, test, ",", ops, "]");
   return http_->Do("PATCH", Path(name), body, "application/json-patch+json");
+}
+
+absl::StatusOr<kube::HttpResponse> NodeLeases::PatchIfOurs(
+    int64_t epoch, absl::string_view ops, const std::string& name) {
+  return PatchIfHolder(
+      absl::StrCat(R"({"op":"test","path":"/spec/leaseTransitions","value":)",
+                   epoch, "}"),
+      ops, name);
 }
 
 absl::Status NodeLeases::PatchRenewTime(const std::string& name, int64_t epoch,
                                         absl::Time now) {
-  absl::StatusOr<kube::HttpResponse> response = PatchIfOurs(
-      epoch,
-      absl::StrCat(R"({"op":"replace","path":"/spec/renewTime","value":")",
-                   FormatMicroTime(now), R"("})"),
-      name);
+  absl::StatusOr<kube::HttpResponse> response =
+      PatchIfOurs(epoch, RenewTimeOp(now), name);
   if (absl::IsFailedPrecondition(response.status())) {
     return absl::AbortedError("lease renew: cannot patch");
   }

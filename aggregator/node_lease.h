@@ -147,8 +147,13 @@ class NodeLeases final : public NodeOwnership {
                                          std::string* renewed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
   // A JSON patch of `ops` (comma-separated operations) that first tests
-  // that holderIdentity and leaseTransitions are still ours. The response
+  // that holderIdentity is ours, then `test` (one operation). The response
   // as it came; FailedPrecondition when the identity cannot be written.
+  absl::StatusOr<kube::HttpResponse> PatchIfHolder(absl::string_view test,
+                                                   absl::string_view ops,
+                                                   const std::string& name)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+  // PatchIfHolder testing that leaseTransitions is still `epoch`.
   absl::StatusOr<kube::HttpResponse> PatchIfOurs(int64_t epoch,
                                                  absl::string_view ops,
                                                  const std::string& name)
