@@ -203,6 +203,37 @@ Lease HeldBy(const std::string& holder, absl::Time renewed, int transitions,
   return lease;
 }
 
+// The nodes a NodeLeases reports lost, as its renewal thread reports them.
+class LostNodes {
+ public:
+  explicit LostNodes(NodeLeases& leases) : leases_(leases) {
+    leases_.SetOnLost([this](const std::string& node) {
+      absl::MutexLock lock(&mu_);
+      nodes_.push_back(node);
+    });
+  }
+  ~LostNodes() { leases_.SetOnLost(nullptr); }
+  // Whether `n` nodes were reported within `timeout`.
+  bool Await(size_t n, absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    auto enough = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+      return nodes_.size() >= n;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
+  }
+  std::vector<std::string> Sorted() {
+    absl::MutexLock lock(&mu_);
+    std::vector<std::string> sorted = nodes_;
+    std::sort(sorted.begin(), sorted.end());
+    return sorted;
+  }
+
+ private:
+  NodeLeases& leases_;
+  absl::Mutex mu_;
+  std::vector<std::string> nodes_ ABSL_GUARDED_BY(mu_);
+};
+
 // Requests after the first `skip` about Lease `name` (all when empty).
 std::vector<FakeRequest> RequestsAfter(LeaseApi& api, size_t skip,
                                        const std::string& name = "") {
@@ -464,23 +495,14 @@ TEST(NodeLeases, ReleaseLetsAnotherReplicaTakeAtOnce) {
 TEST(NodeLeases, ApiDownLosesTheLeaseAfterItsDuration) {
   LeaseApi api;
   NodeLeases leases(api.http(), Options("a", absl::Seconds(1)));
-  absl::Mutex mu;
-  std::vector<std::string> lost;
-  leases.SetOnLost([&](const std::string& node) {
-    absl::MutexLock lock(&mu);
-    lost.push_back(node);
-  });
+  LostNodes lost(leases);
   ASSERT_TRUE(leases.Acquire("n1").ok());
   const absl::Time down = absl::Now();
   api.set_failing(true);
   absl::SleepFor(absl::Milliseconds(500));
   EXPECT_TRUE(leases.Holds("n1"));  // a failed renewal is retried first
-  {
-    absl::MutexLock lock(&mu);
-    auto one = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu) { return !lost.empty(); };
-    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&one), absl::Seconds(5)));
-    EXPECT_EQ(lost, std::vector<std::string>{"n1"});
-  }
+  ASSERT_TRUE(lost.Await(1, absl::Seconds(5)));
+  EXPECT_EQ(lost.Sorted(), std::vector<std::string>{"n1"});
   EXPECT_LT(absl::Now() - down, absl::Seconds(3));  // 1 s + a renewal tick
   EXPECT_FALSE(leases.Holds("n1"));
   EXPECT_TRUE(absl::IsUnavailable(leases.Acquire("n2").status()));
@@ -671,12 +693,7 @@ TEST(NodeLeases, ARestartedReplicasOldNodesAreFreeAtOnce) {
 TEST(NodeLeases, LosingTheReplicaLeaseDropsEveryNode) {
   LeaseApi api;
   NodeLeases a(api.http(), Options("a", absl::Seconds(1)));
-  absl::Mutex mu;
-  std::vector<std::string> lost;
-  a.SetOnLost([&](const std::string& node) {
-    absl::MutexLock lock(&mu);
-    lost.push_back(node);
-  });
+  LostNodes lost(a);
   ASSERT_TRUE(a.Acquire("n1").ok());
   ASSERT_TRUE(a.Acquire("n2").ok());
   Lease replica = api.Stored("capture-replica-a");
@@ -685,14 +702,8 @@ TEST(NodeLeases, LosingTheReplicaLeaseDropsEveryNode) {
   (*replica.mutable_metadata()
         ->mutable_annotations())[kLeaseIncarnationAnnotation] = "another";
   api.Put("capture-replica-a", replica);
-  {
-    absl::MutexLock lock(&mu);
-    auto both = [&]()
-                    ABSL_SHARED_LOCKS_REQUIRED(mu) { return lost.size() == 2; };
-    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&both), absl::Seconds(3)));
-    std::sort(lost.begin(), lost.end());
-    EXPECT_EQ(lost, (std::vector<std::string>{"n1", "n2"}));
-  }
+  ASSERT_TRUE(lost.Await(2, absl::Seconds(3)));
+  EXPECT_EQ(lost.Sorted(), (std::vector<std::string>{"n1", "n2"}));
   EXPECT_FALSE(a.Holds("n1"));
   EXPECT_FALSE(a.Holds("n2"));
   absl::StatusOr<LeaseHolder> got = a.Acquire("n1");
