@@ -174,6 +174,16 @@ BatchResult ObjectStore::AppendBatch(const std::string& node,
   out.error = !put_error.ok() ? put_error : cut_error;
   if (stored == 0) return out;
   c->dirty = true;
+  if (!c->entry.meta.status.on_node()) {
+    // Bytes of a capture its agent called drained: its entry says files_final
+    // and a next holder takes those counts as they are, so they are written
+    // now, not within catalog_write_interval.
+    const absl::Status written = WriteCatalog(node, epoch, c.get());
+    if (!written.ok()) {
+      LogLine("store_catalog_error",
+              {{"capture", id}, {"error", written.ToString()}});
+    }
+  }
   if (before.physical_len == 0) {
     c->new_files = true;  // listings show it within a second
     // The ring moved on: the files before this one are sealed.

@@ -39,6 +39,7 @@ std::string EncodeCatalogEntry(const CatalogEntry& entry) {
   }
   p.set_replica(entry.replica);
   p.set_epoch(entry.epoch);
+  p.set_files_final(entry.files_final);
   return p.SerializeAsString();
 }
 
@@ -78,6 +79,8 @@ absl::StatusOr<CatalogEntry> DecodeCatalogEntry(absl::string_view data) {
   }
   entry.replica = p.replica();
   entry.epoch = p.epoch();
+  // Only an entry off the node can be final.
+  entry.files_final = p.files_final() && !entry.meta.status.on_node();
   return entry;
 }
 

@@ -36,6 +36,9 @@ struct CatalogEntry {
   std::map<FileKey, FileSummary> files;
   std::string replica;
   int64_t epoch = 0;
+  // The holder wrote it with the capture off the node: `files` are exact
+  // and will not grow (see LoadNode).
+  bool files_final = false;
 };
 
 std::string EncodeCatalogEntry(const CatalogEntry& entry);

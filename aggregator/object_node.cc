@@ -1,7 +1,8 @@
 // ObjectStore's view of a node it takes: the node's captures from a fresh
 // listing of the catalog, the stored end of each file from its data
 // objects, and each entry stamped with the new holder's epoch (so a
-// deposed holder's next catalog write fails).
+// deposed holder's next catalog write fails). Captures a holder already
+// wrote as off the node (files_final) are taken as they are.
 #include "absl/strings/str_cat.h"
 #include "aggregator/object_files.h"
 #include "aggregator/object_store.h"
@@ -75,16 +76,26 @@ ObjectStore::LoadNode(const std::string& node, int64_t epoch) {
           record.entry.replica, " at epoch ", record.entry.epoch,
           ", after this replica's epoch ", epoch));
     }
-    std::map<FileKey, uint32_t> counts;
-    auto files = LoadFiles(id, record.entry.files, &counts);
-    if (!files.ok()) return files.status();
     auto c = std::make_shared<HeldCapture>();
     c->id = id;
     absl::MutexLock lock(&c->mu);
-    c->objects = std::move(counts);
     c->entry = record.entry;
     c->etag = record.etag;
     c->written = Significant(record.entry.meta);
+    if (record.entry.files_final) {
+      // Drained and off the node: taken as written, so a takeover costs a
+      // capture that may still grow, not every capture the node ever had.
+      // Its entry keeps the earlier epoch; a deposed holder has nothing
+      // left to add to it. (Its small objects, if that holder was
+      // compacting them, stay as they are; retention deletes them.)
+      Publish(*c);
+      out[id] = std::move(c);
+      continue;
+    }
+    std::map<FileKey, uint32_t> counts;
+    auto files = LoadFiles(id, record.entry.files, &counts);
+    if (!files.ok()) return files.status();
+    c->objects = std::move(counts);
     const bool changed = !SameFiles(c->entry.files, *files);
     c->entry.files = std::move(*files);
     if (changed || record.entry.epoch != epoch ||

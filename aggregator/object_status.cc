@@ -153,6 +153,9 @@ void ObjectStore::MarkGoneInCatalog(const std::string& node,
         !MarkMetaGone(reason, now, &record.entry.meta)) {
       continue;
     }
+    // Its counts are the last holder's last write, which may lag its
+    // objects: the next holder reads them back (LoadNode).
+    record.entry.files_final = false;
     s3::PutOptions put;
     put.if_match = record.etag;
     auto etag = options_.client->Put(layout_.CatalogKey(id),

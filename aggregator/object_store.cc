@@ -124,6 +124,9 @@ absl::Status ObjectStore::WriteCatalog(const std::string& node, int64_t epoch,
   CatalogEntry entry = c->entry;
   entry.replica = options_.replica_id;
   entry.epoch = epoch;
+  // The holder's summaries count every acknowledged byte; off the node, the
+  // agent sends no more.
+  entry.files_final = !entry.meta.status.on_node();
   const std::string body = EncodeCatalogEntry(entry);
   const std::string key = layout_.CatalogKey(c->id);
   for (int attempt = 0; attempt < 2; ++attempt) {

@@ -24,7 +24,10 @@
 // (a Lease), then loads its captures from a fresh listing of the catalog and
 // each capture's data objects (stored ends for ResumePoints: the catalog's
 // summaries plus a scan of the objects written after them) and stamps the
-// catalog entries with its epoch. Every replica lists the catalog every
+// catalog entries with its epoch; a capture the last holder wrote as off
+// the node (drained: files_final) is taken as written, so a takeover costs
+// the captures that can still grow, not the node's whole history. Every
+// replica lists the catalog every
 // catalog_poll_interval and publishes what changed to its CaptureRegistry,
 // so listings agree within a poll interval plus a listing round; downloads
 // list the data objects themselves and see every acknowledged byte.
@@ -193,7 +196,8 @@ class ObjectStore final : public CaptureStore {
   void OnCatalogVanished(const std::string& id);
 
   // object_node.cc: the node's captures from a fresh catalog listing and
-  // their data objects, each entry stamped with `epoch`.
+  // their data objects, each entry stamped with `epoch` (but those whose
+  // entry is files_final, taken as written).
   absl::StatusOr<std::map<std::string, std::shared_ptr<HeldCapture>>> LoadNode(
       const std::string& node, int64_t epoch);
   // The files of a capture as its data objects show them, starting from

@@ -1,11 +1,13 @@
 #include "aggregator/object_store.h"
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "aggregator/fake_node_ownership.h"
 #include "aggregator/store.h"
@@ -721,6 +723,127 @@ TEST_F(ObjectStoreTest, MarkGoneOnTheHolderOrOnAnyReplica) {
   ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(kept, "node-a")).ok());
   EXPECT_TRUE(a->registry.Get(kept)->on_node());
   EXPECT_FALSE(a->registry.Get(kept)->has_expire_time());
+}
+
+// A takeover reads back and re-stamps the captures that can still grow,
+// not every capture the node ever had: those its agent drained (reported
+// off the node) and the holder wrote so are taken as written.
+TEST_F(ObjectStoreTest, ATakeoverSkipsTheNodesDrainedCaptures) {
+  const std::string running = tu::CaptureId("running");
+  std::vector<std::string> drained;
+  for (int i = 0; i < 3; ++i) {
+    drained.push_back(tu::CaptureId(absl::StrCat("drained-", i)));
+  }
+  auto a = OpenReplica("replica-a");
+  auto b = OpenReplica("replica-b");
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  std::vector<uint64_t> acks;
+  for (const auto& id : drained) {
+    ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+    Feed(a->store.get(), "node-a", SampleChunks(id), &acks);
+    // The agent's last word once the node's files are uploaded and deleted.
+    Capture tomb = tu::Status(id, "node-a", Capture::STOPPED);
+    tomb.set_on_node(false);
+    ASSERT_TRUE(a->store->PutStatus("node-a", tomb).ok());
+    auto entry =
+        DecodeCatalogEntry(client_.Objects()["cluster/catalog/" + id + ".pb"]);
+    ASSERT_TRUE(entry.ok()) << entry.status();
+    EXPECT_TRUE(entry->files_final);
+  }
+  // Bytes after the agent's last word (an agent never sends them) still
+  // reach the entry before they are acknowledged.
+  const Chunk late =
+      tu::MakeChunk(drained[0], "run-1-w5/ring1", 0, tu::PcapFile(14, 7).size(),
+                    tu::Records(21, 1));
+  ASSERT_TRUE(a->store->AppendBatch("node-a", {&late}).error.ok());
+  ASSERT_TRUE(
+      a->store->PutStatus("node-a", tu::Status(running, "node-a")).ok());
+  Feed(a->store.get(), "node-a", SampleChunks(running), &acks);
+  std::map<std::string, Capture> a_listings;
+  for (const auto& id : drained) a_listings[id] = *a->registry.Get(id);
+  const std::string a_download = Download(a->store.get(), drained[0]);
+
+  a->ownership->Expire("node-a", /*tell=*/false);
+  absl::Mutex mu;
+  // "METHOD key" of the takeover (on this thread: not the replicas'
+  // compaction threads).
+  std::vector<std::string> calls;
+  const std::thread::id self = std::this_thread::get_id();
+  client_.SetHook([&](const std::string& method, const std::string& key) {
+    if (std::this_thread::get_id() != self) return;
+    absl::MutexLock lock(&mu);
+    calls.push_back(absl::StrCat(method, " ", key));
+  });
+  ASSERT_TRUE(b->store->AcquireNode("node-a").ok());
+  client_.SetHook(nullptr);
+  // The catalog listed and its entries read once; the running capture's
+  // data objects listed (and read past its entry's counts) and its entry
+  // re-stamped; nothing of the three drained ones.
+  absl::MutexLock lock(&mu);
+  const std::string all = absl::StrJoin(calls, "\n");
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), "LIST cluster/catalog/"), 1)
+      << all;
+  EXPECT_TRUE(absl::StrContains(all, "LIST cluster/data/" + running + "/"))
+      << all;
+  EXPECT_TRUE(absl::StrContains(all, "PUT cluster/catalog/" + running + ".pb"))
+      << all;
+  for (const std::string& call : calls) {
+    for (const auto& id : drained) {
+      EXPECT_FALSE(absl::StrContains(call, "data/" + id) ||
+                   absl::StrContains(call, "PUT cluster/catalog/" + id))
+          << call;
+    }
+  }
+  for (const auto& id : drained) {
+    ExpectSameListing(*b->registry.Get(id), a_listings[id]);
+  }
+  EXPECT_EQ(Download(b->store.get(), drained[0]), a_download);
+  // The running one is b's now: a is fenced off it.
+  EXPECT_EQ(
+      a->store
+          ->PutStatus("node-a", tu::Status(running, "node-a", Capture::STOPPED))
+          .code(),
+      absl::StatusCode::kAborted);
+}
+
+// An entry marked off the node by a replica that did not hold it carries
+// the last holder's last counts, which may lag its objects: the next holder
+// still reads those back.
+TEST_F(ObjectStoreTest, ATakeoverRecountsCapturesMarkedGoneByANonHolder) {
+  const std::string id = tu::CaptureId("web-1");
+  const std::vector<Chunk> chunks = SampleChunks(id);
+  auto a = OpenReplica("replica-a");
+  auto b = OpenReplica("replica-b");
+  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  std::vector<uint64_t> acks;
+  Feed(a->store.get(), "node-a",
+       std::vector<Chunk>(chunks.begin(), chunks.begin() + 2), &acks);
+  a->store->FlushCatalog();
+  // Acknowledged, then a dies before its flusher writes the counts.
+  Feed(a->store.get(), "node-a",
+       std::vector<Chunk>(chunks.begin() + 2, chunks.end()), &acks);
+  const Capture a_listing = *a->registry.Get(id);
+  a->ownership->Expire("node-a", /*tell=*/false);
+
+  ASSERT_TRUE(b->store->PollCatalog().ok());
+  b->store->MarkGone("node-a", {}, "node node-a was deleted");
+  auto entry =
+      DecodeCatalogEntry(client_.Objects()["cluster/catalog/" + id + ".pb"]);
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  EXPECT_FALSE(entry->files_final);
+  EXPECT_LT(b->registry.Get(id)->bytes(), a_listing.bytes());
+
+  ASSERT_TRUE(b->store->AcquireNode("node-a").ok());
+  const Capture b_listing = *b->registry.Get(id);
+  EXPECT_EQ(b_listing.bytes(), a_listing.bytes());
+  EXPECT_EQ(b_listing.packets(), a_listing.packets());
+  EXPECT_FALSE(b_listing.on_node());
+  entry =
+      DecodeCatalogEntry(client_.Objects()["cluster/catalog/" + id + ".pb"]);
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  EXPECT_TRUE(entry->files_final);  // recounted by a holder
+  EXPECT_EQ(entry->replica, "replica-b");
 }
 
 // How soon a capture made through one replica is listed by another that
