@@ -273,6 +273,7 @@ void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
       static_cast<uint32_t>(std::max<uint64_t>(files, 1));
   s->set_max_files(max_files);
   s->set_state(v1::Capture::RUNNING);
+  s->set_on_node(true);  // as an agent reports a capture it runs
   s->set_annotation(std::to_string(max_files));
   s->mutable_start_time()->set_seconds(start_ms / 1000);
   if (!stream->Write(status)) {
