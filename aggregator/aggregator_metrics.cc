@@ -63,6 +63,15 @@ std::vector<prometheus::MetricFamily> AggregatorMetrics::Collect() const {
                         "compacted object holds their bytes.")
                     .Add(s.objects_compacted)
                     .Build());
+  if (!s.object_requests.empty()) {
+    auto requests = Counter("packetcapture_aggregator_object_requests_total",
+                            "Object store: requests sent (each attempt of a "
+                            "retried one), by operation.");
+    for (const auto& [op, n] : s.object_requests) {
+      requests.Add(n, {{"operation", op}});
+    }
+    out.push_back(requests.Build());
+  }
   out.push_back(Gauge("packetcapture_aggregator_open_files",
                       "Stored files whose descriptors are open.")
                     .Add(store_->open_files())

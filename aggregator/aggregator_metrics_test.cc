@@ -4,11 +4,14 @@
 #include <string>
 
 #include "absl/strings/match.h"
+#include "aggregator/object_store.h"
 #include "aggregator/store.h"
+#include "aggregator/test_replica.h"
 #include "aggregator/test_util.h"
 #include "common/kube/fake_api_server.h"
 #include "common/metrics/exposition_test_util.h"
 #include "common/pcap/pcap_test_util.h"
+#include "common/s3/memory_object_client.h"
 #include "gtest/gtest.h"
 
 namespace pc::aggregator {
@@ -17,6 +20,7 @@ namespace {
 namespace tu = testutil;
 using metrics::testutil::Exposition;
 using packetcapture::v1::Capture;
+using packetcapture::v1::Chunk;
 
 Exposition Scrape(const AggregatorMetrics& m) {
   auto parsed =
@@ -127,6 +131,9 @@ TEST(AggregatorMetricsTest, StoreIngestAndTokenReviews) {
       0);
   // No ingest service given: no stream series.
   EXPECT_EQ(e.Get("packetcapture_aggregator_agent_streams"), -1);
+  // Nor object store requests.
+  EXPECT_EQ(e.types.count("packetcapture_aggregator_object_requests_total"),
+            0u);
 
   // Over budget: the stopped capture is evicted.
   (*store)->Maintain();
@@ -141,6 +148,46 @@ TEST(AggregatorMetricsTest, StoreIngestAndTokenReviews) {
   EXPECT_EQ(e.Get("packetcapture_aggregator_stored_bytes"),
             static_cast<double>(head.size() + more.size()));
   EXPECT_EQ(e.Get("packetcapture_aggregator_captures{state=\"stopped\"}"), 0);
+}
+
+// The object store's requests, by operation, as its client counted them.
+TEST(AggregatorMetricsTest, ObjectStoreRequests) {
+  s3::MemoryObjectClient client;
+  tu::FakeLeases leases;
+  ObjectStoreOptions options;
+  options.client = &client;
+  options.prefix = "cluster";
+  options.catalog_poll_interval = absl::Hours(1);
+  options.catalog_write_interval = absl::Hours(1);
+  auto replica = tu::OpenReplica(&leases, "replica-a", std::move(options));
+  ASSERT_NE(replica, nullptr);
+  const std::string id = tu::CaptureId("web-1");
+  ASSERT_TRUE(replica->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(
+      replica->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  const Chunk chunk =
+      tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, tu::PcapFile(0, 1));
+  ASSERT_TRUE(replica->store->AppendBatch("node-a", {&chunk}).error.ok());
+
+  AggregatorMetrics metrics(&replica->registry, replica->store.get(), nullptr,
+                            nullptr);
+  Exposition e = Scrape(metrics);
+  EXPECT_EQ(e.types["packetcapture_aggregator_object_requests_total"],
+            "counter");
+  for (const char* op : {"PUT", "LIST"}) {
+    EXPECT_EQ(e.Get(absl::StrCat(
+                  "packetcapture_aggregator_object_requests_total{operation=\"",
+                  op, "\"}")),
+              client.calls(op))
+        << op;
+  }
+  // The entry and the data object.
+  EXPECT_GE(client.calls("PUT"), 2);
+  // Operations never sent have no series.
+  EXPECT_EQ(client.calls("DELETE"), 0);
+  EXPECT_EQ(e.Get("packetcapture_aggregator_object_requests_total{operation="
+                  "\"DELETE\"}"),
+            -1);
 }
 
 }  // namespace

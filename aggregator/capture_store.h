@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -87,6 +88,8 @@ struct StoreStats {
   // replaced (deleted).
   uint64_t compactions = 0;
   uint64_t objects_compacted = 0;
+  // Object store: requests sent by operation (ObjectClient::RequestCounts).
+  std::map<std::string, uint64_t> object_requests;
 };
 
 // Thread-safe.

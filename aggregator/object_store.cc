@@ -406,8 +406,13 @@ std::vector<ResumePoint> ObjectStore::ResumePoints(
 }
 
 StoreStats ObjectStore::stats() const {
-  absl::MutexLock lock(&mu_);
-  return stats_;
+  StoreStats out;
+  {
+    absl::MutexLock lock(&mu_);
+    out = stats_;
+  }
+  out.object_requests = options_.client->RequestCounts();
+  return out;
 }
 
 uint64_t ObjectStore::total_bytes() const {

@@ -41,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import botocore.session
 from botocore.config import Config
@@ -146,6 +147,23 @@ def lease_requests():
         if line.startswith("apiserver_request_total{") and 'resource="leases"' in line:
             verb = line.split('verb="', 1)[1].split('"', 1)[0]
             counts[verb] = counts.get(verb, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return counts
+
+
+def object_requests(replica=0):
+    """The replica's object store requests so far, by operation, from its /metrics
+    (packetcapture_aggregator_object_requests_total)."""
+    env = run(CLUSTER, "env")
+    line = next(l for l in env.splitlines() if l.startswith("export AGGREGATORS_METRICS="))
+    value = line.split("=", 1)[1].strip("'\"")
+    addr = dict(e.split("=", 1) for e in value.split())[str(replica)]
+    prefix = 'packetcapture_aggregator_object_requests_total{operation="'
+    counts = {}
+    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(prefix):
+                op = line[len(prefix):].split('"', 1)[0]
+                counts[op] = int(float(line.rsplit(" ", 1)[1]))
     return counts
 
 
@@ -351,6 +369,9 @@ def fig3(tokens, target):
     # (and its own), plus the cluster's background (the idle replica's node-a, which
     # the putter's runs show alone).
     leases = {"replica": [], "null putter": []}
+    # The replica's object store requests during each of its runs (the null putter's are
+    # one PUT per acknowledged batch).
+    requests = []
     profiles = {"replica": [], "null putter": []}  # [profile, pid] per pair
 
     def with_store_cpu(name, measure):
@@ -375,10 +396,14 @@ def fig3(tokens, target):
 
     def measure_replica(i):
         perf = start_perf(agg_pid, f"replica-many-{i + 1}")
+        r_before = object_requests()
         try:
             return with_store_cpu("replica", lambda: measure_many(target, tokens, agg_pid))
         finally:
             profiles["replica"].append(stop_perf(perf))
+            r_after = object_requests()
+            requests.append({op: n - r_before.get(op, 0) for op, n in r_after.items()
+                             if n > r_before.get(op, 0)})
 
     replicas, putters = paired_runs(measure_replica, measure_putter)
     writer_dir = f"{STATE}/bench-scratch/null-writer"
@@ -410,6 +435,9 @@ def fig3(tokens, target):
         print(f"  Lease requests to the API server during the {name}'s runs (all clients): " +
               "; ".join(", ".join(f"{v} {n}" for v, n in sorted(c.items())) or "none"
                         for c in leases[name]))
+    print("  object store requests of the replica during its runs: " +
+          "; ".join(", ".join(f"{op} {n}" for op, n in sorted(c.items())) for c in requests) +
+          f" (the null putter: PUT {putters[0]['acks']} each run, one per batch)")
     for i, (a, p) in enumerate(zip(profiles["replica"], profiles["null putter"])):
         if a and p:
             print(f"  pair {i + 1}, CPU by part of the ingest path (perf samples):", flush=True)

@@ -122,6 +122,15 @@ lease_holder() {
   kubectl get lease -n kube-system "capture-node-$1" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null |
     sed -n 's/^aggregator-\([0-9]\)$/\1/p'
 }
+# requests_of I OPERATION: replica I's packetcapture_aggregator_object_requests_total for
+# that operation (0 when it has sent none).
+requests_of() {
+  local metrics
+  metrics=$(tr ' ' '\n' <<< "$AGGREGATORS_METRICS" | sed -n "s/^$1=//p")
+  curl -s --max-time 5 "http://$metrics/metrics" |
+    awk -v series="packetcapture_aggregator_object_requests_total{operation=\"$2\"}" \
+      '$1 == series { n = $2 } END { printf "%d\n", n }'
+}
 lease_address() {
   kubectl get lease -n kube-system "capture-node-$1" \
     -o jsonpath='{.metadata.annotations.packetcapture\.antrea\.io/address}' 2>/dev/null
@@ -265,9 +274,15 @@ objects_b() {
 }
 check_eventually "the holder caught up with web-b before the trickle" 30 caught_up web-b "$agent_b" "${replica[0]}"
 objects_before=$(objects_b)
+holder_b=$(lease_holder node-b)
+holder_b=${holder_b:-0}
+puts_before=$(requests_of "$holder_b" PUT)
 ip netns exec "$netns_client" timeout 6 ping -q -i 0.2 -s 200 "$ip_b" > /dev/null 2>&1
 check_eventually "web-b's trickle reached the replicas" 15 caught_up web-b "$agent_b" "${replica[0]}"
 objects_after=$(objects_b)
+puts_after=$(requests_of "$holder_b" PUT)
+check "node-b's holder aggregator-$holder_b counted a PUT for each new data object (PUTs +$((puts_after - puts_before)), objects +$((objects_after - objects_before)))" \
+  test $((puts_after - puts_before)) -ge $((objects_after - objects_before))
 e2e_log "web-b's data objects: $objects_before before a 6 s trickle, $objects_after after; packets $(field "$agent_b" web-b packets)"
 check "a 6 s trickle of web-b became at most 10 data objects ($((objects_after - objects_before)))" \
   test $((objects_after - objects_before)) -ge 1 -a $((objects_after - objects_before)) -le 10
@@ -390,6 +405,17 @@ stopped_everywhere() {
 check_eventually "every replica lists web-a's capture STOPPED" 20 stopped_everywhere
 check_eventually "DownloadCapture of the stopped capture is byte-identical from all three replicas" 10 \
   downloads_agree identical
+
+# ---- what the object store bills: every replica's requests, by operation ----------------
+e2e_log "object store requests by replica (PUT GET LIST DELETE), from packetcapture_aggregator_object_requests_total:"
+for i in 0 1 2; do
+  e2e_log "  aggregator-$i: $(requests_of $i PUT) $(requests_of $i GET) $(requests_of $i LIST) $(requests_of $i DELETE)"
+done
+lists_everywhere() {  # every replica lists the catalog every poll interval
+  local i
+  for i in 0 1 2; do [ "$(requests_of $i LIST)" -gt 0 ] || return 1; done
+}
+check "every replica's /metrics counts the LISTs of its catalog polls" lists_everywhere
 
 # ---- the README's restart line: replica 0 killed and started again -----------------------
 testing_readme_restart() { "$CLUSTER" restart-aggregator --kill --replica 0; }

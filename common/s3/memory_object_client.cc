@@ -178,6 +178,13 @@ std::map<std::string, std::string> MemoryObjectClient::Objects() const {
   return out;
 }
 
+std::map<std::string, uint64_t> MemoryObjectClient::RequestCounts() const {
+  absl::MutexLock lock(&mu_);
+  std::map<std::string, uint64_t> out;
+  for (const auto& [method, n] : calls_) out[method] = n;
+  return out;
+}
+
 int MemoryObjectClient::calls(const std::string& method) const {
   absl::MutexLock lock(&mu_);
   auto it = calls_.find(method);

@@ -36,6 +36,8 @@ class MemoryObjectClient final : public ObjectClient {
                                 absl::string_view continuation = "",
                                 int max_keys = 1000) override;
   absl::Status Delete(absl::string_view key) override;
+  // Every call, also those failed by FailNext or SetDown.
+  std::map<std::string, uint64_t> RequestCounts() const override;
 
   // The next `calls` calls (of any kind) fail with Unavailable.
   void FailNext(int calls, Fault fault = Fault::kBefore);

@@ -80,6 +80,11 @@ class ObjectClient {
                                         int max_keys = 1000) = 0;
   // OK also when there was no such object.
   virtual absl::Status Delete(absl::string_view key) = 0;
+
+  // Requests sent so far, each attempt of a retried one counted (object
+  // stores bill per request), by operation: PUT, GET, HEAD, LIST, DELETE.
+  // Operations never sent are left out.
+  virtual std::map<std::string, uint64_t> RequestCounts() const = 0;
 };
 
 }  // namespace pc::s3

@@ -133,14 +133,13 @@ S3Client::S3Client(S3Config config, Endpoint endpoint)
       endpoint_(std::move(endpoint)),
       http_(S3Http::Options{config_.request_timeout, config_.ca_file}) {}
 
-absl::StatusOr<S3Http::Response> S3Client::Execute(const std::string& what,
-                                                   const RequestSpec& spec,
-                                                   absl::string_view body,
-                                                   size_t max_response_body,
-                                                   bool* uncertain) {
+absl::StatusOr<S3Http::Response> S3Client::Execute(
+    Op op, const std::string& what, const RequestSpec& spec,
+    absl::string_view body, size_t max_response_body, bool* uncertain) {
   absl::Duration base = config_.initial_backoff;
   absl::Status last;
   for (int attempt = 1;; ++attempt) {
+    requests_[op].fetch_add(1, std::memory_order_relaxed);
     // Signed per attempt: x-amz-date must be current.
     PreparedRequest prepared =
         PrepareRequest(config_, endpoint_, spec, body, absl::Now());
@@ -179,6 +178,17 @@ absl::StatusOr<S3Http::Response> S3Client::Execute(const std::string& what,
   }
   return absl::Status(last.code(),
                       absl::StrCat(what, ": ", last.message(), suffix));
+}
+
+std::map<std::string, uint64_t> S3Client::RequestCounts() const {
+  static constexpr const char* kNames[kOps] = {"PUT",  "GET",    "HEAD",
+                                               "LIST", "DELETE", "OTHER"};
+  std::map<std::string, uint64_t> out;
+  for (int op = 0; op < kOps; ++op) {
+    const uint64_t n = requests_[op].load(std::memory_order_relaxed);
+    if (n > 0) out[kNames[op]] = n;
+  }
+  return out;
 }
 
 absl::StatusOr<std::string> S3Client::Put(absl::string_view key,
@@ -222,7 +232,7 @@ absl::StatusOr<std::string> S3Client::Put(absl::string_view key,
     }
   }
   bool uncertain = false;
-  auto r = Execute(what, spec, body, kMaxSmallBody, &uncertain);
+  auto r = Execute(kPut, what, spec, body, kMaxSmallBody, &uncertain);
   if (!r.ok()) return r.status();
   if (r->status != 200) {
     bool maybe_ours =
@@ -261,7 +271,7 @@ absl::StatusOr<GetResult> S3Client::Get(absl::string_view key, uint64_t offset,
   // Room for an error document even when few bytes are asked for.
   size_t limit =
       length > 0 ? std::max<size_t>(length, kMaxSmallBody) : kMaxGetBytes;
-  auto r = Execute(what, spec, "", limit, &uncertain);
+  auto r = Execute(kGet, what, spec, "", limit, &uncertain);
   if (!r.ok()) return r.status();
   if (r->status != 200 && r->status != 206) return HttpError(what, *r);
   GetResult out;
@@ -302,7 +312,7 @@ absl::StatusOr<ObjectInfo> S3Client::Head(absl::string_view key) {
   spec.method = "HEAD";
   spec.key = std::string(key);
   bool uncertain = false;
-  auto r = Execute(what, spec, "", kMaxSmallBody, &uncertain);
+  auto r = Execute(kHead, what, spec, "", kMaxSmallBody, &uncertain);
   if (!r.ok()) return r.status();
   if (r->status != 200) return HttpError(what, *r);
   ObjectInfo info;
@@ -342,7 +352,7 @@ absl::StatusOr<ListPage> S3Client::List(absl::string_view prefix,
     spec.query.emplace_back("continuation-token", std::string(continuation));
   }
   bool uncertain = false;
-  auto r = Execute(what, spec, "", kMaxListBody, &uncertain);
+  auto r = Execute(kList, what, spec, "", kMaxListBody, &uncertain);
   if (!r.ok()) return r.status();
   if (r->status != 200) return HttpError(what, *r);
   auto page = ParseListObjectsV2(r->body);
@@ -360,7 +370,7 @@ absl::Status S3Client::Delete(absl::string_view key) {
   spec.method = "DELETE";
   spec.key = std::string(key);
   bool uncertain = false;
-  auto r = Execute(what, spec, "", kMaxSmallBody, &uncertain);
+  auto r = Execute(kDelete, what, spec, "", kMaxSmallBody, &uncertain);
   if (!r.ok()) return r.status();
   if (r->status == 200 || r->status == 204) return absl::OkStatus();
   // Absent is fine; a missing bucket is not.
@@ -383,7 +393,7 @@ absl::Status S3Client::CreateBucket() {
   RequestSpec spec;
   spec.method = "PUT";
   bool uncertain = false;
-  auto r = Execute(what, spec, body, kMaxSmallBody, &uncertain);
+  auto r = Execute(kOther, what, spec, body, kMaxSmallBody, &uncertain);
   if (!r.ok()) return r.status();
   if (r->status == 200) return absl::OkStatus();
   if (r->status == 409 && ErrorInfo(*r).code == "BucketAlreadyOwnedByYou") {

@@ -18,6 +18,10 @@
 #ifndef COMMON_S3_S3_CLIENT_H_
 #define COMMON_S3_S3_CLIENT_H_
 
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -50,6 +54,7 @@ class S3Client : public ObjectClient {
                                 absl::string_view continuation = "",
                                 int max_keys = 1000) override;
   absl::Status Delete(absl::string_view key) override;
+  std::map<std::string, uint64_t> RequestCounts() const override;
 
   // Creates the bucket (with the region's LocationConstraint outside
   // us-east-1); OK when this account already owns it.
@@ -58,12 +63,15 @@ class S3Client : public ObjectClient {
   const S3Config& config() const { return config_; }
 
  private:
+  // What RequestCounts() counts; kOther: bucket creation.
+  enum Op { kPut, kGet, kHead, kList, kDelete, kOther, kOps };
+
   S3Client(S3Config config, Endpoint endpoint);
 
   // Sends with retries; any HTTP status that is not retried (or the last
   // one) is returned for the operation to interpret. *uncertain: an attempt
   // failed in a way that may have left its effect on the server.
-  absl::StatusOr<S3Http::Response> Execute(const std::string& what,
+  absl::StatusOr<S3Http::Response> Execute(Op op, const std::string& what,
                                            const RequestSpec& spec,
                                            absl::string_view body,
                                            size_t max_response_body,
@@ -72,6 +80,7 @@ class S3Client : public ObjectClient {
   const S3Config config_;
   const Endpoint endpoint_;
   S3Http http_;
+  std::array<std::atomic<uint64_t>, kOps> requests_{};
 };
 
 }  // namespace pc::s3

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -172,6 +173,24 @@ TEST(S3ClientRetryTest, ServerErrorsThenSuccess) {
   ASSERT_TRUE(put.ok()) << put.status();
   EXPECT_EQ(*put, "\"abc\"");
   EXPECT_EQ(server.requests(), 3);
+}
+
+// Every attempt is a request the object store bills: counted by operation.
+TEST(S3ClientRetryTest, RequestCountsCountEveryAttempt) {
+  ScriptedServer server([](int n) {
+    if (n == 0) return Reply{503, "", ErrorXml("SlowDown")};
+    if (n == 3) return Reply{204, "", ""};  // the DELETE
+    return Reply{200, "ETag: \"abc\"\r\n", "v"};
+  });
+  auto client = Client(server.Config());
+  EXPECT_TRUE(client->RequestCounts().empty());
+  ASSERT_TRUE(client->Put("k", "v", {}).ok());  // 503, then 200
+  ASSERT_TRUE(client->Get("k").ok());
+  ASSERT_TRUE(client->Delete("k").ok());
+  EXPECT_EQ(
+      client->RequestCounts(),
+      (std::map<std::string, uint64_t>{{"PUT", 2}, {"GET", 1}, {"DELETE", 1}}));
+  EXPECT_EQ(server.requests(), 4);
 }
 
 TEST(S3ClientRetryTest, ClientErrorsAreNotRetried) {
