@@ -280,6 +280,16 @@ std::map<std::string, CatalogRecord> ObjectCatalog::Snapshot() const {
   return out;
 }
 
+std::map<std::string, CatalogRecord> ObjectCatalog::OfNode(
+    const std::string& node) const {
+  absl::MutexLock lock(&mu_);
+  std::map<std::string, CatalogRecord> out;
+  for (const auto& [id, c] : cache_) {
+    if (c.record.entry.meta.status.node() == node) out[id] = c.record;
+  }
+  return out;
+}
+
 uint64_t ObjectCatalog::rounds() const {
   absl::MutexLock lock(&mu_);
   return rounds_;

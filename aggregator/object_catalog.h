@@ -93,6 +93,9 @@ class ObjectCatalog {
 
   std::optional<CatalogRecord> Get(const std::string& id) const;
   std::map<std::string, CatalogRecord> Snapshot() const;
+  // The entries of one node's captures (a node's takeover copies those, not
+  // the whole catalog).
+  std::map<std::string, CatalogRecord> OfNode(const std::string& node) const;
   // Completed rounds, for tests.
   uint64_t rounds() const;
 

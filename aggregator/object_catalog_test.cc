@@ -37,6 +37,14 @@ TEST(ObjectCatalogTest, RefreshSeesWhatWasWrittenBeforeTheCall) {
   ASSERT_TRUE(catalog.Refresh().ok());
   ASSERT_EQ(catalog.Snapshot().count(id), 1u);
   EXPECT_EQ(catalog.Snapshot().at(id).entry.meta.status.node(), "node-a");
+  // A node's entries only.
+  PutEntry(&client, layout, tu::CaptureId("web-2"), "node-b");
+  ASSERT_TRUE(catalog.Refresh().ok());
+  EXPECT_EQ(catalog.Snapshot().size(), 2u);
+  const auto of_a = catalog.OfNode("node-a");
+  ASSERT_EQ(of_a.size(), 1u);
+  EXPECT_EQ(of_a.begin()->first, id);
+  EXPECT_TRUE(catalog.OfNode("node-c").empty());
 }
 
 TEST(ObjectCatalogTest, CallersDuringARoundShareTheNextOne) {

@@ -68,8 +68,7 @@ ObjectStore::LoadNode(const std::string& node, int64_t epoch) {
   // Not only the poll's cache: the previous holder may have written since.
   RETURN_IF_ERROR(catalog_->Refresh());
   std::map<std::string, std::shared_ptr<HeldCapture>> out;
-  for (const auto& [id, record] : catalog_->Snapshot()) {
-    if (record.entry.meta.status.node() != node) continue;
+  for (const auto& [id, record] : catalog_->OfNode(node)) {
     if (record.entry.epoch > epoch) {
       return absl::AbortedError(absl::StrCat(
           "capture ", id, " of node ", node, " was written by replica ",

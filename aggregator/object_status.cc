@@ -148,9 +148,8 @@ void ObjectStore::MarkGoneInCatalog(const std::string& node,
                                     const std::set<std::string>& present,
                                     const std::string& reason) {
   const absl::Time now = Now();
-  for (auto& [id, record] : catalog_->Snapshot()) {
-    if (record.entry.meta.status.node() != node || present.count(id) ||
-        !MarkMetaGone(reason, now, &record.entry.meta)) {
+  for (auto& [id, record] : catalog_->OfNode(node)) {
+    if (present.count(id) || !MarkMetaGone(reason, now, &record.entry.meta)) {
       continue;
     }
     // Its counts are the last holder's last write, which may lag its
