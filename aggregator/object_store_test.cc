@@ -144,6 +144,21 @@ void Feed(CaptureStore* store, const std::string& node,
   flush();
 }
 
+// Replica `r` takes node-a and stores capture `id`'s SampleChunks: the
+// first two chunks' counts reach its catalog entry, the rest are
+// acknowledged but not yet written there.
+void FeedWithUnwrittenCounts(tu::Replica* r, const std::string& id) {
+  const std::vector<Chunk> chunks = SampleChunks(id);
+  ASSERT_TRUE(r->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(r->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  std::vector<uint64_t> acks;
+  Feed(r->store.get(), "node-a",
+       std::vector<Chunk>(chunks.begin(), chunks.begin() + 2), &acks);
+  r->store->FlushCatalog();
+  Feed(r->store.get(), "node-a",
+       std::vector<Chunk>(chunks.begin() + 2, chunks.end()), &acks);
+}
+
 void ExpectSameListing(const Capture& a, const Capture& b) {
   EXPECT_EQ(a.bytes(), b.bytes());
   EXPECT_EQ(a.packets(), b.packets());
@@ -267,21 +282,12 @@ TEST_F(ObjectStoreTest, AcquiringANodeHeldElsewhereNamesTheHolder) {
 // the deposed replica's late catalog write is refused (Aborted).
 TEST_F(ObjectStoreTest, TakeoverResumesAtTheStoredEndsAndFencesTheOldWriter) {
   const std::string id = tu::CaptureId("web-1");
-  const std::vector<Chunk> chunks = SampleChunks(id);
   auto a = OpenReplica("replica-a");
   auto b = OpenReplica("replica-b");
   std::vector<std::string> lost;
   a->store->SetOnNodeLost(
       [&](const std::string& node) { lost.push_back(node); });
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
-  ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
-  std::vector<uint64_t> acks;
-  Feed(a->store.get(), "node-a",
-       std::vector<Chunk>(chunks.begin(), chunks.begin() + 2), &acks);
-  a->store->FlushCatalog();
-  // Acknowledged, but not yet in the catalog entry.
-  Feed(a->store.get(), "node-a",
-       std::vector<Chunk>(chunks.begin() + 2, chunks.end()), &acks);
+  FeedWithUnwrittenCounts(a.get(), id);
   const auto a_points = a->store->ResumePoints("node-a");
   const Capture a_listing = *a->registry.Get(id);
   auto entry =
@@ -811,18 +817,9 @@ TEST_F(ObjectStoreTest, ATakeoverSkipsTheNodesDrainedCaptures) {
 // still reads those back.
 TEST_F(ObjectStoreTest, ATakeoverRecountsCapturesMarkedGoneByANonHolder) {
   const std::string id = tu::CaptureId("web-1");
-  const std::vector<Chunk> chunks = SampleChunks(id);
   auto a = OpenReplica("replica-a");
   auto b = OpenReplica("replica-b");
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
-  ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
-  std::vector<uint64_t> acks;
-  Feed(a->store.get(), "node-a",
-       std::vector<Chunk>(chunks.begin(), chunks.begin() + 2), &acks);
-  a->store->FlushCatalog();
-  // Acknowledged, then a dies before its flusher writes the counts.
-  Feed(a->store.get(), "node-a",
-       std::vector<Chunk>(chunks.begin() + 2, chunks.end()), &acks);
+  FeedWithUnwrittenCounts(a.get(), id);  // then a dies
   const Capture a_listing = *a->registry.Get(id);
   a->ownership->Expire("node-a", /*tell=*/false);
 
