@@ -82,8 +82,9 @@ class ObjectClient {
   virtual absl::Status Delete(absl::string_view key) = 0;
 
   // Requests sent so far, each attempt of a retried one counted (object
-  // stores bill per request), by operation: PUT, GET, HEAD, LIST, DELETE.
-  // Operations never sent are left out.
+  // stores bill per request), by operation: PUT, GET, HEAD, LIST, DELETE
+  // (S3Client: OTHER for a bucket's creation). Operations never sent are
+  // left out.
   virtual std::map<std::string, uint64_t> RequestCounts() const = 0;
 };
 
