@@ -403,6 +403,14 @@ stopped_everywhere() {
   for i in 0 1 2; do [ "$(field "${replica[$i]}" web-a state)" = STOPPED ] || return 1; done
 }
 check_eventually "every replica lists web-a's capture STOPPED" 20 stopped_everywhere
+# Once the agent has uploaded and deleted its files it reports the capture off the node; the
+# holder then writes the entry as final (field 5, files_final), which a later takeover of
+# node-a takes as written instead of listing its objects again.
+entry_final() {
+  protoc --decode_raw < "$(objects_dir)/catalog/$id_a.pb" 2> /dev/null | grep -qx '5: 1'
+}
+check_eventually "web-a's catalog entry says files_final once its agent reported it drained" 20 \
+  entry_final
 check_eventually "DownloadCapture of the stopped capture is byte-identical from all three replicas" 10 \
   downloads_agree identical
 
