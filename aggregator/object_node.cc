@@ -81,25 +81,23 @@ ObjectStore::LoadNode(const std::string& node, int64_t epoch) {
     c->entry = record.entry;
     c->etag = record.etag;
     c->written = Significant(record.entry.meta);
-    if (record.entry.files_final) {
-      // Drained and off the node: taken as written, so a takeover costs a
-      // capture that may still grow, not every capture the node ever had.
-      // Its entry keeps the earlier epoch; a deposed holder has nothing
-      // left to add to it. (Its small objects, if that holder was
-      // compacting them, stay as they are; retention deletes them.)
-      Publish(*c);
-      out[id] = std::move(c);
-      continue;
-    }
-    std::map<FileKey, uint32_t> counts;
-    auto files = LoadFiles(id, record.entry.files, &counts);
-    if (!files.ok()) return files.status();
-    c->objects = std::move(counts);
-    const bool changed = !SameFiles(c->entry.files, *files);
-    c->entry.files = std::move(*files);
-    if (changed || record.entry.epoch != epoch ||
-        record.entry.replica != options_.replica_id) {
-      RETURN_IF_ERROR(WriteCatalog(node, epoch, c.get()));
+    // A capture drained and off the node (files_final) is taken as written,
+    // so a takeover costs the captures that may still grow, not every
+    // capture the node ever had. Its entry keeps the earlier epoch; a
+    // deposed holder has nothing left to add to it. (Its small objects, if
+    // that holder was compacting them, stay as they are; retention deletes
+    // them.)
+    if (!record.entry.files_final) {
+      std::map<FileKey, uint32_t> counts;
+      auto files = LoadFiles(id, record.entry.files, &counts);
+      if (!files.ok()) return files.status();
+      c->objects = std::move(counts);
+      const bool changed = !SameFiles(c->entry.files, *files);
+      c->entry.files = std::move(*files);
+      if (changed || record.entry.epoch != epoch ||
+          record.entry.replica != options_.replica_id) {
+        RETURN_IF_ERROR(WriteCatalog(node, epoch, c.get()));
+      }
     }
     Publish(*c);
     out[id] = std::move(c);
