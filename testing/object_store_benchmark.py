@@ -153,10 +153,7 @@ def lease_requests():
 def object_requests(replica=0):
     """The replica's object store requests so far, by operation, from its /metrics
     (packetcapture_aggregator_object_requests_total)."""
-    env = run(CLUSTER, "env")
-    line = next(l for l in env.splitlines() if l.startswith("export AGGREGATORS_METRICS="))
-    value = line.split("=", 1)[1].strip("'\"")
-    addr = dict(e.split("=", 1) for e in value.split())[str(replica)]
+    addr = cluster_addresses("AGGREGATORS_METRICS")[replica]
     prefix = 'packetcapture_aggregator_object_requests_total{operation="'
     counts = {}
     with urllib.request.urlopen(f"http://{addr}/metrics", timeout=10) as r:
@@ -167,12 +164,17 @@ def object_requests(replica=0):
     return counts
 
 
-def replicas():
-    """{index: host:port} of the running replicas, from `cluster.sh env`."""
+def cluster_addresses(name):
+    """{index: host:port} of `cluster.sh env`'s NAME ("0=host:port 1=host:port ...")."""
     env = run(CLUSTER, "env")
-    line = next(l for l in env.splitlines() if l.startswith("export AGGREGATORS="))
+    line = next(l for l in env.splitlines() if l.startswith(f"export {name}="))
     value = line.split("=", 1)[1].strip("'\"")
     return {int(k): v for k, v in (e.split("=", 1) for e in value.split())}
+
+
+def replicas():
+    """{index: host:port} of the running replicas, from `cluster.sh env`."""
+    return cluster_addresses("AGGREGATORS")
 
 
 def start_ingest(target, tokens, prefix, streams, mib):
