@@ -162,7 +162,7 @@ TEST(AggregatorMetricsTest, ObjectStoreRequests) {
   auto replica = tu::OpenReplica(&leases, "replica-a", std::move(options));
   ASSERT_NE(replica, nullptr);
   const std::string id = tu::CaptureId("web-1");
-  ASSERT_TRUE(replica->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(replica->store->AcquireNode("node-a", {}).ok());
   ASSERT_TRUE(
       replica->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
   const Chunk chunk =

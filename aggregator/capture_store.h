@@ -20,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -98,12 +99,24 @@ class CaptureStore {
   using Capture = packetcapture::v1::Capture;
   virtual ~CaptureStore() = default;
 
+  // What a node's agent reported when its stream began.
+  struct NodeReport {
+    // The captures it still has; its other captures are marked gone as
+    // MarkGone(node, *present, gone_reason) does. Unset: not known yet (they
+    // come in an Inventory), so nothing is marked gone.
+    std::optional<std::set<std::string>> present;
+    std::string gone_reason;
+  };
+
   // A node's agent stream was accepted: take ownership of the node's
-  // captures before its resume points are read. A store with one writer
-  // (Store) always succeeds. Calls nest: each needs a ReleaseNode. A
-  // FailedPrecondition with kRedirectPayload names the replica that owns
-  // the node; Unavailable when ownership cannot be decided now.
-  virtual absl::Status AcquireNode(const std::string& node) = 0;
+  // captures before its resume points are read, and apply the agent's
+  // report. (ObjectStore stamps each capture it takes in the same write that
+  // marks it gone.) A store with one writer (Store) always succeeds. Calls
+  // nest: each needs a ReleaseNode. A FailedPrecondition with
+  // kRedirectPayload names the replica that owns the node; Unavailable when
+  // ownership cannot be decided now.
+  virtual absl::Status AcquireNode(const std::string& node,
+                                   const NodeReport& report) = 0;
   // The stream of an AcquireNode() ended.
   virtual void ReleaseNode(const std::string& node) = 0;
   // Told (from any thread) when ownership of a node is lost while a stream

@@ -43,7 +43,8 @@ class OwnedStore : public CaptureStore {
   explicit OwnedStore(std::unique_ptr<Store> store)
       : store_(std::move(store)) {}
 
-  absl::Status AcquireNode(const std::string& node) override {
+  absl::Status AcquireNode(const std::string& node,
+                           const NodeReport& report) override {
     absl::MutexLock lock(&mu_);
     if (node == "elsewhere") {
       absl::Status held = absl::FailedPreconditionError(
@@ -61,7 +62,7 @@ class OwnedStore : public CaptureStore {
       --waiting_;
     }
     ++held_[node];
-    return absl::OkStatus();
+    return store_->AcquireNode(node, report);
   }
   int waiting() {
     absl::MutexLock lock(&mu_);

@@ -246,6 +246,11 @@ class IngestServiceImpl::Stream final
     });
   }
 
+  // Why a capture the agent no longer lists is marked gone.
+  std::string GoneReason() const {
+    return absl::StrCat("no longer reported by node ", node_);
+  }
+
   std::string node_for_log() {
     absl::MutexLock lock(&mu_);
     return log_node_;
@@ -302,8 +307,7 @@ class IngestServiceImpl::Stream final
       case AgentMessage::kInventory: {
         const auto& ids = message.inventory().capture_ids();
         service_->store_->MarkGone(
-            node_, std::set<std::string>(ids.begin(), ids.end()),
-            absl::StrCat("no longer reported by node ", node_));
+            node_, std::set<std::string>(ids.begin(), ids.end()), GoneReason());
         LogLine("agent_inventory",
                 {{"node", node_}, {"captures", absl::StrCat(ids.size())}});
         return;
@@ -430,9 +434,15 @@ class IngestServiceImpl::Stream final
   // replica may wait out a silent holder's Lease, and other nodes' streams
   // must not wait with it (the acquirer has a thread per acquisition).
   void Welcome() {
+    CaptureStore::NodeReport report;
+    // With the inventory pending, what the hello lists is not the whole
+    // truth yet: nothing is marked gone until the Inventory.
+    if (!inventory_pending_) report.present = std::move(present_);
+    present_.clear();
+    report.gone_reason = GoneReason();
     Ref();
-    service_->acquirer_.Schedule([this] {
-      absl::Status owned = service_->store_->AcquireNode(node_);
+    service_->acquirer_.Schedule([this, report = std::move(report)] {
+      absl::Status owned = service_->store_->AcquireNode(node_, report);
       Post([this, owned = std::move(owned)] { OnAcquired(owned); });
       Unref();
     });
@@ -454,13 +464,6 @@ class IngestServiceImpl::Stream final
       return;
     }
     owns_node_ = true;
-    // With the inventory pending, what the hello lists is not the whole
-    // truth yet: nothing is marked gone until the Inventory.
-    if (!inventory_pending_) {
-      store->MarkGone(node_, present_,
-                      absl::StrCat("no longer reported by node ", node_));
-    }
-    present_.clear();
     ResumePages pages =
         PageResumePoints(store->ResumePoints(node_), options.resume_page_bytes);
     AggregatorMessage out;
@@ -827,7 +830,7 @@ class IngestServiceImpl::Stream final
 
   // Strand-only.
   std::string node_;               // set once the hello was accepted
-  std::set<std::string> present_;  // the hello's captures, until welcomed
+  std::set<std::string> present_;  // the hello's captures, until Welcome()
   bool inventory_pending_ = false;
   std::string agent_instance_;
   std::string agent_version_;

@@ -49,7 +49,7 @@ class ObjectCompactionTest : public ::testing::Test {
   // Replica A holding the node with a running capture `id_`.
   std::unique_ptr<Replica> Holder(uint32_t max_files = 5) {
     auto a = OpenReplica("replica-a");
-    EXPECT_TRUE(a->store->AcquireNode(kNode).ok());
+    EXPECT_TRUE(a->store->AcquireNode(kNode, {}).ok());
     EXPECT_TRUE(a->store
                     ->PutStatus(kNode, tu::Status(id_, kNode, Capture::RUNNING,
                                                   max_files))
@@ -190,7 +190,7 @@ TEST_F(ObjectCompactionTest, SealedFileBecomesOneObjectWithTheSameBytes) {
   // Replica B takes the node from a silent A.
   auto b = OpenReplica("replica-b");
   a->ownership->Expire(kNode, /*tell=*/false);
-  ASSERT_TRUE(b->store->AcquireNode(kNode).ok());
+  ASSERT_TRUE(b->store->AcquireNode(kNode, {}).ok());
   EXPECT_EQ(Points(b->store.get()), points);
   EXPECT_EQ(Download(b->store.get(), id_), before);
   EXPECT_EQ(b->store->CompactQueued(), 0);
@@ -313,7 +313,7 @@ TEST_F(ObjectCompactionTest, TakeoverWhileThePreviousHolderCompacts) {
       EXPECT_EQ(a->store->CompactQueued(), 1);
     }
   });
-  const absl::Status acquired = b->store->AcquireNode(kNode);
+  const absl::Status acquired = b->store->AcquireNode(kNode, {});
   client_.SetHook(nullptr);
   ASSERT_TRUE(acquired.ok()) << acquired;
   EXPECT_TRUE(fired.load());
@@ -342,7 +342,7 @@ TEST_F(ObjectCompactionTest, OverlapWhenDeletesFailIsReadOnce) {
 
   auto b = OpenReplica("replica-b");
   a->ownership->Expire(kNode, /*tell=*/false);
-  ASSERT_TRUE(b->store->AcquireNode(kNode).ok());
+  ASSERT_TRUE(b->store->AcquireNode(kNode, {}).ok());
   EXPECT_EQ(Points(b->store.get()), points);
   EXPECT_EQ(Download(b->store.get(), id_), expected);
   EXPECT_EQ(b->store->CompactQueued(), 1);
@@ -423,7 +423,7 @@ TEST_F(ObjectCompactionTest, DeletionDuringCompactionLeavesNothing) {
 // a listed file, each listed file downloads whole. (Runs under TSan.)
 TEST_F(ObjectCompactionTest, BackgroundCompactionKeepsUpWithTheRing) {
   auto a = OpenReplica("replica-a", /*background=*/true);
-  ASSERT_TRUE(a->store->AcquireNode(kNode).ok());
+  ASSERT_TRUE(a->store->AcquireNode(kNode, {}).ok());
   ASSERT_TRUE(
       a->store->PutStatus(kNode, tu::Status(id_, kNode, Capture::RUNNING, 2))
           .ok());

@@ -1,8 +1,9 @@
 // ObjectStore's view of a node it takes: the node's captures from a fresh
 // listing of the catalog, the stored end of each file from its data
 // objects, and each entry stamped with the new holder's epoch (so a
-// deposed holder's next catalog write fails). Captures a holder already
-// wrote as off the node (files_final) are taken as they are.
+// deposed holder's next catalog write fails), marking those the agent no
+// longer has gone in the same write. Captures a holder already wrote as off
+// the node (files_final) are taken as they are.
 #include "absl/strings/str_cat.h"
 #include "aggregator/object_files.h"
 #include "aggregator/object_store.h"
@@ -64,9 +65,11 @@ absl::StatusOr<std::map<FileKey, FileSummary>> ObjectStore::LoadFiles(
 }
 
 absl::StatusOr<std::map<std::string, std::shared_ptr<ObjectStore::HeldCapture>>>
-ObjectStore::LoadNode(const std::string& node, int64_t epoch) {
+ObjectStore::LoadNode(const std::string& node, int64_t epoch,
+                      const NodeReport& report) {
   // Not only the poll's cache: the previous holder may have written since.
   RETURN_IF_ERROR(catalog_->Refresh());
+  const absl::Time now = Now();
   std::map<std::string, std::shared_ptr<HeldCapture>> out;
   for (const auto& [id, record] : catalog_->OfNode(node)) {
     if (record.entry.epoch > epoch) {
@@ -92,8 +95,15 @@ ObjectStore::LoadNode(const std::string& node, int64_t epoch) {
       auto files = LoadFiles(id, record.entry.files, &counts);
       if (!files.ok()) return files.status();
       c->objects = std::move(counts);
-      const bool changed = !SameFiles(c->entry.files, *files);
+      bool changed = !SameFiles(c->entry.files, *files);
       c->entry.files = std::move(*files);
+      // Gone from the agent's report: marked in the stamp's write, so a
+      // reconnect costs one PUT per such capture, not two.
+      if (report.present && !report.present->count(id) &&
+          MarkOffNode(report.gone_reason, now, &c->entry.meta)) {
+        LogLine("capture_gone_from_node", {{"capture", id}, {"node", node}});
+        changed = true;
+      }
       if (changed || record.entry.epoch != epoch ||
           record.entry.replica != options_.replica_id) {
         RETURN_IF_ERROR(WriteCatalog(node, epoch, c.get()));

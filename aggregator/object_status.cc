@@ -11,27 +11,6 @@ namespace pc::aggregator {
 
 using packetcapture::v1::Capture;
 
-namespace {
-
-// A capture its node no longer reports: off the node, stopped if it ran,
-// retention from now. False if it was off the node already.
-bool MarkMetaGone(const std::string& reason, absl::Time now, CaptureMeta* m) {
-  Capture& s = m->status;
-  if (!s.on_node()) return false;
-  s.set_on_node(false);
-  if (s.state() == Capture::RUNNING || s.state() == Capture::PENDING) {
-    s.set_state(Capture::STOPPED);
-    s.set_stop_reason(packetcapture::v1::NOT_ON_NODE);
-    s.set_message(reason);
-  }
-  if (!s.has_stop_time()) *s.mutable_stop_time() = ToProto(now);
-  *s.mutable_update_time() = ToProto(now);
-  if (!m->retention_start) m->retention_start = now;
-  return true;
-}
-
-}  // namespace
-
 absl::Status ObjectStore::PutStatus(const std::string& node,
                                     const Capture& status) {
   const std::string& id = status.id();
@@ -129,7 +108,7 @@ void ObjectStore::MarkGone(const std::string& node,
   const absl::Time now = Now();
   for (const auto& c : captures) {
     absl::MutexLock lock(&c->mu);
-    if (c->deleted || !MarkMetaGone(reason, now, &c->entry.meta)) continue;
+    if (c->deleted || !MarkOffNode(reason, now, &c->entry.meta)) continue;
     LogLine("capture_gone_from_node", {{"capture", c->id}, {"node", node}});
     const absl::Status written = WriteCatalog(node, epoch, c.get());
     if (!written.ok()) {
@@ -149,7 +128,7 @@ void ObjectStore::MarkGoneInCatalog(const std::string& node,
                                     const std::string& reason) {
   const absl::Time now = Now();
   for (auto& [id, record] : catalog_->OfNode(node)) {
-    if (present.count(id) || !MarkMetaGone(reason, now, &record.entry.meta)) {
+    if (present.count(id) || !MarkOffNode(reason, now, &record.entry.meta)) {
       continue;
     }
     // Its counts are the last holder's last write, which may lag its

@@ -205,7 +205,8 @@ void ObjectStore::SetOnNodeLost(
   on_lost_ = std::move(on_lost);
 }
 
-absl::Status ObjectStore::AcquireNode(const std::string& node) {
+absl::Status ObjectStore::AcquireNode(const std::string& node,
+                                      const NodeReport& report) {
   LeaseHolder other;
   auto held = options_.ownership->Acquire(node, &other);
   if (!held.ok()) {
@@ -222,10 +223,11 @@ absl::Status ObjectStore::AcquireNode(const std::string& node) {
     if (it != nodes_.end() && it->second.refs > 0 && !it->second.lost &&
         it->second.epoch == held->epoch) {
       ++it->second.refs;
+      if (report.present) MarkGone(node, *report.present, report.gone_reason);
       return absl::OkStatus();
     }
   }
-  auto captures = LoadNode(node, held->epoch);
+  auto captures = LoadNode(node, held->epoch, report);
   if (!captures.ok()) {
     bool release;
     {

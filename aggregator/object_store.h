@@ -24,7 +24,8 @@
 // (a Lease), then loads its captures from a fresh listing of the catalog and
 // each capture's data objects (stored ends for ResumePoints: the catalog's
 // summaries plus a scan of the objects written after them) and stamps the
-// catalog entries with its epoch; a capture the last holder wrote as off
+// catalog entries with its epoch (marking those the agent's hello no longer
+// lists gone in the same write); a capture the last holder wrote as off
 // the node (drained: files_final) is taken as written, so a takeover costs
 // the captures that can still grow, not the node's whole history. Every
 // replica lists the catalog every
@@ -111,7 +112,8 @@ class ObjectStore final : public CaptureStore {
       ObjectStoreOptions options, CaptureRegistry* registry);
   ~ObjectStore() override;
 
-  absl::Status AcquireNode(const std::string& node) override;
+  absl::Status AcquireNode(const std::string& node,
+                           const NodeReport& report) override;
   void ReleaseNode(const std::string& node) override;
   void SetOnNodeLost(
       std::function<void(const std::string& node)> on_lost) override;
@@ -197,9 +199,10 @@ class ObjectStore final : public CaptureStore {
 
   // object_node.cc: the node's captures from a fresh catalog listing and
   // their data objects, each entry stamped with `epoch` (but those whose
-  // entry is files_final, taken as written).
+  // entry is files_final, taken as written), in the same write that marks
+  // it gone when `report` says the agent no longer has it.
   absl::StatusOr<std::map<std::string, std::shared_ptr<HeldCapture>>> LoadNode(
-      const std::string& node, int64_t epoch);
+      const std::string& node, int64_t epoch, const NodeReport& report);
   // The files of a capture as its data objects show them, starting from
   // the catalog's summaries.
   absl::StatusOr<std::map<FileKey, FileSummary>> LoadFiles(

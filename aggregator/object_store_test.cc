@@ -149,7 +149,7 @@ void Feed(CaptureStore* store, const std::string& node,
 // acknowledged but not yet written there.
 void FeedWithUnwrittenCounts(tu::Replica* r, const std::string& id) {
   const std::vector<Chunk> chunks = SampleChunks(id);
-  ASSERT_TRUE(r->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(r->store->AcquireNode("node-a", {}).ok());
   ASSERT_TRUE(r->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
   std::vector<uint64_t> acks;
   Feed(r->store.get(), "node-a",
@@ -189,7 +189,7 @@ TEST_F(ObjectStoreTest,
   client_.SetMaxKeysPerPage(2);  // listings take several pages
   auto a = OpenReplica("replica-a");
   auto b = OpenReplica("replica-b");
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
   // Other captures in the catalog.
   for (int i = 0; i < 4; ++i) {
@@ -237,10 +237,10 @@ TEST_F(ObjectStoreTest, AnotherNodesCaptureIsRefusedBeforeItIsListed) {
   const std::string id = tu::CaptureId("web-1");
   auto a = OpenReplica("replica-a");
   auto b = OpenReplica("replica-b");
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());  // node-a epoch 1
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());  // node-a epoch 1
   a->store->ReleaseNode("node-a");
-  ASSERT_TRUE(b->store->AcquireNode("node-a").ok());  // node-a epoch 2
-  ASSERT_TRUE(a->store->AcquireNode("node-b").ok());  // node-b epoch 1
+  ASSERT_TRUE(b->store->AcquireNode("node-a", {}).ok());  // node-a epoch 2
+  ASSERT_TRUE(a->store->AcquireNode("node-b", {}).ok());  // node-b epoch 1
   ASSERT_TRUE(b->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
   const absl::Status refused =
       a->store->PutStatus("node-b", tu::Status(id, "node-b"));
@@ -257,8 +257,8 @@ TEST_F(ObjectStoreTest, AnotherNodesCaptureIsRefusedBeforeItIsListed) {
 TEST_F(ObjectStoreTest, AcquiringANodeHeldElsewhereNamesTheHolder) {
   auto a = OpenReplica("replica-a");
   auto b = OpenReplica("replica-b");
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
-  const absl::Status refused = b->store->AcquireNode("node-a");
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
+  const absl::Status refused = b->store->AcquireNode("node-a", {});
   EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
   EXPECT_TRUE(absl::StrContains(refused.message(), "replica-a")) << refused;
   auto to = refused.GetPayload(kRedirectPayload);
@@ -269,12 +269,12 @@ TEST_F(ObjectStoreTest, AcquiringANodeHeldElsewhereNamesTheHolder) {
   EXPECT_EQ(b->store->PutStatus("node-a", tu::Status(id, "node-a")).code(),
             absl::StatusCode::kAborted);
   // Calls nest: the node is released with the last release.
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   a->store->ReleaseNode("node-a");
   EXPECT_TRUE(a->ownership->Holds("node-a"));
   a->store->ReleaseNode("node-a");
   EXPECT_FALSE(a->ownership->Holds("node-a"));
-  EXPECT_TRUE(b->store->AcquireNode("node-a").ok());
+  EXPECT_TRUE(b->store->AcquireNode("node-a", {}).ok());
 }
 
 // A replica taking a node over resumes at the stored ends of every file,
@@ -297,7 +297,7 @@ TEST_F(ObjectStoreTest, TakeoverResumesAtTheStoredEndsAndFencesTheOldWriter) {
 
   // A's lease expires without A noticing (a long pause); B takes over.
   a->ownership->Expire("node-a", /*tell=*/false);
-  ASSERT_TRUE(b->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(b->store->AcquireNode("node-a", {}).ok());
   auto b_points = b->store->ResumePoints("node-a");
   ASSERT_EQ(b_points.size(), a_points.size());
   for (size_t i = 0; i < b_points.size(); ++i) {
@@ -338,7 +338,7 @@ TEST_F(ObjectStoreTest, ALostLeaseIsReportedAndFencesWrites) {
   std::vector<std::string> lost;
   a->store->SetOnNodeLost(
       [&](const std::string& node) { lost.push_back(node); });
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
   a->ownership->Expire("node-a", /*tell=*/true);
   EXPECT_EQ(lost, std::vector<std::string>{"node-a"});
@@ -349,7 +349,7 @@ TEST_F(ObjectStoreTest, ALostLeaseIsReportedAndFencesWrites) {
             absl::StatusCode::kAborted);
   a->store->ReleaseNode("node-a");
   // Taken again: loaded afresh, writable.
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   EXPECT_TRUE(a->store->AppendBatch("node-a", {&c}).error.ok());
 }
 
@@ -358,7 +358,7 @@ TEST_F(ObjectStoreTest, ALostLeaseIsReportedAndFencesWrites) {
 TEST_F(ObjectStoreTest, ARetriedBatchIsStoredOnce) {
   const std::string id = tu::CaptureId("web-1");
   auto a = OpenReplica("replica-a");
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
   const auto c0 = tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, tu::PcapFile(0, 3));
   const auto c1 = tu::MakeChunk(id, "run-1-w5/ring0", 0,
@@ -390,7 +390,7 @@ TEST_F(ObjectStoreTest, ARetriedBatchIsStoredOnce) {
 TEST_F(ObjectStoreTest, ContiguousChunksOfABatchBecomeOneObject) {
   const std::string id = tu::CaptureId("web-1");
   auto a = OpenReplica("replica-a");
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
   const std::string file = "run-1-w5/ring0";
   const auto c0 = tu::MakeChunk(id, file, 0, 0, tu::PcapFile(0, 3));
@@ -421,7 +421,7 @@ TEST_F(ObjectStoreTest, ContiguousChunksOfABatchBecomeOneObject) {
 TEST_F(ObjectStoreTest, ARetryWithMoreBytesKeepsTheStoredPrefix) {
   const std::string id = tu::CaptureId("web-1");
   auto a = OpenReplica("replica-a");
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
   const auto c0 = tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, tu::PcapFile(0, 3));
   client_.FailNext(1, MemoryObjectClient::Fault::kAfter);
@@ -442,7 +442,7 @@ TEST_F(ObjectStoreTest, ARetryWithMoreBytesKeepsTheStoredPrefix) {
   // A new holder's scan finds the same end.
   a->store->ReleaseNode("node-a");
   auto b = OpenReplica("replica-b");
-  ASSERT_TRUE(b->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(b->store->AcquireNode("node-a", {}).ok());
   ASSERT_EQ(b->store->ResumePoints("node-a").size(), 1u);
   EXPECT_EQ(b->store->ResumePoints("node-a")[0].offset(),
             tu::PcapFile(0, 7).size());
@@ -454,7 +454,7 @@ TEST_F(ObjectStoreTest, ARetryWithMoreBytesKeepsTheStoredPrefix) {
 TEST_F(ObjectStoreTest, OverlappingObjectsAreReadOnce) {
   const std::string id = tu::CaptureId("web-1");
   auto a = OpenReplica("replica-a");
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
   const std::string file = tu::PcapFile(0, 10);
   const uint64_t rec3 = tu::PcapFile(0, 3).size();
@@ -473,7 +473,7 @@ TEST_F(ObjectStoreTest, OverlappingObjectsAreReadOnce) {
   EXPECT_EQ(*seqs, ptu::Range(0, 10));
   a->store->ReleaseNode("node-a");
   auto b = OpenReplica("replica-b");
-  ASSERT_TRUE(b->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(b->store->AcquireNode("node-a", {}).ok());
   auto points = b->store->ResumePoints("node-a");
   ASSERT_EQ(points.size(), 1u);
   EXPECT_EQ(points[0].offset(), file.size());
@@ -486,7 +486,7 @@ TEST_F(ObjectStoreTest, OverlappingObjectsAreReadOnce) {
 TEST_F(ObjectStoreTest, RunningCaptureMirrorsTheRing) {
   const std::string id = tu::CaptureId("web-1");
   auto a = OpenReplica("replica-a");
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   ASSERT_TRUE(
       a->store
           ->PutStatus("node-a", tu::Status(id, "node-a", Capture::RUNNING, 2))
@@ -518,7 +518,7 @@ TEST_F(ObjectStoreTest, RetentionDeletesObjectsThenTheEntryOnAnyReplica) {
   const std::string keep = tu::CaptureId("web-2");
   auto a = OpenReplica("replica-a");
   auto b = OpenReplica("replica-b");
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   for (const auto& c : {id, keep}) {
     ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(c, "node-a")).ok());
     const auto chunk =
@@ -556,7 +556,7 @@ TEST_F(ObjectStoreTest, RetentionDeletesObjectsThenTheEntryOnAnyReplica) {
 TEST_F(ObjectStoreTest, ByteBudgetEvictsTheOldestStoppedCapture) {
   max_bytes_ = 2 * tu::PcapFile(0, 10).size();
   auto a = OpenReplica("replica-a");
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   const std::string x = tu::CaptureId("x"), y = tu::CaptureId("y"),
                     z = tu::CaptureId("z");
   for (const auto& c : {x, y, z}) {
@@ -584,7 +584,7 @@ TEST_F(ObjectStoreTest, ByteBudgetEvictsTheOldestStoppedCapture) {
 TEST_F(ObjectStoreTest, AnUnavailableObjectStoreAcknowledgesNothing) {
   const std::string id = tu::CaptureId("web-1");
   auto a = OpenReplica("replica-a");
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
   const auto c0 = tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, tu::PcapFile(0, 3));
   client_.SetDown(true);
@@ -621,19 +621,19 @@ TEST_F(ObjectStoreTest, AnUnavailableObjectStoreAcknowledgesNothing) {
 TEST_F(ObjectStoreTest, OpensWhileTheObjectStoreIsDownAndCatchesUp) {
   const std::string id = tu::CaptureId("web-1");
   auto a = OpenReplica("replica-a");
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
   client_.SetDown(true);
   auto b = OpenReplica("replica-b");
   ASSERT_NE(b, nullptr);
   EXPECT_FALSE(b->registry.Get(id).has_value());
-  EXPECT_EQ(b->store->AcquireNode("node-b").code(),
+  EXPECT_EQ(b->store->AcquireNode("node-b", {}).code(),
             absl::StatusCode::kUnavailable);
   EXPECT_FALSE(b->ownership->Holds("node-b"));  // not kept half-loaded
   client_.SetDown(false);
   ASSERT_TRUE(b->store->PollCatalog().ok());
   EXPECT_TRUE(b->registry.Get(id).has_value());
-  EXPECT_TRUE(b->store->AcquireNode("node-b").ok());
+  EXPECT_TRUE(b->store->AcquireNode("node-b", {}).ok());
 }
 
 // A followed download on another replica sees new bytes and new files, and
@@ -642,7 +642,7 @@ TEST_F(ObjectStoreTest, FollowSeesNewBytesAndEndsWhenStopped) {
   const std::string id = tu::CaptureId("web-1");
   auto a = OpenReplica("replica-a");
   auto b = OpenReplica("replica-b");
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   ASSERT_TRUE(
       a->store
           ->PutStatus("node-a", tu::Status(id, "node-a", Capture::RUNNING, 3))
@@ -700,7 +700,7 @@ TEST_F(ObjectStoreTest, MarkGoneOnTheHolderOrOnAnyReplica) {
   const std::string gone = tu::CaptureId("gone");
   auto a = OpenReplica("replica-a");
   auto b = OpenReplica("replica-b");
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   for (const auto& id : {kept, gone}) {
     ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
   }
@@ -725,7 +725,7 @@ TEST_F(ObjectStoreTest, MarkGoneOnTheHolderOrOnAnyReplica) {
   EXPECT_FALSE(a->registry.Get(kept)->on_node());
   EXPECT_TRUE(a->store->NodesWithCaptures().empty());
   // The agent comes back to either replica: its status runs again.
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(kept, "node-a")).ok());
   EXPECT_TRUE(a->registry.Get(kept)->on_node());
   EXPECT_FALSE(a->registry.Get(kept)->has_expire_time());
@@ -742,7 +742,7 @@ TEST_F(ObjectStoreTest, ATakeoverSkipsTheNodesDrainedCaptures) {
   }
   auto a = OpenReplica("replica-a");
   auto b = OpenReplica("replica-b");
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   std::vector<uint64_t> acks;
   for (const auto& id : drained) {
     ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
@@ -780,7 +780,7 @@ TEST_F(ObjectStoreTest, ATakeoverSkipsTheNodesDrainedCaptures) {
     absl::MutexLock lock(&mu);
     calls.push_back(absl::StrCat(method, " ", key));
   });
-  ASSERT_TRUE(b->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(b->store->AcquireNode("node-a", {}).ok());
   client_.SetHook(nullptr);
   // The catalog listed and its entries read once; the running capture's
   // data objects listed (and read past its entry's counts) and its entry
@@ -812,6 +812,59 @@ TEST_F(ObjectStoreTest, ATakeoverSkipsTheNodesDrainedCaptures) {
       absl::StatusCode::kAborted);
 }
 
+// An agent back after a disconnect no longer has a capture: the new
+// holder stamps that capture's entry and marks it gone in one write, not
+// a stamp and then a second write.
+TEST_F(ObjectStoreTest, ATakeoverMarksWhatTheAgentNoLongerHasInOneWrite) {
+  const std::string old_id = tu::CaptureId("old");
+  const std::string kept = tu::CaptureId("kept");
+  auto a = OpenReplica("replica-a");
+  auto b = OpenReplica("replica-b");
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
+  std::vector<uint64_t> acks;
+  for (const auto& id : {old_id, kept}) {
+    ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+    Feed(a->store.get(), "node-a", SampleChunks(id), &acks);
+  }
+  const Capture a_listing = *a->registry.Get(old_id);
+  a->store->ReleaseNode("node-a");
+
+  absl::Mutex mu;
+  std::vector<std::string> puts;  // of the takeover, on this thread
+  const std::thread::id self = std::this_thread::get_id();
+  client_.SetHook([&](const std::string& method, const std::string& key) {
+    if (std::this_thread::get_id() != self || method != "PUT") return;
+    absl::MutexLock lock(&mu);
+    puts.push_back(key);
+  });
+  CaptureStore::NodeReport report;
+  report.present = std::set<std::string>{kept};
+  report.gone_reason = "no longer reported by node node-a";
+  ASSERT_TRUE(b->store->AcquireNode("node-a", report).ok());
+  client_.SetHook(nullptr);
+  {
+    absl::MutexLock lock(&mu);
+    const std::string old_key = "cluster/catalog/" + old_id + ".pb";
+    EXPECT_EQ(std::count(puts.begin(), puts.end(), old_key), 1)
+        << absl::StrJoin(puts, "\n");
+  }
+  auto entry = DecodeCatalogEntry(
+      client_.Objects()["cluster/catalog/" + old_id + ".pb"]);
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  EXPECT_EQ(entry->replica, "replica-b");
+  EXPECT_FALSE(entry->meta.status.on_node());
+  EXPECT_TRUE(entry->files_final);
+  const Capture shown = *b->registry.Get(old_id);
+  EXPECT_EQ(shown.state(), Capture::STOPPED);
+  EXPECT_EQ(shown.stop_reason(), packetcapture::v1::NOT_ON_NODE);
+  EXPECT_EQ(shown.message(), "no longer reported by node node-a");
+  EXPECT_EQ(shown.bytes(), a_listing.bytes());
+  EXPECT_TRUE(b->registry.Get(kept)->on_node());
+  // The stamp fences the last holder as before.
+  EXPECT_EQ(a->store->PutStatus("node-a", tu::Status(old_id, "node-a")).code(),
+            absl::StatusCode::kAborted);
+}
+
 // An entry marked off the node by a replica that did not hold it carries
 // the last holder's last counts, which may lag its objects: the next holder
 // still reads those back.
@@ -831,7 +884,7 @@ TEST_F(ObjectStoreTest, ATakeoverRecountsCapturesMarkedGoneByANonHolder) {
   EXPECT_FALSE(entry->files_final);
   EXPECT_LT(b->registry.Get(id)->bytes(), a_listing.bytes());
 
-  ASSERT_TRUE(b->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(b->store->AcquireNode("node-a", {}).ok());
   const Capture b_listing = *b->registry.Get(id);
   EXPECT_EQ(b_listing.bytes(), a_listing.bytes());
   EXPECT_EQ(b_listing.packets(), a_listing.packets());
@@ -849,7 +902,7 @@ TEST_F(ObjectStoreTest, AnotherReplicaListsANewCaptureWithinAPollInterval) {
   constexpr absl::Duration kPoll = absl::Milliseconds(200);
   auto a = OpenReplica("replica-a");
   auto b = OpenReplica("replica-b", kPoll);
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   absl::Duration worst;
   for (int i = 0; i < 5; ++i) {
     const std::string id = tu::CaptureId(absl::StrCat("web-", i));
@@ -874,7 +927,7 @@ TEST_F(ObjectStoreTest, CountsReachTheCatalogOncePerWriteInterval) {
   // The flusher ticks every second of real time; the interval is measured
   // on the test's clock, which moves only when told.
   auto a = OpenReplica("replica-a", absl::Hours(1), absl::Seconds(5));
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
   const std::string key = "cluster/catalog/" + id + ".pb";
   std::map<std::string, uint64_t> offsets;

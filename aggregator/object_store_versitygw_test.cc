@@ -134,7 +134,7 @@ TEST_F(ObjectStoreVersitygwTest, ReplicasShareARealBucket) {
   auto a = OpenReplica("replica-a", kPoll);
   auto b = OpenReplica("replica-b", kPoll);
   ASSERT_TRUE(a && b);
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   const absl::Time put = absl::Now();
   ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
   const absl::Time written = absl::Now();
@@ -155,7 +155,7 @@ TEST_F(ObjectStoreVersitygwTest, ReplicasShareARealBucket) {
   // B takes the node over from a silent A: same resume points; A fenced.
   const auto a_points = a->store->ResumePoints("node-a");
   a->ownership->Expire("node-a", /*tell=*/false);
-  ASSERT_TRUE(b->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(b->store->AcquireNode("node-a", {}).ok());
   const auto b_points = b->store->ResumePoints("node-a");
   ASSERT_EQ(a_points.size(), b_points.size());
   for (size_t i = 0; i < a_points.size(); ++i) {
@@ -192,7 +192,7 @@ TEST_F(ObjectStoreVersitygwTest, SealedFileIsCompactedInTheBackground) {
   const std::string id = tu::CaptureId("slow-1");
   auto a = OpenReplica("replica-a", absl::Hours(1));
   ASSERT_TRUE(a);
-  ASSERT_TRUE(a->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
   auto append = [&](const Chunk& chunk) {
     BatchResult r = a->store->AppendBatch("node-a", {&chunk});
@@ -235,7 +235,7 @@ TEST_F(ObjectStoreVersitygwTest, SealedFileIsCompactedInTheBackground) {
   auto b = OpenReplica("replica-b", absl::Hours(1));
   ASSERT_TRUE(b);
   a->ownership->Expire("node-a", /*tell=*/true);
-  ASSERT_TRUE(b->store->AcquireNode("node-a").ok());
+  ASSERT_TRUE(b->store->AcquireNode("node-a", {}).ok());
   const auto b_points = b->store->ResumePoints("node-a");
   ASSERT_EQ(points.size(), b_points.size());
   for (size_t i = 0; i < points.size(); ++i) {

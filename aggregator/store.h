@@ -116,10 +116,9 @@ class Store final : public CaptureStore {
                                                      CaptureRegistry* registry);
   ~Store() override;
 
-  // One writer: every node is this store's.
-  absl::Status AcquireNode(const std::string&) override {
-    return absl::OkStatus();
-  }
+  // One writer: every node is this store's. Applies the report as MarkGone.
+  absl::Status AcquireNode(const std::string& node,
+                           const NodeReport& report) override;
   void ReleaseNode(const std::string&) override {}
   void SetOnNodeLost(std::function<void(const std::string&)>) override {}
 

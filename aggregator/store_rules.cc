@@ -7,6 +7,7 @@
 #include "absl/strings/str_split.h"
 #include "common/capture_layout.h"
 #include "common/pcap/ring_reader.h"
+#include "common/time_proto.h"
 
 namespace pc::aggregator {
 
@@ -15,6 +16,21 @@ using packetcapture::v1::Capture;
 bool Stopped(const Capture& c) {
   return !c.on_node() || c.state() == Capture::STOPPED ||
          c.state() == Capture::FAILED;
+}
+
+bool MarkOffNode(const std::string& reason, absl::Time now, CaptureMeta* meta) {
+  Capture& s = meta->status;
+  if (!s.on_node()) return false;
+  s.set_on_node(false);
+  if (s.state() == Capture::RUNNING || s.state() == Capture::PENDING) {
+    s.set_state(Capture::STOPPED);
+    s.set_stop_reason(packetcapture::v1::NOT_ON_NODE);
+    s.set_message(reason);
+  }
+  if (!s.has_stop_time()) *s.mutable_stop_time() = ToProto(now);
+  *s.mutable_update_time() = ToProto(now);
+  if (!meta->retention_start) meta->retention_start = now;
+  return true;
 }
 
 std::string Significant(const CaptureMeta& meta) {

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "aggregator/capture_dir.h"
 #include "proto/packetcapture.pb.h"
 
@@ -24,6 +25,12 @@ bool Stopped(const packetcapture::v1::Capture& c);
 // The metadata without the fields that change with every scan: a change in
 // the rest is worth a durable write of the capture's metadata.
 std::string Significant(const CaptureMeta& meta);
+
+// A capture its node no longer reports: off the node, STOPPED with reason
+// NOT_ON_NODE and `reason` as its message if it was running or pending,
+// stopped and updated `now`, retention from `now` unless it started before.
+// False (and unchanged) if it was off the node already.
+bool MarkOffNode(const std::string& reason, absl::Time now, CaptureMeta* meta);
 
 // The checks of a status `node` reports, before either store looks it up:
 // InvalidArgument for an invalid id or a status over kMaxStatusBytes,

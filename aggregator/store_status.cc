@@ -191,6 +191,12 @@ absl::Status Store::PutStatus(const std::string& node, const Capture& status) {
   return absl::OkStatus();
 }
 
+absl::Status Store::AcquireNode(const std::string& node,
+                                const NodeReport& report) {
+  if (report.present) MarkGone(node, *report.present, report.gone_reason);
+  return absl::OkStatus();
+}
+
 void Store::MarkGone(const std::string& node,
                      const std::set<std::string>& present,
                      const std::string& reason) {
@@ -199,17 +205,10 @@ void Store::MarkGone(const std::string& node,
     absl::MutexLock lock(&mu_);
     const absl::Time now = Now();
     for (auto& [id, c] : captures_) {
-      Capture& s = c->meta.status;
-      if (s.node() != node || present.count(id) || !s.on_node()) continue;
-      s.set_on_node(false);
-      if (s.state() == Capture::RUNNING || s.state() == Capture::PENDING) {
-        s.set_state(Capture::STOPPED);
-        s.set_stop_reason(packetcapture::v1::NOT_ON_NODE);
-        s.set_message(reason);
+      if (c->meta.status.node() != node || present.count(id) ||
+          !MarkOffNode(reason, now, &c->meta)) {
+        continue;
       }
-      if (!s.has_stop_time()) *s.mutable_stop_time() = ToProto(now);
-      *s.mutable_update_time() = ToProto(now);
-      if (!c->meta.retention_start) c->meta.retention_start = now;
       if (auto write = NoteChange(id, c.get())) writes.push_back(*write);
       LogLine("capture_gone_from_node", {{"capture", id}, {"node", node}});
       Publish(*c);
