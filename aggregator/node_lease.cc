@@ -18,6 +18,9 @@ namespace {
 constexpr size_t kMaxNameBytes = 253;
 constexpr char kPrefix[] = "capture-node-";
 constexpr char kReplicaPrefix[] = "capture-replica-";
+// Released node Leases kept for a quick retake (NodeLeases::released_): about
+// 1 KiB each.
+constexpr size_t kMaxReleasedLeases = 10000;
 // kLeaseAddressAnnotation as a JSON pointer token ('/' is "~1").
 constexpr char kLeaseAddressAnnotationPointer[] =
     "packetcapture.antrea.io~1address";
@@ -186,7 +189,15 @@ absl::StatusOr<LeaseHolder> NodeLeases::TryAcquire(const std::string& node,
                                                    LeaseHolder* other,
                                                    std::string* renewed) {
   Lease lease;
-  absl::StatusOr<Fetch> fetch = Get(name, &lease);
+  absl::StatusOr<Fetch> fetch = Fetch::kFound;
+  auto released = released_.find(name);
+  const bool as_released = released != released_.end();
+  if (as_released) {
+    lease = std::move(released->second);
+    released_.erase(released);
+  } else {
+    fetch = Get(name, &lease);
+  }
   if (!fetch.ok()) return fetch.status();
   const absl::Time now = Now();
   const std::string stamp = FormatMicroTime(now);
@@ -238,7 +249,11 @@ absl::StatusOr<LeaseHolder> NodeLeases::TryAcquire(const std::string& node,
   auto& annotations = *lease.mutable_metadata()->mutable_annotations();
   annotations[kLeaseAddressAnnotation] = options_.address;
   annotations[kLeaseIncarnationAnnotation] = incarnation_;
-  if (absl::Status s = Write(name, create, &lease); !s.ok()) return s;
+  if (absl::Status s = Write(name, create, &lease); !s.ok()) {
+    // Changed or deleted since this replica released it: read it after all.
+    if (as_released) return TryAcquire(node, name, ours, other, renewed);
+    return s;
+  }
   observed_.erase(name);
   LeaseHolder mine{options_.identity, options_.address,
                    lease.spec().lease_transitions()};
@@ -469,6 +484,10 @@ void NodeLeases::Release(const std::string& node) {
       name);
   if (patched.ok() && patched->status_code == 200) {
     LogLine("lease_released", {{"node", node}, {"lease", name}});
+    Lease lease;
+    if (kube::ParseJson(patched->body, &lease).ok()) {
+      KeepReleased(name, std::move(lease));
+    }
     return;
   }
   // Not ours any more, or not as we wrote it (no address annotation): read
@@ -489,6 +508,7 @@ void NodeLeases::Release(const std::string& node) {
     absl::Status s = Write(name, false, &lease);
     if (s.ok()) {
       LogLine("lease_released", {{"node", node}, {"lease", name}});
+      KeepReleased(name, std::move(lease));
       return;
     }
     if (!absl::IsAborted(s) || attempt == 1) {
@@ -497,6 +517,15 @@ void NodeLeases::Release(const std::string& node) {
       return;
     }
   }
+}
+
+void NodeLeases::KeepReleased(const std::string& name, Lease lease) {
+  if (released_.size() >= kMaxReleasedLeases ||
+      lease.metadata().name() != name ||
+      lease.metadata().resource_version().empty()) {
+    return;
+  }
+  released_[name] = std::move(lease);
 }
 
 bool NodeLeases::Ours(Fetch fetch, const Lease& lease, int64_t epoch) const {

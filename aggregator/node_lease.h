@@ -181,6 +181,9 @@ class NodeLeases final : public NodeOwnership {
   absl::StatusOr<Liveness> HolderLiveness(const Lease& node_lease,
                                           std::string* renewed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+  // Keeps `lease` (named `name`, as a release left it) in released_.
+  void KeepReleased(const std::string& name, Lease lease)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
   // Whether a read Lease is still the one we hold at `epoch`.
   bool Ours(Fetch fetch, const Lease& lease, int64_t epoch) const;
   // Renews one held lease; false when it is lost (taken, or not renewed in
@@ -199,6 +202,12 @@ class NodeLeases final : public NodeOwnership {
   absl::Mutex api_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   // Other replicas' leases as last read (nodes this replica was asked for).
   std::map<std::string, Observed> observed_ ABSL_GUARDED_BY(api_mu_);
+  // Node Leases as this replica's releases left them (the answer to the
+  // release's patch), so taking the node again (its agent reconnecting) is
+  // one PUT on that resourceVersion instead of a GET and a PUT; a PUT that
+  // fails (written or deleted since) reads the Lease after all. At most
+  // kMaxReleasedLeases; taking a node removes its entry.
+  std::map<std::string, Lease> released_ ABSL_GUARDED_BY(api_mu_);
   // This process's incarnation since the replica Lease was last (re)taken.
   std::string incarnation_ ABSL_GUARDED_BY(api_mu_);
   mutable absl::Mutex mu_;

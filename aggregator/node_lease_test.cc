@@ -492,6 +492,42 @@ TEST(NodeLeases, ReleaseLetsAnotherReplicaTakeAtOnce) {
   EXPECT_EQ(got->epoch, 2);
 }
 
+// An agent reconnecting to the replica that released its node: one PUT on
+// the Lease as the release left it, no GET first. Written by another
+// replica since (or deleted), the PUT fails and the Lease is read after all.
+TEST(NodeLeases, RetakingALeaseItReleasedIsOneWrite) {
+  LeaseApi api;
+  NodeLeases a(api.http(), Options("a"));
+  NodeLeases b(api.http(), Options("b"));
+  ASSERT_TRUE(a.Acquire("n1").ok());
+  a.Release("n1");
+  size_t before = api.requests().size();
+  absl::StatusOr<LeaseHolder> got = a.Acquire("n1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->epoch, 1);
+  EXPECT_EQ(MethodsAfter(api, before, "capture-node-n1"),
+            std::vector<std::string>{"PUT"});
+  EXPECT_EQ(api.Stored("capture-node-n1").spec().holder_identity(), "a");
+
+  // b takes and releases it meanwhile: a's PUT is refused (409).
+  a.Release("n1");
+  ASSERT_TRUE(b.Acquire("n1").ok());
+  b.Release("n1");
+  before = api.requests().size();
+  got = a.Acquire("n1");
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->epoch, 3);
+  EXPECT_EQ(MethodsAfter(api, before, "capture-node-n1"),
+            (std::vector<std::string>{"PUT", "GET", "PUT"}));
+
+  // b holds it meanwhile: a learns so from the read.
+  a.Release("n1");
+  ASSERT_TRUE(b.Acquire("n1").ok());
+  LeaseHolder other;
+  EXPECT_TRUE(absl::IsFailedPrecondition(a.Acquire("n1", &other).status()));
+  EXPECT_EQ(other.identity, "b");
+}
+
 TEST(NodeLeases, ApiDownLosesTheLeaseAfterItsDuration) {
   LeaseApi api;
   NodeLeases leases(api.http(), Options("a", absl::Seconds(1)));
