@@ -174,10 +174,13 @@ BatchResult ObjectStore::AppendBatch(const std::string& node,
   out.error = !put_error.ok() ? put_error : cut_error;
   if (stored == 0) return out;
   c->dirty = true;
-  if (!c->entry.meta.status.on_node()) {
-    // Bytes of a capture its agent called drained: its entry says files_final
-    // and a next holder takes those counts as they are, so they are written
-    // now, not within catalog_write_interval.
+  if (!c->entry.meta.status.on_node() || Stopped(c->entry.meta.status)) {
+    // Bytes of a stopped capture (tcpdump's last flush, or a backlog sent
+    // after a reconnect): its counts are final and the other replicas list
+    // them beside its STOPPED state and download its objects now, so they
+    // are written now, not within catalog_write_interval. Of a capture its
+    // agent called drained, too: its entry says files_final and a next
+    // holder takes those counts as they are.
     const absl::Status written = WriteCatalog(node, epoch, c.get());
     if (!written.ok()) {
       LogLine("store_catalog_error",

@@ -12,8 +12,9 @@
 //     writer's replica and epoch (object_catalog.h); written with If-Match
 //     on the ETag this replica last saw (If-None-Match: * when new): at once
 //     on a status change, within a second of a file's first bytes (a new
-//     file of the listing), otherwise at most once per
-//     catalog_write_interval (5 s), so its byte and packet counts lag the
+//     file of the listing), with the bytes of a stopped or drained capture
+//     (final counts), otherwise at most once per catalog_write_interval
+//     (5 s), so a running capture's byte and packet counts lag the
 //     acknowledged objects by at most that (plus a PUT). Counts are written
 //     less often than status because every catalog write is a PUT: once a
 //     second, a store of many slow captures served as many catalog PUTs as
@@ -89,9 +90,10 @@ struct ObjectStoreOptions {
   absl::Duration catalog_poll_interval = absl::Seconds(2);
   uint64_t max_file_bytes = 64 << 20;  // as the ingest service's
   std::function<absl::Time()> clock;   // absl::Now when empty
-  // How often the byte and packet counts of held captures reach their
-  // catalog entries (status changes are written at once, new files within
-  // a second or this interval, whichever is shorter).
+  // How often the byte and packet counts of held running captures reach
+  // their catalog entries (status changes and a stopped capture's bytes are
+  // written at once, new files within a second or this interval, whichever
+  // is shorter).
   absl::Duration catalog_write_interval = absl::Seconds(5);
   // Sealed files are compacted by a background thread; false: only by
   // CompactQueued() (tests).

@@ -986,5 +986,41 @@ TEST_F(ObjectStoreTest, CountsReachTheCatalogOncePerWriteInterval) {
   EXPECT_EQ(entry->epoch, 1);
 }
 
+// A stopped capture's last bytes (tcpdump's flush after the agent said
+// STOPPED) are in every replica's listing as soon as its data: the counts of
+// a stopped capture are its final ones, so they do not wait for the write
+// interval as a running capture's do.
+TEST_F(ObjectStoreTest, AStoppedCapturesLastCountsAreWrittenAtOnce) {
+  const std::string id = tu::CaptureId("web-1");
+  auto a = OpenReplica("replica-a");  // writes counts only when flushed
+  auto b = OpenReplica("replica-b");
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
+  ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
+  const std::string head = tu::PcapFile(0, 4);
+  const Chunk first = tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, head);
+  ASSERT_TRUE(a->store->AppendBatch("node-a", {&first}).error.ok());
+  ASSERT_TRUE(
+      a->store->PutStatus("node-a", tu::Status(id, "node-a", Capture::STOPPED))
+          .ok());
+  ASSERT_TRUE(b->store->PollCatalog().ok());
+  ASSERT_TRUE(b->registry.Get(id).has_value());
+  EXPECT_EQ(b->registry.Get(id)->state(), Capture::STOPPED);
+  EXPECT_EQ(b->registry.Get(id)->packets(), 4u);
+
+  // The tail: one more record, then nothing.
+  const int puts = client_.calls("PUT");
+  const Chunk tail =
+      tu::MakeChunk(id, "run-1-w5/ring0", 0, head.size(), tu::Records(4, 1));
+  ASSERT_TRUE(a->store->AppendBatch("node-a", {&tail}).error.ok());
+  EXPECT_EQ(client_.calls("PUT") - puts, 2);  // the data, the entry
+  ASSERT_TRUE(b->store->PollCatalog().ok());
+  EXPECT_EQ(b->registry.Get(id)->packets(), 5u);
+  EXPECT_EQ(b->registry.Get(id)->bytes(),
+            head.size() + tu::Records(4, 1).size());
+  auto seqs = ptu::SequenceNumbers(Download(b->store.get(), id));
+  ASSERT_TRUE(seqs.ok()) << seqs.status();
+  EXPECT_EQ(seqs->size(), 5u);
+}
+
 }  // namespace
 }  // namespace pc::aggregator
