@@ -183,18 +183,16 @@ absl::Status NodeLeases::Write(const std::string& name, bool create,
   return absl::OkStatus();
 }
 
-absl::StatusOr<LeaseHolder> NodeLeases::TryAcquire(const std::string& node,
-                                                   const std::string& name,
-                                                   bool ours,
-                                                   LeaseHolder* other,
-                                                   std::string* renewed) {
+absl::StatusOr<LeaseHolder> NodeLeases::TryAcquire(
+    const AcquireContext& context, LeaseHolder* other, std::string* renewed) {
+  const std::string& node = context.node;
+  const std::string& name = context.name;
   Lease lease;
   absl::StatusOr<Fetch> fetch = Fetch::kFound;
-  auto released = released_.find(name);
-  const bool as_released = released != released_.end();
+  std::optional<Lease> released = TakeReleased(name);
+  const bool as_released = released.has_value();
   if (as_released) {
-    lease = std::move(released->second);
-    released_.erase(released);
+    lease = std::move(*released);
   } else {
     fetch = Get(name, &lease);
   }
@@ -209,7 +207,7 @@ absl::StatusOr<LeaseHolder> NodeLeases::TryAcquire(const std::string& node,
   // from the first one.
   const absl::Duration unchanged =
       other_holder ? UnchangedFor(name, *spec) : absl::ZeroDuration();
-  if (!other_holder) observed_.erase(name);
+  if (!other_holder) Forget(name);
   bool held_by_other =
       other_holder &&
       (!Expired(*spec, now) || unchanged < options_.lease_duration / 2);
@@ -233,7 +231,7 @@ absl::StatusOr<LeaseHolder> NodeLeases::TryAcquire(const std::string& node,
   if (create) {
     spec->set_lease_transitions(0);
     spec->set_acquire_time(stamp);
-  } else if (spec->holder_identity() == options_.identity && ours) {
+  } else if (spec->holder_identity() == options_.identity && context.ours) {
     // Renewal: same writer, same epoch.
   } else {
     // Free, expired, its holder gone, or left by an earlier incarnation of
@@ -248,16 +246,22 @@ absl::StatusOr<LeaseHolder> NodeLeases::TryAcquire(const std::string& node,
   spec->set_renew_time(stamp);
   auto& annotations = *lease.mutable_metadata()->mutable_annotations();
   annotations[kLeaseAddressAnnotation] = options_.address;
-  annotations[kLeaseIncarnationAnnotation] = incarnation_;
+  annotations[kLeaseIncarnationAnnotation] = context.incarnation;
   if (absl::Status s = Write(name, create, &lease); !s.ok()) {
     // Changed or deleted since this replica released it: read it after all.
-    if (as_released) return TryAcquire(node, name, ours, other, renewed);
+    if (as_released) return TryAcquire(context, other, renewed);
     return s;
   }
-  observed_.erase(name);
+  Forget(name);
   LeaseHolder mine{options_.identity, options_.address,
                    lease.spec().lease_transitions()};
   absl::MutexLock lock(&mu_);
+  if (replica_generation_ != context.generation) {
+    // The replica Lease was lost meanwhile: this node Lease names the lost
+    // incarnation, which other replicas take as gone.
+    return absl::UnavailableError(absl::StrCat(
+        "lease of node ", node, ": the replica Lease was lost meanwhile"));
+  }
   Held& held = held_[node];
   held.epoch = mine.epoch;
   held.renewed = now;
@@ -386,6 +390,7 @@ bool NodeLeases::RenewReplicaLease() {
 absl::Duration NodeLeases::UnchangedFor(const std::string& name,
                                         const LeaseSpec& spec) {
   const absl::Time now = Now();
+  absl::MutexLock lock(&cache_mu_);
   Observed& seen = observed_[name];
   if (seen.since == absl::InfinitePast() ||
       seen.holder != spec.holder_identity() ||
@@ -395,6 +400,11 @@ absl::Duration NodeLeases::UnchangedFor(const std::string& name,
                     spec.lease_transitions(), now};
   }
   return now - seen.since;
+}
+
+void NodeLeases::Forget(const std::string& name) {
+  absl::MutexLock lock(&cache_mu_);
+  observed_.erase(name);
 }
 
 absl::StatusOr<LeaseHolder> NodeLeases::Acquire(const std::string& node,
@@ -431,22 +441,27 @@ absl::StatusOr<LeaseHolder> NodeLeases::AcquireOnce(const std::string& node,
   if (!kube::IsDns1123Label(options_.namespace_name)) {
     return absl::InvalidArgumentError("lease: bad namespace");
   }
-  const std::string name = NodeLeaseName(node);
-  absl::MutexLock api_lock(&api_mu_);
-  // Its node Leases name the incarnation, so the replica Lease comes first.
-  if (absl::Status s = EnsureReplicaLease(); !s.ok()) return s;
-  bool ours;
+  AcquireContext context;
+  context.node = node;
+  context.name = NodeLeaseName(node);
+  const std::string& name = context.name;
+  absl::MutexLock node_lock(&NodeMutex(node));
   int64_t old_epoch = -1;
   {
+    // Its node Leases name the incarnation, so the replica Lease comes first.
+    absl::MutexLock replica_lock(&replica_mu_);
+    if (absl::Status s = EnsureReplicaLease(); !s.ok()) return s;
+    context.incarnation = incarnation_;
     absl::MutexLock lock(&mu_);
+    context.generation = replica_generation_;
     auto it = held_.find(node);
-    ours = it != held_.end();
-    if (ours) old_epoch = it->second.epoch;
+    context.ours = it != held_.end();
+    if (context.ours) old_epoch = it->second.epoch;
   }
-  absl::StatusOr<LeaseHolder> result =
-      TryAcquire(node, name, ours, other, renewed);
+  const bool ours = context.ours;
+  absl::StatusOr<LeaseHolder> result = TryAcquire(context, other, renewed);
   if (absl::IsAborted(result.status())) {  // someone wrote in between
-    result = TryAcquire(node, name, ours, other, renewed);
+    result = TryAcquire(context, other, renewed);
     if (absl::IsAborted(result.status())) {
       result = absl::UnavailableError(
           absl::StrCat("lease of node ", node, ": conflict twice"));
@@ -465,7 +480,7 @@ absl::StatusOr<LeaseHolder> NodeLeases::AcquireOnce(const std::string& node,
 }
 
 void NodeLeases::Release(const std::string& node) {
-  absl::MutexLock api_lock(&api_mu_);
+  absl::MutexLock node_lock(&NodeMutex(node));
   int64_t epoch;
   {
     absl::MutexLock lock(&mu_);
@@ -520,12 +535,26 @@ void NodeLeases::Release(const std::string& node) {
 }
 
 void NodeLeases::KeepReleased(const std::string& name, Lease lease) {
-  if (released_.size() >= kMaxReleasedLeases ||
-      lease.metadata().name() != name ||
+  if (lease.metadata().name() != name ||
       lease.metadata().resource_version().empty()) {
     return;
   }
+  absl::MutexLock lock(&cache_mu_);
+  if (released_.size() >= kMaxReleasedLeases) return;
   released_[name] = std::move(lease);
+}
+
+std::optional<Lease> NodeLeases::TakeReleased(const std::string& name) {
+  absl::MutexLock lock(&cache_mu_);
+  auto it = released_.find(name);
+  if (it == released_.end()) return std::nullopt;
+  Lease lease = std::move(it->second);
+  released_.erase(it);
+  return lease;
+}
+
+absl::Mutex& NodeLeases::NodeMutex(const std::string& node) {
+  return node_mu_[std::hash<std::string>{}(node) % kNodeMutexes];
 }
 
 bool NodeLeases::Ours(Fetch fetch, const Lease& lease, int64_t epoch) const {
@@ -630,12 +659,12 @@ void NodeLeases::RenewLoop() {
       if (stop_) return;
     }
     bool replica_lost;
-    {
-      absl::MutexLock api_lock(&api_mu_);
-      replica_lost = !RenewReplicaLease();
-    }
     std::function<void(const std::string&)> on_lost;
     {
+      // The loss is noted before another Acquire can see the replica Lease
+      // as held (EnsureReplicaLease, under replica_mu_).
+      absl::MutexLock replica_lock(&replica_mu_);
+      replica_lost = !RenewReplicaLease();
       absl::MutexLock lock(&mu_);
       on_lost = on_lost_;
       const absl::Time now = Now();
@@ -649,6 +678,7 @@ void NodeLeases::RenewLoop() {
         // with a new incarnation, so none of these looks live to others.
         held_.clear();
         replica_held_ = false;
+        ++replica_generation_;
       }
     }
     if (replica_lost) {
@@ -658,14 +688,19 @@ void NodeLeases::RenewLoop() {
       continue;
     }
     for (const std::string& node : nodes) {
-      {
-        absl::MutexLock api_lock(&api_mu_);
-        if (Renew(node)) continue;
+      absl::Mutex& node_mu = NodeMutex(node);
+      // Busy with an Acquire or Release (of this node, which writes its
+      // Lease, or of one sharing its mutex): renewed next tick rather than
+      // waited for here, where the replica Lease's renewal would wait too.
+      if (!node_mu.TryLock()) continue;
+      const bool kept = Renew(node);
+      if (!kept) {
         absl::MutexLock lock(&mu_);
         held_.erase(node);
         on_lost = on_lost_;
       }
-      if (on_lost) on_lost(node);
+      node_mu.Unlock();
+      if (!kept && on_lost) on_lost(node);
     }
   }
 }

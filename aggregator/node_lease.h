@@ -31,13 +31,18 @@
 // Lease that cannot be renewed in its own duration, or that someone else
 // took, is dropped alone. Both are reported through on_lost.
 //
-// Thread-safe; API calls are serialized (one replica's leases are few).
+// Thread-safe. Calls about one node's Lease are serialized; those about
+// different nodes, and the replica Lease's renewals, run concurrently, so
+// one slow API request (up to the client's timeout) delays only its own
+// node, not every takeover and not the renewals that keep every node.
 #ifndef AGGREGATOR_NODE_LEASE_H_
 #define AGGREGATOR_NODE_LEASE_H_
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -130,65 +135,73 @@ class NodeLeases final : public NodeOwnership {
 
   absl::Time Now() const;
   std::string Path(const std::string& name) const;
-  absl::StatusOr<Fetch> Get(const std::string& name, Lease* lease)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+  absl::StatusOr<Fetch> Get(const std::string& name, Lease* lease);
   // PUT (or POST when `create`); 409 -> Aborted. *lease becomes the answer.
-  absl::Status Write(const std::string& name, bool create, Lease* lease)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+  absl::Status Write(const std::string& name, bool create, Lease* lease);
   // Acquire without waiting for a silent holder; *renewed is the holder's
-  // renewTime when another replica holds the node.
+  // renewTime when another replica holds the node. Takes the node's mutex.
   absl::StatusOr<LeaseHolder> AcquireOnce(const std::string& node,
                                           LeaseHolder* other,
                                           std::string* renewed);
+  // What one Acquire round knows of the replica Lease and of the node.
+  struct AcquireContext {
+    std::string node, name;  // the node and its Lease's name
+    std::string incarnation;
+    uint64_t generation = 0;  // replica_generation_ when it was read
+    bool ours = false;        // held_ had the node
+  };
   // One read-decide-write round of Acquire; Aborted on a write conflict.
-  absl::StatusOr<LeaseHolder> TryAcquire(const std::string& node,
-                                         const std::string& name, bool ours,
+  // The caller holds the node's mutex.
+  absl::StatusOr<LeaseHolder> TryAcquire(const AcquireContext& context,
                                          LeaseHolder* other,
-                                         std::string* renewed)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+                                         std::string* renewed);
   // A JSON patch of `ops` (comma-separated operations) that first tests
   // that holderIdentity is ours, then `test` (one operation). The response
   // as it came; FailedPrecondition when the identity cannot be written.
   absl::StatusOr<kube::HttpResponse> PatchIfHolder(absl::string_view test,
                                                    absl::string_view ops,
-                                                   const std::string& name)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+                                                   const std::string& name);
   // PatchIfHolder testing that leaseTransitions is still `epoch`.
   absl::StatusOr<kube::HttpResponse> PatchIfOurs(int64_t epoch,
                                                  absl::string_view ops,
-                                                 const std::string& name)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+                                                 const std::string& name);
   // PATCH of renewTime if holderIdentity and leaseTransitions are still
   // ours: Aborted when a test failed or the write conflicted, NotFound when
   // the lease is gone.
   absl::Status PatchRenewTime(const std::string& name, int64_t epoch,
-                              absl::Time now)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+                              absl::Time now);
   // How long this replica has read `spec` (another replica's lease `name`)
   // unchanged: zero when it differs from the last read.
   absl::Duration UnchangedFor(const std::string& name, const LeaseSpec& spec)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+      ABSL_LOCKS_EXCLUDED(cache_mu_);
+  // Forgets what was read of `name` (it is ours now).
+  void Forget(const std::string& name) ABSL_LOCKS_EXCLUDED(cache_mu_);
   // Creates or overwrites this replica's own Lease with a new incarnation,
   // unless it is held and fresh.
-  absl::Status EnsureReplicaLease() ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+  absl::Status EnsureReplicaLease() ABSL_EXCLUSIVE_LOCKS_REQUIRED(replica_mu_);
   // Patches its renewTime, testing holder and incarnation; false when it is
   // lost (another process wrote it, or not renewed within lease_duration).
-  bool RenewReplicaLease() ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+  bool RenewReplicaLease() ABSL_EXCLUSIVE_LOCKS_REQUIRED(replica_mu_);
   // For a node Lease held by another replica: kGone when it names an
   // incarnation that the holder's replica Lease no longer names, or that
   // Lease has expired (see the file comment); kUnknown without a replica
   // Lease or an incarnation. *renewed: the replica Lease's renewTime.
   absl::StatusOr<Liveness> HolderLiveness(const Lease& node_lease,
-                                          std::string* renewed)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+                                          std::string* renewed);
   // Keeps `lease` (named `name`, as a release left it) in released_.
   void KeepReleased(const std::string& name, Lease lease)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+      ABSL_LOCKS_EXCLUDED(cache_mu_);
+  // Takes `name`'s entry out of released_, if any.
+  std::optional<Lease> TakeReleased(const std::string& name)
+      ABSL_LOCKS_EXCLUDED(cache_mu_);
   // Whether a read Lease is still the one we hold at `epoch`.
   bool Ours(Fetch fetch, const Lease& lease, int64_t epoch) const;
   // Renews one held lease; false when it is lost (taken, or not renewed in
-  // time).
-  bool Renew(const std::string& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(api_mu_);
+  // time). The caller holds the node's mutex.
+  bool Renew(const std::string& node);
+  // The mutex that serializes the calls about `node`'s Lease (one of
+  // kNodeMutexes, by a hash of the name).
+  absl::Mutex& NodeMutex(const std::string& node);
   void RenewLoop();
 
   kube::HttpClient* const http_;
@@ -199,21 +212,30 @@ class NodeLeases final : public NodeOwnership {
   // `[{"op":"test","path":"/spec/holderIdentity","value":"<identity>"},`
   std::string holder_test_;
 
-  absl::Mutex api_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  // Lock order: a node's mutex, replica_mu_, cache_mu_, mu_. No API call
+  // is made under cache_mu_ or mu_.
+  static constexpr size_t kNodeMutexes = 64;
+  std::array<absl::Mutex, kNodeMutexes> node_mu_;
+  // Serializes the replica Lease's writes.
+  absl::Mutex replica_mu_ ABSL_ACQUIRED_BEFORE(cache_mu_, mu_);
+  absl::Mutex cache_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   // Other replicas' leases as last read (nodes this replica was asked for).
-  std::map<std::string, Observed> observed_ ABSL_GUARDED_BY(api_mu_);
+  std::map<std::string, Observed> observed_ ABSL_GUARDED_BY(cache_mu_);
   // Node Leases as this replica's releases left them (the answer to the
   // release's patch), so taking the node again (its agent reconnecting) is
   // one PUT on that resourceVersion instead of a GET and a PUT; a PUT that
   // fails (written or deleted since) reads the Lease after all. At most
   // kMaxReleasedLeases; taking a node removes its entry.
-  std::map<std::string, Lease> released_ ABSL_GUARDED_BY(api_mu_);
+  std::map<std::string, Lease> released_ ABSL_GUARDED_BY(cache_mu_);
   // This process's incarnation since the replica Lease was last (re)taken.
-  std::string incarnation_ ABSL_GUARDED_BY(api_mu_);
+  std::string incarnation_ ABSL_GUARDED_BY(replica_mu_);
   mutable absl::Mutex mu_;
   std::map<std::string, Held> held_ ABSL_GUARDED_BY(mu_);
   // Whether the replica Lease is ours, and when it was last written.
   bool replica_held_ ABSL_GUARDED_BY(mu_) = false;
+  // Counts the losses of the replica Lease: a node taken while it was lost
+  // (its Lease names the lost incarnation) is not kept.
+  uint64_t replica_generation_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time replica_renewed_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::function<void(const std::string&)> on_lost_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

@@ -12,6 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "aggregator/json_patch_test.pb.h"
 #include "aggregator/lease_types.pb.h"
 #include "common/kube/fake_api_server.h"
@@ -57,6 +59,16 @@ class LeaseApi {
     meddle_ = std::move(meddle);
   }
   std::vector<FakeRequest> requests() { return server_->requests(); }
+  // Requests about Lease `name` wait until Open() (a slow or stuck API call).
+  void Hold(const std::string& name) {
+    absl::MutexLock lock(&mu_);
+    held_ = name;
+  }
+  // Whether a request about the held Lease is waiting, within `timeout`.
+  bool AwaitHeldRequest(absl::Duration timeout) {
+    return held_request_.WaitForNotificationWithTimeout(timeout);
+  }
+  void Open() { opened_.Notify(); }
 
  private:
   static FakeResponse Code(int status) {
@@ -71,6 +83,15 @@ class LeaseApi {
     return response;
   }
   FakeResponse Handle(const FakeRequest& r) {
+    bool held;
+    {
+      absl::MutexLock lock(&mu_);
+      held = !held_.empty() && absl::EndsWith(r.target, "/" + held_);
+    }
+    if (held) {
+      if (!held_request_.HasBeenNotified()) held_request_.Notify();
+      opened_.WaitForNotification();
+    }
     if (failing_) return Code(500);
     absl::MutexLock lock(&mu_);
     if (r.method == "POST" && r.target == kBase) {
@@ -174,6 +195,8 @@ class LeaseApi {
   std::map<std::string, Lease> leases_ ABSL_GUARDED_BY(mu_);
   int interfere_ ABSL_GUARDED_BY(mu_) = 0;
   std::function<void(Lease*)> meddle_ ABSL_GUARDED_BY(mu_);
+  std::string held_ ABSL_GUARDED_BY(mu_);
+  absl::Notification held_request_, opened_;
 };
 
 // With the default node_lease_duration: 5 x `duration`. Tests of node Lease
@@ -756,6 +779,41 @@ TEST(NodeLeases, LosingTheReplicaLeaseDropsEveryNode) {
                 .annotations()
                 .at(kLeaseIncarnationAnnotation),
             second);
+}
+
+// An API call about one node's Lease that hangs (up to the client's 30 s
+// timeout) holds up only that node: other nodes are taken, and the replica
+// Lease and the held node Leases are renewed meanwhile, so the replica does
+// not lose every node to one slow request.
+TEST(NodeLeases, ASlowCallAboutOneNodeHoldsUpNoOther) {
+  LeaseApi api;
+  // Replica Lease renewed every 2/3 s, lost after 2 s without a renewal.
+  NodeLeases a(api.http(), Options("a", absl::Seconds(2), absl::Seconds(2)));
+  LostNodes lost(a);
+  ASSERT_TRUE(a.Acquire("n0").ok());
+  api.Hold("capture-node-slow");
+  std::thread slow([&] { EXPECT_TRUE(a.Acquire("slow").ok()); });
+  ASSERT_TRUE(api.AwaitHeldRequest(absl::Seconds(10)));
+  absl::Notification fast_done;
+  absl::StatusOr<LeaseHolder> fast = absl::UnknownError("not run");
+  std::thread fast_thread([&] {
+    fast = a.Acquire("fast");
+    fast_done.Notify();
+  });
+  const bool fast_in_time =
+      fast_done.WaitForNotificationWithTimeout(absl::Seconds(1));
+  // Longer than the replica Lease's duration.
+  absl::SleepFor(absl::Seconds(3));
+  const bool n0_held = a.Holds("n0");
+  api.Open();
+  slow.join();
+  fast_thread.join();
+  EXPECT_TRUE(fast_in_time) << "node fast waited for node slow's API call";
+  EXPECT_TRUE(fast.ok()) << fast.status();
+  EXPECT_TRUE(n0_held) << "renewals waited for node slow's API call";
+  EXPECT_TRUE(lost.Sorted().empty());
+  EXPECT_TRUE(a.Holds("slow"));
+  EXPECT_TRUE(a.Holds("fast"));
 }
 
 TEST(ReplicaLeaseName, AnIdentityThatIsNoNameIsHashed) {
