@@ -110,7 +110,8 @@ NodeLeases::NodeLeases(kube::HttpClient* http, NodeLeaseOptions options)
         absl::StrCat(R"([{"op":"test","path":"/spec/holderIdentity","value":)",
                      *quoted, "},");
   }
-  renewer_ = std::thread([this] { RenewLoop(); });
+  replica_renewer_ = std::thread([this] { ReplicaRenewLoop(); });
+  node_renewer_ = std::thread([this] { NodeRenewLoop(); });
 }
 
 NodeLeases::~NodeLeases() {
@@ -118,7 +119,8 @@ NodeLeases::~NodeLeases() {
     absl::MutexLock lock(&mu_);
     stop_ = true;
   }
-  renewer_.join();
+  replica_renewer_.join();
+  node_renewer_.join();
 }
 
 absl::Time NodeLeases::Now() const {
@@ -646,53 +648,57 @@ bool NodeLeases::Renew(const std::string& node) {
   return false;
 }
 
-void NodeLeases::RenewLoop() {
-  const absl::Duration period = options_.lease_duration / 3;
-  // Node Leases every third of their own duration, give or take half a tick.
-  const absl::Duration node_period =
-      absl::Seconds(node_duration_seconds_) / 3 - period / 2;
-  while (true) {
+bool NodeLeases::AwaitStop(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(&stop_), timeout);
+  return stop_;
+}
+
+void NodeLeases::ReplicaRenewLoop() {
+  while (!AwaitStop(options_.lease_duration / 3)) {
     std::vector<std::string> nodes;
-    {
-      absl::MutexLock lock(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(&stop_), period);
-      if (stop_) return;
-    }
-    bool replica_lost;
     std::function<void(const std::string&)> on_lost;
     {
       // The loss is noted before another Acquire can see the replica Lease
       // as held (EnsureReplicaLease, under replica_mu_).
       absl::MutexLock replica_lock(&replica_mu_);
-      replica_lost = !RenewReplicaLease();
+      if (RenewReplicaLease()) continue;
       absl::MutexLock lock(&mu_);
       on_lost = on_lost_;
+      for (const auto& [node, held] : held_) nodes.push_back(node);
+      // Every node goes; the next Acquire takes the replica Lease again
+      // with a new incarnation, so none of these looks live to others.
+      held_.clear();
+      replica_held_ = false;
+      ++replica_generation_;
+    }
+    for (const std::string& node : nodes) {
+      if (on_lost) on_lost(node);
+    }
+  }
+}
+
+void NodeLeases::NodeRenewLoop() {
+  const absl::Duration period = options_.lease_duration / 3;
+  // Node Leases every third of their own duration, give or take half a tick.
+  const absl::Duration node_period =
+      absl::Seconds(node_duration_seconds_) / 3 - period / 2;
+  while (!AwaitStop(period)) {
+    std::vector<std::string> nodes;
+    {
+      absl::MutexLock lock(&mu_);
       const absl::Time now = Now();
       for (const auto& [node, held] : held_) {
-        if (replica_lost || now - held.renewed >= node_period) {
-          nodes.push_back(node);
-        }
+        if (now - held.renewed >= node_period) nodes.push_back(node);
       }
-      if (replica_lost) {
-        // Every node goes; the next Acquire takes the replica Lease again
-        // with a new incarnation, so none of these looks live to others.
-        held_.clear();
-        replica_held_ = false;
-        ++replica_generation_;
-      }
-    }
-    if (replica_lost) {
-      for (const std::string& node : nodes) {
-        if (on_lost) on_lost(node);
-      }
-      continue;
     }
     for (const std::string& node : nodes) {
       absl::Mutex& node_mu = NodeMutex(node);
       // Busy with an Acquire or Release (of this node, which writes its
       // Lease, or of one sharing its mutex): renewed next tick rather than
-      // waited for here, where the replica Lease's renewal would wait too.
+      // waited for here.
       if (!node_mu.TryLock()) continue;
+      std::function<void(const std::string&)> on_lost;
       const bool kept = Renew(node);
       if (!kept) {
         absl::MutexLock lock(&mu_);
@@ -700,7 +706,7 @@ void NodeLeases::RenewLoop() {
         on_lost = on_lost_;
       }
       node_mu.Unlock();
-      if (!kept && on_lost) on_lost(node);
+      if (on_lost) on_lost(node);
     }
   }
 }

@@ -112,7 +112,7 @@ class NodeLeases final : public NodeOwnership {
   // Held; the replica Lease renewed within lease_duration and the node's
   // within its own duration.
   bool Holds(const std::string& node) const override;
-  // Called (from the renewal thread, no lock held) for each node lost: its
+  // Called (from a renewal thread, no lock held) for each node lost: its
   // Lease was taken or not renewed in time, or the replica Lease was.
   void SetOnLost(std::function<void(const std::string& node)> on_lost) override;
 
@@ -202,7 +202,12 @@ class NodeLeases final : public NodeOwnership {
   // The mutex that serializes the calls about `node`'s Lease (one of
   // kNodeMutexes, by a hash of the name).
   absl::Mutex& NodeMutex(const std::string& node);
-  void RenewLoop();
+  // Whether Stop came, waiting for it up to `timeout`.
+  bool AwaitStop(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
+  // The replica Lease's renewals, on a thread of their own: a node Lease's
+  // request that hangs (up to the client's timeout) does not delay them.
+  void ReplicaRenewLoop();
+  void NodeRenewLoop();
 
   kube::HttpClient* const http_;
   const NodeLeaseOptions options_;
@@ -239,7 +244,7 @@ class NodeLeases final : public NodeOwnership {
   absl::Time replica_renewed_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::function<void(const std::string&)> on_lost_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread renewer_;
+  std::thread replica_renewer_, node_renewer_;
 };
 
 }  // namespace pc::aggregator

@@ -816,6 +816,28 @@ TEST(NodeLeases, ASlowCallAboutOneNodeHoldsUpNoOther) {
   EXPECT_TRUE(a.Holds("fast"));
 }
 
+// A node Lease's renewal that hangs does not hold up the replica Lease's,
+// which every held node depends on.
+TEST(NodeLeases, ASlowNodeRenewalDoesNotDelayTheReplicaLeases) {
+  LeaseApi api;
+  // Replica Lease: 2 s, renewed every 2/3 s; node Leases: 10 s, renewed
+  // about every 3 s.
+  NodeLeases a(api.http(), Options("a", absl::Seconds(2)));
+  LostNodes lost(a);
+  ASSERT_TRUE(a.Acquire("n0").ok());
+  ASSERT_TRUE(a.Acquire("n1").ok());
+  api.Hold("capture-node-n0");
+  ASSERT_TRUE(api.AwaitHeldRequest(absl::Seconds(10)));  // n0's renewal
+  absl::SleepFor(absl::Seconds(3));  // longer than the replica Lease's 2 s
+  const bool n1_held = a.Holds("n1");
+  api.Open();
+  EXPECT_TRUE(n1_held) << "the replica Lease waited for n0's renewal";
+  absl::SleepFor(absl::Seconds(1));
+  EXPECT_TRUE(lost.Sorted().empty());
+  EXPECT_TRUE(a.Holds("n0"));
+  EXPECT_TRUE(a.Holds("n1"));
+}
+
 TEST(ReplicaLeaseName, AnIdentityThatIsNoNameIsHashed) {
   EXPECT_EQ(ReplicaLeaseName("aggregator-0"), "capture-replica-aggregator-0");
   const std::string hashed = ReplicaLeaseName("Replica A");
