@@ -135,7 +135,25 @@ std::string NodeLeases::Path(const std::string& name) const {
 
 void NodeLeases::SetOnLost(std::function<void(const std::string&)> on_lost) {
   absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return on_lost_running_ == 0;
+  };
+  mu_.Await(absl::Condition(&idle));
   on_lost_ = std::move(on_lost);
+}
+
+std::function<void(const std::string&)> NodeLeases::StartOnLost() {
+  if (on_lost_) ++on_lost_running_;
+  return on_lost_;
+}
+
+void NodeLeases::FinishOnLost(
+    const std::function<void(const std::string&)>& on_lost,
+    const std::vector<std::string>& nodes) {
+  if (!on_lost) return;
+  for (const std::string& node : nodes) on_lost(node);
+  absl::MutexLock lock(&mu_);
+  --on_lost_running_;
 }
 
 bool NodeLeases::Holds(const std::string& node) const {
@@ -664,7 +682,7 @@ void NodeLeases::ReplicaRenewLoop() {
       absl::MutexLock replica_lock(&replica_mu_);
       if (RenewReplicaLease()) continue;
       absl::MutexLock lock(&mu_);
-      on_lost = on_lost_;
+      on_lost = StartOnLost();
       for (const auto& [node, held] : held_) nodes.push_back(node);
       // Every node goes; the next Acquire takes the replica Lease again
       // with a new incarnation, so none of these looks live to others.
@@ -672,9 +690,7 @@ void NodeLeases::ReplicaRenewLoop() {
       replica_held_ = false;
       ++replica_generation_;
     }
-    for (const std::string& node : nodes) {
-      if (on_lost) on_lost(node);
-    }
+    FinishOnLost(on_lost, nodes);
   }
 }
 
@@ -703,10 +719,10 @@ void NodeLeases::NodeRenewLoop() {
       if (!kept) {
         absl::MutexLock lock(&mu_);
         held_.erase(node);
-        on_lost = on_lost_;
+        on_lost = StartOnLost();
       }
       node_mu.Unlock();
-      if (on_lost) on_lost(node);
+      FinishOnLost(on_lost, {node});
     }
   }
 }

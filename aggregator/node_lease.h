@@ -45,6 +45,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -114,6 +115,7 @@ class NodeLeases final : public NodeOwnership {
   bool Holds(const std::string& node) const override;
   // Called (from a renewal thread, no lock held) for each node lost: its
   // Lease was taken or not renewed in time, or the replica Lease was.
+  // Returns once no call of the callback it replaces is running.
   void SetOnLost(std::function<void(const std::string& node)> on_lost) override;
 
  private:
@@ -202,6 +204,14 @@ class NodeLeases final : public NodeOwnership {
   // The mutex that serializes the calls about `node`'s Lease (one of
   // kNodeMutexes, by a hash of the name).
   absl::Mutex& NodeMutex(const std::string& node);
+  // The on_lost callback for nodes about to be reported, counted as running
+  // until FinishOnLost.
+  std::function<void(const std::string&)> StartOnLost()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Calls `on_lost` (from StartOnLost) for each of `nodes`.
+  void FinishOnLost(const std::function<void(const std::string&)>& on_lost,
+                    const std::vector<std::string>& nodes)
+      ABSL_LOCKS_EXCLUDED(mu_);
   // Whether Stop came, waiting for it up to `timeout`.
   bool AwaitStop(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
   // The replica Lease's renewals, on a thread of their own: a node Lease's
@@ -243,6 +253,7 @@ class NodeLeases final : public NodeOwnership {
   uint64_t replica_generation_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time replica_renewed_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::function<void(const std::string&)> on_lost_ ABSL_GUARDED_BY(mu_);
+  int on_lost_running_ ABSL_GUARDED_BY(mu_) = 0;  // calls of it under way
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread replica_renewer_, node_renewer_;
 };

@@ -838,6 +838,30 @@ TEST(NodeLeases, ASlowNodeRenewalDoesNotDelayTheReplicaLeases) {
   EXPECT_TRUE(a.Holds("n1"));
 }
 
+// SetOnLost returns only once a callback already running has returned, so
+// the owner of the old callback (the store) may be destroyed right after.
+TEST(NodeLeases, SetOnLostWaitsForARunningCallback) {
+  LeaseApi api;
+  NodeLeases a(api.http(), Options("a", absl::Seconds(2)));
+  ASSERT_TRUE(a.Acquire("n0").ok());
+  absl::Notification in_callback, finish_callback;
+  std::atomic<bool> callback_done{false};
+  a.SetOnLost([&](const std::string&) {
+    in_callback.Notify();
+    finish_callback.WaitForNotification();
+    callback_done = true;
+  });
+  api.set_failing(true);  // the replica Lease is lost after 2 s
+  ASSERT_TRUE(in_callback.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  std::thread finisher([&] {
+    absl::SleepFor(absl::Milliseconds(300));
+    finish_callback.Notify();
+  });
+  a.SetOnLost(nullptr);
+  EXPECT_TRUE(callback_done) << "SetOnLost returned while the old callback ran";
+  finisher.join();
+}
+
 TEST(ReplicaLeaseName, AnIdentityThatIsNoNameIsHashed) {
   EXPECT_EQ(ReplicaLeaseName("aggregator-0"), "capture-replica-aggregator-0");
   const std::string hashed = ReplicaLeaseName("Replica A");
