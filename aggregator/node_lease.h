@@ -115,7 +115,8 @@ class NodeLeases final : public NodeOwnership {
   bool Holds(const std::string& node) const override;
   // Called (from a renewal thread, no lock held) for each node lost: its
   // Lease was taken or not renewed in time, or the replica Lease was.
-  // Returns once no call of the callback it replaces is running.
+  // Returns once no call of the callback it replaces is running (so the
+  // callback must not call it).
   void SetOnLost(std::function<void(const std::string& node)> on_lost) override;
 
  private:

@@ -36,7 +36,9 @@ class NodeOwnership {
   // Held and renewed within the lease's duration.
   virtual bool Holds(const std::string& node) const = 0;
   // Told (from any thread) when a held node is lost: taken over, or not
-  // renewed in time.
+  // renewed in time. Replacing the callback (also by nullptr) returns once
+  // no call of the old one runs, so its owner may go right after; the
+  // callback must not call SetOnLost.
   virtual void SetOnLost(std::function<void(const std::string& node)>) = 0;
 };
 
