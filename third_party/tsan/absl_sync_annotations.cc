@@ -18,7 +18,12 @@
 //
 // The mangled names are those of Debian's Abseil 20220623 (inline namespace
 // debian3); another Abseil fails to link with undefined __real_ symbols.
+#include <sanitizer/common_interface_defs.h>
 #include <sanitizer/tsan_interface.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -163,15 +168,82 @@ PC_WRAP_AWAIT_TIMED(
     absl::Time)
 #undef PC_WRAP_AWAIT_TIMED
 
+namespace {
+
+// Whether the code at `pc` is gRPC's event-engine thread pool. Each call
+// site is symbolized once (a few hundred in a test binary) and remembered
+// in a fixed table under a spinlock (no absl::Mutex here: this runs inside
+// ~Mutex).
+bool InGrpcThreadPool(void* pc) {
+  struct Seen {
+    uintptr_t pc;
+    bool pool;
+  };
+  constexpr size_t kSlots = 4096;
+  static Seen seen[kSlots];
+  static std::atomic_flag busy = ATOMIC_FLAG_INIT;
+  const uintptr_t key = reinterpret_cast<uintptr_t>(pc);
+  const size_t home = (key >> 2) % kSlots;
+  auto find = [&](bool* pool) {
+    while (busy.test_and_set(std::memory_order_acquire)) {
+    }
+    bool found = false;
+    for (size_t i = 0; i < kSlots; ++i) {
+      const Seen& s = seen[(home + i) % kSlots];
+      if (s.pc == 0) break;
+      if (s.pc == key) {
+        *pool = s.pool;
+        found = true;
+        break;
+      }
+    }
+    busy.clear(std::memory_order_release);
+    return found;
+  };
+  bool pool = false;
+  if (find(&pool)) return pool;
+  char name[1024] = "";
+  __sanitizer_symbolize_pc(pc, "%f", name, sizeof(name));
+  pool = std::strstr(name, "grpc_event_engine::experimental::ThreadPool::") !=
+         nullptr;
+  while (busy.test_and_set(std::memory_order_acquire)) {
+  }
+  for (size_t i = 0; i < kSlots; ++i) {
+    Seen& s = seen[(home + i) % kSlots];
+    if (s.pc == 0 || s.pc == key) {
+      s = Seen{key, pool};
+      break;
+    }
+  }
+  busy.clear(std::memory_order_release);
+  return pool;
+}
+
 // ~Mutex: a later Mutex at the same address (on a stack) starts afresh.
+//
+// gRPC 1.51's event-engine thread pool destroys its queue's Mutex in
+// whichever pool thread drops the last reference to the pool's state; the
+// shared_ptr's count (in uninstrumented code) orders the other threads'
+// last unlocks before it, which TSan cannot see, so it reported the destroy
+// racing with another pool thread's last lock (CI attempts of
+// capture_service_downloads_test and ingest_service_test). A destruction
+// called from that pool first acquires what the Mutex's unlocks released.
+// Every other ~Mutex (ours included) is checked as before.
+void Destroy(void* mu, void* caller) {
+  if (InGrpcThreadPool(caller)) __tsan_acquire(mu);
+  __tsan_mutex_destroy(mu, 0);
+}
+
+}  // namespace
+
 extern "C" void __real__ZN4absl7debian35MutexD1Ev(absl::Mutex*);
 extern "C" void __wrap__ZN4absl7debian35MutexD1Ev(absl::Mutex* mu) {
-  __tsan_mutex_destroy(mu, 0);
+  Destroy(mu, __builtin_return_address(0));
   __real__ZN4absl7debian35MutexD1Ev(mu);
 }
 extern "C" void __real__ZN4absl7debian35MutexD2Ev(absl::Mutex*);
 extern "C" void __wrap__ZN4absl7debian35MutexD2Ev(absl::Mutex* mu) {
-  __tsan_mutex_destroy(mu, 0);
+  Destroy(mu, __builtin_return_address(0));
   __real__ZN4absl7debian35MutexD2Ev(mu);
 }
 
