@@ -174,6 +174,7 @@ BatchResult ObjectStore::AppendBatch(const std::string& node,
   out.error = !put_error.ok() ? put_error : cut_error;
   if (stored == 0) return out;
   c->dirty = true;
+  ++c->entry.counts_seq;
   if (!c->entry.meta.status.on_node() || Stopped(c->entry.meta.status)) {
     // Bytes of a stopped capture (tcpdump's last flush, or a backlog sent
     // after a reconnect): its counts are final and the other replicas list
@@ -240,6 +241,8 @@ void ObjectStore::MirrorRing(HeldCapture* c) {
   std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) {
     return DownloadOrderLess(a.first, a.second, b.first, b.second);
   });
+  c->dirty = true;
+  ++c->entry.counts_seq;
   for (size_t i = 0; i + max_files < files.size(); ++i) {
     const FileKey& key = files[i].first;
     LogLine("store_ring_dropped", {{"capture", c->id},

@@ -10,6 +10,7 @@
 #include "aggregator/capture_meta.pb.h"
 #include "aggregator/object_catalog.pb.h"
 #include "aggregator/store_rules.h"
+#include "common/capture_layout.h"
 #include "common/log.h"
 #include "common/time_proto.h"
 
@@ -17,29 +18,70 @@ namespace pc::aggregator {
 
 using packetcapture::v1::Capture;
 
+namespace {
+
+void EncodeFiles(const std::map<FileKey, FileSummary>& files,
+                 google::protobuf::RepeatedPtrField<CatalogFileSummary>* out) {
+  for (const auto& [key, f] : files) {
+    CatalogFileSummary* s = out->Add();
+    s->set_name(key.first);
+    s->set_generation(key.second);
+    s->set_logical_len(f.logical_len);
+    s->set_physical_len(f.physical_len);
+    s->set_packets(f.packets);
+    if (f.header) s->set_header(pcap::SerializeGlobalHeader(*f.header));
+    if (f.first_time) {
+      s->set_has_first_time(true);
+      s->set_first_time_unix_nanos(absl::ToUnixNanos(*f.first_time));
+    }
+    if (f.last_time) {
+      s->set_has_last_time(true);
+      s->set_last_time_unix_nanos(absl::ToUnixNanos(*f.last_time));
+    }
+  }
+}
+
+absl::StatusOr<std::map<FileKey, FileSummary>> DecodeFiles(
+    const google::protobuf::RepeatedPtrField<CatalogFileSummary>& in) {
+  std::map<FileKey, FileSummary> files;
+  for (const CatalogFileSummary& s : in) {
+    std::string run, ring;
+    if (!ParseStoredFileName(s.name(), &run, &ring) ||
+        s.physical_len() > s.logical_len()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("catalog entry names an invalid file \"",
+                       s.name().substr(0, 256), "\""));
+    }
+    FileSummary f;
+    f.logical_len = s.logical_len();
+    f.physical_len = s.physical_len();
+    f.packets = s.packets();
+    if (!s.header().empty()) {
+      auto header = pcap::ParseGlobalHeader(s.header());
+      if (!header.ok()) return header.status();
+      f.header = *header;
+    }
+    if (s.has_first_time()) {
+      f.first_time = absl::FromUnixNanos(s.first_time_unix_nanos());
+    }
+    if (s.has_last_time()) {
+      f.last_time = absl::FromUnixNanos(s.last_time_unix_nanos());
+    }
+    files[{s.name(), s.generation()}] = f;
+  }
+  return files;
+}
+
+}  // namespace
+
 std::string EncodeCatalogEntry(const CatalogEntry& entry) {
   CatalogEntryProto p;
   p.set_meta(EncodeCaptureMeta(entry.meta));
-  for (const auto& [key, f] : entry.files) {
-    CatalogFileSummary* out = p.add_files();
-    out->set_name(key.first);
-    out->set_generation(key.second);
-    out->set_logical_len(f.logical_len);
-    out->set_physical_len(f.physical_len);
-    out->set_packets(f.packets);
-    if (f.header) out->set_header(pcap::SerializeGlobalHeader(*f.header));
-    if (f.first_time) {
-      out->set_has_first_time(true);
-      out->set_first_time_unix_nanos(absl::ToUnixNanos(*f.first_time));
-    }
-    if (f.last_time) {
-      out->set_has_last_time(true);
-      out->set_last_time_unix_nanos(absl::ToUnixNanos(*f.last_time));
-    }
-  }
+  EncodeFiles(entry.files, p.mutable_files());
   p.set_replica(entry.replica);
   p.set_epoch(entry.epoch);
   p.set_files_final(entry.files_final);
+  p.set_counts_seq(entry.counts_seq);
   return p.SerializeAsString();
 }
 
@@ -52,36 +94,92 @@ absl::StatusOr<CatalogEntry> DecodeCatalogEntry(absl::string_view data) {
   auto meta = DecodeCaptureMeta(p.meta());
   if (!meta.ok()) return meta.status();
   entry.meta = std::move(*meta);
-  for (const CatalogFileSummary& in : p.files()) {
-    std::string run, ring;
-    if (!ParseStoredFileName(in.name(), &run, &ring) ||
-        in.physical_len() > in.logical_len()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("catalog entry names an invalid file \"",
-                       in.name().substr(0, 256), "\""));
-    }
-    FileSummary f;
-    f.logical_len = in.logical_len();
-    f.physical_len = in.physical_len();
-    f.packets = in.packets();
-    if (!in.header().empty()) {
-      auto header = pcap::ParseGlobalHeader(in.header());
-      if (!header.ok()) return header.status();
-      f.header = *header;
-    }
-    if (in.has_first_time()) {
-      f.first_time = absl::FromUnixNanos(in.first_time_unix_nanos());
-    }
-    if (in.has_last_time()) {
-      f.last_time = absl::FromUnixNanos(in.last_time_unix_nanos());
-    }
-    entry.files[{in.name(), in.generation()}] = f;
-  }
+  auto files = DecodeFiles(p.files());
+  if (!files.ok()) return files.status();
+  entry.files = std::move(*files);
   entry.replica = p.replica();
   entry.epoch = p.epoch();
   // Only an entry off the node can be final.
   entry.files_final = p.files_final() && !entry.meta.status.on_node();
+  entry.counts_seq = p.counts_seq();
   return entry;
+}
+
+std::string EncodeCountsBoard(const CountsBoard& board) {
+  CountsBoardProto p;
+  p.set_replica(board.replica);
+  for (const auto& [id, b] : board.captures) {
+    CountsBoardEntry* out = p.add_captures();
+    out->set_capture_id(id);
+    out->set_epoch(b.epoch);
+    out->set_counts_seq(b.counts_seq);
+    EncodeFiles(b.files, out->mutable_files());
+    out->set_dropped_packets(b.dropped_packets);
+    out->set_bytes_uploaded(b.bytes_uploaded);
+    if (b.update_time) {
+      out->set_has_update_time(true);
+      out->set_update_time_unix_nanos(absl::ToUnixNanos(*b.update_time));
+    }
+  }
+  return p.SerializeAsString();
+}
+
+absl::StatusOr<CountsBoard> DecodeCountsBoard(absl::string_view data) {
+  CountsBoardProto p;
+  if (!p.ParseFromArray(data.data(), static_cast<int>(data.size()))) {
+    return absl::InvalidArgumentError("counts board does not parse");
+  }
+  CountsBoard board;
+  board.replica = p.replica();
+  for (const CountsBoardEntry& in : p.captures()) {
+    if (!IsValidCaptureId(in.capture_id())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("counts board names an invalid capture \"",
+                       in.capture_id().substr(0, 256), "\""));
+    }
+    auto files = DecodeFiles(in.files());
+    if (!files.ok()) return files.status();
+    BoardEntry& b = board.captures[in.capture_id()];
+    b.epoch = in.epoch();
+    b.counts_seq = in.counts_seq();
+    b.files = std::move(*files);
+    b.dropped_packets = in.dropped_packets();
+    b.bytes_uploaded = in.bytes_uploaded();
+    if (in.has_update_time()) {
+      b.update_time = absl::FromUnixNanos(in.update_time_unix_nanos());
+    }
+  }
+  return board;
+}
+
+bool OverlayBoard(const CountsBoard& board, const std::string& id,
+                  CatalogEntry* entry) {
+  if (entry->files_final || entry->replica != board.replica) return false;
+  auto it = board.captures.find(id);
+  if (it == board.captures.end() || it->second.epoch != entry->epoch ||
+      it->second.counts_seq <= entry->counts_seq) {
+    return false;
+  }
+  const BoardEntry& b = it->second;
+  entry->files = b.files;
+  entry->counts_seq = b.counts_seq;
+  packetcapture::v1::Capture& status = entry->meta.status;
+  status.set_dropped_packets(b.dropped_packets);
+  status.set_bytes_uploaded(b.bytes_uploaded);
+  if (b.update_time) *status.mutable_update_time() = ToProto(*b.update_time);
+  return true;
+}
+
+BoardEntry BoardEntryOf(const CatalogEntry& entry) {
+  BoardEntry b;
+  b.epoch = entry.epoch;
+  b.counts_seq = entry.counts_seq;
+  b.files = entry.files;
+  const packetcapture::v1::Capture& status = entry.meta.status;
+  b.dropped_packets = status.dropped_packets();
+  b.bytes_uploaded = status.bytes_uploaded();
+  if (status.has_update_time()) b.update_time = FromProto(status.update_time());
+  return b;
 }
 
 bool DownloadOrderLess(const FileKey& a, const FileSummary& sa,
@@ -186,20 +284,27 @@ absl::Status ObjectCatalog::Round() {
     absl::MutexLock lock(&mu_);
     start_seq = note_seq_;
   }
-  // The listing: id -> ETag.
+  // The listing: entries (id -> ETag) and boards (replica -> object).
   std::map<std::string, std::string> listed;
+  std::map<std::string, s3::ObjectInfo> boards;
   std::string token;
   do {
     auto page = client_->List(layout_->CatalogPrefix(), "", token);
     if (!page.ok()) return page.status();
     for (const s3::ObjectInfo& o : page->objects) {
-      std::string id;
-      if (layout_->ParseCatalogKey(o.key, &id)) listed[id] = o.etag;
+      std::string name;
+      if (layout_->ParseCatalogKey(o.key, &name)) {
+        listed[name] = o.etag;
+      } else if (layout_->ParseCountsKey(o.key, &name)) {
+        boards[name] = o;
+      }
     }
     token = page->next_token;
   } while (!token.empty());
 
-  absl::Status result = absl::OkStatus();
+  // Boards first: an entry read below is overlaid with its board as listed.
+  std::set<std::string> moved;
+  absl::Status result = ReadBoards(boards, start_seq, &moved);
   std::set<std::string> gone;
   for (const auto& [id, etag] : listed) {
     {
@@ -212,28 +317,97 @@ absl::Status ObjectCatalog::Round() {
       gone.insert(id);
     } else if (!record.ok()) {
       if (result.ok()) result = record.status();
-    } else if (listener_.changed) {
-      listener_.changed(id, *record);
+    } else {
+      moved.erase(id);
+      if (listener_.changed) listener_.changed(id, *record);
     }
   }
   std::vector<std::string> vanished;
+  std::vector<std::pair<std::string, CatalogRecord>> changed;
   {
     absl::MutexLock lock(&mu_);
     for (auto it = cache_.begin(); it != cache_.end();) {
       if ((!listed.count(it->first) || gone.count(it->first)) &&
           it->second.noted <= start_seq) {
         vanished.push_back(it->first);
+        moved.erase(it->first);
         it = cache_.erase(it);
       } else {
         ++it;
       }
     }
+    // Entries not read again whose counts a board moved.
+    for (const std::string& id : moved) {
+      auto it = cache_.find(id);
+      if (it != cache_.end()) {
+        changed.emplace_back(id, Overlaid(id, it->second.record));
+      }
+    }
     ++rounds_;
+  }
+  if (listener_.changed) {
+    for (const auto& [id, record] : changed) listener_.changed(id, record);
   }
   if (listener_.vanished) {
     for (const std::string& id : vanished) listener_.vanished(id);
   }
   return result;
+}
+
+absl::Status ObjectCatalog::ReadBoards(
+    const std::map<std::string, s3::ObjectInfo>& listed, uint64_t start_seq,
+    std::set<std::string>* moved) {
+  absl::Status result = absl::OkStatus();
+  auto touch = [moved](const CountsBoard& board) {
+    for (const auto& [id, b] : board.captures) moved->insert(id);
+  };
+  for (const auto& [replica, info] : listed) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = boards_.find(replica);
+      if (it != boards_.end() && it->second.etag == info.etag) continue;
+    }
+    auto got = client_->Get(info.key);
+    if (absl::IsNotFound(got.status())) continue;  // deleted since listed
+    if (!got.ok()) {
+      if (result.ok()) result = got.status();
+      continue;
+    }
+    auto board = DecodeCountsBoard(got->body);
+    if (board.ok() && board->replica != replica) {
+      board = absl::InvalidArgumentError(absl::StrCat(
+          "it names replica \"", board->replica.substr(0, 256), "\""));
+    }
+    if (!board.ok()) {
+      // Kept empty: read once per version, and deleted as unused.
+      LogLine("catalog_board_unreadable",
+              {{"replica", replica}, {"error", board.status().ToString()}});
+      board = CountsBoard{replica, {}};
+    }
+    touch(*board);
+    absl::MutexLock lock(&mu_);
+    Board& b = boards_[replica];
+    touch(b.board);
+    b = Board{got->etag, std::move(*board), 0};
+  }
+  absl::MutexLock lock(&mu_);
+  for (auto it = boards_.begin(); it != boards_.end();) {
+    if (!listed.count(it->first) && it->second.noted <= start_seq) {
+      touch(it->second.board);
+      it = boards_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return result;
+}
+
+CatalogRecord ObjectCatalog::Overlaid(const std::string& id,
+                                      const CatalogRecord& record) const {
+  CatalogRecord out = record;
+  auto it = boards_.find(record.entry.replica);
+  if (it != boards_.end()) OverlayBoard(it->second.board, id, &out.entry);
+  return out;
 }
 
 absl::StatusOr<CatalogRecord> ObjectCatalog::Read(const std::string& id) {
@@ -251,7 +425,7 @@ absl::StatusOr<CatalogRecord> ObjectCatalog::Read(const std::string& id) {
   Cached& c = cache_[id];
   c.record = record;
   c.noted = 0;
-  return record;
+  return Overlaid(id, record);
 }
 
 void ObjectCatalog::Note(const std::string& id, const CatalogRecord& record) {
@@ -266,7 +440,42 @@ void ObjectCatalog::Forget(const std::string& id) {
   cache_.erase(id);
 }
 
+void ObjectCatalog::NoteBoard(const std::string& etag,
+                              const CountsBoard& board) {
+  absl::MutexLock lock(&mu_);
+  Board& b = boards_[board.replica];
+  b.etag = etag;
+  b.board = board;
+  b.noted = ++note_seq_;
+}
+
+bool ObjectCatalog::HasBoard(const std::string& replica) const {
+  absl::MutexLock lock(&mu_);
+  return boards_.count(replica) > 0;
+}
+
+std::map<std::string, std::string> ObjectCatalog::UnusedBoards() const {
+  absl::MutexLock lock(&mu_);
+  std::map<std::string, std::string> out;
+  for (const auto& [replica, b] : boards_) out[replica] = b.etag;
+  for (const auto& [id, c] : cache_) {
+    auto it = boards_.find(c.record.entry.replica);
+    if (it == boards_.end()) continue;
+    CatalogEntry entry = c.record.entry;
+    if (OverlayBoard(it->second.board, id, &entry)) out.erase(it->first);
+  }
+  return out;
+}
+
 std::optional<CatalogRecord> ObjectCatalog::Get(const std::string& id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = cache_.find(id);
+  if (it == cache_.end()) return std::nullopt;
+  return Overlaid(id, it->second.record);
+}
+
+std::optional<CatalogRecord> ObjectCatalog::GetAsWritten(
+    const std::string& id) const {
   absl::MutexLock lock(&mu_);
   auto it = cache_.find(id);
   if (it == cache_.end()) return std::nullopt;
@@ -276,7 +485,7 @@ std::optional<CatalogRecord> ObjectCatalog::Get(const std::string& id) const {
 std::map<std::string, CatalogRecord> ObjectCatalog::Snapshot() const {
   absl::MutexLock lock(&mu_);
   std::map<std::string, CatalogRecord> out;
-  for (const auto& [id, c] : cache_) out[id] = c.record;
+  for (const auto& [id, c] : cache_) out[id] = Overlaid(id, c.record);
   return out;
 }
 
@@ -285,7 +494,9 @@ std::map<std::string, CatalogRecord> ObjectCatalog::OfNode(
   absl::MutexLock lock(&mu_);
   std::map<std::string, CatalogRecord> out;
   for (const auto& [id, c] : cache_) {
-    if (c.record.entry.meta.status.node() == node) out[id] = c.record;
+    if (c.record.entry.meta.status.node() == node) {
+      out[id] = Overlaid(id, c.record);
+    }
   }
   return out;
 }

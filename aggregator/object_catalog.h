@@ -1,8 +1,16 @@
 // The catalog of the object-store backend: one object per capture
 // (<prefix>/catalog/<id>.pb: its CaptureMeta, per-file summaries, and the
-// writer's replica and epoch), its encoding, the View every replica shows
-// of it, and a cache kept fresh by listing the catalog every poll interval
-// and re-reading entries whose ETag changed.
+// writer's replica and epoch) and one counts board per replica
+// (<prefix>/catalog/counts/<replica>.pb: newer file summaries of the
+// captures it holds whose entries are behind), their encodings, the View
+// every replica shows of a capture, and a cache kept fresh by listing the
+// catalog every poll interval and re-reading objects whose ETag changed.
+//
+// An entry as read is overlaid with its writer's board: where the board
+// holds the capture at the entry's epoch with a higher counts_seq (and the
+// entry is not files_final), the board's files replace the entry's. So a
+// running capture's counts move with one PUT per replica and interval, not
+// one per capture.
 //
 // Thread-safe. The listener is called from the polling thread (or the
 // caller of Refresh) with no lock of the catalog held; rounds are
@@ -14,6 +22,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -39,11 +48,39 @@ struct CatalogEntry {
   // The holder wrote it with the capture off the node: `files` are exact
   // and will not grow (see LoadNode).
   bool files_final = false;
+  // The holder's count sequence of these files (see CountsBoard).
+  uint64_t counts_seq = 0;
+};
+
+// A replica's counts board: per capture, the files and the status fields
+// that change without a catalog write (see Significant) at `counts_seq`, as
+// the replica held the capture's node at `epoch`.
+struct BoardEntry {
+  int64_t epoch = 0;
+  uint64_t counts_seq = 0;
+  std::map<FileKey, FileSummary> files;
+  uint64_t dropped_packets = 0;
+  uint64_t bytes_uploaded = 0;
+  std::optional<absl::Time> update_time;
+};
+// The board's entry for a capture as `entry` holds it.
+BoardEntry BoardEntryOf(const CatalogEntry& entry);
+struct CountsBoard {
+  std::string replica;
+  std::map<std::string, BoardEntry> captures;  // by capture id
 };
 
 std::string EncodeCatalogEntry(const CatalogEntry& entry);
 // InvalidArgument if it does not parse.
 absl::StatusOr<CatalogEntry> DecodeCatalogEntry(absl::string_view data);
+std::string EncodeCountsBoard(const CountsBoard& board);
+// InvalidArgument if it does not parse.
+absl::StatusOr<CountsBoard> DecodeCountsBoard(absl::string_view data);
+// Takes the board's files and counts for capture `id` into `entry` where
+// they are newer: same replica and epoch, higher counts_seq, entry not
+// files_final. True if it did.
+bool OverlayBoard(const CountsBoard& board, const std::string& id,
+                  CatalogEntry* entry);
 
 // The capture as listed (what Store::View shows): the node's status with
 // the stored files in download order, their bytes, packets, bytes lost
@@ -64,6 +101,7 @@ struct CatalogRecord {
 
 class ObjectCatalog {
  public:
+  // Records passed are overlaid with their writer's board.
   struct Listener {
     std::function<void(const std::string& id, const CatalogRecord&)> changed;
     std::function<void(const std::string& id)> vanished;
@@ -79,9 +117,10 @@ class ObjectCatalog {
   void Stop();
 
   // Returns once a round that started after this call has ended, with its
-  // outcome: one round lists the catalog, reads the entries whose ETag
-  // changed and tells the listener of changed and vanished ones (an entry
-  // that does not decode is logged and skipped). Callers that come while a
+  // outcome: one round lists the catalog, reads the entries and boards
+  // whose ETag changed and tells the listener of changed (an entry read
+  // again, or one a changed board moves) and vanished ones (an object that
+  // does not decode is logged and skipped). Callers that come while a
   // round runs share the next one: 100 nodes taken at once after a replica
   // restart are a few listings of the catalog, not 100.
   absl::Status Refresh() ABSL_LOCKS_EXCLUDED(round_mu_, mu_);
@@ -90,8 +129,19 @@ class ObjectCatalog {
   // This replica wrote `record` (or deleted the entry).
   void Note(const std::string& id, const CatalogRecord& record);
   void Forget(const std::string& id);
+  // This replica wrote its board (ETag `etag`).
+  void NoteBoard(const std::string& etag, const CountsBoard& board);
+  // Whether the last round listed replica's board (or this replica wrote
+  // it since); a replica whose board was deleted writes it again.
+  bool HasBoard(const std::string& replica) const;
+  // Boards that no cached entry takes counts from, with their ETags, for
+  // deleting a gone replica's board.
+  std::map<std::string, std::string> UnusedBoards() const;
 
+  // Overlaid with the writer's board.
   std::optional<CatalogRecord> Get(const std::string& id) const;
+  // The entry as stored, without its writer's board.
+  std::optional<CatalogRecord> GetAsWritten(const std::string& id) const;
   std::map<std::string, CatalogRecord> Snapshot() const;
   // The entries of one node's captures (a node's takeover copies those, not
   // the whole catalog).
@@ -101,11 +151,24 @@ class ObjectCatalog {
 
  private:
   struct Cached {
-    CatalogRecord record;
-    uint64_t noted = 0;  // note_seq_ when this replica wrote it; 0: read
+    CatalogRecord record;  // as written
+    uint64_t noted = 0;    // note_seq_ when this replica wrote it; 0: read
+  };
+  struct Board {
+    std::string etag;
+    CountsBoard board;
+    uint64_t noted = 0;  // as Cached's
   };
   void Run(absl::Duration interval);
   absl::Status Round() ABSL_EXCLUSIVE_LOCKS_REQUIRED(round_mu_);
+  // Reads the boards whose ETag changed (`listed`: replica -> object);
+  // adds the ids of captures they name, before and after, to `moved`.
+  absl::Status ReadBoards(const std::map<std::string, s3::ObjectInfo>& listed,
+                          uint64_t start_seq, std::set<std::string>* moved)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(round_mu_);
+  CatalogRecord Overlaid(const std::string& id,
+                         const CatalogRecord& record) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   s3::ObjectClient* const client_;
   const ObjectLayout* const layout_;
@@ -113,6 +176,7 @@ class ObjectCatalog {
   absl::Mutex round_mu_ ABSL_ACQUIRED_BEFORE(mu_);  // one round at a time
   mutable absl::Mutex mu_;
   std::map<std::string, Cached> cache_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Board> boards_ ABSL_GUARDED_BY(mu_);  // by replica
   uint64_t note_seq_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t rounds_ ABSL_GUARDED_BY(mu_) = 0;  // ended
   // Started (written under round_mu_ too), and the last one's outcome.

@@ -9,12 +9,14 @@
 #include "absl/strings/str_split.h"
 #include "aggregator/store_rules.h"
 #include "common/capture_layout.h"
+#include "common/kube/names.h"
 
 namespace pc::aggregator {
 namespace {
 
 constexpr char kCatalog[] = "catalog/";
 constexpr char kData[] = "data/";
+constexpr char kCounts[] = "counts/";
 constexpr char kCatalogSuffix[] = ".pb";
 constexpr size_t kNumberDigits = 20;
 
@@ -26,6 +28,19 @@ bool ParseNumber(const std::string& s, uint64_t* v) {
     if (c < '0' || c > '9') return false;
   }
   return absl::SimpleAtoi(s, v);
+}
+
+// "<prefix><name>.pb" with a name `valid` accepts.
+bool ParseNamed(const std::string& key, const std::string& prefix,
+                bool (*valid)(const std::string&), std::string* name) {
+  if (!absl::StartsWith(key, prefix) || !absl::EndsWith(key, kCatalogSuffix)) {
+    return false;
+  }
+  std::string candidate = key.substr(
+      prefix.size(), key.size() - prefix.size() - (sizeof(kCatalogSuffix) - 1));
+  if (!valid(candidate)) return false;
+  *name = std::move(candidate);
+  return true;
 }
 
 }  // namespace
@@ -43,15 +58,21 @@ std::string ObjectLayout::CatalogKey(const std::string& id) const {
 
 bool ObjectLayout::ParseCatalogKey(const std::string& key,
                                    std::string* id) const {
-  const std::string prefix = CatalogPrefix();
-  if (!absl::StartsWith(key, prefix) || !absl::EndsWith(key, kCatalogSuffix)) {
-    return false;
-  }
-  std::string candidate = key.substr(
-      prefix.size(), key.size() - prefix.size() - (sizeof(kCatalogSuffix) - 1));
-  if (!IsValidCaptureId(candidate)) return false;
-  *id = std::move(candidate);
-  return true;
+  return ParseNamed(key, CatalogPrefix(), IsValidCaptureId, id);
+}
+
+bool IsValidReplicaId(const std::string& replica) {
+  return kube::IsDns1123Subdomain(replica);
+}
+
+std::string ObjectLayout::CountsKey(const std::string& replica) const {
+  return absl::StrCat(root_, kCatalog, kCounts, replica, kCatalogSuffix);
+}
+
+bool ObjectLayout::ParseCountsKey(const std::string& key,
+                                  std::string* replica) const {
+  return ParseNamed(key, absl::StrCat(root_, kCatalog, kCounts),
+                    IsValidReplicaId, replica);
 }
 
 std::string ObjectLayout::DataPrefix(const std::string& id) const {

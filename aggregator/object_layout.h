@@ -1,6 +1,7 @@
 // Key names of the object-store backend (ISSUE12 §2), built only from
 // validated capture ids and stored file names, and parsed back strictly:
 //   <prefix>/catalog/<capture id>.pb
+//   <prefix>/catalog/counts/<replica id>.pb   (a replica's counts board)
 //   <prefix>/data/<capture id>/<run dir>/<ring>/<generation:020>/<offset:020>
 //   <prefix>/data/<capture id>/<run dir>/<ring>/<generation:020>/
 //       <offset:020>-<end:020>   (a compacted object: bytes [offset, end))
@@ -28,6 +29,10 @@ struct DataKeyParts {
   uint64_t end = 0;  // 0: a batch's object (its size tells its end)
 };
 
+// A replica id that may name a counts board: a DNS-1123 subdomain (pod
+// names and host names are).
+bool IsValidReplicaId(const std::string& replica);
+
 class ObjectLayout {
  public:
   // `prefix` without leading or trailing '/'.
@@ -39,6 +44,11 @@ class ObjectLayout {
   std::string CatalogKey(const std::string& id) const;
   // The capture id of a catalog key; false for anything else.
   bool ParseCatalogKey(const std::string& key, std::string* id) const;
+
+  // `replica` must be a DNS-1123 subdomain (IsValidReplicaId).
+  std::string CountsKey(const std::string& replica) const;
+  // The replica of a counts board's key; false for anything else.
+  bool ParseCountsKey(const std::string& key, std::string* replica) const;
 
   // "<prefix>/data/<id>/"
   std::string DataPrefix(const std::string& id) const;

@@ -90,5 +90,30 @@ TEST(ObjectLayout, ParsesOnlyWhatItWrites) {
   }
 }
 
+TEST(ObjectLayout, CountsBoardsAreNotCatalogEntries) {
+  const ObjectLayout layout("p");
+  const std::string key = layout.CountsKey("aggregator-7c9f-x2");
+  EXPECT_EQ(key, "p/catalog/counts/aggregator-7c9f-x2.pb");
+  std::string replica, id;
+  ASSERT_TRUE(layout.ParseCountsKey(key, &replica));
+  EXPECT_EQ(replica, "aggregator-7c9f-x2");
+  // One listing of the catalog holds both; neither parses as the other.
+  EXPECT_FALSE(layout.ParseCatalogKey(key, &id));
+  EXPECT_FALSE(layout.ParseCountsKey(
+      layout.CatalogKey("web-1_demo_0123abcd_1700000000000"), &replica));
+  for (const std::string& bad : {std::string("p/catalog/counts/.pb"),
+                                 std::string("p/catalog/counts/A.pb"),
+                                 std::string("p/catalog/counts/a/b.pb"),
+                                 std::string("p/catalog/counts/../x.pb"),
+                                 std::string("p/catalog/counts/a.pbx"),
+                                 std::string("q/catalog/counts/a.pb")}) {
+    EXPECT_FALSE(layout.ParseCountsKey(bad, &replica)) << bad;
+  }
+  EXPECT_TRUE(IsValidReplicaId("aggregator-0.example"));
+  EXPECT_FALSE(IsValidReplicaId(""));
+  EXPECT_FALSE(IsValidReplicaId("Agg_0"));
+  EXPECT_FALSE(IsValidReplicaId("../x"));
+}
+
 }  // namespace
 }  // namespace pc::aggregator

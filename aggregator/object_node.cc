@@ -96,6 +96,7 @@ ObjectStore::LoadNode(const std::string& node, int64_t epoch,
       if (!files.ok()) return files.status();
       c->objects = std::move(counts);
       bool changed = !SameFiles(c->entry.files, *files);
+      if (changed) ++c->entry.counts_seq;
       c->entry.files = std::move(*files);
       // Gone from the agent's report: marked in the stamp's write, so a
       // reconnect costs one PUT per such capture, not two.

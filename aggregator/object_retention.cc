@@ -82,6 +82,7 @@ std::vector<std::string> ObjectStore::Maintain() {
              {"max_bytes", absl::StrCat(options_.max_bytes)}});
     if (remove(stopped[next].second)) ++evicted;
   }
+  DeleteUnusedBoards();
   absl::MutexLock lock(&mu_);
   stats_.expired += expired;
   stats_.evicted_for_budget += evicted;

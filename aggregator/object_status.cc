@@ -60,7 +60,9 @@ absl::Status ObjectStore::PutStatus(const std::string& node,
   const CaptureMeta before = meta;
   meta.status = std::move(s);
   if (!c->etag.empty() && Significant(meta) == c->written) {
-    c->dirty = true;  // counts only: the flusher writes them
+    // Counts only: the flusher writes them (to the board).
+    c->dirty = true;
+    ++c->entry.counts_seq;
     Publish(*c);
     QueueSealed(c.get(), nullptr);
     return absl::OkStatus();

@@ -27,8 +27,10 @@ absl::StatusOr<std::unique_ptr<ObjectStore>> ObjectStore::Open(
   if (options.client == nullptr || options.ownership == nullptr) {
     return absl::InvalidArgumentError("client and ownership are required");
   }
-  if (options.replica_id.empty()) {
-    return absl::InvalidArgumentError("replica_id is required");
+  if (!IsValidReplicaId(options.replica_id)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("replica_id \"", options.replica_id.substr(0, 256),
+                     "\" must be a DNS-1123 subdomain (a pod or host name)"));
   }
   if (!options.prefix.empty() &&
       (options.prefix.front() == '/' || options.prefix.back() == '/')) {
@@ -139,7 +141,6 @@ absl::Status ObjectStore::WriteCatalog(const std::string& node, int64_t epoch,
       c->written = Significant(c->entry.meta);
       c->dirty = false;
       c->new_files = false;
-      c->written_at = Now();
       catalog_->Note(c->id, CatalogRecord{*etag, std::move(entry)});
       return absl::OkStatus();
     }
@@ -283,54 +284,142 @@ void ObjectStore::ReleaseNode(const std::string& node) {
     for (const auto& [id, c] : captures) held_ids_.erase(id);
     nodes_.erase(it);
   }
-  // The next holder starts from fresh counts.
-  for (auto& [id, c] : captures) {
-    absl::MutexLock lock(&c->mu);
-    if (!lost && c->dirty && !c->deleted) {
-      const absl::Status written = WriteCatalog(node, epoch, c.get());
-      if (!written.ok()) {
-        LogLine("store_catalog_error",
-                {{"capture", id}, {"error", written.ToString()}});
-      }
-    }
-    c->fenced.store(true);
+  // The next holder starts from fresh counts: the board keeps them until
+  // that holder's entries do.
+  if (!lost) {
+    std::vector<HeldRef> held;
+    for (auto& [id, c] : captures) held.push_back(HeldRef{node, epoch, c});
+    WriteBoard(held, /*due_only=*/false);
   }
+  for (auto& [id, c] : captures) c->fenced.store(true);
   options_.ownership->Release(node);
 }
 
 void ObjectStore::FlushCatalog(bool due_only) {
-  std::vector<std::pair<std::string, int64_t>> nodes;
-  std::vector<std::shared_ptr<HeldCapture>> captures;
+  std::vector<HeldRef> held;
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [node, n] : nodes_) {
       if (n.lost) continue;
       for (const auto& [id, c] : n.captures) {
-        nodes.emplace_back(node, n.epoch);
-        captures.push_back(c);
+        held.push_back(HeldRef{node, n.epoch, c});
       }
     }
   }
+  WriteBoard(held, due_only);
+}
+
+void ObjectStore::WriteBoard(const std::vector<HeldRef>& held, bool due_only) {
+  uint64_t gathered;
+  {
+    // The dirty counts, at their counts_seq.
+    absl::MutexLock board(&board_mu_);
+    board_.replica = options_.replica_id;
+    for (const HeldRef& h : held) {
+      HeldCapture* c = h.capture.get();
+      absl::MutexLock lock(&c->mu);
+      if (!c->dirty || c->deleted || c->fenced.load()) continue;
+      BoardEntry b = BoardEntryOf(c->entry);
+      b.epoch = h.epoch;
+      board_.captures[c->id] = std::move(b);
+      board_changed_ = true;
+      board_new_files_ = board_new_files_ || c->new_files;
+      board_taken_.emplace_back(h.capture, c->entry.counts_seq);
+    }
+    gathered = ++board_gathers_;
+  }
+  absl::MutexLock write(&board_write_mu_);
   const absl::Time now = Now();
-  for (size_t i = 0; i < captures.size(); ++i) {
-    HeldCapture* c = captures[i].get();
+  CountsBoard snapshot;
+  std::vector<std::pair<std::shared_ptr<HeldCapture>, uint64_t>> taken;
+  uint64_t upto;
+  {
+    absl::MutexLock board(&board_mu_);
+    // A write that started after this gather wrote it.
+    if (board_written_upto_ >= gathered) return;
+    // A board another replica deleted as unused is written again.
+    const bool listed = catalog_->HasBoard(options_.replica_id);
+    if (!listed && !board_.captures.empty()) board_changed_ = true;
+    const bool due = !due_only || board_new_files_ ||
+                     now - board_written_at_ >= options_.catalog_write_interval;
+    if (!board_changed_ || !due) return;
+    // The others leave once the entry as stored has their counts (or is
+    // another holder's, or gone): readers would not take them.
+    std::set<std::string> pending;
+    for (const auto& [c, seq] : board_taken_) pending.insert(c->id);
+    for (auto it = board_.captures.begin(); it != board_.captures.end();) {
+      std::optional<CatalogRecord> stored;
+      if (!pending.count(it->first)) {
+        stored = catalog_->GetAsWritten(it->first);
+      }
+      CatalogEntry probe;
+      if (stored) probe = stored->entry;
+      if (!pending.count(it->first) &&
+          (!stored || !OverlayBoard(board_, it->first, &probe))) {
+        it = board_.captures.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    board_changed_ = false;
+    board_new_files_ = false;
+    // Nothing a reader would take: the board as listed (if any) is moot.
+    if (board_.captures.empty()) return;
+    snapshot = board_;
+    taken = std::move(board_taken_);
+    board_taken_.clear();
+    upto = board_gathers_;
+  }
+  auto etag = options_.client->Put(layout_.CountsKey(options_.replica_id),
+                                   EncodeCountsBoard(snapshot), {});
+  absl::MutexLock board(&board_mu_);
+  if (!etag.ok()) {
+    LogLine("store_catalog_error", {{"board", options_.replica_id},
+                                    {"error", etag.status().ToString()}});
+    // Written again at the next flush.
+    board_changed_ = true;
+    for (auto& t : taken) board_taken_.push_back(std::move(t));
+    return;
+  }
+  board_written_upto_ = upto;
+  board_written_at_ = now;
+  catalog_->NoteBoard(*etag, snapshot);
+  for (const auto& [c, seq] : taken) {
     absl::MutexLock lock(&c->mu);
-    if (!c->dirty || c->deleted || c->fenced.load()) continue;
-    if (due_only && !c->new_files &&
-        now - c->written_at < options_.catalog_write_interval) {
-      continue;
+    if (c->entry.counts_seq != seq) continue;  // changed again meanwhile
+    c->dirty = false;
+    c->new_files = false;
+  }
+}
+
+void ObjectStore::DeleteUnusedBoards() {
+  const absl::Time now = Now();
+  std::vector<std::string> expired;
+  {
+    absl::MutexLock board(&board_mu_);
+    std::map<std::string, std::pair<std::string, absl::Time>> unused;
+    for (const auto& [replica, etag] : catalog_->UnusedBoards()) {
+      if (replica == options_.replica_id) continue;
+      auto it = unused_boards_.find(replica);
+      const absl::Time since =
+          it != unused_boards_.end() && it->second.first == etag
+              ? it->second.second
+              : now;
+      unused[replica] = {etag, since};
+      if (now - since >= options_.board_unused_for) expired.push_back(replica);
     }
-    const absl::Status written =
-        WriteCatalog(nodes[i].first, nodes[i].second, c);
-    if (!written.ok()) {
-      LogLine("store_catalog_error",
-              {{"capture", c->id}, {"error", written.ToString()}});
-    }
+    unused_boards_ = std::move(unused);
+  }
+  for (const std::string& replica : expired) {
+    const absl::Status deleted =
+        options_.client->Delete(layout_.CountsKey(replica));
+    LogLine(deleted.ok() ? "store_board_deleted" : "store_delete_error",
+            {{"board", replica}, {"error", deleted.ToString()}});
   }
 }
 
 void ObjectStore::RunFlusher() {
-  // Ticks often enough to write a new file's entry within a second.
+  // Ticks often enough to write a new file's counts within a second.
   const absl::Duration tick =
       std::min(options_.catalog_write_interval, absl::Seconds(1));
   while (!stop_.WaitForNotificationWithTimeout(tick)) {

@@ -11,15 +11,20 @@
 //     the capture's status (CaptureMeta), per-file summaries, and the
 //     writer's replica and epoch (object_catalog.h); written with If-Match
 //     on the ETag this replica last saw (If-None-Match: * when new): at once
-//     on a status change, within a second of a file's first bytes (a new
-//     file of the listing), with the bytes of a stopped or drained capture
-//     (final counts), otherwise at most once per catalog_write_interval
-//     (5 s), so a running capture's byte and packet counts lag the
-//     acknowledged objects by at most that (plus a PUT). Counts are written
-//     less often than status because every catalog write is a PUT: once a
-//     second, a store of many slow captures served as many catalog PUTs as
-//     data PUTs. A 412 whose entry carries a newer epoch means this replica
-//     was deposed: Aborted, and the node is written no more.
+//     on a status change, and with the bytes of a stopped or drained
+//     capture (final counts). A 412 whose entry carries a newer epoch means
+//     this replica was deposed: Aborted, and the node is written no more.
+//   <prefix>/catalog/counts/<replica>.pb
+//     the replica's counts board: the files and counts of the captures it
+//     holds (or just released) whose entries are behind, each at its epoch
+//     and counts_seq; readers take them over the entry where both name the
+//     same replica and epoch and the board's counts_seq is higher. Written
+//     within a second of a file's first bytes (a new file of the listing),
+//     otherwise at most once per catalog_write_interval (5 s), so a running
+//     capture's byte and packet counts lag the acknowledged objects by at
+//     most that (plus a PUT). One object for every capture: with an entry
+//     per capture, a store of many slow captures served nearly a third as
+//     many catalog PUTs as data PUTs.
 //
 // One writer per node: AcquireNode takes the node through NodeOwnership
 // (a Lease), then loads its captures from a fresh listing of the catalog and
@@ -95,6 +100,10 @@ struct ObjectStoreOptions {
   // written at once, new files within a second or this interval, whichever
   // is shorter).
   absl::Duration catalog_write_interval = absl::Seconds(5);
+  // A board no catalog entry took counts from (its replica is gone, or
+  // holds nothing that runs) and unchanged for this long is deleted by
+  // Maintain; a live replica whose board vanished writes it again.
+  absl::Duration board_unused_for = absl::Hours(1);
   // Sealed files are compacted by a background thread; false: only by
   // CompactQueued() (tests).
   bool compact_in_background = true;
@@ -160,13 +169,21 @@ class ObjectStore final : public CaptureStore {
     CatalogEntry entry ABSL_GUARDED_BY(mu);
     // The catalog entry's ETag as last written or read; empty: none yet.
     std::string etag ABSL_GUARDED_BY(mu);
-    std::string written ABSL_GUARDED_BY(mu);     // Significant() last written
-    bool dirty ABSL_GUARDED_BY(mu) = false;      // counts changed since
+    std::string written ABSL_GUARDED_BY(mu);  // Significant() last written
+    // Counts (files, or status fields outside Significant) changed since
+    // they last reached the store (the entry or this replica's board); each
+    // such change also raises entry.counts_seq.
+    bool dirty ABSL_GUARDED_BY(mu) = false;
     bool new_files ABSL_GUARDED_BY(mu) = false;  // a file appeared since
-    absl::Time written_at ABSL_GUARDED_BY(mu) = absl::InfinitePast();
     bool deleted ABSL_GUARDED_BY(mu) = false;
     // Data objects per file as written or listed (compaction's trigger).
     std::map<FileKey, uint32_t> objects ABSL_GUARDED_BY(mu);
+  };
+  // A held capture with its node and the node's epoch.
+  struct HeldRef {
+    std::string node;
+    int64_t epoch = 0;
+    std::shared_ptr<HeldCapture> capture;
   };
   struct HeldNode {
     int refs = 0;
@@ -196,6 +213,15 @@ class ObjectStore final : public CaptureStore {
   void OnLost(const std::string& node);
   void RunFlusher();
   void FlushCatalog(bool due_only);
+  // Takes the dirty counts of `held` into this replica's board and writes
+  // it if it changed and is due (a file appeared, catalog_write_interval
+  // passed since the last write, or !due_only); drops the captures whose
+  // entries caught up or belong to another holder now.
+  void WriteBoard(const std::vector<HeldRef>& held, bool due_only)
+      ABSL_LOCKS_EXCLUDED(board_write_mu_, board_mu_);
+  // Deletes the boards no entry took counts from (nor changed) for
+  // board_unused_for: their replicas are gone.
+  void DeleteUnusedBoards() ABSL_LOCKS_EXCLUDED(board_mu_);
   void OnCatalogChanged(const std::string& id, const CatalogRecord& record);
   void OnCatalogVanished(const std::string& id);
 
@@ -249,6 +275,31 @@ class ObjectStore final : public CaptureStore {
 
   absl::Notification stop_;
   std::thread flusher_;
+
+  // This replica's counts board (catalog/counts/<replica>.pb).
+  // board_write_mu_ serializes its writes: callers that gathered while a
+  // write ran share the next one (100 nodes released together are a few
+  // PUTs, not 100). board_mu_ guards what is gathered, held only for memory
+  // work; both come before any capture's mu.
+  absl::Mutex board_write_mu_ ABSL_ACQUIRED_BEFORE(board_mu_);
+  absl::Mutex board_mu_;
+  CountsBoard board_ ABSL_GUARDED_BY(board_mu_);
+  // The board changed since it was last written; a file appeared since.
+  bool board_changed_ ABSL_GUARDED_BY(board_mu_) = false;
+  bool board_new_files_ ABSL_GUARDED_BY(board_mu_) = false;
+  // Gathers so far, and the last one a successful write covered.
+  uint64_t board_gathers_ ABSL_GUARDED_BY(board_mu_) = 0;
+  uint64_t board_written_upto_ ABSL_GUARDED_BY(board_mu_) = 0;
+  // Captures gathered and not written yet, at the counts_seq gathered.
+  std::vector<std::pair<std::shared_ptr<HeldCapture>, uint64_t>> board_taken_
+      ABSL_GUARDED_BY(board_mu_);
+  absl::Time board_written_at_ ABSL_GUARDED_BY(board_mu_) =
+      absl::InfinitePast();
+  // Other replicas' unused boards: the ETag seen and since when (this
+  // replica's clock), so one is deleted only after it stayed unused and
+  // unchanged for board_unused_for.
+  std::map<std::string, std::pair<std::string, absl::Time>> unused_boards_
+      ABSL_GUARDED_BY(board_mu_);
 
   absl::Mutex compact_mu_;
   // Sealed files to compact: (capture id, file).

@@ -1,6 +1,7 @@
 #include "aggregator/object_store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <thread>
@@ -88,6 +89,34 @@ class ObjectStoreTest : public ::testing::Test {
       }
     }
     return keys;
+  }
+
+  // A running capture of `node` (held by `r`) with a first file of
+  // `packets` records.
+  static void StartCapture(Replica* r, const std::string& node,
+                           const std::string& id, int packets) {
+    ASSERT_TRUE(r->store->PutStatus(node, tu::Status(id, node)).ok());
+    const Chunk c =
+        tu::MakeChunk(id, "run-1-w5/ring0", 0, 0, tu::PcapFile(0, packets));
+    ASSERT_TRUE(r->store->AppendBatch(node, {&c}).error.ok());
+  }
+
+  // The capture's entry as stored, with its writer's counts board over it
+  // (what another replica reads).
+  absl::StatusOr<CatalogEntry> StoredEntry(const std::string& id) {
+    const auto objects = client_.Objects();
+    auto it = objects.find("cluster/catalog/" + id + ".pb");
+    if (it == objects.end()) return absl::NotFoundError(id);
+    auto entry = DecodeCatalogEntry(it->second);
+    if (!entry.ok()) return entry.status();
+    auto board =
+        objects.find("cluster/catalog/counts/" + entry->replica + ".pb");
+    if (board != objects.end()) {
+      auto decoded = DecodeCountsBoard(board->second);
+      if (!decoded.ok()) return decoded.status();
+      OverlayBoard(*decoded, id, &*entry);
+    }
+    return entry;
   }
 
   void Advance(absl::Duration d) {
@@ -290,8 +319,7 @@ TEST_F(ObjectStoreTest, TakeoverResumesAtTheStoredEndsAndFencesTheOldWriter) {
   FeedWithUnwrittenCounts(a.get(), id);
   const auto a_points = a->store->ResumePoints("node-a");
   const Capture a_listing = *a->registry.Get(id);
-  auto entry =
-      DecodeCatalogEntry(client_.Objects()["cluster/catalog/" + id + ".pb"]);
+  auto entry = StoredEntry(id);
   ASSERT_TRUE(entry.ok()) << entry.status();
   EXPECT_EQ(entry->files.size(), 1u);  // ring1 is in the objects only
 
@@ -922,14 +950,13 @@ TEST_F(ObjectStoreTest, AnotherReplicaListsANewCaptureWithinAPollInterval) {
 
 // The flusher writes a running capture's counts once per write interval,
 // not once per batch, but a new file of the listing within a second.
-TEST_F(ObjectStoreTest, CountsReachTheCatalogOncePerWriteInterval) {
+TEST_F(ObjectStoreTest, CountsReachTheStoreOncePerWriteInterval) {
   const std::string id = tu::CaptureId("web-1");
   // The flusher ticks every second of real time; the interval is measured
   // on the test's clock, which moves only when told.
   auto a = OpenReplica("replica-a", absl::Hours(1), absl::Seconds(5));
   ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
   ASSERT_TRUE(a->store->PutStatus("node-a", tu::Status(id, "node-a")).ok());
-  const std::string key = "cluster/catalog/" + id + ".pb";
   std::map<std::string, uint64_t> offsets;
   auto append = [&](const std::string& file, int first, int n) {
     const std::string data =
@@ -946,7 +973,7 @@ TEST_F(ObjectStoreTest, CountsReachTheCatalogOncePerWriteInterval) {
     const absl::Time deadline = absl::Now() + wait;
     do {
       absl::SleepFor(absl::Milliseconds(50));
-      auto entry = DecodeCatalogEntry(client_.Objects()[key]);
+      auto entry = StoredEntry(id);
       EXPECT_TRUE(entry.ok()) << entry.status();
       if (!entry.ok()) return got;
       got.clear();
@@ -961,7 +988,7 @@ TEST_F(ObjectStoreTest, CountsReachTheCatalogOncePerWriteInterval) {
   // The file is new: listed within about a second.
   EXPECT_EQ(catalog_packets(absl::Seconds(3), {{"run-1-w5/ring0", 2}}),
             (Packets{{"run-1-w5/ring0", 2}}));
-  EXPECT_EQ(client_.calls("PUT") - puts, 2);  // the data, the entry
+  EXPECT_EQ(client_.calls("PUT") - puts, 2);  // the data, the counts
 
   // More of the same file: counts only, written once the interval passed,
   // then in one write, not one per batch.
@@ -980,7 +1007,7 @@ TEST_F(ObjectStoreTest, CountsReachTheCatalogOncePerWriteInterval) {
   EXPECT_EQ(catalog_packets(absl::Seconds(3),
                             {{"run-1-w5/ring0", 40}, {"run-1-w5/ring1", 3}}),
             (Packets{{"run-1-w5/ring0", 40}, {"run-1-w5/ring1", 3}}));
-  auto entry = DecodeCatalogEntry(client_.Objects()[key]);
+  auto entry = StoredEntry(id);
   ASSERT_TRUE(entry.ok()) << entry.status();
   EXPECT_EQ(entry->replica, "replica-a");
   EXPECT_EQ(entry->epoch, 1);
@@ -1020,6 +1047,190 @@ TEST_F(ObjectStoreTest, AStoppedCapturesLastCountsAreWrittenAtOnce) {
   auto seqs = ptu::SequenceNumbers(Download(b->store.get(), id));
   ASSERT_TRUE(seqs.ok()) << seqs.status();
   EXPECT_EQ(seqs->size(), 5u);
+}
+
+// The counts of every running capture a replica holds go out in one
+// object (its board), not in one catalog write per capture; the other
+// replicas list them from it.
+TEST_F(ObjectStoreTest, ManyCapturesCountsAreOneWrite) {
+  auto a = OpenReplica("replica-a");  // writes counts only when flushed
+  auto b = OpenReplica("replica-b");
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
+  constexpr int kCaptures = 10;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kCaptures; ++i) {
+    ids.push_back(tu::CaptureId(absl::StrCat("web-", i)));
+    StartCapture(a.get(), "node-a", ids.back(), 2);
+  }
+  const std::string head = tu::PcapFile(0, 2);
+  int puts = client_.calls("PUT");
+  a->store->FlushCatalog();
+  EXPECT_EQ(client_.calls("PUT") - puts, 1);
+  for (const std::string& id : ids) {
+    const Chunk c =
+        tu::MakeChunk(id, "run-1-w5/ring0", 0, head.size(), tu::Records(2, 3));
+    ASSERT_TRUE(a->store->AppendBatch("node-a", {&c}).error.ok());
+  }
+  puts = client_.calls("PUT");
+  a->store->FlushCatalog();
+  EXPECT_EQ(client_.calls("PUT") - puts, 1);
+  a->store->FlushCatalog();  // nothing changed: nothing written
+  EXPECT_EQ(client_.calls("PUT") - puts, 1);
+
+  ASSERT_TRUE(b->store->PollCatalog().ok());
+  for (const std::string& id : ids) {
+    ASSERT_TRUE(b->registry.Get(id).has_value()) << id;
+    EXPECT_EQ(b->registry.Get(id)->packets(), 5u) << id;
+    ExpectSameListing(*b->registry.Get(id), *a->registry.Get(id));
+  }
+  // A status change writes the entry itself, counts included; the board
+  // stays as it is until it has something else to say.
+  ASSERT_TRUE(
+      a->store
+          ->PutStatus("node-a", tu::Status(ids[0], "node-a", Capture::STOPPED))
+          .ok());
+  auto entry = DecodeCatalogEntry(
+      client_.Objects()["cluster/catalog/" + ids[0] + ".pb"]);
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  EXPECT_EQ(entry->files.begin()->second.packets, 5u);
+  ASSERT_TRUE(b->store->PollCatalog().ok());
+  EXPECT_EQ(b->registry.Get(ids[0])->state(), Capture::STOPPED);
+  EXPECT_EQ(b->registry.Get(ids[0])->packets(), 5u);
+}
+
+// After a takeover the deposed replica's board names the old epoch: its
+// late counts are not listed over the new holder's.
+TEST_F(ObjectStoreTest, ADeposedReplicasBoardIsNotTaken) {
+  const std::string id = tu::CaptureId("web-1");
+  auto a = OpenReplica("replica-a");
+  auto b = OpenReplica("replica-b");
+  auto c = OpenReplica("replica-c");
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
+  StartCapture(a.get(), "node-a", id, 2);
+  a->store->FlushCatalog();
+
+  // A pauses; B takes the node (epoch 2) and starts from A's board.
+  a->ownership->Expire("node-a", /*tell=*/false);
+  ASSERT_TRUE(b->store->AcquireNode("node-a", {}).ok());
+  ASSERT_TRUE(c->store->PollCatalog().ok());
+  EXPECT_EQ(c->registry.Get(id)->packets(), 2u);
+
+  // A wakes and, not knowing, stores a batch the agent sent it and writes
+  // its board: both are A's epoch 1.
+  const Chunk late = tu::MakeChunk(
+      id, "run-1-w5/ring0", 0, tu::PcapFile(0, 2).size(), tu::Records(2, 3));
+  ASSERT_TRUE(a->store->AppendBatch("node-a", {&late}).error.ok());
+  a->store->FlushCatalog();
+  ASSERT_TRUE(c->store->PollCatalog().ok());
+  EXPECT_EQ(c->registry.Get(id)->packets(), 2u);
+  auto entry = StoredEntry(id);
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  EXPECT_EQ(entry->replica, "replica-b");
+  EXPECT_EQ(entry->epoch, 2);
+}
+
+// A released node's counts stay on the releasing replica's board, so the
+// next holder starts from them (one PUT at release, not one per capture).
+TEST_F(ObjectStoreTest, ReleasedCountsReachTheNextHolderThroughTheBoard) {
+  auto a = OpenReplica("replica-a");
+  auto b = OpenReplica("replica-b");
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
+  std::vector<std::string> ids = {tu::CaptureId("web-1"),
+                                  tu::CaptureId("web-2")};
+  for (const std::string& id : ids) StartCapture(a.get(), "node-a", id, 3);
+  const int puts = client_.calls("PUT");
+  a->store->ReleaseNode("node-a");
+  EXPECT_EQ(client_.calls("PUT") - puts, 1);
+
+  const int gets = client_.calls("GET");
+  ASSERT_TRUE(b->store->AcquireNode("node-a", {}).ok());
+  // The entries and A's board; no data object is read back.
+  EXPECT_EQ(client_.calls("GET") - gets, 3);
+  for (const std::string& id : ids) {
+    EXPECT_EQ(b->registry.Get(id)->packets(), 3u) << id;
+    ExpectSameListing(*b->registry.Get(id), *a->registry.Get(id));
+    auto entry = StoredEntry(id);
+    ASSERT_TRUE(entry.ok()) << entry.status();
+    EXPECT_EQ(entry->replica, "replica-b");
+    EXPECT_EQ(entry->files.begin()->second.packets, 3u);
+  }
+}
+
+// Nodes released together (a replica's agents all reconnect elsewhere)
+// share board writes: each release waits for a write of its counts, and
+// one that gathered while a write ran shares the next.
+TEST_F(ObjectStoreTest, ReleasesTogetherShareBoardWrites) {
+  auto a = OpenReplica("replica-a");
+  constexpr int kNodes = 20;
+  for (int i = 0; i < kNodes; ++i) {
+    const std::string node = absl::StrCat("node-", i);
+    ASSERT_TRUE(a->store->AcquireNode(node, {}).ok());
+    StartCapture(a.get(), node, tu::CaptureId(absl::StrCat("web-", i)), 2);
+  }
+  std::atomic<int> board_puts{0};
+  client_.SetHook([&](const std::string& method, const std::string& key) {
+    if (method != "PUT" || !absl::StrContains(key, "/counts/")) return;
+    ++board_puts;
+    absl::SleepFor(absl::Milliseconds(50));  // a write takes a while
+  });
+  std::vector<std::thread> releases;
+  for (int i = 0; i < kNodes; ++i) {
+    releases.emplace_back(
+        [&, i] { a->store->ReleaseNode(absl::StrCat("node-", i)); });
+  }
+  for (std::thread& t : releases) t.join();
+  client_.SetHook(nullptr);
+  EXPECT_GE(board_puts, 1);
+  EXPECT_LE(board_puts, 4);
+  // Every released capture's counts are on the board.
+  auto b = OpenReplica("replica-b");
+  for (int i = 0; i < kNodes; ++i) {
+    const std::string id = tu::CaptureId(absl::StrCat("web-", i));
+    ASSERT_TRUE(b->registry.Get(id).has_value()) << id;
+    EXPECT_EQ(b->registry.Get(id)->packets(), 2u) << id;
+  }
+}
+
+// The board of a replica that is gone is deleted once no entry takes
+// counts from it; a live replica writes its board again if it was deleted.
+TEST_F(ObjectStoreTest, UnusedBoardsAreDeleted) {
+  const std::string id = tu::CaptureId("web-1");
+  const std::string board_a = "cluster/catalog/counts/replica-a.pb";
+  auto a = OpenReplica("replica-a");
+  auto b = OpenReplica("replica-b");
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
+  StartCapture(a.get(), "node-a", id, 2);
+  a->store->FlushCatalog();
+  ASSERT_EQ(client_.Objects().count(board_a), 1u);
+
+  // In use (web-1's entry is behind it): kept however long.
+  ASSERT_TRUE(b->store->PollCatalog().ok());
+  b->store->Maintain();
+  Advance(absl::Hours(2));
+  b->store->Maintain();
+  EXPECT_EQ(client_.Objects().count(board_a), 1u);
+
+  // Deleted anyway (another operator's tool, a race): A writes it again at
+  // its next flush, with or without new counts.
+  ASSERT_TRUE(client_.Delete(board_a).ok());
+  ASSERT_TRUE(a->store->PollCatalog().ok());
+  a->store->FlushCatalog();
+  EXPECT_EQ(client_.Objects().count(board_a), 1u);
+
+  // A stops the capture: the entry takes the counts, and the board is
+  // moot; once it is old enough another replica deletes it.
+  ASSERT_TRUE(
+      a->store->PutStatus("node-a", tu::Status(id, "node-a", Capture::STOPPED))
+          .ok());
+  ASSERT_TRUE(b->store->PollCatalog().ok());
+  EXPECT_EQ(b->registry.Get(id)->packets(), 2u);
+  b->store->Maintain();
+  Advance(absl::Minutes(59));
+  b->store->Maintain();
+  EXPECT_EQ(client_.Objects().count(board_a), 1u);  // unused for 59 min
+  Advance(absl::Minutes(1));
+  b->store->Maintain();
+  EXPECT_EQ(client_.Objects().count(board_a), 0u);
 }
 
 }  // namespace

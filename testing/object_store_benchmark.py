@@ -307,7 +307,8 @@ def fig2(s3, tokens):
     time.sleep(IDLE_SECONDS)
     c_idle = sum(cpu_seconds(p) for p in pids) - c_idle
     captures = sum(1 for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket=BUCKET, Prefix=f"{STORE_PREFIX}/catalog/") for _ in page.get("Contents", []))
+        Bucket=BUCKET, Prefix=f"{STORE_PREFIX}/catalog/") for o in page.get("Contents", [])
+        if not o["Key"].startswith(f"{STORE_PREFIX}/catalog/counts/"))
     print(f"figure 2: scaling, {streams} streams x {SCALE_MIB} MiB in {SCALE_PROCS} ingest_bench "
           f"processes of {SCALE_STREAMS} (one replica: all against it; three: one process per "
           f"replica); MB/s = all acked bytes over the wall time from the first start to the last "
