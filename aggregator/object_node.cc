@@ -105,7 +105,13 @@ ObjectStore::LoadNode(const std::string& node, int64_t epoch,
         LogLine("capture_gone_from_node", {{"capture", id}, {"node", node}});
         changed = true;
       }
-      if (changed || record.entry.epoch != epoch ||
+      // Counts taken from a board go into the entry: this replica's board
+      // (a process of the same name before a restart, or before a release)
+      // may not hold them any more.
+      const std::optional<CatalogRecord> stored = catalog_->GetAsWritten(id);
+      const bool from_board =
+          !stored || stored->entry.counts_seq != record.entry.counts_seq;
+      if (changed || from_board || record.entry.epoch != epoch ||
           record.entry.replica != options_.replica_id) {
         RETURN_IF_ERROR(WriteCatalog(node, epoch, c.get()));
       }

@@ -1156,6 +1156,26 @@ TEST_F(ObjectStoreTest, ReleasedCountsReachTheNextHolderThroughTheBoard) {
   }
 }
 
+// A replica restarted under the same name starts with an empty board; the
+// counts its earlier process left on the board reach the entries when it
+// takes the node again, so its first board write does not lose them.
+TEST_F(ObjectStoreTest, ARestartedReplicaKeepsItsEarlierBoardsCounts) {
+  const std::string id = tu::CaptureId("web-1");
+  auto a = OpenReplica("replica-a");
+  ASSERT_TRUE(a->store->AcquireNode("node-a", {}).ok());
+  StartCapture(a.get(), "node-a", id, 2);
+  a->store->FlushCatalog();
+  a.reset();  // the node's Lease stays with "replica-a"
+
+  auto again = OpenReplica("replica-a");
+  ASSERT_TRUE(again->store->AcquireNode("node-a", {}).ok());
+  StartCapture(again.get(), "node-a", tu::CaptureId("web-2"), 1);
+  again->store->FlushCatalog();
+  auto b = OpenReplica("replica-b");
+  ASSERT_TRUE(b->registry.Get(id).has_value());
+  EXPECT_EQ(b->registry.Get(id)->packets(), 2u);
+}
+
 // Nodes released together (a replica's agents all reconnect elsewhere)
 // share board writes: each release waits for a write of its counts, and
 // one that gathered while a write ran shares the next.
