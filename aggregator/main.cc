@@ -58,8 +58,8 @@ ABSL_FLAG(std::string, s3_credentials, "",
 ABSL_FLAG(std::string, s3_ca_file, "",
           "PEM CA bundle for an https endpoint (default: the system's)");
 ABSL_FLAG(std::string, replica_id, "",
-          "this replica's name in the node Leases (default: $POD_NAME, else "
-          "the host name)");
+          "this replica's name in the node Leases and its counts board, a "
+          "DNS-1123 subdomain (default: $POD_NAME, else the host name)");
 ABSL_FLAG(std::string, advertise_address, "",
           "host:port agents and other replicas reach this replica at "
           "(default: $POD_IP and --listen's port)");
@@ -256,6 +256,10 @@ int main(int argc, char** argv) {
   // deadline anyway.
   pc::kube::HttpClient::Options http_options;
   http_options.request_timeout = absl::Seconds(10);
+  // As many connections as hellos may wait for a review at once: a burst of
+  // reconnecting agents would otherwise open (TLS) and close the rest.
+  http_options.max_idle_connections =
+      absl::GetFlag(FLAGS_max_unauthenticated_streams);
   auto http = pc::kube::HttpClient::Create(*kube_config, http_options);
   if (!http.ok()) return Fail(http.status().ToString());
   pc::kube::HttpClient::Options node_http_options;
@@ -367,6 +371,10 @@ int main(int argc, char** argv) {
   // A renewal must finish well within the lease.
   pc::kube::HttpClient::Options lease_http_options;
   lease_http_options.request_timeout = store_config.lease.lease_duration / 4;
+  // Every hello of a burst takes its node's Lease, every stream's end
+  // releases it.
+  lease_http_options.max_idle_connections =
+      absl::GetFlag(FLAGS_max_unauthenticated_streams);
   auto lease_http =
       pc::kube::HttpClient::Create(*kube_config, lease_http_options);
   if (!lease_http.ok()) return Fail(lease_http.status().ToString());
