@@ -58,7 +58,11 @@ absl::StatusOr<std::map<FileKey, FileSummary>> DecodeFiles(
     f.packets = s.packets();
     if (!s.header().empty()) {
       auto header = pcap::ParseGlobalHeader(s.header());
-      if (!header.ok()) return header.status();
+      if (!header.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("catalog file \"", s.name(), "\" has no valid pcap ",
+                         "header: ", header.status().message()));
+      }
       f.header = *header;
     }
     if (s.has_first_time()) {
