@@ -286,6 +286,13 @@ check "node-b's holder aggregator-$holder_b counted a PUT for each new data obje
 e2e_log "web-b's data objects: $objects_before before a 6 s trickle, $objects_after after; packets $(field "$agent_b" web-b packets)"
 check "a 6 s trickle of web-b became at most 10 data objects ($((objects_after - objects_before)))" \
   test $((objects_after - objects_before)) -ge 1 -a $((objects_after - objects_before)) -le 10
+# A running capture's counts go out on its holder's counts board (one object for all the
+# captures it holds), which the other replicas read with the catalog.
+on_board() {
+  protoc --decode_raw < "$(objects_dir)/catalog/counts/aggregator-$holder_b.pb" 2> /dev/null |
+    grep -qF "\"$id_b\""
+}
+check_eventually "aggregator-$holder_b's counts board names web-b's running capture" 10 on_board
 # Stopped, the capture's files are sealed: the holder compacts each into one object, and
 # the download is the same bytes as before.
 download "${replica[1]}" "$id_b" "$work/b-running.pcap"
