@@ -96,9 +96,9 @@ struct ObjectStoreOptions {
   uint64_t max_file_bytes = 64 << 20;  // as the ingest service's
   std::function<absl::Time()> clock;   // absl::Now when empty
   // How often the byte and packet counts of held running captures reach
-  // their catalog entries (status changes and a stopped capture's bytes are
-  // written at once, new files within a second or this interval, whichever
-  // is shorter).
+  // this replica's counts board (status changes and a stopped capture's
+  // bytes go to the entry at once, new files to the board within a second
+  // or this interval, whichever is shorter).
   absl::Duration catalog_write_interval = absl::Seconds(5);
   // A board no catalog entry took counts from (its replica is gone, or
   // holds nothing that runs) and unchanged for this long is deleted by
