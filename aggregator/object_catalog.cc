@@ -156,15 +156,22 @@ absl::StatusOr<CountsBoard> DecodeCountsBoard(absl::string_view data) {
   return board;
 }
 
+const BoardEntry* NewerOnBoard(const CountsBoard& board, const std::string& id,
+                               const CatalogEntry& entry) {
+  if (entry.files_final || entry.replica != board.replica) return nullptr;
+  auto it = board.captures.find(id);
+  if (it == board.captures.end() || it->second.epoch != entry.epoch ||
+      it->second.counts_seq <= entry.counts_seq) {
+    return nullptr;
+  }
+  return &it->second;
+}
+
 bool OverlayBoard(const CountsBoard& board, const std::string& id,
                   CatalogEntry* entry) {
-  if (entry->files_final || entry->replica != board.replica) return false;
-  auto it = board.captures.find(id);
-  if (it == board.captures.end() || it->second.epoch != entry->epoch ||
-      it->second.counts_seq <= entry->counts_seq) {
-    return false;
-  }
-  const BoardEntry& b = it->second;
+  const BoardEntry* newer = NewerOnBoard(board, id, *entry);
+  if (newer == nullptr) return false;
+  const BoardEntry& b = *newer;
   entry->files = b.files;
   entry->counts_seq = b.counts_seq;
   packetcapture::v1::Capture& status = entry->meta.status;
@@ -464,11 +471,20 @@ std::map<std::string, std::string> ObjectCatalog::UnusedBoards() const {
   for (const auto& [replica, b] : boards_) out[replica] = b.etag;
   for (const auto& [id, c] : cache_) {
     auto it = boards_.find(c.record.entry.replica);
-    if (it == boards_.end()) continue;
-    CatalogEntry entry = c.record.entry;
-    if (OverlayBoard(it->second.board, id, &entry)) out.erase(it->first);
+    if (it != boards_.end() &&
+        NewerOnBoard(it->second.board, id, c.record.entry) != nullptr) {
+      out.erase(it->first);
+    }
   }
   return out;
+}
+
+bool ObjectCatalog::TakesFromBoard(const CountsBoard& board,
+                                   const std::string& id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = cache_.find(id);
+  return it != cache_.end() &&
+         NewerOnBoard(board, id, it->second.record.entry) != nullptr;
 }
 
 std::optional<CatalogRecord> ObjectCatalog::Get(const std::string& id) const {

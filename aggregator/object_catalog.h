@@ -76,9 +76,12 @@ absl::StatusOr<CatalogEntry> DecodeCatalogEntry(absl::string_view data);
 std::string EncodeCountsBoard(const CountsBoard& board);
 // InvalidArgument if it does not parse.
 absl::StatusOr<CountsBoard> DecodeCountsBoard(absl::string_view data);
-// Takes the board's files and counts for capture `id` into `entry` where
-// they are newer: same replica and epoch, higher counts_seq, entry not
-// files_final. True if it did.
+// The board's counts of capture `id` where they are newer than `entry`'s:
+// same replica and epoch, higher counts_seq, entry not files_final; nullptr
+// otherwise.
+const BoardEntry* NewerOnBoard(const CountsBoard& board, const std::string& id,
+                               const CatalogEntry& entry);
+// Takes NewerOnBoard's files and counts into `entry`; true if it did.
 bool OverlayBoard(const CountsBoard& board, const std::string& id,
                   CatalogEntry* entry);
 
@@ -137,6 +140,9 @@ class ObjectCatalog {
   // Boards that no cached entry takes counts from, with their ETags, for
   // deleting a gone replica's board.
   std::map<std::string, std::string> UnusedBoards() const;
+  // Whether readers take `board`'s counts of capture `id` over its entry as
+  // cached (as written).
+  bool TakesFromBoard(const CountsBoard& board, const std::string& id) const;
 
   // Overlaid with the writer's board.
   std::optional<CatalogRecord> Get(const std::string& id) const;

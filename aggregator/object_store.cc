@@ -348,14 +348,8 @@ void ObjectStore::WriteBoard(const std::vector<HeldRef>& held, bool due_only) {
     std::set<std::string> pending;
     for (const auto& [c, seq] : board_taken_) pending.insert(c->id);
     for (auto it = board_.captures.begin(); it != board_.captures.end();) {
-      std::optional<CatalogRecord> stored;
-      if (!pending.count(it->first)) {
-        stored = catalog_->GetAsWritten(it->first);
-      }
-      CatalogEntry probe;
-      if (stored) probe = stored->entry;
       if (!pending.count(it->first) &&
-          (!stored || !OverlayBoard(board_, it->first, &probe))) {
+          !catalog_->TakesFromBoard(board_, it->first)) {
         it = board_.captures.erase(it);
       } else {
         ++it;
