@@ -11,19 +11,27 @@ void PoolQueue::Work() {
     std::function<void()> task;
     {
       absl::MutexLock lock(&mu);
-      ++idle;
-      mu.Await(absl::Condition(
-          +[](PoolQueue* q) ABSL_EXCLUSIVE_LOCKS_REQUIRED(q->mu) {
-            return q->stop || !q->tasks.empty();
-          },
-          this));
-      --idle;
+      while (!stop && tasks.empty()) {
+        ++idle;
+        wake.Wait(&mu);
+        --idle;
+      }
       if (tasks.empty()) return;  // stopping and drained
       task = std::move(tasks.front());
       tasks.pop_front();
     }
     task();
   }
+}
+
+void PoolQueue::Push(std::function<void()> task) {
+  tasks.push_back(std::move(task));
+  if (idle > 0) wake.Signal();
+}
+
+void PoolQueue::Stop() {
+  stop = true;
+  wake.SignalAll();
 }
 
 }  // namespace work_queue_internal
@@ -37,21 +45,21 @@ ThreadPool::ThreadPool(int threads) {
 ThreadPool::~ThreadPool() {
   {
     absl::MutexLock lock(&queue_.mu);
-    queue_.stop = true;
+    queue_.Stop();
   }
   for (auto& t : threads_) t.join();
 }
 
 void ThreadPool::Schedule(std::function<void()> task) {
   absl::MutexLock lock(&queue_.mu);
-  queue_.tasks.push_back(std::move(task));
+  queue_.Push(std::move(task));
 }
 
 ElasticPool::~ElasticPool() {
   std::vector<std::thread> threads;
   {
     absl::MutexLock lock(&queue_.mu);
-    queue_.stop = true;
+    queue_.Stop();
     threads.swap(threads_);
   }
   for (auto& t : threads) t.join();
@@ -59,7 +67,7 @@ ElasticPool::~ElasticPool() {
 
 void ElasticPool::Schedule(std::function<void()> task) {
   absl::MutexLock lock(&queue_.mu);
-  queue_.tasks.push_back(std::move(task));
+  queue_.Push(std::move(task));
   // Each idle thread takes one queued task; a task beyond them gets a thread
   // of its own while there may be more.
   if (queue_.tasks.size() > queue_.idle && threads_.size() < max_threads_) {

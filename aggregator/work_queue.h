@@ -26,7 +26,16 @@ struct PoolQueue {
   // Runs queued tasks until `stop` is set and the queue is drained.
   void Work();
 
+  // Puts a task on the queue and wakes a waiting thread, if any.
+  void Push(std::function<void()> task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Sets `stop` and wakes every waiting thread.
+  void Stop() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+
   absl::Mutex mu;
+  // Signalled once per task while threads wait: a condition variable, not
+  // Mutex::Await, whose condition every unlock of `mu` (each Post of every
+  // stream) would evaluate for each waiting thread.
+  absl::CondVar wake;
   std::deque<std::function<void()>> tasks ABSL_GUARDED_BY(mu);
   // Threads waiting in Work: whether ElasticPool needs another one.
   size_t idle ABSL_GUARDED_BY(mu) = 0;

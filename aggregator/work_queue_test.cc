@@ -1,6 +1,7 @@
 #include "aggregator/work_queue.h"
 
 #include <atomic>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -46,6 +47,25 @@ TEST(Strand, DifferentStrandsRunInParallel) {
   a_started.WaitForNotification();
   b->Post([&] { b_done.Notify(); });
   EXPECT_TRUE(b_done.WaitForNotificationWithTimeout(absl::Seconds(10)));
+}
+
+// Each task must wake a waiting thread by itself: no later Schedule comes
+// to run it. Posted from several threads at once, so the wake-ups overlap.
+TEST(ThreadPool, EveryTaskRunsWithoutAnotherToWakeTheWorkers) {
+  ThreadPool pool(8);
+  std::vector<std::thread> posters;
+  std::atomic<int> late{0};
+  for (int t = 0; t < 4; ++t) {
+    posters.emplace_back([&] {
+      for (int i = 0; i < 500; ++i) {
+        absl::Notification ran;
+        pool.Schedule([&] { ran.Notify(); });
+        if (!ran.WaitForNotificationWithTimeout(absl::Seconds(10))) ++late;
+      }
+    });
+  }
+  for (auto& t : posters) t.join();
+  EXPECT_EQ(late.load(), 0);
 }
 
 TEST(ElasticPool, BlockingTasksEachGetAThreadUpToTheLimit) {
