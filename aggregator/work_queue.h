@@ -32,9 +32,9 @@ struct PoolQueue {
   void Stop() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
   absl::Mutex mu;
-  // Signalled once per task while threads wait: a condition variable, not
-  // Mutex::Await, whose condition every unlock of `mu` (each Post of every
-  // stream) would evaluate for each waiting thread.
+  // Signalled once per task while threads wait. Not Mutex::Await: abseil
+  // evaluates a waiter's condition on unlocks of `mu`, so a worker taking
+  // the last task evaluated every other idle worker's, once per chunk.
   absl::CondVar wake;
   std::deque<std::function<void()>> tasks ABSL_GUARDED_BY(mu);
   // Threads waiting in Work: whether ElasticPool needs another one.
