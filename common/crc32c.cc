@@ -47,13 +47,6 @@ inline uint32_t LoadLe32(const unsigned char* p) {
 }
 
 #if defined(__x86_64__)
-// The CRC register (raw: not inverted) after `s` is followed by `n` zero
-// bytes, a byte at a time: for building the lane shift below.
-uint32_t RawZeros(uint32_t s, size_t n) {
-  for (size_t i = 0; i < n; ++i) s = kTables.t[0][s & 0xff] ^ (s >> 8);
-  return s;
-}
-
 // Bytes per lane of the three-lane loop. The crc32 instruction takes three
 // cycles and can start one every cycle, so one chain of them runs at a third
 // of the CPU's rate; three chains over three adjacent lanes run at all of
@@ -64,8 +57,8 @@ uint32_t RawZeros(uint32_t s, size_t n) {
 constexpr size_t kLane = 1024;
 
 struct LaneShift {
-  // t[k][v]: RawZeros(v << 8k, kLane); the shift is linear, so a register's
-  // is the XOR of its four bytes'.
+  // t[k][v]: the register v << 8k after kLane zero bytes; the shift is
+  // linear, so a register's is the XOR of its four bytes'.
   uint32_t t[4][256];
 
   uint32_t operator()(uint32_t s) const {
@@ -76,8 +69,13 @@ struct LaneShift {
 
 const LaneShift& Shift() {
   static const LaneShift* const shift = [] {
+    // Each bit of the register over kLane zeros, by the software loop:
+    // ExtendSoftware inverts the register before and after.
+    static const char kZeros[kLane] = {};
     uint32_t bit[32];
-    for (int i = 0; i < 32; ++i) bit[i] = RawZeros(uint32_t{1} << i, kLane);
+    for (int i = 0; i < 32; ++i) {
+      bit[i] = ~ExtendSoftware(~(uint32_t{1} << i), kZeros, kLane);
+    }
     auto* out = new LaneShift();
     for (int k = 0; k < 4; ++k) {
       for (uint32_t v = 0; v < 256; ++v) {
