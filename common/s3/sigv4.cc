@@ -50,6 +50,29 @@ std::string DateStamp(absl::Time time) {
   return absl::FormatTime("%Y%m%d", time, absl::UTCTimeZone());
 }
 
+// The signing key: four chained HMACs of the secret over the date, region,
+// service and "aws4_request". It changes once a day, so each thread keeps
+// the last one it derived: OpenSSL 3's one-shot HMAC() looks its algorithm
+// up on every call, and deriving the key for each request cost four of the
+// five HMACs a signature takes.
+const std::string& SigningKey(absl::string_view secret, absl::string_view date,
+                              absl::string_view region,
+                              absl::string_view service) {
+  struct Derived {
+    std::string secret, date, region, service, key;
+  };
+  thread_local Derived last;
+  if (last.key.empty() || last.secret != secret || last.date != date ||
+      last.region != region || last.service != service) {
+    std::string key = HmacSha256(absl::StrCat("AWS4", secret), date);
+    key = HmacSha256(key, region);
+    key = HmacSha256(key, service);
+    last = {std::string(secret), std::string(date), std::string(region),
+            std::string(service), HmacSha256(key, "aws4_request")};
+  }
+  return last.key;
+}
+
 }  // namespace
 
 std::string UriEncode(absl::string_view in, bool keep_slash) {
@@ -135,13 +158,9 @@ std::string SigV4Authorization(const SigV4Request& request, absl::Time time,
       absl::StrCat(date, "/", region, "/", service, "/aws4_request");
   std::string string_to_sign = absl::StrCat(
       kAlgorithm, "\n", AmzDate(time), "\n", scope, "\n", Sha256Hex(canonical));
-  std::string key =
-      HmacSha256(absl::StrCat("AWS4", credentials.secret_key), date);
-  key = HmacSha256(key, region);
-  key = HmacSha256(key, service);
-  key = HmacSha256(key, "aws4_request");
-  std::string signature =
-      absl::BytesToHexString(HmacSha256(key, string_to_sign));
+  std::string signature = absl::BytesToHexString(HmacSha256(
+      SigningKey(credentials.secret_key, date, region, service),
+      string_to_sign));
   return absl::StrCat(kAlgorithm, " Credential=", credentials.access_key, "/",
                       scope, ",SignedHeaders=", signed_headers,
                       ",Signature=", signature);

@@ -1,5 +1,12 @@
 #include "common/s3/sigv4.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <string>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace pc::s3 {
@@ -137,6 +144,68 @@ TEST(SigV4Test, HeaderValuesTrimmedAndRepeatedNamesJoined) {
             "GET\n/\n\nhost:h\nx-amz-meta-a:1,2\nx-amz-meta-b:two words\n\n"
             "host;x-amz-meta-a;x-amz-meta-b\nUNSIGNED-PAYLOAD");
   EXPECT_EQ(signed_headers, "host;x-amz-meta-a;x-amz-meta-b");
+}
+
+// SigV4's signature as its definition computes it, deriving the key anew.
+std::string Uncached(const SigV4Request& r, absl::Time time,
+                     const SigV4Credentials& c, const std::string& region,
+                     const std::string& service) {
+  auto hmac = [](const std::string& key, const std::string& data) {
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+         reinterpret_cast<const unsigned char*>(data.data()), data.size(), out,
+         &len);
+    return std::string(reinterpret_cast<const char*>(out), len);
+  };
+  const std::string date = AmzDate(time).substr(0, 8);
+  const std::string scope =
+      absl::StrCat(date, "/", region, "/", service, "/aws4_request");
+  std::string signed_headers;
+  const std::string to_sign =
+      absl::StrCat("AWS4-HMAC-SHA256\n", AmzDate(time), "\n", scope, "\n",
+                   Sha256Hex(CanonicalRequest(r, &signed_headers)));
+  const std::string key = hmac(
+      hmac(hmac(hmac("AWS4" + c.secret_key, date), region), service),
+      "aws4_request");
+  return absl::StrCat("AWS4-HMAC-SHA256 Credential=", c.access_key, "/",
+                      scope, ",SignedHeaders=", signed_headers, ",Signature=",
+                      absl::BytesToHexString(hmac(key, to_sign)));
+}
+
+// Each thread keeps its last signing key: a request of another day, secret,
+// region or service must get a key of its own, and the first one's key must
+// be right again after them.
+TEST(SigV4Test, EveryDateSecretRegionAndServiceGetsItsOwnKey) {
+  SigV4Request r;
+  r.method = "GET";
+  r.canonical_uri = "/test.txt";
+  r.payload_hash = kEmptySha256;
+  r.headers = {{"Host", kHost},
+               {"x-amz-content-sha256", kEmptySha256},
+               {"x-amz-date", "20130524T000000Z"}};
+  SigV4Credentials other_secret = ExampleCredentials();
+  other_secret.secret_key += "x";
+  const struct {
+    absl::Time time;
+    SigV4Credentials credentials;
+    std::string region, service;
+  } cases[] = {
+      {ExampleTime(), ExampleCredentials(), "us-east-1", "s3"},
+      {ExampleTime() + absl::Hours(24), ExampleCredentials(), "us-east-1",
+       "s3"},
+      {ExampleTime() + absl::Hours(24), other_secret, "us-east-1", "s3"},
+      {ExampleTime() + absl::Hours(24), other_secret, "eu-west-1", "s3"},
+      {ExampleTime() + absl::Hours(24), other_secret, "eu-west-1", "sts"},
+      {ExampleTime(), ExampleCredentials(), "us-east-1", "s3"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(absl::StrCat(AmzDate(c.time), " ", c.region, " ", c.service,
+                              " ", c.credentials.secret_key));
+    EXPECT_EQ(
+        SigV4Authorization(r, c.time, c.credentials, c.region, c.service),
+        Uncached(r, c.time, c.credentials, c.region, c.service));
+  }
 }
 
 TEST(SigV4Test, AmzDateIsUtc) {
