@@ -34,7 +34,9 @@
 //       welcome's max_chunk_bytes, then sent as one chunk) or the oldest
 //       waited batch_delay_ms; a ring file's end goes out at once.
 //       The node of stream i is NODE_PREFIX + i, or NODE_PREFIX
-//       itself when STREAMS is 1. A hello refused with RESOURCE_EXHAUSTED
+//       itself when STREAMS is 1. With TARGET on loopback, stream i connects
+//       from 127.1.0.1 + i, as agents of different nodes come from different
+//       addresses. A hello refused with RESOURCE_EXHAUSTED
 //       (too many streams waiting for their token check) is sent again on a
 //       new stream after a backoff like the agent's, only shorter: 50 ms
 //       doubling to at most 2 s, +-20 % jitter. KIB_PER_SEC = 0: as fast as
@@ -48,6 +50,10 @@
 //       DownloadCapture(ID, follow=true); for every record holding a
 //       udp_flood payload ("PCFLOOD1" + 8-byte big-endian sequence number)
 //       prints "seq <N> <CLOCK_MONOTONIC seconds>" as soon as it arrives.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,6 +75,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/crc32c.h"
+#include "grpcpp/create_channel_posix.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/packetcapture.grpc.pb.h"
 #include "testing/bench/null_peers.h"
@@ -176,6 +183,52 @@ struct IngestParams {
   Clock::time_point deadline;
 };
 
+// Stream `index`'s own source address (host order) when the target is on
+// loopback, else 0 (any). Agents connect from their nodes' addresses, and an
+// aggregator admits at most 8 hellos per address (and 32 in all) to wait for
+// their token checks: 100 streams from one address met the first limit,
+// which agents of 100 nodes never do.
+uint32_t SourceAddress(const std::string& target, int index) {
+  const std::string host = target.substr(0, target.rfind(':'));
+  in_addr a;
+  if (inet_pton(AF_INET, host.c_str(), &a) != 1 ||
+      (ntohl(a.s_addr) >> 24) != 127) {
+    return 0;
+  }
+  return 0x7f010001u + static_cast<uint32_t>(index);  // 127.1.0.1, ...
+}
+
+// A channel to `target`; from `source` (see SourceAddress) if not 0, over one
+// connection made here (nullptr if it could not be made). gRPC 1.51 has no
+// public way to bind a channel's own connections.
+std::shared_ptr<grpc::Channel> Connect(const std::string& target,
+                                       uint32_t source,
+                                       const grpc::ChannelArguments& args) {
+  if (source == 0) {
+    return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(),
+                                     args);
+  }
+  const size_t colon = target.rfind(':');
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(
+      std::strtoul(target.c_str() + colon + 1, nullptr, 10)));
+  inet_pton(AF_INET, target.substr(0, colon).c_str(), &to.sin_addr);
+  sockaddr_in from{};
+  from.sin_family = AF_INET;
+  from.sin_addr.s_addr = htonl(source);
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return nullptr;
+  const int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // as gRPC does
+  if (bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0 ||
+      connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+    close(fd);
+    return nullptr;
+  }
+  return grpc::CreateCustomInsecureChannelFromFd(target, fd, args);
+}
+
 // The agent's retry delays (node_agent/uplink.cc uses kube::Backoff), shorter:
 // a refused hello only waits for others' token checks.
 constexpr auto kFirstRetry = std::chrono::milliseconds(50);
@@ -185,9 +238,10 @@ void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // own connection
   args.SetMaxReceiveMessageSize(8 << 20);
-  auto channel = grpc::CreateCustomChannel(
-      p.target, grpc::InsecureChannelCredentials(), args);
-  auto stub = v1::IngestService::NewStub(channel);
+  const uint32_t source = SourceAddress(p.target, p.index);
+  std::shared_ptr<grpc::Channel> channel = Connect(p.target, source, args);
+  std::unique_ptr<v1::IngestService::Stub> stub;
+  if (channel != nullptr) stub = v1::IngestService::NewStub(channel);
   v1::AgentMessage hello;
   hello.mutable_hello()->set_node(p.node);
   hello.mutable_hello()->set_agent_instance("bench" + std::to_string(p.index));
@@ -215,22 +269,26 @@ void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
       stream;
   v1::AggregatorMessage in;
   for (;;) {
-    ctx = std::make_unique<grpc::ClientContext>();
-    stream = stub->Report(ctx.get());
+    bool got = false;
+    grpc::Status st(grpc::StatusCode::UNAVAILABLE, "could not connect");
     in.Clear();
-    // A stream refused at once may fail the write of the hello; the
-    // aggregator's error is read all the same.
-    stream->Write(hello);
-    const bool got = stream->Read(&in);
-    if (got && in.has_welcome()) break;
-    // Refused: the aggregator sent an error and ends the stream with its
-    // code. With a message read, cancel before Finish, as the agent's uplink
-    // does: after WritesDone, Finish sometimes never returned here although
-    // the server's trailers and RST_STREAM had arrived (gRPC 1.51, streams
-    // refused at once). Without one the stream is over and Finish has its
-    // status.
-    if (got) ctx->TryCancel();
-    const grpc::Status st = stream->Finish();
+    if (channel != nullptr) {
+      ctx = std::make_unique<grpc::ClientContext>();
+      stream = stub->Report(ctx.get());
+      // A stream refused at once may fail the write of the hello; the
+      // aggregator's error is read all the same.
+      stream->Write(hello);
+      got = stream->Read(&in);
+      if (got && in.has_welcome()) break;
+      // Refused: the aggregator sent an error and ends the stream with its
+      // code. With a message read, cancel before Finish, as the agent's
+      // uplink does: after WritesDone, Finish sometimes never returned here
+      // although the server's trailers and RST_STREAM had arrived (gRPC
+      // 1.51, streams refused at once). Without one the stream is over and
+      // Finish has its status.
+      if (got) ctx->TryCancel();
+      st = stream->Finish();
+    }
     const int code = in.has_error() ? in.error().code() : st.error_code();
     // Refused for now, or (with nothing read) not connected: an agent backs
     // off and tries again in both cases. 100 connects at once to one
@@ -241,6 +299,15 @@ void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
       ++r->retries;
       std::this_thread::sleep_for(delay * jitter(rng));
       delay = std::min<std::chrono::duration<double>>(delay * 2, kLongestRetry);
+      // Not connected: a connection made from a source address is not
+      // made again by gRPC.
+      if (!got && code == grpc::StatusCode::UNAVAILABLE) {
+        stream.reset();
+        ctx.reset();
+        stub.reset();
+        channel = Connect(p.target, source, args);
+        if (channel != nullptr) stub = v1::IngestService::NewStub(channel);
+      }
       continue;
     }
     r->error = in.has_error() ? in.error().message() : "no welcome";
