@@ -158,9 +158,9 @@ std::string SigV4Authorization(const SigV4Request& request, absl::Time time,
       absl::StrCat(date, "/", region, "/", service, "/aws4_request");
   std::string string_to_sign = absl::StrCat(
       kAlgorithm, "\n", AmzDate(time), "\n", scope, "\n", Sha256Hex(canonical));
-  std::string signature = absl::BytesToHexString(HmacSha256(
-      SigningKey(credentials.secret_key, date, region, service),
-      string_to_sign));
+  std::string signature = absl::BytesToHexString(
+      HmacSha256(SigningKey(credentials.secret_key, date, region, service),
+                 string_to_sign));
   return absl::StrCat(kAlgorithm, " Credential=", credentials.access_key, "/",
                       scope, ",SignedHeaders=", signed_headers,
                       ",Signature=", signature);

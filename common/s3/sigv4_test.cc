@@ -165,11 +165,11 @@ std::string Uncached(const SigV4Request& r, absl::Time time,
   const std::string to_sign =
       absl::StrCat("AWS4-HMAC-SHA256\n", AmzDate(time), "\n", scope, "\n",
                    Sha256Hex(CanonicalRequest(r, &signed_headers)));
-  const std::string key = hmac(
-      hmac(hmac(hmac("AWS4" + c.secret_key, date), region), service),
-      "aws4_request");
-  return absl::StrCat("AWS4-HMAC-SHA256 Credential=", c.access_key, "/",
-                      scope, ",SignedHeaders=", signed_headers, ",Signature=",
+  const std::string key =
+      hmac(hmac(hmac(hmac("AWS4" + c.secret_key, date), region), service),
+           "aws4_request");
+  return absl::StrCat("AWS4-HMAC-SHA256 Credential=", c.access_key, "/", scope,
+                      ",SignedHeaders=", signed_headers, ",Signature=",
                       absl::BytesToHexString(hmac(key, to_sign)));
 }
 
@@ -202,9 +202,8 @@ TEST(SigV4Test, EveryDateSecretRegionAndServiceGetsItsOwnKey) {
   for (const auto& c : cases) {
     SCOPED_TRACE(absl::StrCat(AmzDate(c.time), " ", c.region, " ", c.service,
                               " ", c.credentials.secret_key));
-    EXPECT_EQ(
-        SigV4Authorization(r, c.time, c.credentials, c.region, c.service),
-        Uncached(r, c.time, c.credentials, c.region, c.service));
+    EXPECT_EQ(SigV4Authorization(r, c.time, c.credentials, c.region, c.service),
+              Uncached(r, c.time, c.credentials, c.region, c.service));
   }
 }
 
