@@ -77,6 +77,9 @@ MANY_SECONDS = 20
 # At 100 KiB/s an agent's tailer finds little new data per pass, so its chunks
 # are small; 16 KiB chunks (~6 per second per stream) model that.
 MANY_CHUNK = 16384
+# The steady state (from the last welcome until the first stream is done) is reported
+# when it lasts at least this long.
+STEADY_MIN_SECONDS = 5
 # Figure 4 measures the aggregator and the null writer this many times each, alternating.
 PAIRS = int(os.environ.get("BENCH_PAIRS", "3"))
 SAMPLES = 50
@@ -157,7 +160,9 @@ class NullServer:
 def ingest(target, tokens, node, streams, mib, kibps=0, chunk=CHUNK, cpu_pid=None):
     """MB/s, acked bytes, capture ids and hellos refused and retried (RESOURCE_EXHAUSTED).
     With CPU_PID: also when the last stream was welcomed, that process's CPU seconds until then
-    from the start (sampled every 0.1 s), and the acks received."""
+    from the start (sampled every 0.1 s), the acks received, and its steady CPU rate (CPU
+    seconds a second from the last welcome until the first stream had all its bytes acked,
+    when every stream sends at its rate; None when that is under STEADY_MIN_SECONDS)."""
     proc = subprocess.Popen([f"{BIN}/ingest_bench", "ingest", target, tokens, node, str(streams),
                              str(mib), str(kibps), str(chunk), str(WINDOW)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -185,7 +190,17 @@ def ingest(target, tokens, node, streams, mib, kibps=0, chunk=CHUNK, cpu_pid=Non
     welcomed = float(stats["last_welcome"])
     hello_cpu = next((c for t, c in samples if t >= welcomed), samples[-1][1] if samples else 0.0)
     return (float(stats["mbps"]), int(stats["acked_bytes"]), ids, int(stats["retries"]),
-            welcomed, hello_cpu, int(stats["chunks"]))
+            welcomed, hello_cpu, int(stats["chunks"]),
+            steady_rate(samples, welcomed, float(stats["first_done"])))
+
+
+def steady_rate(samples, start, end):
+    """CPU seconds a second between the first sample at or after START and the last at or
+    before END ((seconds, cpu) samples); None for a window under STEADY_MIN_SECONDS."""
+    window = [(t, c) for t, c in samples if start <= t <= end]
+    if len(window) < 2 or window[-1][0] - window[0][0] < STEADY_MIN_SECONDS:
+        return None
+    return (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
 
 
 def download(target, cid):
@@ -422,11 +437,11 @@ def measure_many(target, tokens, pid):
     mib = max(1, (MANY_KIBPS * MANY_SECONDS + 1023) // 1024)
     c0 = cpu_seconds(pid)
     t0 = time.perf_counter()
-    _, acked, _, retries, welcomed, hello_cpu, acks = ingest(
+    _, acked, _, retries, welcomed, hello_cpu, acks, steady = ingest(
         target, tokens, "bench-many-", MANY, mib, MANY_KIBPS, MANY_CHUNK, cpu_pid=pid)
     return {"cpu": cpu_seconds(pid) - c0, "wall": time.perf_counter() - t0,
             "hwm": vm(pid, "VmHWM"), "acked": acked, "retries": retries,
-            "welcomed": welcomed, "hello_cpu": hello_cpu, "acks": acks}
+            "welcomed": welcomed, "hello_cpu": hello_cpu, "acks": acks, "steady": steady}
 
 
 def paired_runs(measure_server, measure_writer, pairs=PAIRS):
@@ -446,18 +461,29 @@ def paired_runs(measure_server, measure_writer, pairs=PAIRS):
 
 def print_pairs(name, servers, writers, peer="null writer"):
     """Prints each pair's CPU and ratios; returns the median ratio (whole run, and after the
-    last welcome)."""
-    ratios, after = [], []
+    last welcome) and the steady states' median ratio (None without one). The ratio of the steady states' CPU rates (every stream welcomed, none done)
+    is printed beside them: it leaves out each stream's hello and end, which a 20 s stream has
+    once and a day-long one too."""
+    ratios, after, steady = [], [], []
     for i, (a, w) in enumerate(zip(servers, writers)):
         ratios.append(a["cpu"] / max(w["cpu"], 0.01))
         after.append((a["cpu"] - a["hello_cpu"]) / max(w["cpu"] - w["hello_cpu"], 0.01))
+        rates = ""
+        if a["steady"] is not None and w["steady"] is not None:
+            steady.append(a["steady"] / max(w["steady"], 0.001))
+            rates = (f"; steady {a['steady']:.3f} against {w['steady']:.3f} CPU s a second, "
+                     f"{steady[-1]:.2f}")
         print(f"  pair {i + 1} ({name if i % 2 == 0 else peer} first): {name} CPU "
               f"{a['cpu']:5.2f} s over {a['wall']:4.1f} s (until the last welcome "
               f"{a['welcomed']:3.1f} s, CPU {a['hello_cpu']:4.2f} s; hellos retried "
               f"{a['retries']}), acked {a['acked']} B in {a['acks']} chunks; {peer} CPU "
               f"{w['cpu']:5.2f} s, acked {w['acked']} B in {w['acks']} chunks; ratio "
-              f"{ratios[-1]:.2f} ({after[-1]:.2f} after the last welcome)")
-    return statistics.median(ratios), statistics.median(after)
+              f"{ratios[-1]:.2f} ({after[-1]:.2f} after the last welcome{rates})")
+    steady_median = statistics.median(steady) if steady else None
+    if steady:
+        print(f"  steady state (from the last welcome until the first stream is done): median "
+              f"ratio {steady_median:.2f} over {len(steady)} pairs")
+    return statistics.median(ratios), statistics.median(after), steady_median
 
 
 def fig4(tokens, agg_pid):
@@ -483,7 +509,7 @@ def fig4(tokens, agg_pid):
           f"{mib} MiB each (~{MANY_SECONDS} s); the aggregator and the null writer (writes and "
           f"fdatasyncs every chunk, no index, no log, no token checks) {PAIRS} times each, "
           f"alternating")
-    ratio, after = print_pairs("aggregator", aggs, writers)
+    ratio, after, steady = print_pairs("aggregator", aggs, writers)
     a_cpu = statistics.median(a["cpu"] for a in aggs)
     w_cpu = statistics.median(w["cpu"] for w in writers)
     a_hwm = max(a["hwm"] for a in aggs)
@@ -496,6 +522,9 @@ def fig4(tokens, agg_pid):
     report("100 streams: CPU s (median)", f"{a_cpu:.2f}",
            f"{w_cpu:.2f} null writer (pairs' median ratio {ratio:.2f} x); {n['cpu']:.2f} null "
            f"server", "<= 1.3 x null writer", ratio <= 1.3)
+    if steady is not None:
+        report("100 streams, steady state: CPU/s ratio", f"{steady:.2f} x", "null writer",
+               "<= 1.3 x null writer", steady <= 1.3)
     report("100 streams: peak RSS MiB", f"{a_hwm:.1f}",
            f"{w_hwm:.1f} null writer; {n['hwm']:.1f} null server", "<= 200 MiB", a_hwm <= 200)
 

@@ -43,7 +43,9 @@
 //       acks allow.
 //       Prints acked bytes, MB/s (over the whole run, retries included),
 //       the refused or unconnected hellos ("retries", and the most of one
-//       stream) and when the last stream was welcomed.
+//       stream), when the last stream was welcomed and when the first one
+//       had all its bytes acked ("first_done"; -1 if none): between the two
+//       every stream sends at its rate, the steady state.
 //   ingest_bench download TARGET ID
 //       DownloadCapture(ID); prints bytes and MB/s.
 //   ingest_bench follow TARGET ID
@@ -168,6 +170,7 @@ struct StreamResult {
   uint64_t chunks = 0;
   int retries = 0;  // hellos refused with RESOURCE_EXHAUSTED, or not connected
   double welcomed_after = -1;  // seconds from the start of the run
+  double done_after = -1;      // when every byte was acked (same clock)
   std::string error;
   std::string capture_id;
 };
@@ -457,6 +460,9 @@ void RunAgent(const IngestParams& p, const std::string& ring, StreamResult* r) {
     std::unique_lock<std::mutex> lock(mu);
     cv.wait_until(lock, Clock::now() + std::chrono::seconds(30),
                   [&] { return inflight == 0 || reader_done; });
+    if (ok && inflight == 0 && r->error.empty()) {
+      r->done_after = Seconds(p.start, Clock::now());
+    }
   }
   stream->WritesDone();
   reader.join();
@@ -507,12 +513,16 @@ int Ingest(int argc, char** argv) {
   uint64_t acked = 0, chunks = 0;
   int failed = 0, retries = 0, max_retries = 0;
   double last_welcome = 0;
+  double first_done = -1;  // -1: no stream had all its bytes acked
   for (const auto& r : results) {
     acked += r.acked;
     chunks += r.chunks;
     retries += r.retries;
     max_retries = std::max(max_retries, r.retries);
     last_welcome = std::max(last_welcome, r.welcomed_after);
+    if (r.done_after >= 0 && (first_done < 0 || r.done_after < first_done)) {
+      first_done = r.done_after;
+    }
     if (!r.error.empty()) {
       ++failed;
       if (failed <= 3)
@@ -521,10 +531,10 @@ int Ingest(int argc, char** argv) {
   }
   std::printf(
       "acked_bytes %llu chunks %llu seconds %.3f mbps %.1f failed %d retries "
-      "%d max_retries %d last_welcome %.3f\n",
+      "%d max_retries %d last_welcome %.3f first_done %.3f\n",
       static_cast<unsigned long long>(acked),
       static_cast<unsigned long long>(chunks), secs, acked / secs / 1e6, failed,
-      retries, max_retries, last_welcome);
+      retries, max_retries, last_welcome, first_done);
   for (const auto& r : results)
     std::printf("capture %s\n", r.capture_id.c_str());
   return failed == 0 ? 0 : 1;
