@@ -461,9 +461,10 @@ def paired_runs(measure_server, measure_writer, pairs=PAIRS):
 
 def print_pairs(name, servers, writers, peer="null writer"):
     """Prints each pair's CPU and ratios; returns the median ratio (whole run, and after the
-    last welcome) and the steady states' median ratio (None without one). The ratio of the steady states' CPU rates (every stream welcomed, none done)
-    is printed beside them: it leaves out each stream's hello and end, which a 20 s stream has
-    once and a day-long one too."""
+    last welcome) and the steady states' median ratio (None without one). The ratio of the
+    steady states' CPU rates (every stream welcomed, none done) is printed beside them: it
+    leaves out each stream's hello and end, which a 20 s stream has once and a day-long one
+    too."""
     ratios, after, steady = [], [], []
     for i, (a, w) in enumerate(zip(servers, writers)):
         ratios.append(a["cpu"] / max(w["cpu"], 0.01))
